@@ -1,0 +1,20 @@
+//! `sansa-core`: the sans-IO heart of sansa, a pure-Rust Apache Kafka client.
+//!
+//! This crate contains no networking code, never reads a clock, spawns no
+//! thread, runs no async code and draws no global randomness. It turns bytes,
+//! time and commands given to it into bytes to send, timers and events; a
+//! runtime adapter (`sansa-tokio`, `sansa-smol`, `sansa-blocking`) or the
+//! deterministic simulator (`sansa-sim`) owns the sockets and the clock.
+//!
+//! What is here today:
+//! - [`protocol`]: every Kafka request and response at every version,
+//!   generated from Kafka's JSON message specs, with the wire primitives,
+//!   headers and typed error codes;
+//! - [`record`]: record batches (magic v2) built incrementally and read
+//!   lazily without copying, and legacy message sets (v0/v1) for reading;
+//! - [`compression`]: gzip, snappy, lz4 and zstd as Kafka frames them, with
+//!   bounded decompression.
+
+pub mod compression;
+pub mod protocol;
+pub mod record;
