@@ -18,7 +18,7 @@
 //! ```
 
 pub mod error;
-//ERRMOD
+pub mod error_code;
 pub mod header;
 pub mod messages;
 #[cfg(test)]
@@ -28,6 +28,7 @@ pub mod wire;
 use bytes::{Bytes, BytesMut};
 
 pub use error::{DecodeError, EncodeError};
+pub use error_code::ErrorCode;
 pub use header::{RequestHeader, ResponseHeader};
 pub use messages::{ApiKey, RequestBody, ResponseBody};
 pub use wire::Uuid;
