@@ -16,5 +16,9 @@
 //!   bounded decompression.
 
 pub mod compression;
+pub mod conn;
 pub mod protocol;
 pub mod record;
+pub mod time;
+
+pub use time::Timestamp;
