@@ -15,10 +15,12 @@
 //! - [`compression`]: gzip, snappy, lz4 and zstd as Kafka frames them, with
 //!   bounded decompression.
 
+pub mod cluster;
 pub mod compression;
 pub mod conn;
 pub mod protocol;
 pub mod record;
+pub mod rng;
 pub mod time;
 
 pub use time::Timestamp;
