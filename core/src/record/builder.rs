@@ -1,0 +1,683 @@
+//! The batch builder: records appended into one buffer, sealed into a magic
+//! v2 batch.
+//!
+//! The buffer starts with 61 bytes reserved for the header; each append
+//! encodes one record after it (`DefaultRecord.writeTo`): no per-record
+//! allocation, only the buffer's own growth. Sealing compresses the records
+//! section (the header stays plain, as in `MemoryRecordsBuilder`), fills
+//! the header and computes the CRC. The builder is then empty and ready for
+//! the next batch; when the batch was compressed it keeps its buffer.
+//!
+//! Fields the producer only knows when it sends (producer id and epoch,
+//! base sequence, and for a broker the base offset and leader epoch) are
+//! given at seal time, and a [`SealedBatch`] can be re-stamped: after an
+//! epoch bump (KIP-360) an idempotent producer resends the same records with
+//! a new epoch and sequence. Re-stamping rewrites the header in place and
+//! recombines the CRC from the stored CRC of the records section, so it
+//! costs the same for a 16 KiB batch as for a 16 MiB one.
+
+use bytes::{Bytes, BytesMut};
+
+use super::crc::{crc32c, crc32c_combine};
+use super::layout::*;
+use super::records::{Header, HeaderRef};
+use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
+use super::{
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    RECORD_BATCH_OVERHEAD,
+};
+use crate::compression::{compress, Compression, CompressionError};
+
+/// How [`BatchBuilder`] estimates the compressed size from the uncompressed
+/// one, after the estimated ratio: Java's
+/// `MemoryRecordsBuilder.COMPRESSION_RATE_ESTIMATION_FACTOR`.
+const COMPRESSION_RATE_ESTIMATION_FACTOR: f32 = 1.05;
+
+/// Most bytes a builder reserves up front, whatever `max_bytes` says.
+const MAX_INITIAL_CAPACITY: usize = 1024 * 1024;
+
+/// What a record header must offer to be written: a key (UTF-8 by Kafka's
+/// contract) and a nullable value. Implemented for the reader's [`Header`]
+/// and [`HeaderRef`] and for `(key, Option<value>)` pairs, so a producer can
+/// pass the headers it already holds without building a new list.
+pub trait AsHeader {
+    /// The header key.
+    fn header_key(&self) -> &[u8];
+    /// The header value, `None` for null.
+    fn header_value(&self) -> Option<&[u8]>;
+}
+
+impl AsHeader for Header {
+    fn header_key(&self) -> &[u8] {
+        &self.key
+    }
+    fn header_value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+}
+
+impl AsHeader for HeaderRef<'_> {
+    fn header_key(&self) -> &[u8] {
+        self.key
+    }
+    fn header_value(&self) -> Option<&[u8]> {
+        self.value
+    }
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> AsHeader for (K, Option<V>) {
+    fn header_key(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+    fn header_value(&self) -> Option<&[u8]> {
+        self.1.as_ref().map(AsRef::as_ref)
+    }
+}
+
+impl<T: AsHeader + ?Sized> AsHeader for &T {
+    fn header_key(&self) -> &[u8] {
+        (**self).header_key()
+    }
+    fn header_value(&self) -> Option<&[u8]> {
+        (**self).header_value()
+    }
+}
+
+/// An empty header list with a type, for records without headers.
+pub const NO_HEADERS: &[Header] = &[];
+
+/// What a batch is, fixed when its builder is made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchOptions {
+    /// Codec for the records section. Default: none.
+    pub compression: Compression,
+    /// Sets the transactional attribute (KIP-98). Default: false.
+    pub transactional: bool,
+    /// Sets the control attribute: the records are transaction markers.
+    /// Default: false.
+    pub control: bool,
+    /// Writes the base timestamp as this delete horizon and sets the
+    /// delete-horizon attribute (KIP-534; a broker's log cleaner writes
+    /// these, a client never does). Default: none.
+    pub delete_horizon_ms: Option<i64>,
+    /// The sealed size [`BatchBuilder::try_append`] keeps the batch under,
+    /// estimated before compression (the producer's `batch.size`). The
+    /// first record is always accepted, however large. Default: 16384, as
+    /// Kafka's `batch.size`.
+    pub max_bytes: usize,
+    /// Expected compressed/uncompressed size ratio used for that estimate
+    /// (Kafka adapts it per topic with `CompressionRatioEstimator`; feed back
+    /// [`SealedBatch::compression_ratio`] to do the same). Default: 1.0.
+    pub compression_ratio_estimate: f32,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            compression: Compression::None,
+            transactional: false,
+            control: false,
+            delete_horizon_ms: None,
+            max_bytes: 16384,
+            compression_ratio_estimate: 1.0,
+        }
+    }
+}
+
+/// The idempotence fields of a batch header (KIP-98), stamped at seal time
+/// and re-stampable on a [`SealedBatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProducerStamp {
+    /// Producer id, or [`NO_PRODUCER_ID`](super::NO_PRODUCER_ID).
+    pub producer_id: i64,
+    /// Producer epoch, or [`NO_PRODUCER_EPOCH`](super::NO_PRODUCER_EPOCH).
+    pub producer_epoch: i16,
+    /// Sequence of the first record, or [`NO_SEQUENCE`](super::NO_SEQUENCE).
+    pub base_sequence: i32,
+}
+
+impl Default for ProducerStamp {
+    /// A non-idempotent producer: every field "none" (-1).
+    fn default() -> Self {
+        ProducerStamp {
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+        }
+    }
+}
+
+/// The header fields set when a batch is sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchStamp {
+    /// Base offset: 0 from a producer (the broker assigns offsets).
+    pub base_offset: i64,
+    /// Partition leader epoch: -1 from a producer (the broker stamps it).
+    pub partition_leader_epoch: i32,
+    /// Producer id, epoch and base sequence.
+    pub producer: ProducerStamp,
+    /// When set, the batch is a `LogAppendTime` batch with this max
+    /// timestamp (what a broker writes for topics configured so); when
+    /// unset, a `CreateTime` batch whose max timestamp is the largest
+    /// record timestamp.
+    pub log_append_time: Option<i64>,
+}
+
+impl Default for BatchStamp {
+    fn default() -> Self {
+        BatchStamp {
+            base_offset: 0,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer: ProducerStamp::default(),
+            log_append_time: None,
+        }
+    }
+}
+
+/// Why a record was not appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The batch is full: seal it and append the record to a new batch.
+    #[error("the batch is full")]
+    Full,
+    /// The record cannot be encoded in any batch: a key, value, header or
+    /// the whole record is longer than `i32::MAX` bytes, or there are more
+    /// than `i32::MAX` headers.
+    #[error("record of about {size} bytes cannot be encoded")]
+    RecordTooLarge {
+        /// Encoded size the record would have had (saturated).
+        size: usize,
+    },
+}
+
+/// Why a batch could not be sealed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A batch needs at least one record (Kafka writes nothing for an empty
+    /// builder).
+    #[error("cannot seal an empty batch")]
+    Empty,
+    /// The codec failed.
+    #[error("compressing the batch failed: {0}")]
+    Compression(#[from] CompressionError),
+    /// The compressed batch is longer than `i32::MAX` bytes.
+    #[error("sealed batch of {0} bytes exceeds the format's limit")]
+    TooLarge(usize),
+}
+
+/// Builds one magic v2 record batch at a time; see the module docs.
+///
+/// ```
+/// use sansa_core::record::{BatchBuilder, BatchOptions, BatchStamp, Batches};
+///
+/// let mut b = BatchBuilder::new(BatchOptions::default());
+/// b.try_append(1_700_000_000_000, Some(b"k"), Some(b"v"), &[("h", Some("x"))])
+///     .unwrap();
+/// let sealed = b.seal(&BatchStamp::default()).unwrap();
+/// let batch = Batches::new(sealed.to_bytes()).next().unwrap().unwrap();
+/// batch.verify_crc().unwrap();
+/// let record = batch.records().unwrap().next().unwrap().unwrap();
+/// assert_eq!(record.value.as_deref(), Some(&b"v"[..]));
+/// ```
+#[derive(Debug)]
+pub struct BatchBuilder {
+    opts: BatchOptions,
+    /// Header placeholder, then the uncompressed records.
+    buf: Vec<u8>,
+    count: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl BatchBuilder {
+    /// An empty builder; reserves up to `max_bytes` (at most 1 MiB).
+    pub fn new(opts: BatchOptions) -> BatchBuilder {
+        BatchBuilder::with_buffer(opts, Vec::new())
+    }
+
+    /// An empty builder that writes into `buf` (cleared), to reuse an
+    /// allocation.
+    pub fn with_buffer(opts: BatchOptions, mut buf: Vec<u8>) -> BatchBuilder {
+        buf.clear();
+        buf.reserve(RECORD_BATCH_OVERHEAD + opts.max_bytes.min(MAX_INITIAL_CAPACITY));
+        buf.resize(RECORD_BATCH_OVERHEAD, 0);
+        BatchBuilder {
+            opts,
+            buf,
+            count: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+        }
+    }
+
+    /// The options the builder was made with.
+    pub fn options(&self) -> &BatchOptions {
+        &self.opts
+    }
+
+    /// Replaces the compression-ratio estimate (see
+    /// [`BatchOptions::compression_ratio_estimate`]).
+    pub fn set_compression_ratio_estimate(&mut self, ratio: f32) {
+        self.opts.compression_ratio_estimate = ratio;
+    }
+
+    /// Records appended since the last seal.
+    pub fn record_count(&self) -> i32 {
+        self.count
+    }
+
+    /// Whether no record was appended since the last seal.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of the records appended so far, before compression.
+    pub fn uncompressed_records_len(&self) -> usize {
+        self.buf.len() - RECORD_BATCH_OVERHEAD
+    }
+
+    /// The sealed size as Kafka estimates it: the header plus the records,
+    /// scaled by the compression-ratio estimate (and a 5% margin) when a
+    /// codec is set.
+    pub fn estimated_size(&self) -> usize {
+        let records = self.uncompressed_records_len();
+        let scaled = if self.opts.compression == Compression::None {
+            records
+        } else {
+            let r = records as f64
+                * self.opts.compression_ratio_estimate as f64
+                * COMPRESSION_RATE_ESTIMATION_FACTOR as f64;
+            r as usize
+        };
+        RECORD_BATCH_OVERHEAD + scaled
+    }
+
+    /// Encoded size the record would take if appended next, or `None` if it
+    /// cannot be encoded at all.
+    pub fn record_size<H: AsHeader>(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+    ) -> Option<usize> {
+        let body = body_len(
+            self.count,
+            self.timestamp_delta(timestamp),
+            key,
+            value,
+            headers,
+        )?;
+        Some(varint_len(body as i32) + body)
+    }
+
+    /// Whether [`try_append`](Self::try_append) would accept the record now:
+    /// always for the first record of a batch (like Kafka), otherwise if the
+    /// estimated sealed size plus the record's uncompressed size (a
+    /// conservative bound: the new record's compression is not counted)
+    /// stays within `max_bytes`.
+    pub fn would_fit<H: AsHeader>(
+        &self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+    ) -> bool {
+        match self.record_size(timestamp, key, value, headers) {
+            None => false,
+            Some(_) if self.count == 0 => true,
+            Some(size) => self.estimated_size().saturating_add(size) <= self.opts.max_bytes,
+        }
+    }
+
+    /// Appends a record if [`would_fit`](Self::would_fit) says so.
+    /// `timestamp` is the record's create time in milliseconds, chosen by
+    /// the caller (the core reads no clock).
+    pub fn try_append<H: AsHeader>(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+    ) -> Result<(), AppendError> {
+        self.append_inner(timestamp, key, value, headers, true)
+    }
+
+    /// Appends a record whatever `max_bytes` says (still refusing what the
+    /// format cannot encode).
+    pub fn append<H: AsHeader>(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+    ) -> Result<(), AppendError> {
+        self.append_inner(timestamp, key, value, headers, false)
+    }
+
+    #[inline]
+    fn timestamp_delta(&self, timestamp: i64) -> i64 {
+        let base = if self.count == 0 {
+            self.opts.delete_horizon_ms.unwrap_or(timestamp)
+        } else {
+            self.base_timestamp
+        };
+        // Java subtracts without checking; wrapping keeps the round trip
+        // exact for any pair of timestamps.
+        timestamp.wrapping_sub(base)
+    }
+
+    #[inline]
+    fn append_inner<H: AsHeader>(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[H],
+        check_size: bool,
+    ) -> Result<(), AppendError> {
+        if self.count == i32::MAX {
+            // The offset delta is an int32.
+            return Err(AppendError::Full);
+        }
+        let ts_delta = self.timestamp_delta(timestamp);
+        let Some(body) = body_len(self.count, ts_delta, key, value, headers) else {
+            return Err(AppendError::RecordTooLarge { size: usize::MAX });
+        };
+        let size = varint_len(body as i32) + body;
+        let new_len = self.buf.len().saturating_add(size);
+        // The batch length field (int32) counts everything after itself.
+        if new_len - super::LOG_OVERHEAD > i32::MAX as usize {
+            return Err(if self.count == 0 {
+                AppendError::RecordTooLarge { size }
+            } else {
+                AppendError::Full
+            });
+        }
+        if check_size
+            && self.count > 0
+            && self.estimated_size().saturating_add(size) > self.opts.max_bytes
+        {
+            return Err(AppendError::Full);
+        }
+
+        let buf = &mut self.buf;
+        buf.reserve(size);
+        put_varint(buf, body as i32);
+        buf.push(0); // attributes: none defined for records
+        put_varlong(buf, ts_delta);
+        put_varint(buf, self.count);
+        put_bytes(buf, key);
+        put_bytes(buf, value);
+        put_varint(buf, headers.len() as i32);
+        for h in headers {
+            let k = h.header_key();
+            put_varint(buf, k.len() as i32);
+            buf.extend_from_slice(k);
+            put_bytes(buf, h.header_value());
+        }
+        debug_assert_eq!(buf.len(), new_len);
+
+        if self.count == 0 {
+            self.base_timestamp = timestamp.wrapping_sub(ts_delta);
+            self.max_timestamp = timestamp;
+        } else if timestamp > self.max_timestamp {
+            self.max_timestamp = timestamp;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Seals the records appended so far into a batch stamped with `stamp`,
+    /// and empties the builder for the next batch.
+    pub fn seal(&mut self, stamp: &BatchStamp) -> Result<SealedBatch, BuildError> {
+        if self.count == 0 {
+            return Err(BuildError::Empty);
+        }
+        let uncompressed_records_len = self.uncompressed_records_len();
+        let mut out = if self.opts.compression == Compression::None {
+            let capacity = self.buf.capacity();
+            std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
+        } else {
+            let mut out =
+                Vec::with_capacity(RECORD_BATCH_OVERHEAD + uncompressed_records_len / 2 + 64);
+            out.resize(RECORD_BATCH_OVERHEAD, 0);
+            compress(
+                self.opts.compression,
+                &self.buf[RECORD_BATCH_OVERHEAD..],
+                &mut out,
+            )?;
+            self.buf.truncate(RECORD_BATCH_OVERHEAD);
+            out
+        };
+        if out.len() - super::LOG_OVERHEAD > i32::MAX as usize {
+            self.reset();
+            return Err(BuildError::TooLarge(out.len()));
+        }
+
+        let mut attributes = self.opts.compression.id() as u16 & COMPRESSION_MASK;
+        if self.opts.transactional {
+            attributes |= TRANSACTIONAL_FLAG;
+        }
+        if self.opts.control {
+            attributes |= CONTROL_FLAG;
+        }
+        if self.opts.delete_horizon_ms.is_some() {
+            attributes |= DELETE_HORIZON_FLAG;
+        }
+        let max_timestamp = match stamp.log_append_time {
+            Some(t) => {
+                attributes |= TIMESTAMP_TYPE_FLAG;
+                t
+            }
+            None => self.max_timestamp,
+        };
+
+        let h = &mut out[..RECORD_BATCH_OVERHEAD];
+        put_i64(h, BASE_OFFSET, stamp.base_offset);
+        put_i32(h, PARTITION_LEADER_EPOCH, stamp.partition_leader_epoch);
+        h[MAGIC] = 2;
+        h[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        put_i32(h, LAST_OFFSET_DELTA, self.count - 1);
+        put_i64(h, BASE_TIMESTAMP, self.base_timestamp);
+        put_i64(h, MAX_TIMESTAMP, max_timestamp);
+        put_i32(h, RECORD_COUNT, self.count);
+        let total = out.len();
+        put_i32(&mut out, LENGTH, (total - super::LOG_OVERHEAD) as i32);
+        let records_crc = crc32c(&out[RECORD_BATCH_OVERHEAD..]);
+
+        let mut sealed = SealedBatch {
+            bytes: Bytes::new(),
+            records_crc,
+            uncompressed_records_len,
+            record_count: self.count,
+        };
+        write_producer(&mut out, &stamp.producer);
+        write_crc(&mut out, records_crc);
+        sealed.bytes = Bytes::from(out);
+        self.reset();
+        Ok(sealed)
+    }
+
+    /// Drops the records appended since the last seal.
+    pub fn reset(&mut self) {
+        self.buf.truncate(RECORD_BATCH_OVERHEAD);
+        self.buf.resize(RECORD_BATCH_OVERHEAD, 0);
+        self.count = 0;
+        self.base_timestamp = 0;
+        self.max_timestamp = 0;
+    }
+}
+
+/// Encoded size of a record body (everything after its length varint), or
+/// `None` when a part exceeds what the format's int32 lengths allow.
+#[inline(always)]
+fn body_len<H: AsHeader>(
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[H],
+) -> Option<usize> {
+    let mut n = 1 + varint_len(offset_delta) + varlong_len(timestamp_delta);
+    n += bytes_len(key)?;
+    n += bytes_len(value)?;
+    let count = i32::try_from(headers.len()).ok()?;
+    n += varint_len(count);
+    for h in headers {
+        let k = h.header_key().len();
+        n += varint_len(i32::try_from(k).ok()?) + k;
+        n += bytes_len(h.header_value())?;
+    }
+    (n <= i32::MAX as usize).then_some(n)
+}
+
+#[inline(always)]
+fn bytes_len(b: Option<&[u8]>) -> Option<usize> {
+    match b {
+        None => Some(1), // varint -1
+        Some(b) => Some(varint_len(i32::try_from(b.len()).ok()?) + b.len()),
+    }
+}
+
+#[inline(always)]
+fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => buf.push(0x01), // zigzag(-1)
+        Some(b) => {
+            put_varint(buf, b.len() as i32);
+            buf.extend_from_slice(b);
+        }
+    }
+}
+
+fn put_i64(b: &mut [u8], at: usize, v: i64) {
+    b[at..at + 8].copy_from_slice(&v.to_be_bytes());
+}
+
+fn put_i32(b: &mut [u8], at: usize, v: i32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+fn write_producer(b: &mut [u8], p: &ProducerStamp) {
+    put_i64(b, PRODUCER_ID, p.producer_id);
+    b[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&p.producer_epoch.to_be_bytes());
+    put_i32(b, BASE_SEQUENCE, p.base_sequence);
+}
+
+/// CRC of attributes..end = CRC of the 40 header bytes from the attributes
+/// on, combined with the stored CRC of the records section.
+fn write_crc(b: &mut [u8], records_crc: u32) {
+    let records_len = b.len() - RECORD_BATCH_OVERHEAD;
+    let crc = crc32c_combine(
+        crc32c(&b[ATTRIBUTES..RECORD_BATCH_OVERHEAD]),
+        records_crc,
+        records_len,
+    );
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// A sealed magic v2 batch, ready to put in a Produce request.
+///
+/// Its bytes are a [`Bytes`]: [`SealedBatch::to_bytes`] is a reference
+/// count, so each send attempt shares one buffer. Re-stamping edits that
+/// buffer in place when no request still holds it, and copies it otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedBatch {
+    bytes: Bytes,
+    records_crc: u32,
+    uncompressed_records_len: usize,
+    record_count: i32,
+}
+
+impl SealedBatch {
+    /// The batch bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The batch bytes, shared (a reference count, no copy).
+    pub fn to_bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
+    /// The batch bytes, consuming the batch.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Size of the sealed batch in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a sealed batch holds at least its header.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Records in the batch.
+    pub fn record_count(&self) -> i32 {
+        self.record_count
+    }
+
+    /// Compressed records section size over its uncompressed size (1.0 when
+    /// uncompressed), to feed back into the builder's estimate.
+    pub fn compression_ratio(&self) -> f32 {
+        let compressed = self.bytes.len() - RECORD_BATCH_OVERHEAD;
+        if self.uncompressed_records_len == 0 {
+            return 1.0;
+        }
+        compressed as f32 / self.uncompressed_records_len as f32
+    }
+
+    /// The producer fields currently stamped.
+    pub fn producer(&self) -> ProducerStamp {
+        let b = &self.bytes;
+        ProducerStamp {
+            producer_id: super::be_i64(b, PRODUCER_ID),
+            producer_epoch: super::be_i16(b, PRODUCER_EPOCH),
+            base_sequence: super::be_i32(b, BASE_SEQUENCE),
+        }
+    }
+
+    /// The stored CRC-32C.
+    pub fn crc(&self) -> u32 {
+        super::be_u32(&self.bytes, CRC)
+    }
+
+    /// Rewrites producer id, epoch and base sequence and the CRC, without
+    /// touching (or reading) the records: how a batch is resent after an
+    /// epoch bump (KIP-360) or a sequence reset.
+    pub fn restamp(&mut self, producer: &ProducerStamp) {
+        let records_crc = self.records_crc;
+        self.edit(|b| {
+            write_producer(b, producer);
+            write_crc(b, records_crc);
+        });
+    }
+
+    /// Sets the base offset (outside the CRC, so nothing else changes): a
+    /// broker assigning offsets.
+    pub fn set_base_offset(&mut self, base_offset: i64) {
+        self.edit(|b| put_i64(b, BASE_OFFSET, base_offset));
+    }
+
+    /// Sets the partition leader epoch (outside the CRC).
+    pub fn set_partition_leader_epoch(&mut self, epoch: i32) {
+        self.edit(|b| put_i32(b, PARTITION_LEADER_EPOCH, epoch));
+    }
+
+    fn edit(&mut self, f: impl FnOnce(&mut [u8])) {
+        let bytes = std::mem::take(&mut self.bytes);
+        let mut m = match bytes.try_into_mut() {
+            Ok(m) => m,
+            // A request still holds the old bytes: leave them intact.
+            Err(shared) => BytesMut::from(&shared[..]),
+        };
+        f(&mut m);
+        self.bytes = m.freeze();
+    }
+}
