@@ -16,5 +16,6 @@
 //!   bounded decompression.
 
 pub mod compression;
+pub mod producer;
 pub mod protocol;
 pub mod record;
