@@ -18,6 +18,7 @@
 pub mod cluster;
 pub mod compression;
 pub mod conn;
+pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod rng;
