@@ -15,6 +15,7 @@
 //! - [`compression`]: gzip, snappy, lz4 and zstd as Kafka frames them, with
 //!   bounded decompression.
 
+pub mod client;
 pub mod cluster;
 pub mod compression;
 pub mod conn;
@@ -24,4 +25,5 @@ pub mod record;
 pub mod rng;
 pub mod time;
 
+pub use client::{Client, Config, Event, Input, Output};
 pub use time::Timestamp;

@@ -1,0 +1,89 @@
+//! What goes into the client and what comes out of it.
+//!
+//! The driver contract (str0m's "mutate, then drain"): after every input or
+//! command, call [`Client::poll_output`](super::Client::poll_output) until it
+//! returns `None`, then sleep until
+//! [`Client::poll_timeout`](super::Client::poll_timeout) or the next input.
+
+use bytes::Bytes;
+
+use crate::producer::{ProduceError, ProduceId, Record, RecordMeta};
+
+/// A connection the core asked the driver to open. Chosen by the core,
+/// never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// Something that happened outside the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// The transport of `ConnId` is open.
+    Connected(ConnId),
+    /// Opening `ConnId` failed; the reason is for logs.
+    ConnectFailed(ConnId, String),
+    /// Bytes arrived on `ConnId`.
+    Received(ConnId, Bytes),
+    /// `ConnId` was closed by the peer or failed; the reason is for logs.
+    Closed(ConnId, String),
+    /// The deadline from `poll_timeout` passed.
+    Timeout,
+}
+
+/// Something the driver must do, or tell the application.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Open a TCP connection to `addr` (`host:port`) and report
+    /// `Connected` or `ConnectFailed` for `conn`.
+    Connect {
+        /// The id to report back with.
+        conn: ConnId,
+        /// Where to connect.
+        addr: String,
+    },
+    /// Write these bytes, in order, on `conn`.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// What to write.
+        data: Bytes,
+    },
+    /// Close `conn`; report nothing more for it.
+    Close(ConnId),
+    /// Tell the application.
+    Event(Event),
+}
+
+/// Something the application should hear about.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A record waiting for buffer space (produced with
+    /// [`WhenFull::Wait`](crate::producer::WhenFull)) is now buffered.
+    Buffered(ProduceId),
+    /// A record is durably written (per the configured acks).
+    Delivered {
+        /// Which produce.
+        id: ProduceId,
+        /// Where it landed.
+        meta: RecordMeta,
+    },
+    /// A record will never be written; it is handed back.
+    ProduceFailed {
+        /// Which produce.
+        id: ProduceId,
+        /// The record, so the application can retry or log it.
+        record: Box<Record>,
+        /// Why.
+        error: ProduceError,
+    },
+    /// Everything produced before the flush with this id is done.
+    Flushed(u64),
+}

@@ -1,0 +1,663 @@
+//! The client: one value that holds every connection, the metadata cache
+//! and the producer, and that a driver feeds with time, bytes and commands.
+//!
+//! ```text
+//! loop {
+//!     while let Some(out) = client.poll_output(now) { /* connect, write, close, deliver */ }
+//!     wait for a socket, a command, or client.poll_timeout();
+//!     client.handle_input(now, input);   // or a command: produce, flush, ...
+//! }
+//! ```
+//!
+//! The client owns connections by [`ConnId`], one per broker, opened on
+//! demand (the seed brokers until metadata names the real ones) and closed
+//! when idle. A connection that fails hands its requests back: metadata and
+//! producer-id requests are retried after a backoff; produce requests go
+//! back to the producer marked ambiguous if their bytes had left, which
+//! decides what may be retried or failed.
+
+pub mod config;
+pub mod io;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::cluster::{Metadata, NodeId, RefreshSchedule};
+use crate::conn::{ConnError, Connection, RequestToken, Response};
+use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record, WhenFull};
+use crate::protocol::{ApiKey, ResponseBody};
+use crate::rng::SeededRng;
+use crate::time::Timestamp;
+
+pub use config::{Acks, Config, ConfigBuilder, ConfigError};
+pub use io::{ConnId, Event, Input, Output};
+
+/// Largest produce request built, well under brokers' default
+/// `socket.request.max.bytes` of 100 MiB.
+const MAX_PRODUCE_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug)]
+enum Pending {
+    Metadata,
+    InitProducerId,
+    Produce(ProduceInFlight),
+}
+
+#[derive(Debug)]
+struct Slot {
+    addr: String,
+    node: Option<NodeId>,
+    conn: Connection,
+    last_active: Timestamp,
+}
+
+/// Reconnect backoff per address.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    attempts: u32,
+    until: Timestamp,
+}
+
+/// How a produce call behaves; see [`Client::produce_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceOptions {
+    /// Fail or wait when the buffer is full.
+    pub when_full: WhenFull,
+    /// Send without lingering (`produce_sync`).
+    pub urgent: bool,
+}
+
+/// The sans-IO Kafka client.
+#[derive(Debug)]
+pub struct Client {
+    config: Config,
+    now: Timestamp,
+    rng: SeededRng,
+    slots: BTreeMap<ConnId, Slot>,
+    by_node: BTreeMap<NodeId, ConnId>,
+    seed_conn: Option<ConnId>,
+    next_seed: usize,
+    next_conn: u64,
+    backoff: BTreeMap<String, Backoff>,
+    metadata: Metadata,
+    refresh: RefreshSchedule,
+    metadata_in_flight: bool,
+    metadata_retry_at: Option<Timestamp>,
+    metadata_failures: u32,
+    producer: Producer,
+    pending: BTreeMap<RequestToken, Pending>,
+    next_token: u64,
+    outputs: VecDeque<Output>,
+    closed: bool,
+}
+
+impl Client {
+    /// A client that has not connected anywhere yet; the first
+    /// `poll_output` asks for a connection when there is work.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Client {
+            rng: SeededRng::new(config.seed),
+            refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age),
+            producer: Producer::new(&config),
+            config,
+            now: Timestamp::ZERO,
+            slots: BTreeMap::new(),
+            by_node: BTreeMap::new(),
+            seed_conn: None,
+            next_seed: 0,
+            next_conn: 0,
+            backoff: BTreeMap::new(),
+            metadata: Metadata::new(),
+            metadata_in_flight: false,
+            metadata_retry_at: None,
+            metadata_failures: 0,
+            pending: BTreeMap::new(),
+            next_token: 0,
+            outputs: VecDeque::new(),
+            closed: false,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The metadata cache.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Commands
+    // ------------------------------------------------------------------
+
+    /// Buffers a record, waiting for space if the buffer is full (the
+    /// record is taken at once; [`Event::Buffered`] says when it got
+    /// space). `wall_ms` is the wall clock in ms since the Unix epoch, the
+    /// record's timestamp unless it has one.
+    pub fn produce(
+        &mut self,
+        now: Timestamp,
+        record: Record,
+        wall_ms: i64,
+    ) -> Result<ProduceId, ProduceError> {
+        self.produce_with(
+            now,
+            record,
+            wall_ms,
+            ProduceOptions {
+                when_full: WhenFull::Wait,
+                urgent: false,
+            },
+        )
+    }
+
+    /// Buffers a record, failing at once with
+    /// [`ProduceError::BufferFull`] if the buffer is full.
+    pub fn try_produce(
+        &mut self,
+        now: Timestamp,
+        record: Record,
+        wall_ms: i64,
+    ) -> Result<ProduceId, ProduceError> {
+        self.produce_with(
+            now,
+            record,
+            wall_ms,
+            ProduceOptions {
+                when_full: WhenFull::Fail,
+                urgent: false,
+            },
+        )
+    }
+
+    /// Buffers a record with explicit options.
+    pub fn produce_with(
+        &mut self,
+        now: Timestamp,
+        record: Record,
+        wall_ms: i64,
+        options: ProduceOptions,
+    ) -> Result<ProduceId, ProduceError> {
+        self.tick(now);
+        if self.closed {
+            return Err(ProduceError::Closed);
+        }
+        let id = self
+            .producer
+            .produce(now, record, wall_ms, options.when_full, options.urgent)?;
+        if self.producer.wants_metadata() {
+            self.refresh.trigger();
+        }
+        Ok(id)
+    }
+
+    /// Sends everything buffered without waiting for linger;
+    /// [`Event::Flushed`] with the returned id follows when every record
+    /// produced before the call is delivered or failed.
+    pub fn flush(&mut self, now: Timestamp) -> u64 {
+        self.tick(now);
+        self.producer.flush()
+    }
+
+    /// Cancels a record; see [`Producer::cancel`].
+    pub fn cancel(&mut self, now: Timestamp, id: ProduceId) {
+        self.tick(now);
+        self.producer.cancel(now, id);
+    }
+
+    /// Records buffered and not yet delivered or failed.
+    pub fn buffered_records(&self) -> usize {
+        self.producer.buffered_records()
+    }
+
+    /// Whether nothing is buffered or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.producer.is_idle()
+    }
+
+    /// Closes the client: every record not yet delivered fails with
+    /// [`ProduceError::Closed`] and every connection closes. Flush first
+    /// to deliver what is buffered.
+    pub fn close(&mut self, now: Timestamp) {
+        self.tick(now);
+        self.closed = true;
+        self.producer.fail_all(ProduceError::Closed);
+        let ids: Vec<ConnId> = self.slots.keys().copied().collect();
+        for id in ids {
+            self.drop_conn(now, id, "client closed", true);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Inputs
+    // ------------------------------------------------------------------
+
+    /// Feeds what happened outside.
+    pub fn handle_input(&mut self, now: Timestamp, input: Input) {
+        self.tick(now);
+        match input {
+            Input::Connected(id) => {
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    return;
+                };
+                slot.last_active = now;
+                self.backoff.remove(&slot.addr);
+                if let Err(e) = slot.conn.on_connected(now) {
+                    self.conn_failed(now, id, &e);
+                }
+            }
+            Input::ConnectFailed(id, reason) => {
+                tracing::debug!(conn = %id, %reason, "connect failed");
+                self.drop_conn(now, id, &reason, false);
+            }
+            Input::Received(id, data) => {
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    return;
+                };
+                slot.last_active = now;
+                let result = slot.conn.handle_bytes(now, &data);
+                let mut responses = Vec::new();
+                while let Some(r) = slot.conn.poll_response() {
+                    responses.push(r);
+                }
+                for r in responses {
+                    self.on_response(now, r);
+                }
+                if let Err(e) = result {
+                    self.conn_failed(now, id, &e);
+                }
+            }
+            Input::Closed(id, reason) => {
+                tracing::debug!(conn = %id, %reason, "connection closed");
+                self.drop_conn(now, id, &reason, false);
+            }
+            Input::Timeout => self.handle_timeout(now),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        let ids: Vec<ConnId> = self.slots.keys().copied().collect();
+        for id in ids {
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = slot.conn.handle_timeout(now) {
+                self.conn_failed(now, id, &e);
+                continue;
+            }
+            // Idle close: nothing in flight for conn_idle_timeout.
+            if slot.conn.in_flight() == 0
+                && now >= slot.last_active + self.config.conn_idle_timeout
+                && slot.conn.is_ready()
+            {
+                tracing::debug!(conn = %id, "closing idle connection");
+                self.drop_conn(now, id, "idle", true);
+            }
+        }
+        self.producer.handle_timeout(now);
+    }
+
+    fn conn_failed(&mut self, now: Timestamp, id: ConnId, e: &ConnError) {
+        tracing::warn!(conn = %id, error = %e, "connection failed");
+        self.drop_conn(now, id, &e.to_string(), true);
+    }
+
+    /// Forgets a connection, handing its requests back to their owners.
+    fn drop_conn(&mut self, now: Timestamp, id: ConnId, reason: &str, tell_driver: bool) {
+        let Some(mut slot) = self.slots.remove(&id) else {
+            return;
+        };
+        if let Some(node) = slot.node {
+            if self.by_node.get(&node) == Some(&id) {
+                self.by_node.remove(&node);
+            }
+        }
+        if self.seed_conn == Some(id) {
+            self.seed_conn = None;
+        }
+        let failed_early = !slot.conn.is_ready();
+        if failed_early && !self.closed {
+            let entry = self.backoff.entry(slot.addr.clone()).or_insert(Backoff {
+                attempts: 0,
+                until: now,
+            });
+            entry.attempts += 1;
+            entry.until = now
+                + self
+                    .config
+                    .retry_backoff
+                    .delay(entry.attempts, &mut self.rng);
+        }
+        let mut stale = false;
+        for orphan in slot.conn.close() {
+            match self.pending.remove(&orphan.token) {
+                Some(Pending::Metadata) => self.metadata_failed(now),
+                Some(Pending::InitProducerId) => self.producer.on_producer_id(now, None),
+                Some(Pending::Produce(inflight)) => {
+                    stale = true;
+                    self.producer.on_lost(now, inflight, orphan.written);
+                }
+                None => {}
+            }
+        }
+        if stale {
+            self.refresh.trigger();
+        }
+        tracing::trace!(conn = %id, reason, "dropped");
+        if tell_driver {
+            self.outputs.push_back(Output::Close(id));
+        }
+    }
+
+    fn metadata_failed(&mut self, now: Timestamp) {
+        self.metadata_in_flight = false;
+        self.metadata_failures += 1;
+        self.metadata_retry_at = Some(
+            now + self
+                .config
+                .retry_backoff
+                .delay(self.metadata_failures, &mut self.rng),
+        );
+        self.refresh.trigger();
+    }
+
+    fn on_response(&mut self, now: Timestamp, r: Response) {
+        let Some(pending) = self.pending.remove(&r.token) else {
+            return;
+        };
+        match (pending, r.body) {
+            (Pending::Metadata, ResponseBody::Metadata(resp)) => {
+                self.metadata_in_flight = false;
+                if resp.brokers.is_empty() {
+                    self.metadata_failed(now);
+                    return;
+                }
+                self.metadata_failures = 0;
+                self.metadata_retry_at = None;
+                let changes = self.metadata.apply(now, &resp);
+                // Connections to brokers that changed address are replaced
+                // lazily: the node map points at the newest address.
+                self.producer.on_metadata(now, &self.metadata, &changes);
+                if !changes.failed.is_empty() && self.producer.wants_metadata() {
+                    self.refresh.trigger();
+                }
+            }
+            (Pending::InitProducerId, ResponseBody::InitProducerId(resp)) => {
+                self.producer.on_producer_id(now, Some(&resp));
+            }
+            (Pending::Produce(inflight), ResponseBody::Produce(resp)) => {
+                if self.producer.on_response(now, inflight, &resp) {
+                    self.refresh.trigger();
+                }
+            }
+            (p, body) => {
+                tracing::error!(pending = ?p, api = ?body.api_key(), "response of the wrong kind");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Outputs
+    // ------------------------------------------------------------------
+
+    /// The next thing to do. Call after every input and command until it
+    /// returns `None`.
+    #[must_use = "outputs must be carried out; drain until None"]
+    pub fn poll_output(&mut self, now: Timestamp) -> Option<Output> {
+        self.tick(now);
+        if let Some(o) = self.outputs.pop_front() {
+            return Some(o);
+        }
+        self.drive(now);
+        self.outputs.pop_front()
+    }
+
+    /// When to call `handle_input(now, Input::Timeout)` at the latest.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let now = self.now;
+        let mut t: Option<Timestamp> = None;
+        let mut min = |x: Timestamp| t = Some(t.map_or(x, |t| t.min(x)));
+        for slot in self.slots.values() {
+            if let Some(d) = slot.conn.poll_timeout() {
+                min(d);
+            }
+            if slot.conn.in_flight() == 0 && slot.conn.is_ready() {
+                min(slot.last_active + self.config.conn_idle_timeout);
+            }
+        }
+        if let Some(p) = self.producer.poll_timeout(now) {
+            min(p);
+        }
+        if self.producer.topics().next().is_some() && !self.metadata_in_flight {
+            let due = self.refresh.due_at();
+            min(self.metadata_retry_at.map_or(due, |r| r.max(due)));
+        }
+        for b in self.backoff.values() {
+            if b.until > now {
+                min(b.until);
+            }
+        }
+        t
+    }
+
+    fn token(&mut self) -> RequestToken {
+        self.next_token += 1;
+        RequestToken(self.next_token)
+    }
+
+    /// Does whatever is due: metadata, producer ids, produce requests;
+    /// then collects bytes to write and events.
+    fn drive(&mut self, now: Timestamp) {
+        if !self.closed {
+            self.drive_metadata(now);
+            self.drive_producer_id(now);
+            self.drive_produce(now);
+        }
+        for (&id, slot) in &mut self.slots {
+            while let Some(data) = slot.conn.poll_transmit() {
+                slot.last_active = now;
+                self.outputs.push_back(Output::Transmit { conn: id, data });
+            }
+        }
+        while let Some(e) = self.producer.poll_event() {
+            self.outputs.push_back(Output::Event(e));
+        }
+    }
+
+    fn drive_metadata(&mut self, now: Timestamp) {
+        let wanted = self.producer.topics().next().is_some();
+        if !wanted || self.metadata_in_flight || !self.refresh.is_due(now) {
+            return;
+        }
+        if self.metadata_retry_at.is_some_and(|t| t > now) {
+            return;
+        }
+        let Some(id) = self.any_ready_conn(now) else {
+            return;
+        };
+        let topics: Vec<String> = self.producer.topics().cloned().collect();
+        let req = Metadata::request(Some(&topics), self.config.allow_auto_topic_creation);
+        let token = self.token();
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        let sent = slot
+            .conn
+            .version_for(ApiKey::Metadata, None)
+            // v4+ can say "do not create"; below it the field must stay
+            // at its default (true), which brokers then ignore.
+            .and_then(|v| {
+                let mut req = req;
+                if v < 4 {
+                    req.allow_auto_topic_creation = true;
+                }
+                slot.conn.send(now, &req, v, token, true)
+            });
+        match sent {
+            Ok(_) => {
+                self.pending.insert(token, Pending::Metadata);
+                self.metadata_in_flight = true;
+                self.refresh.started(now);
+            }
+            Err(e) => self.conn_failed(now, id, &e),
+        }
+    }
+
+    fn drive_producer_id(&mut self, now: Timestamp) {
+        let Some(id) = self.any_ready_conn(now) else {
+            return;
+        };
+        let Some(mut req) = self.producer.producer_id_request(now) else {
+            return;
+        };
+        let token = self.token();
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        let sent = slot
+            .conn
+            .version_for(ApiKey::InitProducerId, None)
+            .and_then(|v| {
+                if v < 3 {
+                    // No epoch bumps before v3 (KIP-360): ask for a new id.
+                    req.producer_id = -1;
+                    req.producer_epoch = -1;
+                }
+                slot.conn.send(now, &req, v, token, true)
+            });
+        match sent {
+            Ok(_) => {
+                self.pending.insert(token, Pending::InitProducerId);
+            }
+            Err(e) => {
+                self.producer.on_producer_id(now, None);
+                self.conn_failed(now, id, &e);
+            }
+        }
+    }
+
+    fn drive_produce(&mut self, now: Timestamp) {
+        let brokers = self.producer.ready_brokers(now, &self.metadata);
+        for broker in brokers {
+            let Some(id) = self.conn_to(now, broker) else {
+                continue;
+            };
+            loop {
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    break;
+                };
+                if !slot.conn.is_ready() {
+                    break;
+                }
+                let version = match slot.conn.version_for(ApiKey::Produce, None) {
+                    // sansa writes record batches v2 only: Produce v3+.
+                    Ok(v) if v >= 3 => v,
+                    Ok(_) | Err(_) => {
+                        tracing::error!(broker = broker.0, "broker does not speak Produce v3+");
+                        break;
+                    }
+                };
+                let Some((req, inflight)) =
+                    self.producer
+                        .drain(now, broker, &self.metadata, MAX_PRODUCE_REQUEST_BYTES)
+                else {
+                    break;
+                };
+                self.next_token += 1;
+                let token = RequestToken(self.next_token);
+                let acks0 = req.acks == 0;
+                match slot.conn.send(now, &req, version, token, !acks0) {
+                    Ok(_) if acks0 => self.producer.on_sent_without_ack(inflight),
+                    Ok(_) => {
+                        self.pending.insert(token, Pending::Produce(inflight));
+                    }
+                    Err(e) => {
+                        self.producer.on_lost(now, inflight, false);
+                        self.conn_failed(now, id, &e);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A ready connection to any broker, opening one (to a known broker,
+    /// else a seed) if none is.
+    fn any_ready_conn(&mut self, now: Timestamp) -> Option<ConnId> {
+        if let Some((&id, _)) = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.conn.is_ready())
+            .min_by_key(|(_, s)| s.conn.in_flight())
+        {
+            return Some(id);
+        }
+        if self.slots.values().any(|s| !s.conn.is_closed()) {
+            return None; // one is opening
+        }
+        let nodes: Vec<NodeId> = self.metadata.brokers().map(|b| b.node).collect();
+        for node in nodes {
+            if self.conn_to(now, node).is_some() {
+                return None;
+            }
+        }
+        self.open_seed(now);
+        None
+    }
+
+    fn open_seed(&mut self, now: Timestamp) {
+        if self.seed_conn.is_some() || self.config.seed_brokers.is_empty() {
+            return;
+        }
+        let n = self.config.seed_brokers.len();
+        for _ in 0..n {
+            let addr = self.config.seed_brokers[self.next_seed % n].clone();
+            self.next_seed += 1;
+            if self.backoff.get(&addr).is_some_and(|b| b.until > now) {
+                continue;
+            }
+            let id = self.open(now, addr, None);
+            self.seed_conn = Some(id);
+            return;
+        }
+    }
+
+    /// The connection to `node`, opened if needed; `None` while backing off
+    /// or if the node is unknown.
+    fn conn_to(&mut self, now: Timestamp, node: NodeId) -> Option<ConnId> {
+        if let Some(&id) = self.by_node.get(&node) {
+            return Some(id);
+        }
+        let addr = self.metadata.broker(node)?.address();
+        if self.backoff.get(&addr).is_some_and(|b| b.until > now) {
+            return None;
+        }
+        let id = self.open(now, addr, Some(node));
+        self.by_node.insert(node, id);
+        Some(id)
+    }
+
+    fn open(&mut self, now: Timestamp, addr: String, node: Option<NodeId>) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.slots.insert(
+            id,
+            Slot {
+                addr: addr.clone(),
+                node,
+                conn: Connection::new(self.config.conn.clone()),
+                last_active: now,
+            },
+        );
+        self.outputs.push_back(Output::Connect { conn: id, addr });
+        id
+    }
+}

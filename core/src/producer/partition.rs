@@ -1,0 +1,585 @@
+//! One partition's buffer: a queue of batches, the idempotent sequence, and
+//! the rules for when a record may be sent, retried or failed.
+//!
+//! The rules (franz-go's, see `semantics.md`):
+//! - A batch is sealed and given its base sequence the first time it is
+//!   sent, and then frozen: a retry resends the same bytes with the same
+//!   sequence, so the broker can drop a duplicate.
+//! - At most `max_in_flight` batches of a partition are in flight, and only
+//!   one until the partition's first success (the broker must learn the
+//!   producer's sequence before it can order pipelined batches).
+//! - After an error, nothing new is sent until every batch in flight is
+//!   back; then sending restarts from the first unacknowledged batch.
+//! - A batch may be failed (timeout, retry limit, cancellation) only when it
+//!   has no request outstanding and has never had an ambiguous outcome (a
+//!   request that timed out or a connection lost after the write): the
+//!   broker might have it, and failing it could leave the sequence with a
+//!   hole or report as failed a record that was written.
+//! - Failing a batch fails every batch behind it in the partition, so a
+//!   partition never has a gap in its order.
+
+use std::collections::VecDeque;
+
+use crate::protocol::ErrorCode;
+use crate::record::{BatchBuilder, BatchOptions, BatchStamp, ProducerStamp, SealedBatch};
+use crate::time::Timestamp;
+
+use super::record::{ProduceError, ProduceId, Record, RecordMeta};
+
+/// A buffered record with what the producer needs to answer for it.
+#[derive(Debug)]
+pub(crate) struct PendingRecord {
+    pub(crate) id: ProduceId,
+    pub(crate) record: Record,
+    pub(crate) timestamp: i64,
+}
+
+/// Where a batch stands.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Unique within the partition, to match responses.
+    pub(crate) id: u64,
+    builder: Option<BatchBuilder>,
+    pub(crate) sealed: Option<SealedBatch>,
+    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) first_sent_at: Option<Timestamp>,
+    /// Base sequence, assigned at first send (or after an epoch reset).
+    pub(crate) sequence: Option<i32>,
+    pub(crate) attempts: u32,
+    pub(crate) in_flight: bool,
+    pub(crate) ambiguous: bool,
+    pub(crate) last_error: Option<ErrorCode>,
+    pub(crate) cancelled: bool,
+    /// Send without waiting for linger (`produce_sync`, flush).
+    pub(crate) urgent: bool,
+    pub(crate) user_bytes: usize,
+}
+
+impl Batch {
+    pub(crate) fn record_count(&self) -> i32 {
+        self.records.len() as i32
+    }
+}
+
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0
+/// (`DefaultRecordBatch.incrementSequence`).
+pub(crate) fn increment_sequence(seq: i32, by: i32) -> i32 {
+    if seq > i32::MAX - by {
+        by - (i32::MAX - seq) - 1
+    } else {
+        seq + by
+    }
+}
+
+/// A batch failed; what to tell the records.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) error: ProduceError,
+}
+
+/// One partition's buffer.
+#[derive(Debug)]
+pub(crate) struct PartitionBuffer {
+    pub(crate) partition: i32,
+    pub(crate) batches: VecDeque<Batch>,
+    next_batch_id: u64,
+    /// Sequence for the next batch sent for the first time.
+    pub(crate) next_sequence: i32,
+    pub(crate) in_flight: usize,
+    /// The broker the batches in flight went to: a partition is never in
+    /// flight to two brokers at once (a leader move waits for them).
+    pub(crate) sending_to: Option<crate::cluster::NodeId>,
+    pub(crate) ever_succeeded: bool,
+    /// An error came back: wait for all in flight, then resend from the
+    /// front at `retry_at`.
+    rewinding: bool,
+    pub(crate) retry_at: Option<Timestamp>,
+    pub(crate) retry_attempts: u32,
+    /// An earlier batch failed; batches still in flight behind it fail
+    /// when they come back.
+    failing: Option<ProduceError>,
+    /// Highest offset acknowledged, for KIP-360's truncation test.
+    pub(crate) last_acked_offset: i64,
+    pub(crate) buffered_records: usize,
+    pub(crate) buffered_bytes: usize,
+}
+
+impl PartitionBuffer {
+    pub(crate) fn new(partition: i32) -> Self {
+        PartitionBuffer {
+            partition,
+            batches: VecDeque::new(),
+            next_batch_id: 0,
+            next_sequence: 0,
+            in_flight: 0,
+            sending_to: None,
+            ever_succeeded: false,
+            rewinding: false,
+            retry_at: None,
+            retry_attempts: 0,
+            failing: None,
+            last_acked_offset: -1,
+            buffered_records: 0,
+            buffered_bytes: 0,
+        }
+    }
+
+    /// Whether appending a record now would open a new batch.
+    pub(crate) fn would_start_batch(&self, timestamp: i64, record: &Record) -> bool {
+        match self.batches.back().and_then(|b| b.builder.as_ref()) {
+            None => true,
+            Some(b) => !b.would_fit(
+                timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &record.headers,
+            ),
+        }
+    }
+
+    /// Appends a record, opening a batch when the last one is full or sent.
+    pub(crate) fn append(
+        &mut self,
+        now: Timestamp,
+        pending: PendingRecord,
+        options: &BatchOptions,
+        urgent: bool,
+    ) -> Result<(), (PendingRecord, ProduceError)> {
+        let size = pending.record.user_size();
+        let r = &pending.record;
+        let fits_last = match self.batches.back_mut().and_then(|b| b.builder.as_mut()) {
+            Some(b) => b
+                .try_append(
+                    pending.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                )
+                .is_ok(),
+            None => false,
+        };
+        if !fits_last {
+            let mut builder = BatchBuilder::new(*options);
+            if let Err(e) = builder.try_append(
+                pending.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.headers,
+            ) {
+                let size = match e {
+                    crate::record::AppendError::RecordTooLarge { size } => size,
+                    _ => size,
+                };
+                return Err((
+                    pending,
+                    ProduceError::RecordTooLarge {
+                        size,
+                        max: options.max_bytes,
+                    },
+                ));
+            }
+            if builder.estimated_size() > options.max_bytes {
+                let size = builder.estimated_size();
+                return Err((
+                    pending,
+                    ProduceError::RecordTooLarge {
+                        size,
+                        max: options.max_bytes,
+                    },
+                ));
+            }
+            let id = self.next_batch_id;
+            self.next_batch_id += 1;
+            self.batches.push_back(Batch {
+                id,
+                builder: Some(builder),
+                sealed: None,
+                records: Vec::new(),
+                created_at: now,
+                first_sent_at: None,
+                sequence: None,
+                attempts: 0,
+                in_flight: false,
+                ambiguous: false,
+                last_error: None,
+                cancelled: false,
+                urgent: false,
+                user_bytes: 0,
+            });
+        }
+        let Some(batch) = self.batches.back_mut() else {
+            return Err((pending, ProduceError::Closed));
+        };
+        batch.urgent |= urgent;
+        batch.user_bytes += size;
+        batch.records.push(pending);
+        self.buffered_records += 1;
+        self.buffered_bytes += size;
+        Ok(())
+    }
+
+    /// Index of the next batch to send, if sending is allowed now.
+    fn next_to_send(&self, now: Timestamp, max_in_flight: usize) -> Option<usize> {
+        if self.rewinding || self.failing.is_some() {
+            return None;
+        }
+        if self.retry_at.is_some_and(|t| t > now) {
+            return None;
+        }
+        let limit = if self.ever_succeeded {
+            max_in_flight
+        } else {
+            1
+        };
+        if self.in_flight >= limit {
+            return None;
+        }
+        // Batches go out in order and come back in order, so every batch
+        // before the first one not in flight is in flight.
+        self.batches.iter().position(|b| !b.in_flight)
+    }
+
+    /// Whether the next unsent batch may go now: full, lingered enough,
+    /// urgent, or flushing.
+    pub(crate) fn ready_at(
+        &self,
+        now: Timestamp,
+        linger: std::time::Duration,
+        flushing: bool,
+        manual: bool,
+        max_in_flight: usize,
+    ) -> Option<Timestamp> {
+        let idx = self.next_to_send(now, max_in_flight)?;
+        let b = &self.batches[idx];
+        // A batch already sent once is resent as soon as allowed.
+        if b.sealed.is_some() || flushing || b.urgent || idx + 1 < self.batches.len() {
+            return Some(now);
+        }
+        if manual {
+            return None;
+        }
+        Some(b.created_at + linger)
+    }
+
+    /// Takes the next batch to send, sealing it on its first send; returns
+    /// its id and bytes.
+    pub(crate) fn take_for_send(
+        &mut self,
+        now: Timestamp,
+        producer: Option<(i64, i16)>,
+        max_in_flight: usize,
+    ) -> Result<Option<(u64, bytes::Bytes)>, Failed> {
+        let Some(idx) = self.next_to_send(now, max_in_flight) else {
+            return Ok(None);
+        };
+        let next_sequence = self.next_sequence;
+        let b = &mut self.batches[idx];
+        let mut assigned = None;
+        let stamp = match producer {
+            Some((pid, epoch)) => {
+                let seq = match b.sequence {
+                    Some(s) => s,
+                    None => {
+                        assigned = Some(increment_sequence(next_sequence, b.record_count()));
+                        next_sequence
+                    }
+                };
+                b.sequence = Some(seq);
+                ProducerStamp {
+                    producer_id: pid,
+                    producer_epoch: epoch,
+                    base_sequence: seq,
+                }
+            }
+            None => ProducerStamp::default(),
+        };
+        match (&mut b.sealed, b.builder.as_mut()) {
+            (Some(sealed), _) => {
+                if sealed.producer() != stamp {
+                    sealed.restamp(&stamp);
+                }
+            }
+            (None, Some(builder)) => {
+                let sealed = builder.seal(&BatchStamp {
+                    producer: stamp,
+                    ..Default::default()
+                });
+                match sealed {
+                    Ok(s) => {
+                        b.sealed = Some(s);
+                        b.builder = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "sealing a batch failed");
+                        let failed =
+                            self.fail_from(idx, ProduceError::Broker(ErrorCode::CorruptMessage));
+                        return Err(failed);
+                    }
+                }
+            }
+            (None, None) => return Ok(None),
+        }
+        if let Some(next) = assigned {
+            self.next_sequence = next;
+        }
+        self.retry_at = None;
+        let b = &mut self.batches[idx];
+        b.in_flight = true;
+        b.attempts += 1;
+        b.first_sent_at.get_or_insert(now);
+        self.in_flight += 1;
+        let bytes = b.sealed.as_ref().map(|s| s.to_bytes()).unwrap_or_default();
+        Ok(Some((b.id, bytes)))
+    }
+
+    fn position(&self, batch_id: u64) -> Option<usize> {
+        self.batches.iter().position(|b| b.id == batch_id)
+    }
+
+    /// The broker wrote the batch at `base_offset`.
+    pub(crate) fn on_success(
+        &mut self,
+        batch_id: u64,
+        base_offset: i64,
+        log_append_time: i64,
+        topic: &str,
+    ) -> Vec<(ProduceId, Result<RecordMeta, ProduceError>, Record)> {
+        let Some(idx) = self.position(batch_id) else {
+            return Vec::new();
+        };
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.ever_succeeded = true;
+        self.retry_attempts = 0;
+        let Some(b) = self.batches.remove(idx) else {
+            return Vec::new();
+        };
+        self.buffered_records -= b.records.len();
+        self.buffered_bytes -= b.user_bytes;
+        if base_offset >= 0 {
+            self.last_acked_offset = self
+                .last_acked_offset
+                .max(base_offset + i64::from(b.record_count()) - 1);
+        }
+        let mut out = Vec::with_capacity(b.records.len());
+        for (i, p) in b.records.into_iter().enumerate() {
+            let meta = RecordMeta {
+                topic: topic.to_string(),
+                partition: self.partition,
+                offset: if base_offset >= 0 {
+                    base_offset + i as i64
+                } else {
+                    -1
+                },
+                timestamp: if log_append_time >= 0 {
+                    log_append_time
+                } else {
+                    p.timestamp
+                },
+            };
+            out.push((p.id, Ok(meta), p.record));
+        }
+        self.after_response();
+        out
+    }
+
+    /// A definitive, retriable error for the batch: retry after backoff.
+    /// If an earlier batch already failed, this one fails with it.
+    pub(crate) fn on_retriable(&mut self, batch_id: u64, error: ErrorCode) -> Option<Failed> {
+        let idx = self.position(batch_id)?;
+        let b = &mut self.batches[idx];
+        if b.in_flight {
+            b.in_flight = false;
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        b.last_error = Some(error);
+        self.rewinding = true;
+        let failed = self.fail_behind_failure(idx);
+        self.after_response();
+        failed
+    }
+
+    /// The request carrying the batch has an unknown outcome. If an earlier
+    /// batch already failed definitively, the broker refused this one too
+    /// (its sequence could not follow), so it fails with it.
+    pub(crate) fn on_ambiguous(&mut self, batch_id: u64) -> Option<Failed> {
+        let idx = self.position(batch_id)?;
+        let b = &mut self.batches[idx];
+        if b.in_flight {
+            b.in_flight = false;
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        b.ambiguous = true;
+        self.rewinding = true;
+        let failed = self.fail_behind_failure(idx);
+        self.after_response();
+        failed
+    }
+
+    fn fail_behind_failure(&mut self, idx: usize) -> Option<Failed> {
+        let error = self.failing.clone()?;
+        let b = self.batches.remove(idx)?;
+        self.buffered_records -= b.records.len();
+        self.buffered_bytes -= b.user_bytes;
+        Some(Failed {
+            records: b.records,
+            error,
+        })
+    }
+
+    /// A definitive error that retrying cannot fix: fail this batch and
+    /// everything behind it.
+    pub(crate) fn on_fatal(&mut self, batch_id: u64, error: ProduceError) -> Failed {
+        let Some(idx) = self.position(batch_id) else {
+            return Failed {
+                records: Vec::new(),
+                error,
+            };
+        };
+        let b = &mut self.batches[idx];
+        if b.in_flight {
+            b.in_flight = false;
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+        // The broker refused it: its sequence numbers were not used.
+        if let Some(seq) = b.sequence {
+            self.next_sequence = seq;
+        }
+        let failed = self.fail_from(idx, error);
+        self.after_response();
+        failed
+    }
+
+    /// Fails batches from `idx` on that are safe to fail; in-flight ones
+    /// fail when they come back.
+    fn fail_from(&mut self, idx: usize, error: ProduceError) -> Failed {
+        let mut records = Vec::new();
+        let mut i = idx;
+        while i < self.batches.len() {
+            if self.batches[i].in_flight {
+                self.failing = Some(ProduceError::EarlierBatchFailed(Box::new(error.clone())));
+                i += 1;
+                continue;
+            }
+            let Some(b) = self.batches.remove(i) else {
+                break;
+            };
+            self.buffered_records -= b.records.len();
+            self.buffered_bytes -= b.user_bytes;
+            records.extend(b.records);
+        }
+        Failed { records, error }
+    }
+
+    fn after_response(&mut self) {
+        if self.in_flight == 0 && self.failing.take().is_some() {
+            // Everything behind the failure came back: start over from the
+            // failed batch's sequence, with no retry pending.
+            self.rewinding = false;
+        }
+    }
+
+    /// When every batch in flight is back after an error, the rewind is
+    /// done: the caller schedules the retry.
+    pub(crate) fn finish_rewind(&mut self) -> bool {
+        if self.rewinding && self.in_flight == 0 {
+            self.rewinding = false;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Schedules the retry after a rewind.
+    pub(crate) fn schedule_retry(&mut self, at: Timestamp) {
+        self.retry_attempts += 1;
+        self.retry_at = Some(at);
+    }
+
+    /// Fails the front batches that hit a limit (retries, delivery timeout,
+    /// cancellation), where the safe-abort rule allows.
+    pub(crate) fn expire(
+        &mut self,
+        now: Timestamp,
+        retries: Option<u32>,
+        delivery_timeout: Option<std::time::Duration>,
+    ) -> Option<Failed> {
+        let idx = self.batches.iter().position(|b| {
+            let over_retries = retries.is_some_and(|r| b.attempts > r) && b.last_error.is_some();
+            let timed_out = delivery_timeout
+                .zip(b.first_sent_at)
+                .is_some_and(|(d, t)| now >= t + d);
+            over_retries || timed_out || b.cancelled
+        })?;
+        let b = &self.batches[idx];
+        if b.in_flight || b.ambiguous || self.in_flight > 0 && b.sequence.is_some() {
+            return None;
+        }
+        let error = if b.cancelled {
+            ProduceError::Cancelled
+        } else if retries.is_some_and(|r| b.attempts > r) && b.last_error.is_some() {
+            ProduceError::RetriesExhausted(b.last_error.unwrap_or(ErrorCode::UnknownServerError))
+        } else {
+            ProduceError::DeliveryTimeout
+        };
+        if let Some(seq) = b.sequence {
+            self.next_sequence = seq;
+        }
+        Some(self.fail_from(idx, error))
+    }
+
+    /// The earliest time `expire` could fail something.
+    pub(crate) fn expiry_at(
+        &self,
+        delivery_timeout: Option<std::time::Duration>,
+    ) -> Option<Timestamp> {
+        let d = delivery_timeout?;
+        self.batches
+            .iter()
+            .filter_map(|b| b.first_sent_at)
+            .min()
+            .map(|t| t + d)
+    }
+
+    /// Marks the batch holding `id` cancelled.
+    pub(crate) fn cancel(&mut self, id: ProduceId) -> bool {
+        for b in &mut self.batches {
+            if b.records.iter().any(|r| r.id == id) {
+                b.cancelled = true;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// After an epoch bump (KIP-360) or a new producer id: sequences start
+    /// over at 0 for everything not yet acknowledged.
+    pub(crate) fn reset_sequences(&mut self) {
+        self.next_sequence = 0;
+        self.ever_succeeded = false;
+        for b in &mut self.batches {
+            b.sequence = None;
+        }
+    }
+
+    /// Whether the front batch is the given one (an OUT_OF_ORDER answer for
+    /// a batch behind another unacknowledged one is only a consequence).
+    pub(crate) fn is_front(&self, batch_id: u64) -> bool {
+        self.batches.front().is_some_and(|b| b.id == batch_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(increment_sequence(0, 5), 5);
+        assert_eq!(increment_sequence(i32::MAX - 2, 2), i32::MAX);
+        assert_eq!(increment_sequence(i32::MAX - 2, 3), 0);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 10), 8);
+    }
+}
