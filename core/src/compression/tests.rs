@@ -209,9 +209,10 @@ fn ten_mib_of_zeros_under_a_one_mib_limit_is_too_large_and_stays_small() {
 }
 
 #[test]
-fn streamed_gzip_and_zstd_without_size_hints_stay_under_the_limit() {
-    // Without a usable declared size the decoders grow as they go; check
-    // that growth stops at the limit too.
+fn streamed_inputs_without_size_hints_stay_under_the_limit() {
+    // Without a usable declared size for the whole output (snappy-java
+    // declares 32 KiB per chunk) the decoders grow as they go; check that
+    // growth stops at the limit too.
     const LIMIT: usize = 1 << 20;
     let zeros = vec![0u8; 10 << 20];
     let mut enc = ::zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
@@ -220,7 +221,10 @@ fn streamed_gzip_and_zstd_without_size_hints_stay_under_the_limit() {
     let zstd_frame = enc.finish().expect("finish");
     let mut gzip_two_members = pack(Compression::Gzip, &zeros);
     gzip_two_members.extend(pack(Compression::Gzip, b"")); // ISIZE 0 at the end
+    let mut snappy_java = Vec::new();
+    compress_snappy_java(&zeros, &mut snappy_java).expect("compress");
     for (codec, input) in [
+        (Compression::Snappy, snappy_java),
         (Compression::Zstd, zstd_frame),
         (Compression::Gzip, gzip_two_members),
     ] {
