@@ -19,8 +19,12 @@
 
 pub mod error;
 pub mod error_code;
+#[cfg(test)]
+mod golden_tests;
 pub mod header;
 pub mod messages;
+#[cfg(test)]
+mod oracle_tests;
 #[cfg(test)]
 pub(crate) mod testgen;
 pub mod wire;
