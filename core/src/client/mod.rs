@@ -18,6 +18,8 @@
 
 pub mod config;
 pub mod io;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -438,7 +440,11 @@ impl Client {
         }
         if self.producer.topics().next().is_some() && !self.metadata_in_flight {
             let due = self.refresh.due_at();
-            min(self.metadata_retry_at.map_or(due, |r| r.max(due)));
+            let at = self.metadata_retry_at.map_or(due, |r| r.max(due));
+            // Due already: it waits for a connection, which reports in.
+            if at > now {
+                min(at);
+            }
         }
         for b in self.backoff.values() {
             if b.until > now {
@@ -512,6 +518,9 @@ impl Client {
     }
 
     fn drive_producer_id(&mut self, now: Timestamp) {
+        if !self.producer.wants_producer_id(now) {
+            return;
+        }
         let Some(id) = self.any_ready_conn(now) else {
             return;
         };
@@ -550,10 +559,7 @@ impl Client {
             let Some(id) = self.conn_to(now, broker) else {
                 continue;
             };
-            loop {
-                let Some(slot) = self.slots.get_mut(&id) else {
-                    break;
-                };
+            while let Some(slot) = self.slots.get_mut(&id) {
                 if !slot.conn.is_ready() {
                     break;
                 }

@@ -334,7 +334,10 @@ impl Producer {
                 let info = RecordInfo::new(key.as_deref(), size);
                 tb.partitioner.on_record_buffered(&info, partition);
             }
-            Err((pending, error)) => self.fail_records(vec![pending], error),
+            Err(e) => {
+                let (pending, error) = *e;
+                self.fail_records(vec![pending], error);
+            }
         }
     }
 
@@ -507,6 +510,18 @@ impl Producer {
             }
         }
         self.check_flushes();
+    }
+
+    /// Whether an InitProducerId request is due (only once records wait:
+    /// a client that never produces never asks).
+    pub fn wants_producer_id(&self, now: Timestamp) -> bool {
+        let due = self.producer_id_retry_at.is_none_or(|t| t <= now);
+        let needed = match self.producer_id {
+            ProducerId::Needed => true,
+            ProducerId::BumpNeeded { .. } => !self.in_flight_per_broker.values().any(|&n| n > 0),
+            _ => false,
+        };
+        due && needed && !self.outstanding.is_empty()
     }
 
     /// The InitProducerId request to send now, if one is due and nothing is
@@ -918,10 +933,21 @@ impl Producer {
         self.check_flushes();
     }
 
-    /// The earliest time something in the producer needs attention:
-    /// lingering batches, retries, delivery timeouts, producer id retries.
+    /// The next time something in the producer comes due: a lingering
+    /// batch, a retry, a delivery timeout, a producer-id retry. Only future
+    /// times count: what is due already waits for a connection, whose
+    /// readiness or answer arrives as an input, and a deadline in the past
+    /// would make the driver spin.
     pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
-        let mut t: Option<Timestamp> = self.producer_id_retry_at;
+        let mut t: Option<Timestamp> = None;
+        let mut min = |x: Timestamp| {
+            if x > now {
+                t = Some(t.map_or(x, |t: Timestamp| t.min(x)));
+            }
+        };
+        if let Some(r) = self.producer_id_retry_at {
+            min(r);
+        }
         let flushing = self.flushing();
         let stamped = self.stamp().is_some();
         for tb in self.topics.values() {
@@ -934,14 +960,14 @@ impl Producer {
                         self.manual_flushing,
                         self.max_in_flight,
                     ) {
-                        t = Some(t.map_or(r, |t| t.min(r)));
+                        min(r);
                     }
                 }
                 if let Some(r) = p.retry_at {
-                    t = Some(t.map_or(r, |t| t.min(r)));
+                    min(r);
                 }
                 if let Some(e) = p.expiry_at(self.delivery_timeout) {
-                    t = Some(t.map_or(e, |t| t.min(e)));
+                    min(e);
                 }
             }
         }

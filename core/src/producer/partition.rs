@@ -146,7 +146,7 @@ impl PartitionBuffer {
         pending: PendingRecord,
         options: &BatchOptions,
         urgent: bool,
-    ) -> Result<(), (PendingRecord, ProduceError)> {
+    ) -> Result<(), Box<(PendingRecord, ProduceError)>> {
         let size = pending.record.user_size();
         let r = &pending.record;
         let fits_last = match self.batches.back_mut().and_then(|b| b.builder.as_mut()) {
@@ -172,23 +172,23 @@ impl PartitionBuffer {
                     crate::record::AppendError::RecordTooLarge { size } => size,
                     _ => size,
                 };
-                return Err((
+                return Err(Box::new((
                     pending,
                     ProduceError::RecordTooLarge {
                         size,
                         max: options.max_bytes,
                     },
-                ));
+                )));
             }
             if builder.estimated_size() > options.max_bytes {
                 let size = builder.estimated_size();
-                return Err((
+                return Err(Box::new((
                     pending,
                     ProduceError::RecordTooLarge {
                         size,
                         max: options.max_bytes,
                     },
-                ));
+                )));
             }
             let id = self.next_batch_id;
             self.next_batch_id += 1;
@@ -210,7 +210,7 @@ impl PartitionBuffer {
             });
         }
         let Some(batch) = self.batches.back_mut() else {
-            return Err((pending, ProduceError::Closed));
+            return Err(Box::new((pending, ProduceError::Closed)));
         };
         batch.urgent |= urgent;
         batch.user_bytes += size;
@@ -529,17 +529,20 @@ impl PartitionBuffer {
         Some(self.fail_from(idx, error))
     }
 
-    /// The earliest time `expire` could fail something.
+    /// The earliest time `expire` could fail something. Batches in flight
+    /// or with an ambiguous past cannot be failed, so they set no deadline
+    /// (their answer, or loss, re-checks them): a deadline that cannot fire
+    /// would make the driver spin.
     pub(crate) fn expiry_at(
         &self,
         delivery_timeout: Option<std::time::Duration>,
     ) -> Option<Timestamp> {
         let d = delivery_timeout?;
-        self.batches
-            .iter()
-            .filter_map(|b| b.first_sent_at)
-            .min()
-            .map(|t| t + d)
+        let b = self.batches.iter().find(|b| b.first_sent_at.is_some())?;
+        if b.in_flight || b.ambiguous || self.in_flight > 0 {
+            return None;
+        }
+        b.first_sent_at.map(|t| t + d)
     }
 
     /// Marks the batch holding `id` cancelled.

@@ -1,0 +1,755 @@
+//! The client driven against a scripted in-process cluster on a fake
+//! clock (quinn-proto's `Pair` pattern): every byte goes through the real
+//! codecs, and the cluster keeps logs so tests can check what was written,
+//! not just what the client reported.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::*;
+use crate::compression::Compression;
+use crate::conn::FrameReader;
+use crate::producer::partitioner::java_key_partition;
+use crate::producer::{ProduceError, Record, RecordMeta};
+use crate::protocol::header::decode_request;
+use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use crate::protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use crate::protocol::messages::{
+    ApiVersionsResponse, InitProducerIdResponse, MetadataResponse, ProduceResponse,
+};
+use crate::protocol::{ApiKey, Codec, ErrorCode, RequestBody, ResponseHeader};
+use crate::record::Batches;
+
+/// What the fake broker does with the next produce request for a
+/// partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Answer with this error, write nothing.
+    Error(ErrorCode),
+    /// Write the batch, then drop the connection before answering.
+    WriteThenDrop,
+    /// Drop the connection without writing.
+    DropUnwritten,
+    /// Write the batch and never answer (the request times out).
+    Blackhole,
+}
+
+#[derive(Debug, Default)]
+struct PartitionLog {
+    /// (key, value, producer id, sequence of the record)
+    records: Vec<(Option<Bytes>, Option<Bytes>)>,
+    /// (producer id, epoch) -> next expected sequence
+    next_seq: BTreeMap<i64, (i16, i32)>,
+    leader: i32,
+    log_start_offset: i64,
+}
+
+struct Cluster {
+    brokers: Vec<i32>,
+    topics: BTreeMap<String, Vec<PartitionLog>>,
+    conns: BTreeMap<ConnId, (i32, FrameReader)>,
+    faults: BTreeMap<(String, i32), VecDeque<Fault>>,
+    next_pid: i64,
+    /// Frames to deliver to the client.
+    inbox: VecDeque<Input>,
+    produce_requests: usize,
+    duplicates: usize,
+}
+
+fn port(node: i32) -> i32 {
+    9000 + node
+}
+
+impl Cluster {
+    fn new(brokers: i32) -> Self {
+        Cluster {
+            brokers: (1..=brokers).collect(),
+            topics: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            faults: BTreeMap::new(),
+            next_pid: 1000,
+            inbox: VecDeque::new(),
+            produce_requests: 0,
+            duplicates: 0,
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32) {
+        let logs = (0..partitions)
+            .map(|p| PartitionLog {
+                leader: self.brokers[(p as usize) % self.brokers.len()],
+                ..Default::default()
+            })
+            .collect();
+        self.topics.insert(name.into(), logs);
+    }
+
+    fn fault(&mut self, topic: &str, partition: i32, f: Fault) {
+        self.faults
+            .entry((topic.into(), partition))
+            .or_default()
+            .push_back(f);
+    }
+
+    fn answer(&mut self, conn: ConnId, corr: i32, api: ApiKey, version: i16, body: impl Codec) {
+        let mut b = BytesMut::new();
+        b.put_i32(0);
+        ResponseHeader {
+            correlation_id: corr,
+            ..Default::default()
+        }
+        .encode(&mut b, api.response_header_version(version))
+        .expect("header");
+        body.encode(&mut b, version).expect("body");
+        let size = (b.len() - 4) as i32;
+        b[..4].copy_from_slice(&size.to_be_bytes());
+        self.inbox.push_back(Input::Received(conn, b.freeze()));
+    }
+
+    fn drop_conn(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+        self.inbox.push_back(Input::Closed(conn, "fault".into()));
+    }
+
+    fn on_output(&mut self, out: Output, events: &mut Vec<Event>) {
+        match out {
+            Output::Connect { conn, addr } => {
+                let node = addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<i32>().ok())
+                    .map(|p| p - 9000)
+                    .filter(|n| self.brokers.contains(n));
+                match node {
+                    Some(n) => {
+                        self.conns.insert(conn, (n, FrameReader::new(1 << 26)));
+                        self.inbox.push_back(Input::Connected(conn));
+                    }
+                    None => self
+                        .inbox
+                        .push_back(Input::ConnectFailed(conn, "refused".into())),
+                }
+            }
+            Output::Transmit { conn, data } => {
+                let Some((_, reader)) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                reader.push(&data);
+                let mut frames = Vec::new();
+                while let Ok(Some(f)) = reader.next_frame() {
+                    frames.push(f);
+                }
+                for f in frames {
+                    if self.conns.contains_key(&conn) {
+                        self.on_request(conn, f);
+                    }
+                }
+            }
+            Output::Close(conn) => {
+                self.conns.remove(&conn);
+            }
+            Output::Event(e) => events.push(e),
+        }
+    }
+
+    fn on_request(&mut self, conn: ConnId, frame: Bytes) {
+        let (h, body) = decode_request(frame).expect("client sent a valid request");
+        let v = h.request_api_version;
+        let corr = h.correlation_id;
+        let node = self.conns.get(&conn).map_or(-1, |c| c.0);
+        match body {
+            RequestBody::ApiVersions(_) => {
+                let resp = ApiVersionsResponse {
+                    api_keys: ApiKey::ALL
+                        .iter()
+                        .map(|k| ApiVersion {
+                            api_key: k.key(),
+                            min_version: k.valid_versions().min,
+                            max_version: k.valid_versions().max,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                };
+                self.answer(conn, corr, ApiKey::ApiVersions, v, resp);
+            }
+            RequestBody::Metadata(req) => {
+                let wanted: Option<Vec<String>> = req
+                    .topics
+                    .map(|ts| ts.into_iter().filter_map(|t| t.name).collect());
+                let names: Vec<String> = match wanted {
+                    Some(w) => w,
+                    None => self.topics.keys().cloned().collect(),
+                };
+                let topics = names
+                    .into_iter()
+                    .map(|name| match self.topics.get(&name) {
+                        Some(parts) => MetadataResponseTopic {
+                            name: Some(name),
+                            partitions: parts
+                                .iter()
+                                .enumerate()
+                                .map(|(i, p)| MetadataResponsePartition {
+                                    partition_index: i as i32,
+                                    leader_id: p.leader,
+                                    leader_epoch: 0,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        },
+                        None => MetadataResponseTopic {
+                            name: Some(name),
+                            error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                            ..Default::default()
+                        },
+                    })
+                    .collect();
+                let resp = MetadataResponse {
+                    brokers: self
+                        .brokers
+                        .iter()
+                        .map(|&n| MetadataResponseBroker {
+                            node_id: n,
+                            host: "127.0.0.1".into(),
+                            port: port(n),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    controller_id: 1,
+                    topics,
+                    ..Default::default()
+                };
+                self.answer(conn, corr, ApiKey::Metadata, v, resp);
+            }
+            RequestBody::InitProducerId(req) => {
+                let (id, epoch) = if req.producer_id >= 0 {
+                    (req.producer_id, req.producer_epoch + 1)
+                } else {
+                    self.next_pid += 1;
+                    (self.next_pid, 0)
+                };
+                let resp = InitProducerIdResponse {
+                    producer_id: id,
+                    producer_epoch: epoch,
+                    ..Default::default()
+                };
+                self.answer(conn, corr, ApiKey::InitProducerId, v, resp);
+            }
+            RequestBody::Produce(req) => {
+                self.produce_requests += 1;
+                let mut responses = Vec::new();
+                let mut action = None;
+                for t in req.topic_data {
+                    let mut parts = Vec::new();
+                    for p in t.partition_data {
+                        let fault = self
+                            .faults
+                            .get_mut(&(t.name.clone(), p.index))
+                            .and_then(VecDeque::pop_front);
+                        let r = self.produce_partition(
+                            node,
+                            &t.name,
+                            p.index,
+                            p.records.unwrap_or_default(),
+                            fault,
+                        );
+                        if let Fault::WriteThenDrop | Fault::DropUnwritten | Fault::Blackhole =
+                            fault.unwrap_or(Fault::Error(ErrorCode::None))
+                        {
+                            action = fault;
+                        }
+                        parts.push(r);
+                    }
+                    responses.push(TopicProduceResponse {
+                        name: t.name,
+                        partition_responses: parts,
+                        ..Default::default()
+                    });
+                }
+                match action {
+                    Some(Fault::WriteThenDrop | Fault::DropUnwritten) => self.drop_conn(conn),
+                    Some(Fault::Blackhole) => {}
+                    _ => {
+                        if req.acks != 0 {
+                            let resp = ProduceResponse {
+                                responses,
+                                ..Default::default()
+                            };
+                            self.answer(conn, corr, ApiKey::Produce, v, resp);
+                        }
+                    }
+                }
+            }
+            other => panic!("unexpected request {:?}", other.api_key()),
+        }
+    }
+
+    fn produce_partition(
+        &mut self,
+        node: i32,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        fault: Option<Fault>,
+    ) -> PartitionProduceResponse {
+        let mut resp = PartitionProduceResponse {
+            index: partition,
+            ..Default::default()
+        };
+        let Some(log) = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(partition as usize))
+        else {
+            resp.error_code = ErrorCode::UnknownTopicOrPartition.code();
+            return resp;
+        };
+        if log.leader != node {
+            resp.error_code = ErrorCode::NotLeaderOrFollower.code();
+            return resp;
+        }
+        match fault {
+            Some(Fault::Error(e)) => {
+                resp.error_code = e.code();
+                resp.log_start_offset = log.log_start_offset;
+                return resp;
+            }
+            Some(Fault::DropUnwritten) => return resp,
+            _ => {}
+        }
+        let batch = Batches::new(records)
+            .next()
+            .expect("one batch")
+            .expect("valid batch");
+        batch.verify_crc().expect("crc");
+        let pid = batch.producer_id();
+        if pid >= 0 {
+            let (epoch, next) = log
+                .next_seq
+                .get(&pid)
+                .copied()
+                .unwrap_or((batch.producer_epoch(), 0));
+            let seq = batch.base_sequence();
+            if batch.producer_epoch() > epoch {
+                if seq != 0 {
+                    resp.error_code = ErrorCode::OutOfOrderSequenceNumber.code();
+                    return resp;
+                }
+            } else if seq < next {
+                self.duplicates += 1;
+                resp.error_code = ErrorCode::DuplicateSequenceNumber.code();
+                return resp;
+            } else if seq > next {
+                resp.error_code = ErrorCode::OutOfOrderSequenceNumber.code();
+                resp.log_start_offset = log.log_start_offset;
+                return resp;
+            }
+            let count = batch.record_count().unwrap_or(0);
+            log.next_seq
+                .insert(pid, (batch.producer_epoch(), seq + count));
+        }
+        resp.base_offset = log.records.len() as i64;
+        for r in batch.records().expect("records") {
+            let r = r.expect("record");
+            log.records.push((r.key, r.value));
+        }
+        resp
+    }
+}
+
+struct Harness {
+    client: Client,
+    cluster: Cluster,
+    now: Timestamp,
+    events: Vec<Event>,
+}
+
+impl Harness {
+    fn new(cluster: Cluster, config: ConfigBuilder) -> Self {
+        let seeds: Vec<String> = cluster
+            .brokers
+            .iter()
+            .map(|&n| format!("127.0.0.1:{}", port(n)))
+            .collect();
+        let config = config.seed_brokers(seeds).build().expect("config");
+        Harness {
+            client: Client::new(config).expect("client"),
+            cluster,
+            now: Timestamp::ZERO,
+            events: Vec::new(),
+        }
+    }
+
+    /// Runs until nothing is left to do or `until` holds; time jumps to the
+    /// next deadline when idle.
+    fn run(&mut self, mut until: impl FnMut(&Harness) -> bool) {
+        for _ in 0..200_000 {
+            let mut progressed = false;
+            while let Some(o) = self.client.poll_output(self.now) {
+                self.cluster.on_output(o, &mut self.events);
+                progressed = true;
+            }
+            if until(self) {
+                return;
+            }
+            while let Some(i) = self.cluster.inbox.pop_front() {
+                self.client.handle_input(self.now, i);
+                progressed = true;
+            }
+            if !progressed {
+                match self.client.poll_timeout() {
+                    Some(t) => {
+                        if t > self.now {
+                            self.now = t;
+                        }
+                        self.client.handle_input(self.now, Input::Timeout);
+                    }
+                    None => return,
+                }
+            }
+        }
+        panic!("did not settle");
+    }
+
+    /// Runs for `d` of virtual time.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run(|h| h.now >= end);
+    }
+
+    fn produce(&mut self, r: Record) -> ProduceId {
+        self.client
+            .produce(self.now, r, 1_700_000_000_000)
+            .expect("buffered")
+    }
+
+    fn delivered(&self) -> Vec<(ProduceId, RecordMeta)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delivered { id, meta } => Some((*id, meta.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failed(&self) -> Vec<(ProduceId, ProduceError)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ProduceFailed { id, error, .. } => Some((*id, error.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn log(&self, topic: &str, partition: usize) -> &[(Option<Bytes>, Option<Bytes>)] {
+        &self.cluster.topics[topic][partition].records
+    }
+}
+
+fn keyed(i: usize) -> Record {
+    Record::new("t", format!("v{i}")).with_key(format!("k{i}"))
+}
+
+/// The values a partition's log holds, in order.
+fn values(h: &Harness, partition: usize) -> Vec<String> {
+    h.log("t", partition)
+        .iter()
+        .map(|(_, v)| String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+fn assert_exactly_once_in_order(h: &Harness, n: usize, partitions: usize) {
+    let mut seen = vec![0usize; n];
+    for p in 0..partitions {
+        let mut last: Option<usize> = None;
+        for v in values(h, p) {
+            let i: usize = v[1..].parse().expect("value");
+            seen[i] += 1;
+            assert!(
+                last.is_none_or(|l| l < i),
+                "partition {p} out of order: {last:?} then {i}"
+            );
+            last = Some(i);
+        }
+    }
+    let wrong: Vec<_> = seen.iter().enumerate().filter(|(_, &c)| c != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "records not written exactly once: {:?}",
+        &wrong[..wrong.len().min(10)]
+    );
+}
+
+#[test]
+fn keyed_records_land_where_java_puts_them_exactly_once() {
+    let mut cluster = Cluster::new(3);
+    cluster.create_topic("t", 6);
+    let mut h = Harness::new(cluster, Config::builder().compression(Compression::Lz4));
+    let n = 2000;
+    for i in 0..n {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    let delivered = h.delivered();
+    assert!(
+        h.failed().is_empty(),
+        "{:?}",
+        &h.failed()[..h.failed().len().min(3)]
+    );
+    assert_eq!(delivered.len(), n);
+    for (id, meta) in &delivered {
+        let key = format!("k{}", id.0);
+        assert_eq!(
+            meta.partition,
+            java_key_partition(key.as_bytes(), 6),
+            "{key}"
+        );
+    }
+    assert_exactly_once_in_order(&h, n, 6);
+    // Offsets are what the log says, increasing per partition.
+    for (id, meta) in delivered {
+        let (k, _) = &h.log("t", meta.partition as usize)[meta.offset as usize];
+        assert_eq!(k.as_deref(), Some(format!("k{}", id.0).as_bytes()));
+    }
+}
+
+#[test]
+fn retriable_errors_are_retried_and_leader_moves_followed() {
+    let mut cluster = Cluster::new(3);
+    cluster.create_topic("t", 3);
+    for p in 0..3 {
+        cluster.fault("t", p, Fault::Error(ErrorCode::NotEnoughReplicas));
+        cluster.fault("t", p, Fault::Error(ErrorCode::RequestTimedOut));
+    }
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..300 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.cluster.produce_requests >= 3);
+    // Move every leader; the client learns it from NOT_LEADER answers.
+    for log in h.cluster.topics.get_mut("t").expect("topic") {
+        log.leader = log.leader % 3 + 1;
+    }
+    h.run(|h| h.client.is_idle());
+    assert_eq!(h.delivered().len(), 300);
+    assert!(h.failed().is_empty(), "{:?}", h.failed());
+    assert_exactly_once_in_order(&h, 300, 3);
+}
+
+#[test]
+fn a_connection_lost_after_the_write_is_retried_without_duplicates() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    cluster.fault("t", 0, Fault::WriteThenDrop);
+    cluster.fault("t", 0, Fault::DropUnwritten);
+    cluster.fault("t", 0, Fault::WriteThenDrop);
+    let mut h = Harness::new(cluster, Config::builder().linger(Duration::from_millis(1)));
+    for i in 0..500 {
+        h.produce(keyed(i));
+        if i % 50 == 0 {
+            h.run_for(Duration::from_millis(20));
+        }
+    }
+    h.run(|h| h.client.is_idle());
+    assert_eq!(h.delivered().len(), 500);
+    assert!(
+        h.cluster.duplicates >= 1,
+        "the retried batch reached the broker twice"
+    );
+    assert_exactly_once_in_order(&h, 500, 1);
+}
+
+#[test]
+fn a_request_timeout_is_ambiguous_and_never_failed_by_the_delivery_timeout() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    cluster.fault("t", 0, Fault::Blackhole);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .request_timeout(Duration::from_secs(2))
+            .record_delivery_timeout(Some(Duration::from_millis(500))),
+    );
+    h.produce(keyed(0));
+    h.run(|h| h.client.is_idle());
+    // The broker wrote it: the client must not have called it failed.
+    assert_eq!(h.log("t", 0).len(), 1);
+    assert_eq!(h.delivered().len(), 1, "failed: {:?}", h.failed());
+}
+
+#[test]
+fn a_rejected_batch_fails_with_every_record_behind_it() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    cluster.fault("t", 0, Fault::Error(ErrorCode::MessageTooLarge));
+    let mut h = Harness::new(cluster, Config::builder().linger(Duration::from_millis(5)));
+    h.produce(keyed(0));
+    h.produce(keyed(1));
+    h.run(|h| h.client.is_idle());
+    let failed = h.failed();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(
+        failed[0].1,
+        ProduceError::Broker(ErrorCode::MessageTooLarge)
+    );
+    // The next record starts over from the failed batch's sequence.
+    h.produce(keyed(2));
+    h.run(|h| h.client.is_idle());
+    assert_eq!(h.delivered().len(), 1);
+    assert_eq!(values(&h, 0), vec!["v2".to_string()]);
+}
+
+#[test]
+fn retries_are_bounded_when_asked() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    for _ in 0..10 {
+        cluster.fault("t", 0, Fault::Error(ErrorCode::NotEnoughReplicas));
+    }
+    let mut h = Harness::new(cluster, Config::builder().record_retries(Some(2)));
+    h.produce(keyed(0));
+    h.run(|h| h.client.is_idle());
+    assert_eq!(
+        h.failed(),
+        vec![(
+            ProduceId(0),
+            ProduceError::RetriesExhausted(ErrorCode::NotEnoughReplicas)
+        )]
+    );
+    assert!(h.log("t", 0).is_empty());
+}
+
+#[test]
+fn truncated_producer_state_bumps_the_epoch_and_resends() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    h.produce(keyed(0));
+    h.run(|h| h.client.is_idle());
+    // Retention removed the producer's state: the broker forgets its
+    // sequence and reports the log start past everything acknowledged.
+    let log = &mut h.cluster.topics.get_mut("t").expect("topic")[0];
+    log.next_seq.clear();
+    log.log_start_offset = 1;
+    h.cluster
+        .fault("t", 0, Fault::Error(ErrorCode::OutOfOrderSequenceNumber));
+    h.produce(keyed(1));
+    h.run(|h| h.client.is_idle());
+    assert!(h.failed().is_empty(), "{:?}", h.failed());
+    assert_eq!(values(&h, 0), vec!["v0".to_string(), "v1".to_string()]);
+}
+
+#[test]
+fn try_produce_fails_fast_when_the_buffer_is_full_and_flush_waits() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .max_buffered_records(3)
+            .manual_flushing(true),
+    );
+    for i in 0..3 {
+        assert!(h.client.try_produce(h.now, keyed(i), 0).is_ok());
+    }
+    assert_eq!(
+        h.client.try_produce(h.now, keyed(3), 0),
+        Err(ProduceError::BufferFull)
+    );
+    // produce() waits for space instead.
+    let waiting = h.produce(keyed(3));
+    h.run_for(Duration::from_millis(20));
+    assert!(
+        h.log("t", 0).is_empty(),
+        "manual flushing sends nothing by itself"
+    );
+    // The flush covers the waiting record too: it was produced before.
+    let f = h.client.flush(h.now);
+    h.run(|h| h.events.contains(&Event::Flushed(f)));
+    assert_eq!(h.log("t", 0).len(), 4);
+    assert!(h.events.contains(&Event::Buffered(waiting)));
+    assert_eq!(h.delivered().len(), 4);
+}
+
+#[test]
+fn unknown_topics_fail_after_the_configured_metadata_answers() {
+    let cluster = Cluster::new(1);
+    let mut h = Harness::new(cluster, Config::builder().unknown_topic_retries(2));
+    h.produce(Record::new("missing", "x"));
+    h.run(|h| h.client.is_idle());
+    assert_eq!(
+        h.failed(),
+        vec![(
+            ProduceId(0),
+            ProduceError::Topic {
+                topic: "missing".into(),
+                error: ErrorCode::UnknownTopicOrPartition
+            }
+        )]
+    );
+}
+
+#[test]
+fn acks_zero_delivers_without_offsets() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .disable_idempotent_write()
+            .acks(Acks::None),
+    );
+    for i in 0..10 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    let d = h.delivered();
+    assert_eq!(d.len(), 10);
+    assert!(d.iter().all(|(_, m)| m.offset == -1));
+    assert_eq!(h.log("t", 0).len(), 10);
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    fn trace(seed: u64) -> Vec<String> {
+        let mut cluster = Cluster::new(2);
+        cluster.create_topic("t", 4);
+        let mut h = Harness::new(cluster, Config::builder().seed(seed));
+        let mut out = Vec::new();
+        for i in 0..200 {
+            h.client
+                .produce(h.now, Record::new("t", format!("v{i}")), 0)
+                .expect("buffered");
+        }
+        for _ in 0..10_000 {
+            let mut progressed = false;
+            while let Some(o) = h.client.poll_output(h.now) {
+                out.push(format!("{o:?}"));
+                h.cluster.on_output(o, &mut h.events);
+                progressed = true;
+            }
+            while let Some(i) = h.cluster.inbox.pop_front() {
+                h.client.handle_input(h.now, i);
+                progressed = true;
+            }
+            if !progressed {
+                match h.client.poll_timeout() {
+                    Some(t) => {
+                        h.now = h.now.max(t);
+                        h.client.handle_input(h.now, Input::Timeout);
+                    }
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+    assert_eq!(trace(7), trace(7));
+}
