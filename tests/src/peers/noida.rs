@@ -22,6 +22,9 @@ const LOCATE: &str =
 /// The only peer here whose Fetch carries aborted-transaction lists, so
 /// read_committed can be checked. Pitfalls (BROKERS.md): Fetch ignores
 /// max_bytes (keep volumes small); a silent static member is never evicted.
+///
+/// Topics are created with [`KafkaPeer::create_topic`] (CreateTopics through
+/// librdkafka's admin client), which waits until every partition is led.
 #[derive(Debug)]
 pub struct NoidaDb {
     // Dropped in this order: the process is killed before its dir goes.
@@ -80,17 +83,6 @@ impl NoidaDb {
     /// The data dir (deleted on drop).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
-    }
-
-    /// Creates `topic` through CreateTopics and waits until it is led.
-    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), PeerError> {
-        librdkafka::create_topic(
-            &self.bootstrap(),
-            topic,
-            partitions,
-            1,
-            Duration::from_secs(10),
-        )
     }
 
     /// The last `lines` lines of the server's output, for failure messages.

@@ -21,6 +21,9 @@ const LOCATE: &str =
 /// `$SANSA_TANSU`. Known deviations from Kafka are listed in BROKERS.md
 /// (e.g. ListOffsets "latest", no aborted-transaction list in Fetch); tests
 /// that meet them should expect Kafka's behaviour and mark the defect.
+///
+/// Topics are created with [`KafkaPeer::create_topic`] (CreateTopics through
+/// librdkafka's admin client), which waits until every partition is led.
 #[derive(Debug)]
 pub struct Tansu {
     // Dropped in this order: the process is killed before its log dir goes.
@@ -71,17 +74,6 @@ impl Tansu {
     /// `127.0.0.1:port`.
     pub fn bootstrap(&self) -> String {
         self.process.addr().to_string()
-    }
-
-    /// Creates `topic` through CreateTopics and waits until it is led.
-    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), PeerError> {
-        librdkafka::create_topic(
-            &self.bootstrap(),
-            topic,
-            partitions,
-            1,
-            Duration::from_secs(10),
-        )
     }
 
     /// The last `lines` lines of the broker's output, for failure messages.
