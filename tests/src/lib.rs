@@ -1,6 +1,10 @@
 //! Integration tests of sansa against real third-party Kafka peers
-//! (librdkafka's mock cluster, Tansu, noida-db) and the benchmark harness.
+//! (librdkafka's mock cluster, Tansu, noida-db), interop with librdkafka as
+//! a client, and (later) the benchmark harness.
 //!
-//! Status: skeleton; the peer fixtures arrive with the producer issue.
+//! The fixtures live in [`peers`] so integration tests (`tests/tests/`) and
+//! benchmarks share them.
+
+pub mod peers;
 
 pub use sansa_core as core;
