@@ -149,7 +149,7 @@ pub enum RecordError {
     /// Decompressing the records failed, or would exceed the caller's limit,
     /// or the codec id is unknown.
     #[error("compressed records: {0}")]
-    Compression(#[from] CompressionError),
+    Compression(#[source] Box<CompressionError>),
     /// A varint runs past 5 bytes (varlong: 10) or past 32 (64) bits.
     #[error("varint is too long")]
     VarintOverflow,
@@ -165,6 +165,16 @@ pub enum RecordError {
     /// A control record's key or value is malformed.
     #[error("invalid control record: {0}")]
     BadControlRecord(&'static str),
+}
+
+impl From<CompressionError> for RecordError {
+    /// Boxed (the codec's error carries a message) so that `RecordError`
+    /// stays small on the hot path, where every record read returns a
+    /// `Result`.
+    #[cold]
+    fn from(e: CompressionError) -> RecordError {
+        RecordError::Compression(Box::new(e))
+    }
 }
 
 /// Big-endian readers at positions already bounds-checked by the caller;

@@ -3,6 +3,10 @@
 //! legacy message sets, control records, and a cross-check against the
 //! independent `kafka-protocol` codec in both directions.
 
+// A test that unwraps fails loudly at the line that broke, which is all a
+// message would say.
+#![allow(clippy::unwrap_used)]
+
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
