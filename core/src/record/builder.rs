@@ -6,7 +6,9 @@
 //! allocation, only the buffer's own growth. Sealing compresses the records
 //! section (the header stays plain, as in `MemoryRecordsBuilder`), fills
 //! the header and computes the CRC. The builder is then empty and ready for
-//! the next batch; when the batch was compressed it keeps its buffer.
+//! the next batch; when the batch was compressed it keeps its buffer, and
+//! an uncompressed batch's memory can be handed back once the broker has
+//! acknowledged it ([`BatchBuilder::recycle`]).
 //!
 //! Fields the producer only knows when it sends (producer id and epoch,
 //! base sequence, and for a broker the base offset and leader epoch) are
@@ -241,7 +243,7 @@ impl BatchBuilder {
     /// allocation.
     pub fn with_buffer(opts: BatchOptions, mut buf: Vec<u8>) -> BatchBuilder {
         buf.clear();
-        buf.reserve(RECORD_BATCH_OVERHEAD + opts.max_bytes.min(MAX_INITIAL_CAPACITY));
+        buf.reserve(initial_capacity(&opts));
         buf.resize(RECORD_BATCH_OVERHEAD, 0);
         BatchBuilder {
             opts,
@@ -404,7 +406,10 @@ impl BatchBuilder {
         }
 
         let buf = &mut self.buf;
-        buf.reserve(size);
+        if buf.capacity() - buf.len() < size {
+            // Straight to the batch size the first time, not by doubling.
+            buf.reserve(size.max(initial_capacity(&self.opts).saturating_sub(buf.len())));
+        }
         put_varint(buf, body as i32);
         buf.push(0); // attributes: none defined for records
         put_varlong(buf, ts_delta);
@@ -438,8 +443,11 @@ impl BatchBuilder {
         }
         let uncompressed_records_len = self.uncompressed_records_len();
         let mut out = if self.opts.compression == Compression::None {
-            let capacity = self.buf.capacity();
-            std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
+            // The buffer becomes the batch. The next one is reserved at the
+            // next append, unless a sent batch is handed back first
+            // (`recycle`), so a producer can keep a pool like Java's
+            // `BufferPool`.
+            std::mem::replace(&mut self.buf, header_placeholder())
         } else {
             let mut out =
                 Vec::with_capacity(RECORD_BATCH_OVERHEAD + uncompressed_records_len / 2 + 64);
@@ -501,6 +509,28 @@ impl BatchBuilder {
         Ok(sealed)
     }
 
+    /// Takes back the memory of a batch that is no longer needed (acknowledged
+    /// by the broker) for the next batch, if nothing else still holds its
+    /// bytes and the builder is empty. Saves the allocation, and the page
+    /// faults of touching fresh memory, for every batch. Returns whether the
+    /// memory was taken.
+    pub fn recycle(&mut self, batch: SealedBatch) -> bool {
+        if self.count != 0 || !batch.bytes.is_unique() {
+            return false;
+        }
+        let Ok(m) = batch.bytes.try_into_mut() else {
+            return false;
+        };
+        let mut buf = Vec::from(m);
+        if buf.capacity() <= self.buf.capacity() {
+            return false;
+        }
+        buf.clear();
+        buf.resize(RECORD_BATCH_OVERHEAD, 0);
+        self.buf = buf;
+        true
+    }
+
     /// Drops the records appended since the last seal.
     pub fn reset(&mut self) {
         self.buf.truncate(RECORD_BATCH_OVERHEAD);
@@ -509,6 +539,17 @@ impl BatchBuilder {
         self.base_timestamp = 0;
         self.max_timestamp = 0;
     }
+}
+
+/// What a builder reserves for a batch: the header and `max_bytes`, at most
+/// 1 MiB.
+fn initial_capacity(opts: &BatchOptions) -> usize {
+    RECORD_BATCH_OVERHEAD + opts.max_bytes.min(MAX_INITIAL_CAPACITY)
+}
+
+/// A buffer holding only the zeroed header placeholder.
+fn header_placeholder() -> Vec<u8> {
+    vec![0; RECORD_BATCH_OVERHEAD]
 }
 
 /// Encoded size of a record body (everything after its length varint), or

@@ -796,6 +796,23 @@ fn first_record_always_fits_and_later_ones_respect_max_bytes() {
 }
 
 #[test]
+fn a_sent_batch_can_be_recycled_into_the_builder() {
+    let mut b = BatchBuilder::new(BatchOptions::default());
+    b.append(0, None, Some(&[1u8; 5000]), NO_HEADERS).unwrap();
+    let sealed = b.seal(&BatchStamp::default()).unwrap();
+    let held = sealed.to_bytes();
+    // Still held by a request: not taken.
+    assert!(!b.recycle(sealed.clone()));
+    drop(held);
+    let ptr = sealed.as_bytes().as_ptr();
+    assert!(b.recycle(sealed));
+    b.append(0, None, Some(b"x"), NO_HEADERS).unwrap();
+    let again = b.seal(&BatchStamp::default()).unwrap();
+    assert_eq!(again.as_bytes().as_ptr(), ptr);
+    assert_eq!(read_all(again.to_bytes())[0].1.len(), 1);
+}
+
+#[test]
 fn record_size_matches_what_append_writes() {
     let mut b = BatchBuilder::new(BatchOptions::default());
     for (i, r) in golden_records().iter().enumerate() {

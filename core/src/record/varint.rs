@@ -47,6 +47,10 @@ pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut u: u64) {
         buf.push(u as u8);
         return;
     }
+    if u < 0x4000 {
+        buf.extend_from_slice(&[(u as u8) | 0x80, (u >> 7) as u8]);
+        return;
+    }
     let mut tmp = [0u8; 10];
     let mut i = 0;
     while u >= 0x80 {
@@ -91,10 +95,18 @@ fn read_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, Re
     let p = *pos;
     // One-byte values (-64..=63 zigzagged) are the common case for deltas
     // and small lengths: keep them to one compare.
-    if let Some(&b) = buf.get(p) {
-        if b < 0x80 {
+    if let Some(&b0) = buf.get(p) {
+        if b0 < 0x80 {
             *pos = p + 1;
-            return Ok(b as u64);
+            return Ok(b0 as u64);
+        }
+        // Two bytes cover lengths up to 8 KiB and deltas up to 4096: most
+        // of what a batch holds.
+        if let Some(&b1) = buf.get(p + 1) {
+            if b1 < 0x80 {
+                *pos = p + 2;
+                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
+            }
         }
     }
     // With 8 bytes at hand, find the end of the varint from the
