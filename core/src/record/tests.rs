@@ -1083,6 +1083,28 @@ fn legacy_v0_wrappers_keep_absolute_inner_offsets() {
 }
 
 #[test]
+fn legacy_v0_lz4_wrappers_with_the_pre_0_10_header_checksum_are_read() {
+    // KAFKA-3160: before 0.10 the lz4 frame header checksum also hashed the
+    // 4-byte magic. Only magic v0 messages may carry it.
+    let inner = legacy_message(0, 3, 0, None, None, Some(b"old"));
+    let mut frame = Vec::new();
+    compress(Compression::Lz4, &inner, &mut frame).unwrap();
+    frame[6] = (twox_hash::XxHash32::oneshot(0, &frame[..6]) >> 8) as u8;
+    for (magic, ok) in [(0i8, true), (1, false)] {
+        let w = legacy_message(magic, 3, Compression::Lz4.id(), Some(0), None, Some(&frame));
+        let b = Batch::parse(Bytes::from(w)).unwrap();
+        match b.records() {
+            Ok(rs) if ok => {
+                let offsets: Vec<i64> = rs.map(|r| r.unwrap().offset).collect();
+                assert_eq!(offsets, [3]);
+            }
+            Err(RecordError::Compression(_)) if !ok => {}
+            other => panic!("magic {magic}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn legacy_wrapper_rules_are_enforced() {
     let inner = legacy_message(1, 0, 0, Some(1), None, Some(b"x"));
     // A compressed inner message.
