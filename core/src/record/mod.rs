@@ -8,9 +8,7 @@
 //!   (`DefaultRecordBatch`), compresses the records section when sealed, and
 //!   returns a [`SealedBatch`] whose producer id, epoch and base sequence can
 //!   be re-stamped in place (KIP-360: after an epoch bump, a producer resends
-//!   the same records under a new epoch and sequence) without recompressing
-//!   or re-reading the records: the CRC is recombined from the stored CRC of
-//!   the records section.
+//!   the same records under a new epoch and sequence) without recompressing.
 //! - [`Batches`] walks a `records` blob lazily over [`bytes::Bytes`]: a
 //!   [`Batch`] exposes its header, checks its CRC on request, and iterates
 //!   its [`Record`]s, whose key, value and headers are slices of the input
