@@ -232,12 +232,15 @@ impl LegacyRecords {
         let offset_base = if msg.magic == 1 {
             if msg.offset == 0 {
                 0
-            } else if msg.offset < last_inner {
-                return Err(RecordError::Legacy(
-                    "wrapper offset is less than its last inner offset",
-                ));
             } else {
-                msg.offset - last_inner
+                match msg.offset.checked_sub(last_inner) {
+                    Some(base) if msg.offset >= last_inner => base,
+                    _ => {
+                        return Err(RecordError::Legacy(
+                            "wrapper offset is less than its last inner offset",
+                        ))
+                    }
+                }
             }
         } else {
             0

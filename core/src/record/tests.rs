@@ -1057,6 +1057,12 @@ fn legacy_v1_wrappers_rebase_relative_inner_offsets() {
             [0, 1, 2]
         );
 
+        // A hostile inner offset cannot overflow the rebase.
+        let hostile = legacy_message(1, i64::MIN, 0, Some(0), None, Some(b"x"));
+        let w = legacy_wrapper(1, i64::MAX, codec, false, 50, &hostile);
+        let b = Batch::parse(Bytes::from(w)).unwrap();
+        assert!(matches!(b.records(), Err(RecordError::Legacy(_))));
+
         // Wrapper offset below the last inner offset: invalid.
         let w = legacy_wrapper(1, 1, codec, false, 50, &inner);
         let b = Batch::parse(Bytes::from(w)).unwrap();
