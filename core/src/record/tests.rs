@@ -547,8 +547,13 @@ fn absurd_lengths_and_counts_are_rejected_without_allocating() {
         max_batch_bytes: 1 << 20,
         ..ReadOptions::default()
     };
-    let r = Batches::with_options(Bytes::from(b), opts).next();
-    assert!(matches!(r, Some(Err(RecordError::BadLength { .. }))));
+    let mut it = Batches::with_options(Bytes::from(b), opts);
+    assert!(matches!(
+        it.next(),
+        Some(Err(RecordError::BadLength { .. }))
+    ));
+    assert!(it.next().is_none());
+    assert_eq!(it.truncated_tail(), 0);
     // A v2 length between the legacy and v2 minimum.
     let mut b = data.clone();
     b[8..12].copy_from_slice(&20i32.to_be_bytes());
