@@ -539,6 +539,38 @@ impl BatchBuilder {
     }
 }
 
+/// Most bytes a record takes besides its key, value and headers: length
+/// (5), attributes (1), timestamp delta (10) and offset delta (5)
+/// (`DefaultRecord.MAX_RECORD_OVERHEAD`).
+const MAX_RECORD_OVERHEAD: usize = 21;
+
+/// An upper bound on the size of a batch holding only this record,
+/// uncompressed, whatever its timestamp: what a producer checks against
+/// `max.request.size` before accepting a record (Kafka's
+/// `DefaultRecordBatch.estimateBatchSizeUpperBound`). `None` lengths are
+/// null keys or values.
+pub fn batch_size_upper_bound<H: AsHeader>(
+    key_len: Option<usize>,
+    value_len: Option<usize>,
+    headers: &[H],
+) -> usize {
+    let field = |len: Option<usize>| match len {
+        None => 1,
+        Some(n) => varint_len(i32::try_from(n).unwrap_or(i32::MAX)).saturating_add(n),
+    };
+    let mut n = RECORD_BATCH_OVERHEAD + MAX_RECORD_OVERHEAD;
+    n = n
+        .saturating_add(field(key_len))
+        .saturating_add(field(value_len));
+    n = n.saturating_add(varint_len(i32::try_from(headers.len()).unwrap_or(i32::MAX)));
+    for h in headers {
+        n = n
+            .saturating_add(field(Some(h.header_key().len())))
+            .saturating_add(field(h.header_value().map(<[u8]>::len)));
+    }
+    n
+}
+
 /// What a builder reserves for a batch: the header and `max_bytes`, at most
 /// 1 MiB.
 fn initial_capacity(opts: &BatchOptions) -> usize {

@@ -38,8 +38,8 @@ mod varint;
 
 pub use batch::{Batch, Batches, ReadOptions, DEFAULT_MAX_DECOMPRESSED_BYTES};
 pub use builder::{
-    AppendError, AsHeader, BatchBuilder, BatchOptions, BatchStamp, BuildError, ProducerStamp,
-    SealedBatch, NO_HEADERS,
+    batch_size_upper_bound, AppendError, AsHeader, BatchBuilder, BatchOptions, BatchStamp,
+    BuildError, ProducerStamp, SealedBatch, NO_HEADERS,
 };
 pub use control::{ControlRecord, ControlRecordKind};
 pub use crc::{crc32_ieee, crc32c};

@@ -817,6 +817,19 @@ fn a_sent_batch_can_be_recycled_into_the_builder() {
     assert_eq!(read_all(again.to_bytes())[0].1.len(), 1);
 }
 
+proptest! {
+    #[test]
+    fn a_single_record_batch_never_exceeds_the_upper_bound(r in arb_rec()) {
+        let sealed = build(std::slice::from_ref(&r), BatchOptions::default(), &BatchStamp::default());
+        let bound = batch_size_upper_bound(
+            r.key.as_ref().map(Vec::len),
+            r.value.as_ref().map(Vec::len),
+            &r.headers,
+        );
+        prop_assert!(sealed.len() <= bound, "{} > {}", sealed.len(), bound);
+    }
+}
+
 #[test]
 fn record_size_matches_what_append_writes() {
     let mut b = BatchBuilder::new(BatchOptions::default());
