@@ -31,7 +31,7 @@ use super::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
     RECORD_BATCH_OVERHEAD,
 };
-use crate::compression::{decompress, Compression};
+use crate::compression::{Compression, Decompressor};
 
 /// Default bound on the decompressed records of one batch: 64 MiB, far
 /// above any batch a broker accepts by default (`message.max.bytes` is
@@ -457,8 +457,16 @@ impl Batch {
     /// The records, read lazily. An uncompressed batch's records are slices
     /// of the blob; a compressed one is decompressed here into one buffer
     /// (bounded by [`ReadOptions::max_decompressed_bytes`]) that its records
-    /// slice.
+    /// slice. Builds fresh codec state; a consumer reading many compressed
+    /// batches keeps a [`Decompressor`] and calls
+    /// [`records_with`](Self::records_with).
     pub fn records(&self) -> Result<Records, RecordError> {
+        self.records_with(&mut Decompressor::new())
+    }
+
+    /// [`records`](Self::records), reusing `decompressor`'s codec state
+    /// (zstd and gzip contexts are worth keeping across batches).
+    pub fn records_with(&self, decompressor: &mut Decompressor) -> Result<Records, RecordError> {
         match self.kind {
             Kind::V2(h) => {
                 let log_append_time =
@@ -472,7 +480,7 @@ impl Batch {
                     (self.bytes.clone(), RECORDS)
                 } else {
                     let mut out = Vec::new();
-                    decompress(
+                    decompressor.decompress(
                         h.compression,
                         &self.bytes[RECORDS..],
                         self.max_decompressed,
@@ -499,6 +507,7 @@ impl Batch {
                     &self.bytes,
                     &m,
                     self.max_decompressed,
+                    decompressor,
                 )?),
             }),
         }

@@ -30,7 +30,7 @@ use super::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
     RECORD_BATCH_OVERHEAD,
 };
-use crate::compression::{compress, Compression, CompressionError};
+use crate::compression::{Compression, CompressionError, CompressionLevel, Compressor};
 
 /// How [`BatchBuilder`] estimates the compressed size from the uncompressed
 /// one, after the estimated ratio: Java's
@@ -95,6 +95,9 @@ pub const NO_HEADERS: &[Header] = &[];
 pub struct BatchOptions {
     /// Codec for the records section. Default: none.
     pub compression: Compression,
+    /// Level for that codec (KIP-390); checked when the first batch is
+    /// sealed. Default: the codec's default, which is Kafka's.
+    pub compression_level: CompressionLevel,
     /// Sets the transactional attribute (KIP-98). Default: false.
     pub transactional: bool,
     /// Sets the control attribute: the records are transaction markers.
@@ -119,6 +122,7 @@ impl Default for BatchOptions {
     fn default() -> Self {
         BatchOptions {
             compression: Compression::None,
+            compression_level: CompressionLevel::DEFAULT,
             transactional: false,
             control: false,
             delete_horizon_ms: None,
@@ -233,6 +237,9 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// The codec's state, kept across batches (a zstd or deflate context
+    /// costs more to set up than compressing a small batch).
+    compressor: Option<Compressor>,
 }
 
 impl BatchBuilder {
@@ -253,6 +260,7 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: 0,
             max_timestamp: 0,
+            compressor: None,
         }
     }
 
@@ -454,11 +462,14 @@ impl BatchBuilder {
             let mut out =
                 Vec::with_capacity(RECORD_BATCH_OVERHEAD + uncompressed_records_len / 2 + 64);
             out.resize(RECORD_BATCH_OVERHEAD, 0);
-            compress(
-                self.opts.compression,
-                &self.buf[RECORD_BATCH_OVERHEAD..],
-                &mut out,
-            )?;
+            let compressor = match &mut self.compressor {
+                Some(c) => c,
+                slot => slot.insert(Compressor::with_level(
+                    self.opts.compression,
+                    self.opts.compression_level,
+                )?),
+            };
+            compressor.compress(&self.buf[RECORD_BATCH_OVERHEAD..], &mut out)?;
             self.buf.truncate(RECORD_BATCH_OVERHEAD);
             out
         };

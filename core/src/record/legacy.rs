@@ -25,7 +25,7 @@ use bytes::Bytes;
 use super::crc::crc32_ieee;
 use super::records::{Headers, Record};
 use super::{be_i32, be_i64, be_u32, RecordError, TimestampType, LOG_OVERHEAD};
-use crate::compression::{decompress, Compression, Decompressor};
+use crate::compression::{Compression, Decompressor};
 
 /// `LegacyRecord.RECORD_OVERHEAD_V0`: crc, magic, attributes, key and value
 /// lengths.
@@ -172,6 +172,7 @@ impl LegacyRecords {
         entry: &Bytes,
         msg: &LegacyMessage,
         max_decompressed: usize,
+        decompressor: &mut Decompressor,
     ) -> Result<LegacyRecords, RecordError> {
         let codec_id = msg.codec_id();
         if codec_id == 0 {
@@ -198,9 +199,9 @@ impl LegacyRecords {
         if codec == Compression::Lz4 && msg.magic == 0 {
             // Before 0.10 (KAFKA-3160) lz4 frames carried a wrong header
             // checksum; magic v0 messages may still have it.
-            Decompressor::new().decompress_lz4_magic_v0(input, max_decompressed, &mut out)?;
+            decompressor.decompress_lz4_magic_v0(input, max_decompressed, &mut out)?;
         } else {
-            decompress(codec, input, max_decompressed, &mut out)?;
+            decompressor.decompress(codec, input, max_decompressed, &mut out)?;
         }
         let buf = Bytes::from(out);
 

@@ -831,6 +831,51 @@ proptest! {
 }
 
 #[test]
+fn one_decompressor_and_one_builder_serve_many_batches() {
+    use crate::compression::Decompressor;
+    let mut dec = Decompressor::new();
+    for codec in ALL_CODECS {
+        let mut b = BatchBuilder::new(BatchOptions {
+            compression: codec,
+            ..BatchOptions::default()
+        });
+        for round in 0..3 {
+            for r in golden_records() {
+                b.append(
+                    r.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                )
+                .unwrap();
+            }
+            let sealed = b.seal(&BatchStamp::default()).unwrap();
+            let batch = Batch::parse(sealed.to_bytes()).unwrap();
+            let recs: Vec<Rec> = batch
+                .records_with(&mut dec)
+                .unwrap()
+                .map(|r| as_rec(&r.unwrap()))
+                .collect();
+            assert_eq!(recs, golden_records(), "{codec:?} round {round}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_compression_level_fails_the_seal() {
+    let mut b = BatchBuilder::new(BatchOptions {
+        compression: Compression::Gzip,
+        compression_level: crate::compression::CompressionLevel::new(42),
+        ..BatchOptions::default()
+    });
+    b.append(0, None, Some(b"x"), NO_HEADERS).unwrap();
+    assert!(matches!(
+        b.seal(&BatchStamp::default()),
+        Err(BuildError::Compression(_))
+    ));
+}
+
+#[test]
 fn record_size_matches_what_append_writes() {
     let mut b = BatchBuilder::new(BatchOptions::default());
     for (i, r) in golden_records().iter().enumerate() {
