@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sansa_core::compression::Compression;
+use sansa_core::compression::{Compression, Decompressor};
 use sansa_core::record::{
     crc32c, BatchBuilder, BatchOptions, BatchStamp, Batches, SealedBatch, NO_HEADERS,
 };
@@ -114,11 +114,17 @@ fn bench(c: &mut Criterion) {
             });
 
             let batch = build(&records, &mut builder).into_bytes();
+            // A consumer keeps one decompressor for all batches.
+            let mut dec = Decompressor::new();
             group.bench_function(BenchmarkId::new("read", &name), |b| {
                 b.iter(|| {
                     let mut n = 0usize;
                     for batch in Batches::new(batch.clone()) {
-                        for r in batch.expect("batch").records().expect("records") {
+                        for r in batch
+                            .expect("batch")
+                            .records_with(&mut dec)
+                            .expect("records")
+                        {
                             let r = r.expect("record");
                             n += r.value.map_or(0, |v| v.len());
                         }
@@ -130,7 +136,10 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     let mut n = 0usize;
                     for batch in Batches::new(batch.clone()) {
-                        let mut records = batch.expect("batch").records().expect("records");
+                        let mut records = batch
+                            .expect("batch")
+                            .records_with(&mut dec)
+                            .expect("records");
                         while let Some(r) = records.next_ref() {
                             n += r.expect("record").value.map_or(0, <[u8]>::len);
                         }
@@ -144,7 +153,7 @@ fn bench(c: &mut Criterion) {
                     for batch in Batches::new(batch.clone()) {
                         let batch = batch.expect("batch");
                         batch.verify_crc().expect("crc");
-                        for r in batch.records().expect("records") {
+                        for r in batch.records_with(&mut dec).expect("records") {
                             n += r.expect("record").value.map_or(0, |v| v.len());
                         }
                     }
