@@ -15,7 +15,7 @@
 //!
 //! | codec | we write | we also read |
 //! |---|---|---|
-//! | gzip | one RFC 1952 member (no name, mtime 0) | several members back to back, as Java's `GZIPInputStream` does; optional header fields; every member's CRC-32 and length are checked |
+//! | gzip | one RFC 1952 member (no name, mtime 0) | several members back to back, as Java's `GZIPInputStream` does; optional header fields; every member's CRC-32 and length are checked; bytes after the last member are an error (Java ignores them) |
 //! | snappy | one raw snappy block, as librdkafka and franz-go do | the snappy-java ("xerial") framing the Java client writes, see [below](#snappy-framing) |
 //! | lz4 | one LZ4 frame with independent 64 KiB blocks and no checksums, exactly what Java's `Lz4BlockOutputStream` writes | any LZ4 frame: linked blocks, block and content checksums, content size, 64 KiB to 4 MiB blocks, several frames; see [below](#lz4-framing) |
 //! | zstd | one zstd frame with its content size | several frames, with or without content size or checksum |
@@ -33,9 +33,8 @@
 //! ```
 //!
 //! Java's `SnappyInputStream` reads both that and a bare raw block (it falls
-//! back to raw when the magic is missing), and so do librdkafka and franz-go;
-//! all three non-Java clients write raw. We write raw too, and on reading
-//! detect the magic. As snappy-java does, a second 16-byte header where a
+//! back to raw when the magic is missing), and so do librdkafka and franz-go,
+//! which both write raw. We write raw too, and on reading detect the magic. As snappy-java does, a second 16-byte header where a
 //! chunk length should be (two streams concatenated) is skipped. Unlike
 //! snappy-java we reject 1 to 3 stray bytes after the last chunk, as
 //! librdkafka does. [`compress_snappy_java`] writes the Java framing, for the
@@ -64,10 +63,12 @@
 //! claim gigabytes. Every decompression therefore takes a `limit` on the bytes
 //! it may produce and stops with [`CompressionError::TooLarge`] as soon as
 //! the output would pass it. Sizes that the input declares (zstd's content
-//! size, snappy's length, gzip's `ISIZE`) are used only as hints below that
-//! limit and are never trusted for an allocation: however hostile the input,
-//! a call allocates about `limit` bytes at most (plus the codec's fixed-size
-//! working state).
+//! size, snappy's and LZ4's lengths, gzip's `ISIZE`) are only hints: a
+//! declared size above the limit is refused before decoding, and below it
+//! one is believed no further than the codec could really expand the input
+//! (or 1 MiB for zstd); beyond that the output grows only as the decoder
+//! fills it. However hostile the input, a call allocates about `limit` bytes
+//! at most, plus the codec's fixed-size working state.
 //!
 //! # Reusing codec state
 //!

@@ -25,11 +25,11 @@ fn unpack(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, Com
     decompress(codec, input, limit, &mut out).map(|()| out)
 }
 
-/// Inputs that compress well: a few short words repeated in random order,
-/// runs of one byte, up to a few hundred kilobytes.
-fn compressible() -> impl Strategy<Value = Vec<u8>> {
+/// Inputs that compress well, up to about `max_len` bytes: runs of one byte,
+/// or a few short words repeated in random order.
+fn compressible(max_len: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        (any::<u8>(), 0..300_000usize).prop_map(|(b, n)| vec![b; n]),
+        (any::<u8>(), 0..max_len).prop_map(|(b, n)| vec![b; n]),
         proptest::collection::vec(
             prop::sample::select(vec![
                 &b"key-"[..],
@@ -37,7 +37,7 @@ fn compressible() -> impl Strategy<Value = Vec<u8>> {
                 b"\x00\x00\x00\x01",
                 b"topic.partition"
             ]),
-            0..20_000,
+            0..max_len / 8,
         )
         .prop_map(|parts| parts.concat()),
     ]
@@ -209,9 +209,10 @@ fn ten_mib_of_zeros_under_a_one_mib_limit_is_too_large_and_stays_small() {
 }
 
 #[test]
-fn streamed_gzip_and_zstd_without_size_hints_stay_under_the_limit() {
-    // Without a usable declared size the decoders grow as they go; check
-    // that growth stops at the limit too.
+fn streamed_inputs_without_size_hints_stay_under_the_limit() {
+    // Without a usable declared size for the whole output (snappy-java
+    // declares 32 KiB per chunk) the decoders grow as they go; check that
+    // growth stops at the limit too.
     const LIMIT: usize = 1 << 20;
     let zeros = vec![0u8; 10 << 20];
     let mut enc = ::zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
@@ -220,7 +221,10 @@ fn streamed_gzip_and_zstd_without_size_hints_stay_under_the_limit() {
     let zstd_frame = enc.finish().expect("finish");
     let mut gzip_two_members = pack(Compression::Gzip, &zeros);
     gzip_two_members.extend(pack(Compression::Gzip, b"")); // ISIZE 0 at the end
+    let mut snappy_java = Vec::new();
+    compress_snappy_java(&zeros, &mut snappy_java).expect("compress");
     for (codec, input) in [
+        (Compression::Snappy, snappy_java),
         (Compression::Zstd, zstd_frame),
         (Compression::Gzip, gzip_two_members),
     ] {
@@ -281,7 +285,7 @@ proptest! {
     }
 
     #[test]
-    fn compressible_bytes_round_trip_and_shrink(data in compressible()) {
+    fn compressible_bytes_round_trip_and_shrink(data in compressible(300_000)) {
         for codec in CODECS {
             let packed = pack(codec, &data);
             if codec != Compression::None && data.len() > 10_000 {
@@ -292,7 +296,7 @@ proptest! {
     }
 
     #[test]
-    fn output_never_exceeds_the_limit(data in compressible(), limit in 0..400_000usize) {
+    fn output_never_exceeds_the_limit(data in compressible(100_000), limit in 0..150_000usize) {
         for codec in CODECS {
             let mut out = Vec::new();
             match decompress(codec, &pack(codec, &data), limit, &mut out) {
@@ -319,9 +323,9 @@ proptest! {
 
     #[test]
     fn mutated_input_never_panics_nor_overflows_the_limit(
-        data in compressible(),
+        data in compressible(30_000),
         flips in proptest::collection::vec((any::<prop::sample::Index>(), 1..=255u8), 1..8),
-        limit in 0..600_000usize,
+        limit in 0..60_000usize,
     ) {
         let mut decompressor = Decompressor::new();
         for codec in COMPRESSED {
@@ -376,4 +380,106 @@ proptest! {
         }
         prop_assert!(out.capacity() <= 50_000 + 1 + 64);
     }
+}
+
+/// The text every file in `testdata/` holds; see `testdata/README.md`.
+fn fixture_text() -> Vec<u8> {
+    (0..1500)
+        .flat_map(|i| {
+            format!(
+                "{:03} the quick brown kafka record jumps over the lazy broker\n",
+                i % 100
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+#[test]
+fn fixtures_from_other_implementations_decode() {
+    let text = fixture_text();
+    assert_eq!(text.len(), 90_000);
+    let fixtures: [(Compression, &str, &[u8]); 8] = [
+        (
+            Compression::Snappy,
+            "snappy_java_32k.bin",
+            include_bytes!("testdata/snappy_java_32k.bin"),
+        ),
+        (
+            Compression::Lz4,
+            "lz4_java_frame.lz4",
+            include_bytes!("testdata/lz4_java_frame.lz4"),
+        ),
+        (
+            Compression::Lz4,
+            "lz4_cli_default.lz4",
+            include_bytes!("testdata/lz4_cli_default.lz4"),
+        ),
+        (
+            Compression::Lz4,
+            "lz4_cli_linked_checksums_size.lz4",
+            include_bytes!("testdata/lz4_cli_linked_checksums_size.lz4"),
+        ),
+        (
+            Compression::Zstd,
+            "zstd_cli.zst",
+            include_bytes!("testdata/zstd_cli.zst"),
+        ),
+        (
+            Compression::Zstd,
+            "zstd_cli_stream.zst",
+            include_bytes!("testdata/zstd_cli_stream.zst"),
+        ),
+        (
+            Compression::Gzip,
+            "gzip_cli_named.gz",
+            include_bytes!("testdata/gzip_cli_named.gz"),
+        ),
+        (
+            Compression::Gzip,
+            "gzip_cli_two_members.gz",
+            include_bytes!("testdata/gzip_cli_two_members.gz"),
+        ),
+    ];
+    let mut decompressor = Decompressor::new();
+    for (codec, name, bytes) in fixtures {
+        let mut out = Vec::new();
+        decompressor
+            .decompress(codec, bytes, text.len(), &mut out)
+            .expect(name);
+        assert!(out == text, "{name} decoded to something else");
+        let mut out = Vec::new();
+        assert_eq!(
+            decompressor.decompress(codec, bytes, text.len() - 1, &mut out),
+            Err(CompressionError::TooLarge {
+                limit: text.len() - 1
+            }),
+            "{name}"
+        );
+    }
+    let mut out = Vec::new();
+    decompressor
+        .decompress(
+            Compression::Snappy,
+            include_bytes!("testdata/snappy_java_empty.bin"),
+            0,
+            &mut out,
+        )
+        .expect("empty snappy-java stream");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn we_write_what_java_writes() {
+    let text = fixture_text();
+    // snappy-java's SnappyOutputStream with Kafka's 32 KiB blocks, byte for byte.
+    let mut framed = Vec::new();
+    compress_snappy_java(&text, &mut framed).expect("compress");
+    assert!(framed == include_bytes!("testdata/snappy_java_32k.bin"));
+    let mut empty = Vec::new();
+    compress_snappy_java(b"", &mut empty).expect("compress");
+    assert_eq!(empty, include_bytes!("testdata/snappy_java_empty.bin"));
+    // The LZ4 frame header (magic, FLG, BD, HC) is lz4-java's and Kafka's.
+    let lz4 = pack(Compression::Lz4, &text);
+    assert_eq!(lz4[..7], include_bytes!("testdata/lz4_java_frame.lz4")[..7]);
 }
