@@ -31,7 +31,7 @@ use super::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
     RECORD_BATCH_OVERHEAD,
 };
-use crate::compression::{decompress, Compression};
+use crate::compression::{Compression, Decompressor};
 
 /// Default bound on the decompressed records of one batch: 64 MiB, far
 /// above any batch a broker accepts by default (`message.max.bytes` is
@@ -74,6 +74,7 @@ pub struct Batches {
     pos: usize,
     opts: ReadOptions,
     done: bool,
+    tail: usize,
 }
 
 impl Batches {
@@ -89,19 +90,22 @@ impl Batches {
             pos: 0,
             opts,
             done: false,
+            tail: 0,
         }
     }
 
     /// Bytes at the end of the blob that did not form a whole batch: 0 until
-    /// the iteration has ended, and 0 if the blob ended on a batch boundary.
-    /// When the first batch is already partial, the consumer's fetch size is
-    /// too small for that batch.
+    /// the iteration has ended, 0 if the blob ended on a batch boundary, and
+    /// 0 if the iteration ended on an error. When the first batch is already
+    /// partial, the fetch size is too small for that batch.
     pub fn truncated_tail(&self) -> usize {
-        if self.done {
-            self.data.len() - self.pos
-        } else {
-            0
-        }
+        self.tail
+    }
+
+    fn stop_truncated(&mut self) -> Option<Result<Batch, RecordError>> {
+        self.done = true;
+        self.tail = self.data.len() - self.pos;
+        None
     }
 
     /// Position of the next batch in the blob.
@@ -124,8 +128,7 @@ impl Iterator for Batches {
         }
         let rest = &self.data[self.pos..];
         if rest.len() < LOG_OVERHEAD {
-            self.done = true;
-            return None;
+            return self.stop_truncated();
         }
         // Same checks, in the same order, as Kafka's
         // `ByteBufferLogInputStream.nextBatchSize`.
@@ -137,8 +140,7 @@ impl Iterator for Batches {
             });
         }
         if rest.len() <= MAGIC {
-            self.done = true;
-            return None;
+            return self.stop_truncated();
         }
         let magic = rest[MAGIC] as i8;
         if !(0..=2).contains(&magic) {
@@ -146,8 +148,7 @@ impl Iterator for Batches {
         }
         let total = LOG_OVERHEAD + size as usize;
         if rest.len() < total {
-            self.done = true;
-            return None;
+            return self.stop_truncated();
         }
         let bytes = self.data.slice(self.pos..self.pos + total);
         self.pos += total;
@@ -456,8 +457,16 @@ impl Batch {
     /// The records, read lazily. An uncompressed batch's records are slices
     /// of the blob; a compressed one is decompressed here into one buffer
     /// (bounded by [`ReadOptions::max_decompressed_bytes`]) that its records
-    /// slice.
+    /// slice. Builds fresh codec state; a consumer reading many compressed
+    /// batches keeps a [`Decompressor`] and calls
+    /// [`records_with`](Self::records_with).
     pub fn records(&self) -> Result<Records, RecordError> {
+        self.records_with(&mut Decompressor::new())
+    }
+
+    /// [`records`](Self::records), reusing `decompressor`'s codec state
+    /// (zstd and gzip contexts are worth keeping across batches).
+    pub fn records_with(&self, decompressor: &mut Decompressor) -> Result<Records, RecordError> {
         match self.kind {
             Kind::V2(h) => {
                 let log_append_time =
@@ -471,7 +480,7 @@ impl Batch {
                     (self.bytes.clone(), RECORDS)
                 } else {
                     let mut out = Vec::new();
-                    decompress(
+                    decompressor.decompress(
                         h.compression,
                         &self.bytes[RECORDS..],
                         self.max_decompressed,
@@ -498,6 +507,7 @@ impl Batch {
                     &self.bytes,
                     &m,
                     self.max_decompressed,
+                    decompressor,
                 )?),
             }),
         }

@@ -6,19 +6,23 @@
 //! allocation, only the buffer's own growth. Sealing compresses the records
 //! section (the header stays plain, as in `MemoryRecordsBuilder`), fills
 //! the header and computes the CRC. The builder is then empty and ready for
-//! the next batch; when the batch was compressed it keeps its buffer.
+//! the next batch; when the batch was compressed it keeps its buffer, and
+//! an uncompressed batch's memory can be handed back once the broker has
+//! acknowledged it ([`BatchBuilder::recycle`]).
 //!
 //! Fields the producer only knows when it sends (producer id and epoch,
 //! base sequence, and for a broker the base offset and leader epoch) are
 //! given at seal time, and a [`SealedBatch`] can be re-stamped: after an
 //! epoch bump (KIP-360) an idempotent producer resends the same records with
 //! a new epoch and sequence. Re-stamping rewrites the header in place and
-//! recombines the CRC from the stored CRC of the records section, so it
-//! costs the same for a 16 KiB batch as for a 16 MiB one.
+//! recomputes the CRC, without recompressing. (Recombining the CRC from a
+//! stored CRC of the records with `crc32c_combine` was tried: the combine
+//! cost as much as a CRC pass over a 100 KiB batch at every seal, to save
+//! work only on the rare re-stamp.)
 
 use bytes::{Bytes, BytesMut};
 
-use super::crc::{crc32c, crc32c_combine};
+use super::crc::crc32c;
 use super::layout::*;
 use super::records::{Header, HeaderRef};
 use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
@@ -26,7 +30,7 @@ use super::{
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
     RECORD_BATCH_OVERHEAD,
 };
-use crate::compression::{compress, Compression, CompressionError};
+use crate::compression::{Compression, CompressionError, CompressionLevel, Compressor};
 
 /// How [`BatchBuilder`] estimates the compressed size from the uncompressed
 /// one, after the estimated ratio: Java's
@@ -91,6 +95,9 @@ pub const NO_HEADERS: &[Header] = &[];
 pub struct BatchOptions {
     /// Codec for the records section. Default: none.
     pub compression: Compression,
+    /// Level for that codec (KIP-390); checked when the first batch is
+    /// sealed. Default: the codec's default, which is Kafka's.
+    pub compression_level: CompressionLevel,
     /// Sets the transactional attribute (KIP-98). Default: false.
     pub transactional: bool,
     /// Sets the control attribute: the records are transaction markers.
@@ -115,6 +122,7 @@ impl Default for BatchOptions {
     fn default() -> Self {
         BatchOptions {
             compression: Compression::None,
+            compression_level: CompressionLevel::DEFAULT,
             transactional: false,
             control: false,
             delete_horizon_ms: None,
@@ -229,6 +237,9 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// The codec's state, kept across batches (a zstd or deflate context
+    /// costs more to set up than compressing a small batch).
+    compressor: Option<Compressor>,
 }
 
 impl BatchBuilder {
@@ -241,7 +252,7 @@ impl BatchBuilder {
     /// allocation.
     pub fn with_buffer(opts: BatchOptions, mut buf: Vec<u8>) -> BatchBuilder {
         buf.clear();
-        buf.reserve(RECORD_BATCH_OVERHEAD + opts.max_bytes.min(MAX_INITIAL_CAPACITY));
+        buf.reserve(initial_capacity(&opts));
         buf.resize(RECORD_BATCH_OVERHEAD, 0);
         BatchBuilder {
             opts,
@@ -249,6 +260,7 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: 0,
             max_timestamp: 0,
+            compressor: None,
         }
     }
 
@@ -404,7 +416,10 @@ impl BatchBuilder {
         }
 
         let buf = &mut self.buf;
-        buf.reserve(size);
+        if buf.capacity() - buf.len() < size {
+            // Straight to the batch size the first time, not by doubling.
+            buf.reserve(size.max(initial_capacity(&self.opts).saturating_sub(buf.len())));
+        }
         put_varint(buf, body as i32);
         buf.push(0); // attributes: none defined for records
         put_varlong(buf, ts_delta);
@@ -438,17 +453,23 @@ impl BatchBuilder {
         }
         let uncompressed_records_len = self.uncompressed_records_len();
         let mut out = if self.opts.compression == Compression::None {
-            let capacity = self.buf.capacity();
-            std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
+            // The buffer becomes the batch. The next one is reserved at the
+            // next append, unless a sent batch is handed back first
+            // (`recycle`), so a producer can keep a pool like Java's
+            // `BufferPool`.
+            std::mem::replace(&mut self.buf, header_placeholder())
         } else {
             let mut out =
                 Vec::with_capacity(RECORD_BATCH_OVERHEAD + uncompressed_records_len / 2 + 64);
             out.resize(RECORD_BATCH_OVERHEAD, 0);
-            compress(
-                self.opts.compression,
-                &self.buf[RECORD_BATCH_OVERHEAD..],
-                &mut out,
-            )?;
+            let compressor = match &mut self.compressor {
+                Some(c) => c,
+                slot => slot.insert(Compressor::with_level(
+                    self.opts.compression,
+                    self.opts.compression_level,
+                )?),
+            };
+            compressor.compress(&self.buf[RECORD_BATCH_OVERHEAD..], &mut out)?;
             self.buf.truncate(RECORD_BATCH_OVERHEAD);
             out
         };
@@ -486,19 +507,37 @@ impl BatchBuilder {
         put_i32(h, RECORD_COUNT, self.count);
         let total = out.len();
         put_i32(&mut out, LENGTH, (total - super::LOG_OVERHEAD) as i32);
-        let records_crc = crc32c(&out[RECORD_BATCH_OVERHEAD..]);
-
-        let mut sealed = SealedBatch {
-            bytes: Bytes::new(),
-            records_crc,
+        write_producer(&mut out, &stamp.producer);
+        write_crc(&mut out);
+        let sealed = SealedBatch {
+            bytes: Bytes::from(out),
             uncompressed_records_len,
             record_count: self.count,
         };
-        write_producer(&mut out, &stamp.producer);
-        write_crc(&mut out, records_crc);
-        sealed.bytes = Bytes::from(out);
         self.reset();
         Ok(sealed)
+    }
+
+    /// Takes back the memory of a batch that is no longer needed (acknowledged
+    /// by the broker) for the next batch, if nothing else still holds its
+    /// bytes and the builder is empty. Saves the allocation, and the page
+    /// faults of touching fresh memory, for every batch. Returns whether the
+    /// memory was taken.
+    pub fn recycle(&mut self, batch: SealedBatch) -> bool {
+        if self.count != 0 || !batch.bytes.is_unique() {
+            return false;
+        }
+        let Ok(m) = batch.bytes.try_into_mut() else {
+            return false;
+        };
+        let mut buf = Vec::from(m);
+        if buf.capacity() <= self.buf.capacity() {
+            return false;
+        }
+        buf.clear();
+        buf.resize(RECORD_BATCH_OVERHEAD, 0);
+        self.buf = buf;
+        true
     }
 
     /// Drops the records appended since the last seal.
@@ -509,6 +548,49 @@ impl BatchBuilder {
         self.base_timestamp = 0;
         self.max_timestamp = 0;
     }
+}
+
+/// Most bytes a record takes besides its key, value and headers: length
+/// (5), attributes (1), timestamp delta (10) and offset delta (5)
+/// (`DefaultRecord.MAX_RECORD_OVERHEAD`).
+const MAX_RECORD_OVERHEAD: usize = 21;
+
+/// An upper bound on the size of a batch holding only this record,
+/// uncompressed, whatever its timestamp: what a producer checks against
+/// `max.request.size` before accepting a record (Kafka's
+/// `DefaultRecordBatch.estimateBatchSizeUpperBound`). `None` lengths are
+/// null keys or values.
+pub fn batch_size_upper_bound<H: AsHeader>(
+    key_len: Option<usize>,
+    value_len: Option<usize>,
+    headers: &[H],
+) -> usize {
+    let field = |len: Option<usize>| match len {
+        None => 1,
+        Some(n) => varint_len(i32::try_from(n).unwrap_or(i32::MAX)).saturating_add(n),
+    };
+    let mut n = RECORD_BATCH_OVERHEAD + MAX_RECORD_OVERHEAD;
+    n = n
+        .saturating_add(field(key_len))
+        .saturating_add(field(value_len));
+    n = n.saturating_add(varint_len(i32::try_from(headers.len()).unwrap_or(i32::MAX)));
+    for h in headers {
+        n = n
+            .saturating_add(field(Some(h.header_key().len())))
+            .saturating_add(field(h.header_value().map(<[u8]>::len)));
+    }
+    n
+}
+
+/// What a builder reserves for a batch: the header and `max_bytes`, at most
+/// 1 MiB.
+fn initial_capacity(opts: &BatchOptions) -> usize {
+    RECORD_BATCH_OVERHEAD + opts.max_bytes.min(MAX_INITIAL_CAPACITY)
+}
+
+/// A buffer holding only the zeroed header placeholder.
+fn header_placeholder() -> Vec<u8> {
+    vec![0; RECORD_BATCH_OVERHEAD]
 }
 
 /// Encoded size of a record body (everything after its length varint), or
@@ -567,15 +649,9 @@ fn write_producer(b: &mut [u8], p: &ProducerStamp) {
     put_i32(b, BASE_SEQUENCE, p.base_sequence);
 }
 
-/// CRC of attributes..end = CRC of the 40 header bytes from the attributes
-/// on, combined with the stored CRC of the records section.
-fn write_crc(b: &mut [u8], records_crc: u32) {
-    let records_len = b.len() - RECORD_BATCH_OVERHEAD;
-    let crc = crc32c_combine(
-        crc32c(&b[ATTRIBUTES..RECORD_BATCH_OVERHEAD]),
-        records_crc,
-        records_len,
-    );
+/// The CRC-32C of the attributes to the end, into its field.
+fn write_crc(b: &mut [u8]) {
+    let crc = crc32c(&b[ATTRIBUTES..]);
     b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
@@ -587,7 +663,6 @@ fn write_crc(b: &mut [u8], records_crc: u32) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealedBatch {
     bytes: Bytes,
-    records_crc: u32,
     uncompressed_records_len: usize,
     record_count: i32,
 }
@@ -649,13 +724,12 @@ impl SealedBatch {
     }
 
     /// Rewrites producer id, epoch and base sequence and the CRC, without
-    /// touching (or reading) the records: how a batch is resent after an
-    /// epoch bump (KIP-360) or a sequence reset.
+    /// recompressing: how a batch is resent after an epoch bump (KIP-360)
+    /// or a sequence reset.
     pub fn restamp(&mut self, producer: &ProducerStamp) {
-        let records_crc = self.records_crc;
         self.edit(|b| {
             write_producer(b, producer);
-            write_crc(b, records_crc);
+            write_crc(b);
         });
     }
 

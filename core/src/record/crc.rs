@@ -13,14 +13,6 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
-/// CRC-32C of `a` followed by `b_len` bytes whose own CRC-32C is `b_crc`,
-/// in O(log `b_len`) time: how a sealed batch is re-stamped without reading
-/// its records again.
-#[inline]
-pub(crate) fn crc32c_combine(a_crc: u32, b_crc: u32, b_len: usize) -> u32 {
-    crc32c::crc32c_combine(a_crc, b_crc, b_len)
-}
-
 /// CRC-32 (IEEE 802.3, as `java.util.zip.CRC32`) of `data`.
 #[inline]
 pub fn crc32_ieee(data: &[u8]) -> u32 {
@@ -36,14 +28,5 @@ mod tests {
         // The standard "123456789" check values of each CRC.
         assert_eq!(crc32c(b"123456789"), 0xe306_9283);
         assert_eq!(crc32_ieee(b"123456789"), 0xcbf4_3926);
-    }
-
-    #[test]
-    fn combine_equals_crc_of_concatenation() {
-        let a = b"attributes..header";
-        let b = vec![7u8; 10_000];
-        let mut ab = a.to_vec();
-        ab.extend_from_slice(&b);
-        assert_eq!(crc32c_combine(crc32c(a), crc32c(&b), b.len()), crc32c(&ab));
     }
 }

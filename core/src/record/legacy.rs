@@ -25,7 +25,7 @@ use bytes::Bytes;
 use super::crc::crc32_ieee;
 use super::records::{Headers, Record};
 use super::{be_i32, be_i64, be_u32, RecordError, TimestampType, LOG_OVERHEAD};
-use crate::compression::{decompress, Compression};
+use crate::compression::{Compression, Decompressor};
 
 /// `LegacyRecord.RECORD_OVERHEAD_V0`: crc, magic, attributes, key and value
 /// lengths.
@@ -172,6 +172,7 @@ impl LegacyRecords {
         entry: &Bytes,
         msg: &LegacyMessage,
         max_decompressed: usize,
+        decompressor: &mut Decompressor,
     ) -> Result<LegacyRecords, RecordError> {
         let codec_id = msg.codec_id();
         if codec_id == 0 {
@@ -194,7 +195,14 @@ impl LegacyRecords {
             return Err(RecordError::Legacy("compressed wrapper with a null value"));
         };
         let mut out = Vec::new();
-        decompress(codec, &entry[vs..ve], max_decompressed, &mut out)?;
+        let input = &entry[vs..ve];
+        if codec == Compression::Lz4 && msg.magic == 0 {
+            // Before 0.10 (KAFKA-3160) lz4 frames carried a wrong header
+            // checksum; magic v0 messages may still have it.
+            decompressor.decompress_lz4_magic_v0(input, max_decompressed, &mut out)?;
+        } else {
+            decompressor.decompress(codec, input, max_decompressed, &mut out)?;
+        }
         let buf = Bytes::from(out);
 
         // Find the inner entries first: v1 offsets are relative to the last
@@ -225,12 +233,15 @@ impl LegacyRecords {
         let offset_base = if msg.magic == 1 {
             if msg.offset == 0 {
                 0
-            } else if msg.offset < last_inner {
-                return Err(RecordError::Legacy(
-                    "wrapper offset is less than its last inner offset",
-                ));
             } else {
-                msg.offset - last_inner
+                match msg.offset.checked_sub(last_inner) {
+                    Some(base) if msg.offset >= last_inner => base,
+                    _ => {
+                        return Err(RecordError::Legacy(
+                            "wrapper offset is less than its last inner offset",
+                        ))
+                    }
+                }
             }
         } else {
             0

@@ -8,9 +8,7 @@
 //!   (`DefaultRecordBatch`), compresses the records section when sealed, and
 //!   returns a [`SealedBatch`] whose producer id, epoch and base sequence can
 //!   be re-stamped in place (KIP-360: after an epoch bump, a producer resends
-//!   the same records under a new epoch and sequence) without recompressing
-//!   or re-reading the records: the CRC is recombined from the stored CRC of
-//!   the records section.
+//!   the same records under a new epoch and sequence) without recompressing.
 //! - [`Batches`] walks a `records` blob lazily over [`bytes::Bytes`]: a
 //!   [`Batch`] exposes its header, checks its CRC on request, and iterates
 //!   its [`Record`]s, whose key, value and headers are slices of the input
@@ -40,8 +38,8 @@ mod varint;
 
 pub use batch::{Batch, Batches, ReadOptions, DEFAULT_MAX_DECOMPRESSED_BYTES};
 pub use builder::{
-    AppendError, AsHeader, BatchBuilder, BatchOptions, BatchStamp, BuildError, ProducerStamp,
-    SealedBatch, NO_HEADERS,
+    batch_size_upper_bound, AppendError, AsHeader, BatchBuilder, BatchOptions, BatchStamp,
+    BuildError, ProducerStamp, SealedBatch, NO_HEADERS,
 };
 pub use control::{ControlRecord, ControlRecordKind};
 pub use crc::{crc32_ieee, crc32c};
@@ -149,7 +147,7 @@ pub enum RecordError {
     /// Decompressing the records failed, or would exceed the caller's limit,
     /// or the codec id is unknown.
     #[error("compressed records: {0}")]
-    Compression(#[from] CompressionError),
+    Compression(#[source] Box<CompressionError>),
     /// A varint runs past 5 bytes (varlong: 10) or past 32 (64) bits.
     #[error("varint is too long")]
     VarintOverflow,
@@ -165,6 +163,16 @@ pub enum RecordError {
     /// A control record's key or value is malformed.
     #[error("invalid control record: {0}")]
     BadControlRecord(&'static str),
+}
+
+impl From<CompressionError> for RecordError {
+    /// Boxed (the codec's error carries a message) so that `RecordError`
+    /// stays small on the hot path, where every record read returns a
+    /// `Result`.
+    #[cold]
+    fn from(e: CompressionError) -> RecordError {
+        RecordError::Compression(Box::new(e))
+    }
 }
 
 /// Big-endian readers at positions already bounds-checked by the caller;

@@ -94,7 +94,11 @@ impl<'a> RecordRef<'a> {
                 None => None,
             },
             headers: Headers {
-                buf: slice(self.headers.buf)?,
+                buf: if self.headers.count == 0 {
+                    None
+                } else {
+                    Some(slice(self.headers.buf)?)
+                },
                 count: self.headers.count,
             },
         })
@@ -106,9 +110,12 @@ impl<'a> RecordRef<'a> {
 /// [`Header`]s, each a pair of slices) or [`Headers::iter_ref`] (borrowed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
-    buf: Bytes,
+    /// `None` when there are none: dropping a record then skips a call.
+    buf: Option<Bytes>,
     count: u32,
 }
+
+static NO_BYTES: Bytes = Bytes::new();
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct HeadersRef<'a> {
@@ -120,7 +127,7 @@ impl Headers {
     /// No headers (what legacy v0/v1 records always have).
     pub const fn empty() -> Headers {
         Headers {
-            buf: Bytes::new(),
+            buf: None,
             count: 0,
         }
     }
@@ -139,14 +146,14 @@ impl Headers {
     pub fn iter(&self) -> HeaderIter<'_> {
         HeaderIter {
             inner: self.iter_ref(),
-            backing: &self.buf,
+            backing: self.buf.as_ref().unwrap_or(&NO_BYTES),
         }
     }
 
     /// Iterates the headers as borrowed byte slices.
     pub fn iter_ref(&self) -> HeaderRefIter<'_> {
         HeaderRefIter {
-            buf: &self.buf,
+            buf: self.buf.as_deref().unwrap_or(&[]),
             pos: 0,
             remaining: self.count,
         }
@@ -501,7 +508,7 @@ impl Iterator for Records {
                     Headers::empty()
                 } else {
                     Headers {
-                        buf: v.buf.slice(raw.headers.0..raw.headers.1),
+                        buf: Some(v.buf.slice(raw.headers.0..raw.headers.1)),
                         count: raw.header_count,
                     }
                 };

@@ -3,6 +3,10 @@
 //! legacy message sets, control records, and a cross-check against the
 //! independent `kafka-protocol` codec in both directions.
 
+// A test that unwraps fails loudly at the line that broke, which is all a
+// message would say.
+#![allow(clippy::unwrap_used)]
+
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
@@ -543,8 +547,13 @@ fn absurd_lengths_and_counts_are_rejected_without_allocating() {
         max_batch_bytes: 1 << 20,
         ..ReadOptions::default()
     };
-    let r = Batches::with_options(Bytes::from(b), opts).next();
-    assert!(matches!(r, Some(Err(RecordError::BadLength { .. }))));
+    let mut it = Batches::with_options(Bytes::from(b), opts);
+    assert!(matches!(
+        it.next(),
+        Some(Err(RecordError::BadLength { .. }))
+    ));
+    assert!(it.next().is_none());
+    assert_eq!(it.truncated_tail(), 0);
     // A v2 length between the legacy and v2 minimum.
     let mut b = data.clone();
     b[8..12].copy_from_slice(&20i32.to_be_bytes());
@@ -604,9 +613,9 @@ fn hostile_record_fields_are_rejected() {
         let mut b = hex(GOLDEN)[..RECORD_BATCH_OVERHEAD].to_vec();
         b[layout::RECORD_COUNT..layout::RECORD_COUNT + 4].copy_from_slice(&1i32.to_be_bytes());
         b.extend_from_slice(record);
-        let len = (b.len() - LOG_OVERHEAD) as i32;
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        b.extend_from_slice(&[0; 8]); // padding so the count check passes
+        // Padding, so that the record-count sanity check (7 bytes a record)
+        // passes and the record itself is what fails.
+        b.extend_from_slice(&[0; 8]);
         let len = (b.len() - LOG_OVERHEAD) as i32;
         b[8..12].copy_from_slice(&len.to_be_bytes());
         Bytes::from(b)
@@ -789,6 +798,81 @@ fn first_record_always_fits_and_later_ones_respect_max_bytes() {
         b.seal(&BatchStamp::default()).unwrap_err().to_string(),
         BuildError::Empty.to_string()
     );
+}
+
+#[test]
+fn a_sent_batch_can_be_recycled_into_the_builder() {
+    let mut b = BatchBuilder::new(BatchOptions::default());
+    b.append(0, None, Some(&[1u8; 5000]), NO_HEADERS).unwrap();
+    let sealed = b.seal(&BatchStamp::default()).unwrap();
+    let held = sealed.to_bytes();
+    // Still held by a request: not taken.
+    assert!(!b.recycle(sealed.clone()));
+    drop(held);
+    let ptr = sealed.as_bytes().as_ptr();
+    assert!(b.recycle(sealed));
+    b.append(0, None, Some(b"x"), NO_HEADERS).unwrap();
+    let again = b.seal(&BatchStamp::default()).unwrap();
+    assert_eq!(again.as_bytes().as_ptr(), ptr);
+    assert_eq!(read_all(again.to_bytes())[0].1.len(), 1);
+}
+
+proptest! {
+    #[test]
+    fn a_single_record_batch_never_exceeds_the_upper_bound(r in arb_rec()) {
+        let sealed = build(std::slice::from_ref(&r), BatchOptions::default(), &BatchStamp::default());
+        let bound = batch_size_upper_bound(
+            r.key.as_ref().map(Vec::len),
+            r.value.as_ref().map(Vec::len),
+            &r.headers,
+        );
+        prop_assert!(sealed.len() <= bound, "{} > {}", sealed.len(), bound);
+    }
+}
+
+#[test]
+fn one_decompressor_and_one_builder_serve_many_batches() {
+    use crate::compression::Decompressor;
+    let mut dec = Decompressor::new();
+    for codec in ALL_CODECS {
+        let mut b = BatchBuilder::new(BatchOptions {
+            compression: codec,
+            ..BatchOptions::default()
+        });
+        for round in 0..3 {
+            for r in golden_records() {
+                b.append(
+                    r.timestamp,
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                )
+                .unwrap();
+            }
+            let sealed = b.seal(&BatchStamp::default()).unwrap();
+            let batch = Batch::parse(sealed.to_bytes()).unwrap();
+            let recs: Vec<Rec> = batch
+                .records_with(&mut dec)
+                .unwrap()
+                .map(|r| as_rec(&r.unwrap()))
+                .collect();
+            assert_eq!(recs, golden_records(), "{codec:?} round {round}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_compression_level_fails_the_seal() {
+    let mut b = BatchBuilder::new(BatchOptions {
+        compression: Compression::Gzip,
+        compression_level: crate::compression::CompressionLevel::new(42),
+        ..BatchOptions::default()
+    });
+    b.append(0, None, Some(b"x"), NO_HEADERS).unwrap();
+    assert!(matches!(
+        b.seal(&BatchStamp::default()),
+        Err(BuildError::Compression(_))
+    ));
 }
 
 #[test]
@@ -1036,6 +1120,12 @@ fn legacy_v1_wrappers_rebase_relative_inner_offsets() {
             [0, 1, 2]
         );
 
+        // A hostile inner offset cannot overflow the rebase.
+        let hostile = legacy_message(1, i64::MIN, 0, Some(0), None, Some(b"x"));
+        let w = legacy_wrapper(1, i64::MAX, codec, false, 50, &hostile);
+        let b = Batch::parse(Bytes::from(w)).unwrap();
+        assert!(matches!(b.records(), Err(RecordError::Legacy(_))));
+
         // Wrapper offset below the last inner offset: invalid.
         let w = legacy_wrapper(1, 1, codec, false, 50, &inner);
         let b = Batch::parse(Bytes::from(w)).unwrap();
@@ -1059,6 +1149,28 @@ fn legacy_v0_wrappers_keep_absolute_inner_offsets() {
         [(40, -1), (41, -1)]
     );
     assert!(recs.iter().all(|r| r.value.is_none()));
+}
+
+#[test]
+fn legacy_v0_lz4_wrappers_with_the_pre_0_10_header_checksum_are_read() {
+    // KAFKA-3160: before 0.10 the lz4 frame header checksum also hashed the
+    // 4-byte magic. Only magic v0 messages may carry it.
+    let inner = legacy_message(0, 3, 0, None, None, Some(b"old"));
+    let mut frame = Vec::new();
+    compress(Compression::Lz4, &inner, &mut frame).unwrap();
+    frame[6] = (twox_hash::XxHash32::oneshot(0, &frame[..6]) >> 8) as u8;
+    for (magic, ok) in [(0i8, true), (1, false)] {
+        let w = legacy_message(magic, 3, Compression::Lz4.id(), Some(0), None, Some(&frame));
+        let b = Batch::parse(Bytes::from(w)).unwrap();
+        match b.records() {
+            Ok(rs) if ok => {
+                let offsets: Vec<i64> = rs.map(|r| r.unwrap().offset).collect();
+                assert_eq!(offsets, [3]);
+            }
+            Err(RecordError::Compression(_)) if !ok => {}
+            other => panic!("magic {magic}: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -47,6 +47,10 @@ pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut u: u64) {
         buf.push(u as u8);
         return;
     }
+    if u < 0x4000 {
+        buf.extend_from_slice(&[(u as u8) | 0x80, (u >> 7) as u8]);
+        return;
+    }
     let mut tmp = [0u8; 10];
     let mut i = 0;
     while u >= 0x80 {
@@ -73,31 +77,71 @@ pub(crate) fn put_varlong(buf: &mut Vec<u8>, v: i64) {
 /// Reads a zigzag varint at `*pos`, advancing `pos` past it.
 #[inline(always)]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordError> {
-    // One-byte values (-64..=63) are the common case for every length and
-    // delta in a batch of small records: keep them out of the loop.
-    if let Some(&b) = buf.get(*pos) {
-        if b < 0x80 {
-            *pos += 1;
-            let u = b as u32;
-            return Ok(((u >> 1) as i32) ^ -((u & 1) as i32));
-        }
-    }
-    let u = read_uvarint_slow(buf, pos, 5)? as u32;
+    let u = read_uvarint(buf, pos, 5)? as u32;
     Ok(((u >> 1) as i32) ^ -((u & 1) as i32))
 }
 
 /// Reads a zigzag varlong at `*pos`, advancing `pos` past it.
 #[inline(always)]
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordError> {
-    if let Some(&b) = buf.get(*pos) {
-        if b < 0x80 {
-            *pos += 1;
-            let u = b as u64;
-            return Ok(((u >> 1) as i64) ^ -((u & 1) as i64));
+    let u = read_uvarint(buf, pos, 10)?;
+    Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+}
+
+/// Base-128 decoding, at most `max_bytes` bytes (5 for a varint, 10 for a
+/// varlong).
+#[inline(always)]
+fn read_uvarint(buf: &[u8], pos: &mut usize, max_bytes: usize) -> Result<u64, RecordError> {
+    let p = *pos;
+    // One-byte values (-64..=63 zigzagged) are the common case for deltas
+    // and small lengths: keep them to one compare.
+    if let Some(&b0) = buf.get(p) {
+        if b0 < 0x80 {
+            *pos = p + 1;
+            return Ok(b0 as u64);
+        }
+        // Two bytes cover lengths up to 8 KiB and deltas up to 4096: most
+        // of what a batch holds.
+        if let Some(&b1) = buf.get(p + 1) {
+            if b1 < 0x80 {
+                *pos = p + 2;
+                return Ok((b0 & 0x7f) as u64 | (b1 as u64) << 7);
+            }
         }
     }
-    let u = read_uvarint_slow(buf, pos, 10)?;
-    Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    // With 8 bytes at hand, find the end of the varint from the
+    // continuation bits of one little-endian word and gather its 7-bit
+    // groups with shifts: no loop, one branch.
+    if let Some(chunk) = buf.get(p..p + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(a);
+        let stops = !word & 0x8080_8080_8080_8080;
+        if stops != 0 {
+            let len = (stops.trailing_zeros() as usize + 1) / 8;
+            if len <= max_bytes {
+                let x = if len == 8 {
+                    word
+                } else {
+                    word & ((1u64 << (len * 8)) - 1)
+                };
+                let v = (x & 0x7f)
+                    | ((x >> 1) & (0x7f << 7))
+                    | ((x >> 2) & (0x7f << 14))
+                    | ((x >> 3) & (0x7f << 21))
+                    | ((x >> 4) & (0x7f << 28))
+                    | ((x >> 5) & (0x7f << 35))
+                    | ((x >> 6) & (0x7f << 42))
+                    | ((x >> 7) & (0x7f << 49));
+                if max_bytes == 5 && v >> 32 != 0 {
+                    return Err(RecordError::VarintOverflow);
+                }
+                *pos = p + len;
+                return Ok(v);
+            }
+        }
+    }
+    read_uvarint_slow(buf, pos, max_bytes)
 }
 
 /// The general loop: at most `max_bytes` bytes (5 for a varint, 10 for a
@@ -211,6 +255,20 @@ mod tests {
             let mut p = 0;
             prop_assert_eq!(read_varlong(&b, &mut p).ok(), Some(v));
             prop_assert_eq!(p, b.len());
+        }
+
+        #[test]
+        fn word_fast_path_agrees_with_the_byte_loop(
+            b in proptest::collection::vec(any::<u8>(), 0..14),
+            max_bytes in prop::sample::select(vec![5usize, 10]),
+        ) {
+            let (mut p1, mut p2) = (0, 0);
+            let fast = read_uvarint(&b, &mut p1, max_bytes);
+            let slow = read_uvarint_slow(&b, &mut p2, max_bytes);
+            prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+            if fast.is_ok() {
+                prop_assert_eq!(p1, p2);
+            }
         }
 
         #[test]
