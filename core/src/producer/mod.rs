@@ -82,7 +82,12 @@ struct Waiting {
 }
 
 struct TopicBuffer {
+    name: Arc<str>,
     partitions: Vec<PartitionBuffer>,
+    /// Which partitions have a leader, from the last metadata.
+    leaders: Vec<bool>,
+    /// Scratch for the partitioner's view of buffered bytes.
+    backlog: Vec<u64>,
     partitioner: Box<dyn Partitioner>,
     /// Records waiting for the topic's metadata.
     waiting: VecDeque<Waiting>,
@@ -246,54 +251,47 @@ impl Producer {
         let size = record.user_size();
         self.buffered_records += 1;
         self.buffered_bytes += size;
-        let topic = record.topic.clone();
-        let seed = partitioner::topic_seed(self.seed, &topic);
-        let factory = &self.partitioners;
-        let tb = self
-            .topics
-            .entry(topic)
-            .or_insert_with_key(|name| TopicBuffer {
+        // The hot path allocates nothing per record: the topic is looked up
+        // by reference and cloned only the first time it is seen.
+        if !self.topics.contains_key(record.topic.as_str()) {
+            let name = record.topic.clone();
+            let seed = partitioner::topic_seed(self.seed, &name);
+            let tb = TopicBuffer {
+                name: Arc::from(name.as_str()),
                 partitions: Vec::new(),
-                partitioner: factory.for_topic(name, seed),
+                leaders: Vec::new(),
+                backlog: Vec::new(),
+                partitioner: self.partitioners.for_topic(&name, seed),
                 waiting: VecDeque::new(),
                 unknown_loads: 0,
-            });
+            };
+            self.topics.insert(name, tb);
+        }
         let pending = PendingRecord {
             id,
             record,
             timestamp,
         };
+        self.place(now, pending, urgent);
+    }
+
+    /// Partitions and appends a record; it waits if its topic's
+    /// partitions are not known yet.
+    fn place(&mut self, now: Timestamp, pending: PendingRecord, urgent: bool) {
+        let Some(tb) = self.topics.get_mut(pending.record.topic.as_str()) else {
+            return;
+        };
         if tb.partitions.is_empty() {
             tb.waiting.push_back(Waiting { pending, urgent });
             return;
         }
-        self.place(now, pending, urgent, None);
-    }
-
-    /// Partitions and appends a record of a topic whose partitions are
-    /// known. `has_leader` is the partitions' availability, when known.
-    fn place(
-        &mut self,
-        now: Timestamp,
-        pending: PendingRecord,
-        urgent: bool,
-        has_leader: Option<&[bool]>,
-    ) {
-        let topic = pending.record.topic.clone();
-        let Some(tb) = self.topics.get_mut(&topic) else {
-            return;
-        };
-        let n = tb.partitions.len();
-        let all = vec![true; n];
-        let leaders = has_leader.unwrap_or(&all);
-        let backlog: Vec<u64> = tb
-            .partitions
-            .iter()
-            .map(|p| p.buffered_bytes as u64)
-            .collect();
-        let view = PartitionsView::new(leaders).with_backlog(&backlog);
+        tb.backlog.clear();
+        tb.backlog
+            .extend(tb.partitions.iter().map(|p| p.buffered_bytes as u64));
+        let view = PartitionsView::new(&tb.leaders).with_backlog(&tb.backlog);
         let r = &pending.record;
-        let info = RecordInfo::new(r.key.as_deref(), r.user_size());
+        let size = r.user_size();
+        let info = RecordInfo::new(r.key.as_deref(), size);
         let info = match r.partition {
             Some(p) => info.with_partition(p),
             None => info,
@@ -309,7 +307,7 @@ impl Producer {
             Ok(p) => p,
             Err(e) => {
                 let error = ProduceError::InvalidPartition {
-                    topic: topic.clone(),
+                    topic: r.topic.clone(),
                     partition: r.partition.or(match e {
                         partitioner::PartitionError::InvalidPartition { partition, .. } => {
                             Some(partition)
@@ -321,14 +319,15 @@ impl Producer {
                 return;
             }
         };
-        let size = r.user_size();
-        let key = r.key.clone();
         let Some(buf) = usize::try_from(partition)
             .ok()
             .and_then(|i| tb.partitions.get_mut(i))
         else {
             return;
         };
+        // The partitioner hears about the record by its key and size only;
+        // take them before the record moves into the buffer.
+        let key = pending.record.key.clone();
         match buf.append(now, pending, &self.batch_options, urgent) {
             Ok(()) => {
                 let info = RecordInfo::new(key.as_deref(), size);
@@ -482,12 +481,14 @@ impl Producer {
                         let p = tb.partitions.len() as i32;
                         tb.partitions.push(PartitionBuffer::new(p));
                     }
-                    let leaders: Vec<bool> = (0..tb.partitions.len())
-                        .map(|i| info.partitions.get(i).is_some_and(|p| p.leader.is_some()))
-                        .collect();
+                    tb.leaders.clear();
+                    tb.leaders.extend(
+                        (0..tb.partitions.len())
+                            .map(|i| info.partitions.get(i).is_some_and(|p| p.leader.is_some())),
+                    );
                     let waiting: Vec<Waiting> = tb.waiting.drain(..).collect();
                     for w in waiting {
-                        self.place(now, w.pending, w.urgent, Some(&leaders));
+                        self.place(now, w.pending, w.urgent);
                     }
                 }
                 _ => {
@@ -741,9 +742,12 @@ impl Producer {
     pub fn on_sent_without_ack(&mut self, inflight: ProduceInFlight) {
         self.request_done(inflight.broker);
         for (topic, partition, batch_id) in inflight.batches {
+            let Some(name) = self.topics.get(&topic).map(|t| t.name.clone()) else {
+                continue;
+            };
             let done = self
                 .partition_mut(&topic, partition)
-                .map(|p| p.on_success(batch_id, -1, -1, &topic))
+                .map(|p| p.on_success(batch_id, -1, -1, &name))
                 .unwrap_or_default();
             self.deliver(done);
         }
@@ -812,6 +816,9 @@ impl Producer {
         let idempotent = self.idempotent;
         let transactional = self.transactional_id.is_some();
         let pid = self.producer_id;
+        let Some(name) = self.topics.get(topic).map(|t| t.name.clone()) else {
+            return false;
+        };
         let Some(p) = self.partition_mut(topic, partition) else {
             return false;
         };
@@ -820,7 +827,7 @@ impl Producer {
                 // A duplicate means the broker already has the batch (a
                 // retry of an ambiguous send): success, offsets unknown.
                 let base = if error.is_ok() { base_offset } else { -1 };
-                let done = p.on_success(batch_id, base, log_append_time, topic);
+                let done = p.on_success(batch_id, base, log_append_time, &name);
                 self.deliver(done);
                 false
             }

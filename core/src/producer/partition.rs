@@ -344,7 +344,7 @@ impl PartitionBuffer {
         batch_id: u64,
         base_offset: i64,
         log_append_time: i64,
-        topic: &str,
+        topic: &std::sync::Arc<str>,
     ) -> Vec<(ProduceId, Result<RecordMeta, ProduceError>, Record)> {
         let Some(idx) = self.position(batch_id) else {
             return Vec::new();
@@ -365,7 +365,7 @@ impl PartitionBuffer {
         let mut out = Vec::with_capacity(b.records.len());
         for (i, p) in b.records.into_iter().enumerate() {
             let meta = RecordMeta {
-                topic: topic.to_string(),
+                topic: topic.clone(),
                 partition: self.partition,
                 offset: if base_offset >= 0 {
                     base_offset + i as i64

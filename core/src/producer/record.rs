@@ -95,8 +95,8 @@ impl Record {
 /// Where a record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta {
-    /// The topic.
-    pub topic: String,
+    /// The topic (shared: one allocation per topic, not per record).
+    pub topic: std::sync::Arc<str>,
     /// The partition.
     pub partition: i32,
     /// The record's offset, or -1 when the broker did not say (a retried
