@@ -195,6 +195,7 @@ impl Driver {
                     }
                 },
                 () = &mut sleep, if deadline.is_some() => {
+                    tracing::trace!(target: "sansa_tokio::timer", "deadline reached");
                     let now = self.now();
                     self.core.handle_input(now, Input::Timeout);
                 }

@@ -567,10 +567,7 @@ impl Client {
             let Some(id) = self.conn_to(now, broker) else {
                 continue;
             };
-            loop {
-                let Some(slot) = self.slots.get_mut(&id) else {
-                    break;
-                };
+            while let Some(slot) = self.slots.get_mut(&id) {
                 if !slot.conn.is_ready() {
                     break;
                 }
