@@ -14,6 +14,15 @@ use crate::driver::{self, Command, ProduceCommand};
 use crate::produce::ProduceFuture;
 
 /// Why a client could not be built.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use sansa_tokio::{Client, ConfigError, Error};
+///
+/// let err = Client::builder().build().await.unwrap_err();
+/// assert_eq!(err, Error::Config(ConfigError::NoSeedBrokers));
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
