@@ -287,6 +287,38 @@ async fn a_dropped_connection_is_recovered_without_duplicates() {
 }
 
 #[tokio::test]
+async fn records_wait_for_a_broker_that_comes_up_late() {
+    // A port nobody listens on, yet.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    init_tracing();
+    let client = Client::builder()
+        .seed_brokers([addr.clone()])
+        .config(|c| {
+            c.retry_backoff(Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(50),
+                jitter: 0.2,
+            })
+        })
+        .build()
+        .await
+        .expect("client");
+    let futures: Vec<_> = (0..20).map(|i| client.produce(keyed(i))).collect();
+    // Connections are refused for a while.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let broker = FakeBroker::start_on(&addr).await;
+    let mut metas = Vec::new();
+    for f in futures {
+        metas.push(bounded("a delivery", f).await.expect("delivered"));
+    }
+    check_delivered(&broker, 20, &metas);
+    bounded("close", client.close()).await;
+}
+
+#[tokio::test]
 async fn first_error_waits_for_the_batch_and_keeps_the_first_failure() {
     let broker = FakeBroker::start().await;
     let client = builder(&broker).build().await.expect("client");

@@ -123,7 +123,12 @@ impl Drop for FakeBroker {
 impl FakeBroker {
     /// Listens on an ephemeral port of 127.0.0.1.
     pub(crate) async fn start() -> FakeBroker {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        FakeBroker::start_on("127.0.0.1:0").await
+    }
+
+    /// Listens on `addr`.
+    pub(crate) async fn start_on(addr: &str) -> FakeBroker {
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
