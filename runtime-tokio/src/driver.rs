@@ -175,15 +175,19 @@ impl Driver {
         tracing::debug!("driver started");
         let sleep = tokio::time::sleep_until(far_future());
         tokio::pin!(sleep);
+        let mut armed = None;
         loop {
             self.drain();
             if self.done {
                 break;
             }
+            // The core's deadline is always after the `now` of the drain,
+            // so a timer that fired is re-armed for a new one.
             let deadline = self.core.poll_timeout();
-            if let Some(t) = deadline {
+            if let Some(t) = deadline.filter(|&t| armed != Some(t)) {
                 sleep.as_mut().reset(self.instant(t));
             }
+            armed = deadline;
             tokio::select! {
                 Some(input) = self.conn_rx.recv() => self.on_conn_input(input),
                 cmd = self.commands.recv(), if self.commands_open => match cmd {
