@@ -6,7 +6,9 @@
 //!
 //! `KAFKA_BROKERS` is a comma-separated list of `host:port` seed brokers
 //! (default `localhost:9092`); N defaults to 10,000. `RUST_LOG=sansa=debug`
-//! shows connections opening and closing.
+//! shows connections opening and closing. With no broker reachable the
+//! client keeps retrying (records have unlimited retries by default):
+//! stop it with Ctrl-C.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;

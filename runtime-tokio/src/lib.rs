@@ -37,6 +37,19 @@
 //! Records are taken in call order: [`Client::produce`] hands the record to
 //! the driver before it returns, so the future need not be polled for the
 //! record to be sent, and dropping it does not cancel the record.
+//!
+//! - Backpressure: when `max_buffered_records` is reached, records wait
+//!   inside the client for room. Await [`ProduceFuture::buffered`], or keep
+//!   a bounded window of futures and await the oldest, to slow a producer
+//!   down to the cluster's pace; [`Client::try_produce`] refuses instead.
+//! - Many records, one answer: [`FirstError`] is franz-go's
+//!   `FirstErrPromise`.
+//! - Shutdown: [`Client::close`] flushes, then closes every connection and
+//!   ends the driver. Dropping the last handle does the same in the
+//!   background.
+//! - Logs: the driver runs in a `sansa` span (with the client id), each
+//!   connection in a `conn` span (with its id and address); connects,
+//!   closes and failures are `tracing` events.
 
 mod client;
 mod conn;
