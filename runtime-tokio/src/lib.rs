@@ -1,7 +1,67 @@
-//! sansa on tokio: the async Kafka client.
+//! `sansa-tokio`: sansa's async Kafka client on tokio.
 //!
-//! Status: skeleton. The driver loop (sockets, timers, a command channel
-//! around [`sansa_core`]) arrives with the producer issue; this crate holds no
-//! Kafka logic of its own, by design (see `DESIGN.md`).
+//! This crate holds no Kafka logic. Every decision (which broker to
+//! connect to, what to send, when to retry, when a record is delivered or
+//! failed) is made by the sans-IO [`sansa_core::Client`]. What lives here
+//! is the part the core may not do: sockets, clocks and tasks.
+//!
+//! - One *driver* task owns the core client. User calls reach it over a
+//!   command channel; it feeds them to the core, drains the core's outputs
+//!   (open a connection, write bytes, close, an event) and sleeps until the
+//!   core's next deadline or the next command or socket event.
+//! - Each connection is a task that connects (`TCP_NODELAY` on), then
+//!   writes what the driver sends it, plus a reader task that hands what it
+//!   reads back to the driver. A slow socket never blocks the driver.
+//! - Results travel back on one-shot channels: a [`ProduceFuture`] per
+//!   record, a waiter per [`Client::flush`].
+//!
+//! ```no_run
+//! use sansa_tokio::{Client, Record};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder()
+//!     .seed_brokers(["localhost:9092"])
+//!     .default_produce_topic("events")
+//!     .build()
+//!     .await?;
+//!
+//! // Resolves when the broker has the record.
+//! let meta = client.produce(Record::value("hello")).await?;
+//! println!("partition {} offset {}", meta.partition, meta.offset);
+//!
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Records are taken in call order: [`Client::produce`] hands the record to
+//! the driver before it returns, so the future need not be polled for the
+//! record to be sent, and dropping it does not cancel the record.
+//!
+//! - Backpressure: when `max_buffered_records` is reached, records wait
+//!   inside the client for room. Await [`ProduceFuture::buffered`], or keep
+//!   a bounded window of futures and await the oldest, to slow a producer
+//!   down to the cluster's pace; [`Client::try_produce`] refuses instead.
+//! - Many records, one answer: [`FirstError`] is franz-go's
+//!   `FirstErrPromise`.
+//! - Shutdown: [`Client::close`] flushes, then closes every connection and
+//!   ends the driver. Dropping the last handle does the same in the
+//!   background.
+//! - Logs: the driver runs in a `sansa` span (with the client id), each
+//!   connection in a `conn` span (with its id and address); connects,
+//!   closes and failures are `tracing` events.
 
+mod client;
+mod conn;
+mod driver;
+mod produce;
+
+pub use client::{Client, ClientBuilder, Error};
+pub use produce::{FirstError, ProduceFuture};
+
+/// The sans-IO core this crate drives, for its configuration types and
+/// protocol.
 pub use sansa_core as core;
+pub use sansa_core::client::{Acks, Config, ConfigBuilder, ConfigError};
+pub use sansa_core::compression::Compression;
+pub use sansa_core::producer::{ProduceError, Record, RecordMeta};

@@ -422,11 +422,25 @@ impl Client {
         self.outputs.pop_front()
     }
 
-    /// When to call `handle_input(now, Input::Timeout)` at the latest.
+    /// When to call `handle_input(now, Input::Timeout)` at the latest:
+    /// always later than the `now` of the last call, or `None`.
+    ///
+    /// Work that is due but waits on something other than time (a
+    /// metadata refresh or a ready batch while its connection is still
+    /// opening, an expired batch still in flight) has no deadline here:
+    /// the input that unblocks it (connected, bytes received, closed) is
+    /// the wake-up. Reporting its past deadline would make a driver spin,
+    /// feeding `Timeout` in a loop until the connection is up.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let now = self.now;
         let mut t: Option<Timestamp> = None;
-        let mut min = |x: Timestamp| t = Some(t.map_or(x, |t| t.min(x)));
+        // `poll_output` ran every timer due by `now` (see `drive`), so a
+        // deadline not after `now` is blocked, not pending: skip it.
+        let mut min = |x: Timestamp| {
+            if x > now {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
         for slot in self.slots.values() {
             if let Some(d) = slot.conn.poll_timeout() {
                 min(d);
@@ -447,9 +461,7 @@ impl Client {
             }
         }
         for b in self.backoff.values() {
-            if b.until > now {
-                min(b.until);
-            }
+            min(b.until);
         }
         t
     }
@@ -463,6 +475,11 @@ impl Client {
     /// then collects bytes to write and events.
     fn drive(&mut self, now: Timestamp) {
         if !self.closed {
+            // Timers due by `now` run here too, not only on
+            // `Input::Timeout`: a driver busy with other inputs may pass a
+            // deadline without ever feeding `Timeout`, and `poll_timeout`
+            // relies on nothing due being left behind.
+            self.handle_timeout(now);
             self.drive_metadata(now);
             self.drive_producer_id(now);
             self.drive_produce(now);
@@ -665,5 +682,74 @@ impl Client {
         );
         self.outputs.push_back(Output::Connect { conn: id, addr });
         id
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client() -> Client {
+        let config = Config::builder()
+            .seed_brokers(["broker:9092"])
+            .build()
+            .expect("valid");
+        Client::new(config).expect("valid")
+    }
+
+    fn drain(c: &mut Client, now: Timestamp) -> Vec<Output> {
+        std::iter::from_fn(|| c.poll_output(now)).collect()
+    }
+
+    fn connect_id(outputs: &[Output]) -> ConnId {
+        outputs
+            .iter()
+            .find_map(|o| match o {
+                Output::Connect { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .expect("a connect")
+    }
+
+    #[test]
+    fn poll_timeout_is_never_due_while_work_waits_for_a_connection() {
+        let mut c = client();
+        let now = Timestamp::from_nanos(1_000_000_000);
+        c.produce(now, Record::new("t", "v"), 0).expect("buffered");
+        let conn = connect_id(&drain(&mut c, now));
+        // Metadata is due, but the only connection is still opening: a
+        // past deadline here made drivers spin until it opened.
+        assert!(
+            c.poll_timeout().is_none_or(|t| t > now),
+            "{:?}",
+            c.poll_timeout()
+        );
+        c.handle_input(now, Input::Connected(conn));
+        let outs = drain(&mut c, now);
+        assert!(
+            matches!(outs.as_slice(), [Output::Transmit { .. }]),
+            "{outs:?}"
+        );
+        // Handshaking: the only deadline is the ApiVersions request's.
+        let request_timeout = c.config().conn.request_timeout;
+        assert_eq!(c.poll_timeout(), Some(now + request_timeout));
+    }
+
+    #[test]
+    fn a_deadline_passed_without_a_timeout_input_is_still_honoured() {
+        let mut c = client();
+        let now = Timestamp::from_nanos(1_000_000_000);
+        c.produce(now, Record::new("t", "v"), 0).expect("buffered");
+        let conn = connect_id(&drain(&mut c, now));
+        c.handle_input(now, Input::Connected(conn));
+        let _ = drain(&mut c, now);
+        // The ApiVersions answer never comes; the driver feeds an
+        // unrelated command after the deadline instead of `Timeout`.
+        let later = now + c.config().conn.request_timeout + Duration::from_millis(1);
+        c.flush(later);
+        let outs = drain(&mut c, later);
+        assert!(outs.contains(&Output::Close(conn)), "{outs:?}");
+        assert!(c.poll_timeout().is_none_or(|t| t > later));
     }
 }
