@@ -52,6 +52,14 @@ struct Slot {
     last_active: Timestamp,
 }
 
+/// Why a connection's timer fired.
+#[derive(Debug)]
+enum Expiry {
+    Connect,
+    Request(ConnError),
+    Idle,
+}
+
 /// Reconnect backoff per address.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
@@ -286,22 +294,34 @@ impl Client {
     }
 
     fn handle_timeout(&mut self, now: Timestamp) {
-        let ids: Vec<ConnId> = self.slots.keys().copied().collect();
-        for id in ids {
-            let Some(slot) = self.slots.get_mut(&id) else {
-                continue;
-            };
-            if let Err(e) = slot.conn.handle_timeout(now) {
-                self.conn_failed(now, id, &e);
-                continue;
-            }
-            // Idle close: nothing in flight for conn_idle_timeout.
-            if slot.conn.in_flight() == 0
-                && now >= slot.last_active + self.config.conn_idle_timeout
+        // Runs on every poll: find what expired without allocating, then
+        // act on the few (usually none) that did.
+        let mut expired: Vec<(ConnId, Expiry)> = Vec::new();
+        for (&id, slot) in &mut self.slots {
+            if slot.conn.is_connecting() {
+                if now >= slot.last_active + self.config.conn.connect_timeout {
+                    expired.push((id, Expiry::Connect));
+                }
+            } else if let Err(e) = slot.conn.handle_timeout(now) {
+                expired.push((id, Expiry::Request(e)));
+            } else if slot.conn.in_flight() == 0
                 && slot.conn.is_ready()
+                && now >= slot.last_active + self.config.conn_idle_timeout
             {
-                tracing::debug!(conn = %id, "closing idle connection");
-                self.drop_conn(now, id, "idle", true);
+                expired.push((id, Expiry::Idle));
+            }
+        }
+        for (id, why) in expired {
+            match why {
+                Expiry::Connect => {
+                    tracing::debug!(conn = %id, "connect timed out");
+                    self.drop_conn(now, id, "connect timed out", true);
+                }
+                Expiry::Request(e) => self.conn_failed(now, id, &e),
+                Expiry::Idle => {
+                    tracing::debug!(conn = %id, "closing idle connection");
+                    self.drop_conn(now, id, "idle", true);
+                }
             }
         }
         self.producer.handle_timeout(now);
@@ -444,6 +464,9 @@ impl Client {
         for slot in self.slots.values() {
             if let Some(d) = slot.conn.poll_timeout() {
                 min(d);
+            }
+            if slot.conn.is_connecting() {
+                min(slot.last_active + self.config.conn.connect_timeout);
             }
             if slot.conn.in_flight() == 0 && slot.conn.is_ready() {
                 min(slot.last_active + self.config.conn_idle_timeout);

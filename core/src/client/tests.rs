@@ -753,3 +753,34 @@ fn same_seed_same_bytes() {
     }
     assert_eq!(trace(7), trace(7));
 }
+
+#[test]
+fn a_connect_that_never_completes_times_out_and_is_retried() {
+    let config = Config::builder()
+        .seed_brokers(["127.0.0.1:9001"])
+        .build()
+        .expect("config");
+    let connect_timeout = config.conn.connect_timeout;
+    let mut client = Client::new(config).expect("client");
+    let t0 = Timestamp::ZERO;
+    client.produce(t0, keyed(0), 0).expect("buffered");
+    let first: Vec<Output> = std::iter::from_fn(|| client.poll_output(t0)).collect();
+    let Some(Output::Connect { conn, .. }) = first.first().cloned() else {
+        panic!("expected a connect: {first:?}");
+    };
+    // The driver never reports back; the core must not wait forever.
+    assert_eq!(client.poll_timeout(), Some(t0 + connect_timeout));
+    let later = t0 + connect_timeout;
+    client.handle_input(later, Input::Timeout);
+    let outs: Vec<Output> = std::iter::from_fn(|| client.poll_output(later)).collect();
+    assert!(outs.contains(&Output::Close(conn)), "{outs:?}");
+    // After the reconnect backoff, it tries again.
+    let retry = client.poll_timeout().expect("a backoff deadline");
+    assert!(retry > later);
+    client.handle_input(retry, Input::Timeout);
+    let outs: Vec<Output> = std::iter::from_fn(|| client.poll_output(retry)).collect();
+    assert!(
+        outs.iter().any(|o| matches!(o, Output::Connect { .. })),
+        "{outs:?}"
+    );
+}

@@ -44,6 +44,9 @@ pub struct ConnConfig {
     pub max_frame_bytes: usize,
     /// How long a request may wait for its response. Default 30 s.
     pub request_timeout: Duration,
+    /// How long opening the transport may take. Default 10 s (franz-go's
+    /// dial timeout).
+    pub connect_timeout: Duration,
 }
 
 impl Default for ConnConfig {
@@ -54,6 +57,7 @@ impl Default for ConnConfig {
             software_version: env!("CARGO_PKG_VERSION").into(),
             max_frame_bytes: 100 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -227,6 +231,11 @@ impl Connection {
         };
         self.write_request(now, &req, version, None)?;
         Ok(())
+    }
+
+    /// Whether the transport is still opening.
+    pub fn is_connecting(&self) -> bool {
+        self.state == State::Connecting
     }
 
     /// Whether requests may be sent.
