@@ -91,7 +91,11 @@ fn main() {
     write("frame_reader", "frames_and_partial", &seed);
     // An oversized and a negative size prefix.
     write("frame_reader", "too_large", &[16, 0, 0, 0, 0, 17, 1, 2]);
-    write("frame_reader", "negative", &[16, 1, 2, 0xff, 0xff, 0xff, 0xfe]);
+    write(
+        "frame_reader",
+        "negative",
+        &[16, 1, 2, 0xff, 0xff, 0xff, 0xfe],
+    );
 }
 
 /// A small v2 batch: three records, headers, a null key and a tombstone.
@@ -101,12 +105,22 @@ fn v2_batch(codec: Compression) -> Vec<u8> {
         ..BatchOptions::default()
     });
     let t = 1_700_000_000_000;
-    b.append(t, Some(b"key-1"), Some(b"value one"), &[("trace", Some("abc"))])
-        .expect("append");
+    b.append(
+        t,
+        Some(b"key-1"),
+        Some(b"value one"),
+        &[("trace", Some("abc"))],
+    )
+    .expect("append");
     b.append::<(&str, Option<&str>)>(t + 5, None, Some(b"value two"), &[])
         .expect("append");
-    b.append(t + 2, Some(b"key-1"), None, &[("h", None::<&str>), ("h", Some("2"))])
-        .expect("append");
+    b.append(
+        t + 2,
+        Some(b"key-1"),
+        None,
+        &[("h", None::<&str>), ("h", Some("2"))],
+    )
+    .expect("append");
     let stamp = BatchStamp {
         base_offset: 100,
         partition_leader_epoch: 3,

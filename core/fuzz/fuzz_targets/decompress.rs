@@ -10,8 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use sansa_core::compression::{
-    compress, compress_snappy_java, compress_with_level, decompress, Compression,
-    CompressionError, CompressionLevel, Decompressor,
+    compress, compress_snappy_java, compress_with_level, decompress, Compression, CompressionError,
+    CompressionLevel, Decompressor,
 };
 
 const LIMITS: [usize; 4] = [0, 100, 4096, 64 * 1024];
@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&out[..PREFIX.len()], PREFIX, "the prefix is never touched");
         let produced = out.len() - PREFIX.len();
         match &r {
-            Ok(()) => assert!(produced <= limit, "{codec}: {produced} bytes > limit {limit}"),
+            Ok(()) => assert!(
+                produced <= limit,
+                "{codec}: {produced} bytes > limit {limit}"
+            ),
             Err(e) => {
                 assert_eq!(produced, 0, "{codec}: output left behind after {e}");
                 if let CompressionError::TooLarge { limit: l } = e {
@@ -64,7 +67,11 @@ fuzz_target!(|data: &[u8]| {
     if first.is_ok() && !out.is_empty() {
         let n = out.len();
         let (exact, same) = run(&mut d, n);
-        assert_eq!(exact, Ok(()), "{codec}: fails under a limit of its own size {n}");
+        assert_eq!(
+            exact,
+            Ok(()),
+            "{codec}: fails under a limit of its own size {n}"
+        );
         assert_eq!(same, out);
         let (below, _) = run(&mut d, n - 1);
         assert_eq!(
