@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== fuzz targets still compile (they live in their own workspace)"
+cargo check --manifest-path core/fuzz/Cargo.toml --bins --examples
+
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
