@@ -27,8 +27,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::client::{Config, Event};
 use crate::cluster::{Backoff, Metadata, MetadataChanges, NodeId};
 use crate::protocol::messages::init_producer_id_request::InitProducerIdRequest;
@@ -551,12 +549,6 @@ impl Producer {
         })
     }
 
-    /// Whether the InitProducerId answer must come from a broker that can
-    /// bump epochs (v3+); older brokers get a fresh id instead.
-    pub fn producer_id_request_is_bump(&self) -> bool {
-        matches!(self.producer_id, ProducerId::Requesting { bump: Some(_) })
-    }
-
     /// The answer to InitProducerId, or `None` if the request was lost.
     pub fn on_producer_id(&mut self, now: Timestamp, resp: Option<&InitProducerIdResponse>) {
         let ProducerId::Requesting { bump } = self.producer_id else {
@@ -1013,14 +1005,5 @@ impl Producer {
         }
         self.fail_records(all, error);
         self.check_flushes();
-    }
-
-    /// Bytes of a request's batches, for callers that bound request size.
-    pub fn batch_bytes(req: &ProduceRequest) -> usize {
-        req.topic_data
-            .iter()
-            .flat_map(|t| t.partition_data.iter())
-            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
-            .sum()
     }
 }
