@@ -86,4 +86,16 @@ pub enum Event {
     },
     /// Everything produced before the flush with this id is done.
     Flushed(u64),
+    /// A broker answered OUT_OF_ORDER_SEQUENCE_NUMBER or
+    /// UNKNOWN_PRODUCER_ID for the oldest unacknowledged batch while its log
+    /// still holds what was acknowledged: records the broker had confirmed
+    /// are gone (an unclean leader election, say). Without transactions the
+    /// producer resets its sequence with a new epoch and keeps producing,
+    /// as franz-go does; this event is the report.
+    DataLossDetected {
+        /// The topic.
+        topic: std::sync::Arc<str>,
+        /// The partition.
+        partition: i32,
+    },
 }

@@ -784,3 +784,27 @@ fn a_connect_that_never_completes_times_out_and_is_retried() {
         "{outs:?}"
     );
 }
+
+#[test]
+fn data_loss_is_reported_and_producing_goes_on() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    h.produce(keyed(0));
+    h.run(|h| h.client.is_idle());
+    // The broker forgets the producer although its log still starts at 0
+    // (an unclean election): not truncation, data loss.
+    h.cluster.topics.get_mut("t").expect("topic")[0]
+        .next_seq
+        .clear();
+    h.cluster
+        .fault("t", 0, Fault::Error(ErrorCode::OutOfOrderSequenceNumber));
+    h.produce(keyed(1));
+    h.run(|h| h.client.is_idle());
+    assert!(h.failed().is_empty(), "{:?}", h.failed());
+    assert!(h.events.contains(&Event::DataLossDetected {
+        topic: "t".into(),
+        partition: 0
+    }));
+    assert_eq!(values(&h, 0), vec!["v0".to_string(), "v1".to_string()]);
+}

@@ -842,15 +842,27 @@ impl Producer {
                     if let ProducerId::Ready { id, epoch } = pid {
                         self.producer_id = ProducerId::BumpNeeded { id, epoch };
                     }
-                } else {
+                } else if transactional {
+                    // Fatal for a transactional producer: the transaction
+                    // cannot be trusted (issue 7 adds the transaction
+                    // state); fail and start over with a fresh id.
                     tracing::error!(topic, partition, %error, "broker lost acknowledged data");
                     let failed = p.on_fatal(batch_id, ProduceError::DataLoss(error));
                     self.fail(failed);
-                    if transactional {
-                        // Fatal for a transactional producer (issue 7 adds
-                        // the transaction state); a fresh id either way.
-                        self.producer_id = ProducerId::Needed;
-                    } else if let ProducerId::Ready { id, epoch } = pid {
+                    self.producer_id = ProducerId::Needed;
+                } else {
+                    // Without transactions, franz-go's rule: report the
+                    // loss, reset the sequence with a new epoch, and keep
+                    // producing; the records behind it are still retried.
+                    tracing::error!(topic, partition, %error, "broker lost acknowledged data; resetting sequences");
+                    if let Some(f) = p.on_retriable(batch_id, error) {
+                        self.fail(f);
+                    }
+                    self.events.push_back(Event::DataLossDetected {
+                        topic: name.clone(),
+                        partition,
+                    });
+                    if let ProducerId::Ready { id, epoch } = pid {
                         self.producer_id = ProducerId::BumpNeeded { id, epoch };
                     }
                 }
