@@ -19,6 +19,7 @@ pub mod client;
 pub mod cluster;
 pub mod compression;
 pub mod conn;
+pub mod consumer;
 pub mod producer;
 pub mod protocol;
 pub mod record;

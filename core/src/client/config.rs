@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cluster::Backoff;
 use crate::compression::Compression;
 use crate::conn::ConnConfig;
+use crate::consumer::ConsumerConfig;
 use crate::producer::partitioner::{DefaultPartitioner, PartitionerFactory};
 use std::sync::Arc;
 
@@ -134,6 +135,9 @@ pub struct Config {
     pub partitioner: Arc<dyn PartitionerFactory>,
     /// Transactional id (issue 7); requires idempotence.
     pub transactional_id: Option<String>,
+    /// Consumer settings (fetch sizes and waits, isolation, start and reset
+    /// offsets, buffering bound).
+    pub consumer: ConsumerConfig,
     /// Seed of every random choice the client makes (backoff jitter,
     /// sticky partitions). The same seed and inputs give the same outputs.
     pub seed: u64,
@@ -165,6 +169,7 @@ impl Default for Config {
             default_produce_topic: None,
             partitioner: Arc::new(DefaultPartitioner::default()),
             transactional_id: None,
+            consumer: ConsumerConfig::default(),
             seed: 0x5a45_5341,
         }
     }
@@ -284,6 +289,12 @@ impl ConfigBuilder {
     /// Topic for records that name none.
     pub fn default_produce_topic(mut self, topic: impl Into<String>) -> Self {
         self.0.default_produce_topic = Some(topic.into());
+        self
+    }
+
+    /// Consumer settings.
+    pub fn consumer(mut self, c: ConsumerConfig) -> Self {
+        self.0.consumer = c;
         self
     }
 

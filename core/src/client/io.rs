@@ -86,6 +86,10 @@ pub enum Event {
     },
     /// Everything produced before the flush with this id is done.
     Flushed(u64),
+    /// Fetched records wait to be taken with
+    /// [`Client::poll_fetches`](super::Client::poll_fetches). Sent once each
+    /// time the buffer goes from empty to not empty.
+    FetchesReady,
     /// A broker answered OUT_OF_ORDER_SEQUENCE_NUMBER or
     /// UNKNOWN_PRODUCER_ID for the oldest unacknowledged batch while its log
     /// still holds what was acknowledged: records the broker had confirmed

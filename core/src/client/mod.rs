@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::cluster::{Metadata, NodeId, RefreshSchedule};
 use crate::conn::{ConnError, Connection, RequestToken, Response};
+use crate::consumer::{
+    Consumer, ConsumerInFlight, FetchedPartition, StartOffset, MAX_FETCH_VERSION,
+};
 use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record, WhenFull};
 use crate::protocol::{ApiKey, ResponseBody};
 use crate::rng::SeededRng;
@@ -42,6 +45,8 @@ enum Pending {
     Metadata,
     InitProducerId,
     Produce(ProduceInFlight),
+    ListOffsets(ConsumerInFlight),
+    Fetch(ConsumerInFlight),
 }
 
 #[derive(Debug)]
@@ -94,6 +99,9 @@ pub struct Client {
     metadata_retry_at: Option<Timestamp>,
     metadata_failures: u32,
     producer: Producer,
+    consumer: Consumer,
+    /// `FetchesReady` was sent and not yet answered by a poll.
+    fetches_signalled: bool,
     pending: BTreeMap<RequestToken, Pending>,
     next_token: u64,
     outputs: VecDeque<Output>,
@@ -109,6 +117,8 @@ impl Client {
             rng: SeededRng::new(config.seed),
             refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age),
             producer: Producer::new(&config),
+            consumer: Consumer::new(config.consumer.clone(), config.retry_backoff.initial),
+            fetches_signalled: false,
             config,
             now: Timestamp::ZERO,
             slots: BTreeMap::new(),
@@ -221,6 +231,58 @@ impl Client {
     pub fn cancel(&mut self, now: Timestamp, id: ProduceId) {
         self.tick(now);
         self.producer.cancel(now, id);
+    }
+
+    /// Consumes every partition of these topics from the configured start
+    /// offset (`Config::consumer.start_offset`), including partitions
+    /// added later.
+    pub fn consume_topics<I, S>(&mut self, now: Timestamp, topics: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tick(now);
+        self.consumer
+            .consume_topics(topics.into_iter().map(Into::into));
+        self.refresh.trigger();
+    }
+
+    /// Consumes exactly these partitions from these offsets.
+    pub fn consume_partitions(
+        &mut self,
+        now: Timestamp,
+        partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>,
+    ) {
+        self.tick(now);
+        self.consumer.consume_partitions(partitions);
+        self.consumer.settle_exact_offsets();
+        self.refresh.trigger();
+    }
+
+    /// Pauses fetching a topic's partitions (all with `None`); records
+    /// already buffered for them are dropped and will be fetched again.
+    pub fn pause(&mut self, now: Timestamp, topic: &str, partitions: Option<&[i32]>) {
+        self.tick(now);
+        self.consumer.set_paused(topic, partitions, true);
+    }
+
+    /// Resumes what `pause` paused.
+    pub fn resume(&mut self, now: Timestamp, topic: &str, partitions: Option<&[i32]>) {
+        self.tick(now);
+        self.consumer.set_paused(topic, partitions, false);
+    }
+
+    /// Takes fetched records, up to `max_records` (all with `None`), by
+    /// partition in fetch order; partition errors come in the same list.
+    pub fn poll_fetches(
+        &mut self,
+        now: Timestamp,
+        max_records: Option<usize>,
+    ) -> Vec<FetchedPartition> {
+        self.tick(now);
+        let out = self.consumer.take(max_records);
+        self.fetches_signalled = self.consumer.has_buffered();
+        out
     }
 
     /// Records buffered and not yet delivered or failed.
@@ -367,6 +429,12 @@ impl Client {
                     stale = true;
                     self.producer.on_lost(now, inflight, orphan.written);
                 }
+                Some(Pending::ListOffsets(inflight)) => {
+                    stale |= self.consumer.on_list_offsets(now, inflight, None);
+                }
+                Some(Pending::Fetch(inflight)) => {
+                    stale |= self.consumer.on_fetch(now, inflight, None);
+                }
                 None => {}
             }
         }
@@ -408,6 +476,7 @@ impl Client {
                 // Connections to brokers that changed address are replaced
                 // lazily: the node map points at the newest address.
                 self.producer.on_metadata(now, &self.metadata, &changes);
+                self.consumer.on_metadata(&self.metadata);
                 if !changes.failed.is_empty() && self.producer.wants_metadata() {
                     self.refresh.trigger();
                 }
@@ -417,6 +486,16 @@ impl Client {
             }
             (Pending::Produce(inflight), ResponseBody::Produce(resp)) => {
                 if self.producer.on_response(now, inflight, &resp) {
+                    self.refresh.trigger();
+                }
+            }
+            (Pending::ListOffsets(inflight), ResponseBody::ListOffsets(resp)) => {
+                if self.consumer.on_list_offsets(now, inflight, Some(&resp)) {
+                    self.refresh.trigger();
+                }
+            }
+            (Pending::Fetch(inflight), ResponseBody::Fetch(resp)) => {
+                if self.consumer.on_fetch(now, inflight, Some(&resp)) {
                     self.refresh.trigger();
                 }
             }
@@ -475,7 +554,12 @@ impl Client {
         if let Some(p) = self.producer.poll_timeout(now) {
             min(p);
         }
-        if self.producer.topics().next().is_some() && !self.metadata_in_flight {
+        if let Some(c) = self.consumer.poll_timeout(now) {
+            min(c);
+        }
+        if (self.producer.topics().next().is_some() || self.consumer.is_active())
+            && !self.metadata_in_flight
+        {
             let due = self.refresh.due_at();
             let at = self.metadata_retry_at.map_or(due, |r| r.max(due));
             // Due already: it waits for a connection, which reports in.
@@ -506,6 +590,7 @@ impl Client {
             self.drive_metadata(now);
             self.drive_producer_id(now);
             self.drive_produce(now);
+            self.drive_consume(now);
         }
         for (&id, slot) in &mut self.slots {
             while let Some(data) = slot.conn.poll_transmit() {
@@ -516,10 +601,27 @@ impl Client {
         while let Some(e) = self.producer.poll_event() {
             self.outputs.push_back(Output::Event(e));
         }
+        if self.consumer.has_buffered() && !self.fetches_signalled {
+            self.fetches_signalled = true;
+            self.outputs.push_back(Output::Event(Event::FetchesReady));
+        }
+    }
+
+    /// Every topic the client needs metadata for.
+    fn wanted_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .producer
+            .topics()
+            .chain(self.consumer.topics())
+            .cloned()
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
     }
 
     fn drive_metadata(&mut self, now: Timestamp) {
-        let wanted = self.producer.topics().next().is_some();
+        let wanted = self.producer.topics().next().is_some() || self.consumer.is_active();
         if !wanted || self.metadata_in_flight || !self.refresh.is_due(now) {
             return;
         }
@@ -529,7 +631,7 @@ impl Client {
         let Some(id) = self.any_ready_conn(now) else {
             return;
         };
-        let topics: Vec<String> = self.producer.topics().cloned().collect();
+        let topics = self.wanted_topics();
         let req = Metadata::request(Some(&topics), self.config.allow_auto_topic_creation);
         let token = self.token();
         let Some(slot) = self.slots.get_mut(&id) else {
@@ -630,6 +732,78 @@ impl Client {
                         self.conn_failed(now, id, &e);
                         break;
                     }
+                }
+            }
+        }
+    }
+
+    fn drive_consume(&mut self, now: Timestamp) {
+        if !self.consumer.is_active() {
+            return;
+        }
+        for (broker, req, inflight) in self.consumer.list_offsets_requests(now, &self.metadata) {
+            let token = self.token();
+            let sent = match self
+                .conn_to(now, broker)
+                .and_then(|id| self.slots.get_mut(&id).map(|s| (id, s)))
+            {
+                Some((id, slot)) if slot.conn.is_ready() => {
+                    let r = slot
+                        .conn
+                        .version_for(ApiKey::ListOffsets, None)
+                        .and_then(|v| slot.conn.send(now, &req, v, token, true));
+                    match r {
+                        Ok(_) => true,
+                        Err(e) => {
+                            self.conn_failed(now, id, &e);
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if sent {
+                self.pending.insert(token, Pending::ListOffsets(inflight));
+            } else {
+                // Not sent: put the partitions back to wait for the
+                // connection (no backoff, the connection reports in).
+                self.consumer.on_list_offsets(now, inflight, None);
+            }
+        }
+        for broker in self.consumer.fetch_brokers(now, &self.metadata) {
+            let Some(id) = self.conn_to(now, broker) else {
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            if !slot.conn.is_ready() {
+                continue;
+            }
+            let version = match slot
+                .conn
+                .version_for(ApiKey::Fetch, Some(MAX_FETCH_VERSION))
+            {
+                // Record batches v2 need Fetch v4+.
+                Ok(v) if v >= 4 => v,
+                _ => {
+                    tracing::error!(broker = broker.0, "broker does not speak Fetch v4+");
+                    continue;
+                }
+            };
+            let Some((req, inflight)) = self.consumer.fetch_request(now, broker, &self.metadata)
+            else {
+                continue;
+            };
+            self.next_token += 1;
+            let token = RequestToken(self.next_token);
+            match slot.conn.send(now, &req, version, token, true) {
+                Ok(_) => {
+                    self.pending.insert(token, Pending::Fetch(inflight));
+                }
+                Err(e) => {
+                    self.consumer.on_fetch(now, inflight, None);
+                    self.conn_failed(now, id, &e);
                 }
             }
         }

@@ -11,16 +11,22 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::*;
 use crate::compression::Compression;
 use crate::conn::FrameReader;
+use crate::consumer::{ConsumerConfig, FetchError, ResetPolicy, StartOffset};
 use crate::producer::partitioner::java_key_partition;
 use crate::producer::{ProduceError, Record, RecordMeta};
 use crate::protocol::header::decode_request;
 use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use crate::protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use crate::protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use crate::protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use crate::protocol::messages::{
-    ApiVersionsResponse, InitProducerIdResponse, MetadataResponse, ProduceResponse,
+    ApiVersionsResponse, FetchResponse, InitProducerIdResponse, ListOffsetsResponse,
+    MetadataResponse, ProduceResponse,
 };
 use crate::protocol::{ApiKey, Codec, ErrorCode, RequestBody, ResponseHeader};
 use crate::record::Batches;
@@ -41,8 +47,10 @@ enum Fault {
 
 #[derive(Debug, Default)]
 struct PartitionLog {
-    /// (key, value, producer id, sequence of the record)
+    /// (key, value) of every record, by offset.
     records: Vec<(Option<Bytes>, Option<Bytes>)>,
+    /// The batches as written, base offset stamped, for Fetch.
+    batches: Vec<Bytes>,
     /// (producer id, epoch) -> next expected sequence
     next_seq: BTreeMap<i64, (i16, i32)>,
     leader: i32,
@@ -57,7 +65,11 @@ struct Cluster {
     next_pid: i64,
     /// Frames to deliver to the client.
     inbox: VecDeque<Input>,
+    /// Fetch answers with no records, held as a broker holds a fetch for
+    /// up to its max wait: released when data arrives or time passes.
+    parked: Vec<Input>,
     produce_requests: usize,
+    fetches: usize,
     duplicates: usize,
 }
 
@@ -74,7 +86,9 @@ impl Cluster {
             faults: BTreeMap::new(),
             next_pid: 1000,
             inbox: VecDeque::new(),
+            parked: Vec::new(),
             produce_requests: 0,
+            fetches: 0,
             duplicates: 0,
         }
     }
@@ -242,6 +256,7 @@ impl Cluster {
             }
             RequestBody::Produce(req) => {
                 self.produce_requests += 1;
+                self.inbox.extend(self.parked.drain(..));
                 let mut responses = Vec::new();
                 let mut action = None;
                 for t in req.topic_data {
@@ -282,6 +297,98 @@ impl Cluster {
                             };
                             self.answer(conn, corr, ApiKey::Produce, v, resp);
                         }
+                    }
+                }
+            }
+            RequestBody::ListOffsets(req) => {
+                let topics = req
+                    .topics
+                    .into_iter()
+                    .map(|t| {
+                        let log = self.topics.get(&t.name);
+                        ListOffsetsTopicResponse {
+                            partitions: t
+                                .partitions
+                                .into_iter()
+                                .map(|p| {
+                                    let end = log
+                                        .and_then(|l| l.get(p.partition_index as usize))
+                                        .map_or(0, |l| l.records.len() as i64);
+                                    ListOffsetsPartitionResponse {
+                                        partition_index: p.partition_index,
+                                        offset: if p.timestamp == -2 { 0 } else { end },
+                                        ..Default::default()
+                                    }
+                                })
+                                .collect(),
+                            name: t.name,
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                let resp = ListOffsetsResponse {
+                    topics,
+                    ..Default::default()
+                };
+                self.answer(conn, corr, ApiKey::ListOffsets, v, resp);
+            }
+            RequestBody::Fetch(req) => {
+                self.fetches += 1;
+                let responses: Vec<FetchableTopicResponse> = req
+                    .topics
+                    .into_iter()
+                    .map(|t| FetchableTopicResponse {
+                        partitions: t
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                let log = &self.topics[&t.topic][p.partition as usize];
+                                let hw = log.records.len() as i64;
+                                if p.fetch_offset > hw || p.fetch_offset < 0 {
+                                    return PartitionData {
+                                        partition_index: p.partition,
+                                        error_code: ErrorCode::OffsetOutOfRange.code(),
+                                        high_watermark: hw,
+                                        ..Default::default()
+                                    };
+                                }
+                                let mut data = BytesMut::new();
+                                for b in &log.batches {
+                                    let base =
+                                        i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+                                    let count =
+                                        i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
+                                    if base + i64::from(count) > p.fetch_offset
+                                        && data.len() < p.partition_max_bytes as usize
+                                    {
+                                        data.extend_from_slice(b);
+                                    }
+                                }
+                                PartitionData {
+                                    partition_index: p.partition,
+                                    high_watermark: hw,
+                                    records: Some(data.freeze()),
+                                    ..Default::default()
+                                }
+                            })
+                            .collect(),
+                        topic: t.topic,
+                        ..Default::default()
+                    })
+                    .collect();
+                let empty = responses.iter().all(|t: &FetchableTopicResponse| {
+                    t.partitions.iter().all(|p| {
+                        p.error_code == 0 && p.records.as_ref().is_none_or(|r| r.is_empty())
+                    })
+                });
+                let resp = FetchResponse {
+                    responses,
+                    ..Default::default()
+                };
+                self.answer(conn, corr, ApiKey::Fetch, v, resp);
+                if empty {
+                    if let Some(answer) = self.inbox.pop_back() {
+                        self.parked.push(answer);
                     }
                 }
             }
@@ -354,6 +461,10 @@ impl Cluster {
                 .insert(pid, (batch.producer_epoch(), seq + count));
         }
         resp.base_offset = log.records.len() as i64;
+        let mut stored = BytesMut::from(batch.as_bytes().as_ref());
+        // The base offset sits outside the CRC: the broker stamps it.
+        stored[..8].copy_from_slice(&resp.base_offset.to_be_bytes());
+        log.batches.push(stored.freeze());
         for r in batch.records().expect("records") {
             let r = r.expect("record");
             log.records.push((r.key, r.value));
@@ -400,6 +511,14 @@ impl Harness {
             while let Some(i) = self.cluster.inbox.pop_front() {
                 self.client.handle_input(self.now, i);
                 progressed = true;
+            }
+            if !progressed && !self.cluster.parked.is_empty() {
+                // Nothing else happens: held fetches answer at their max
+                // wait.
+                self.now = self.now + Duration::from_millis(500);
+                let parked: Vec<Input> = self.cluster.parked.drain(..).collect();
+                self.cluster.inbox.extend(parked);
+                continue;
             }
             if !progressed {
                 match self.client.poll_timeout() {
@@ -807,4 +926,172 @@ fn data_loss_is_reported_and_producing_goes_on() {
         partition: 0
     }));
     assert_eq!(values(&h, 0), vec!["v0".to_string(), "v1".to_string()]);
+}
+
+fn consumed(h: &mut Harness) -> Vec<crate::consumer::FetchedPartition> {
+    h.client.poll_fetches(h.now, None)
+}
+
+#[test]
+fn what_is_produced_is_consumed_in_order_from_the_start() {
+    let mut cluster = Cluster::new(3);
+    cluster.create_topic("t", 4);
+    let mut h = Harness::new(cluster, Config::builder().compression(Compression::Zstd));
+    let n = 1000;
+    for i in 0..n {
+        h.produce(
+            keyed(i)
+                .with_header("h", Some("x"))
+                .with_header("h", Some("y")),
+        );
+    }
+    h.run(|h| h.client.is_idle());
+    h.client.consume_topics(h.now, ["t"]);
+    let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let mut total = 0;
+    h.run(|h| h.cluster.fetches > 0 && h.client.consumer.has_buffered());
+    for _ in 0..50 {
+        for f in consumed(&mut h) {
+            assert!(f.error.is_none(), "{:?}", f.error);
+            for r in f.records {
+                let headers: Vec<_> = r.headers.iter().map(|x| x.value).collect();
+                assert_eq!(headers.len(), 2, "duplicate header keys kept");
+                got.entry(r.partition).or_default().push((
+                    r.offset,
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                ));
+                total += 1;
+            }
+        }
+        if total >= n {
+            break;
+        }
+        h.run_for(Duration::from_millis(50));
+    }
+    assert_eq!(total, n);
+    for (p, records) in got {
+        let log = values(&h, p as usize);
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(
+            offsets,
+            (0..log.len() as i64).collect::<Vec<_>>(),
+            "partition {p}"
+        );
+        assert_eq!(records.into_iter().map(|r| r.1).collect::<Vec<_>>(), log);
+    }
+}
+
+#[test]
+fn exact_offsets_and_out_of_range_follow_the_reset_policy() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder().consumer(ConsumerConfig {
+            reset: ResetPolicy::None,
+            ..Default::default()
+        }),
+    );
+    for i in 0..10 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    let mut parts = BTreeMap::new();
+    parts.insert("t".to_string(), BTreeMap::from([(0, StartOffset::At(7))]));
+    h.client.consume_partitions(h.now, parts);
+    h.run(|h| h.client.consumer.has_buffered());
+    let f = consumed(&mut h);
+    let offsets: Vec<i64> = f
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, vec![7, 8, 9]);
+
+    // A second client asks for an offset past the end, with no reset.
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h2 = Harness::new(
+        cluster,
+        Config::builder().consumer(ConsumerConfig {
+            reset: ResetPolicy::None,
+            ..Default::default()
+        }),
+    );
+    let mut parts = BTreeMap::new();
+    parts.insert("t".to_string(), BTreeMap::from([(0, StartOffset::At(50))]));
+    h2.client.consume_partitions(h2.now, parts);
+    h2.run(|h| h.client.consumer.has_buffered());
+    let f = consumed(&mut h2);
+    assert_eq!(
+        f[0].error,
+        Some(FetchError::OffsetOutOfRange { offset: 50 })
+    );
+}
+
+#[test]
+fn out_of_range_resets_to_the_start_by_default_and_latest_skips_history() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..5 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    let mut parts = BTreeMap::new();
+    parts.insert("t".to_string(), BTreeMap::from([(0, StartOffset::At(99))]));
+    h.client.consume_partitions(h.now, parts);
+    h.run(|h| h.client.consumer.has_buffered());
+    let offsets: Vec<i64> = consumed(&mut h)
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder().consumer(ConsumerConfig {
+            start_offset: StartOffset::Latest,
+            ..Default::default()
+        }),
+    );
+    for i in 0..5 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    h.client.consume_topics(h.now, ["t"]);
+    h.run_for(Duration::from_secs(1));
+    assert!(consumed(&mut h).iter().all(|f| f.records.is_empty()));
+    h.produce(keyed(5));
+    h.run(|h| h.client.consumer.has_buffered());
+    let values: Vec<i64> = consumed(&mut h)
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(values, vec![5]);
+}
+
+#[test]
+fn pausing_drops_buffered_records_without_skipping_them() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..20 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    h.client.consume_topics(h.now, ["t"]);
+    h.run(|h| h.client.consumer.has_buffered());
+    h.client.pause(h.now, "t", None);
+    assert!(consumed(&mut h).is_empty());
+    h.run_for(Duration::from_secs(1));
+    assert!(!h.client.consumer.has_buffered());
+    h.client.resume(h.now, "t", None);
+    h.run(|h| h.client.consumer.has_buffered());
+    let offsets: Vec<i64> = consumed(&mut h)
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, (0..20).collect::<Vec<_>>());
 }

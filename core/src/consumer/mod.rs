@@ -1,0 +1,943 @@
+//! The consumer (first cut): consume explicit partitions or whole topics,
+//! find start offsets with ListOffsets, fetch from each partition's leader,
+//! hand out records in order, and apply the reset policy when an offset is
+//! out of range.
+//!
+//! Rules that matter:
+//! - A partition's next offset only moves forward past what was handed to
+//!   the buffer: batches that start before it are trimmed, control batches
+//!   are skipped but still move it (their offsets are used).
+//! - read_committed drops the records of aborted transactions, using the
+//!   aborted-transaction list of the Fetch answer and the abort markers in
+//!   the log, and never hands out control records.
+//! - Every fetch carries the partition's current leader epoch (KIP-320), so
+//!   a deposed leader answers FENCED_LEADER_EPOCH instead of stale data.
+//! - Memory is bounded: no fetch is sent while the buffered bytes exceed
+//!   `max_buffered_bytes`.
+//!
+//! Not yet here (issue 4 continues): fetch sessions (KIP-227; every fetch is
+//! a full fetch with session epoch -1, which brokers must accept),
+//! OffsetForLeaderEpoch truncation detection, regex subscriptions, topic
+//! ids (Fetch is capped at v12, the last version that names topics).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::cluster::{Metadata, NodeId};
+use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use crate::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use crate::protocol::messages::{
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+};
+use crate::protocol::ErrorCode;
+use crate::record::{Batches, ControlRecord, ControlRecordKind, Headers, ReadOptions};
+use crate::time::Timestamp;
+
+/// The highest Fetch version used: v13+ names topics by id.
+pub const MAX_FETCH_VERSION: i16 = 12;
+
+/// Where to start consuming a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// The log start.
+    Earliest,
+    /// The end: only records produced from now on.
+    Latest,
+    /// An exact offset.
+    At(i64),
+    /// The first offset whose timestamp is at or after this one (ms).
+    AtTimestamp(i64),
+}
+
+impl StartOffset {
+    fn list_timestamp(self) -> Option<i64> {
+        match self {
+            StartOffset::Earliest => Some(-2),
+            StartOffset::Latest => Some(-1),
+            StartOffset::AtTimestamp(t) => Some(t),
+            StartOffset::At(_) => None,
+        }
+    }
+}
+
+/// What to do when a fetch offset is out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResetPolicy {
+    /// Restart from the log start (franz-go's default).
+    #[default]
+    Earliest,
+    /// Jump to the end.
+    Latest,
+    /// Surface the error in the poll result and stop the partition.
+    None,
+}
+
+/// Which records a consumer sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every data record, committed or not (default).
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions, up to the last stable offset.
+    ReadCommitted,
+}
+
+/// Consumer settings; defaults are franz-go's.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// How long a broker may hold a fetch waiting for data. Default 5 s.
+    pub fetch_max_wait: Duration,
+    /// Bytes a fetch waits for. Default 1.
+    pub fetch_min_bytes: i32,
+    /// Bytes per fetch answer at most. Default 50 MiB.
+    pub fetch_max_bytes: i32,
+    /// Bytes per partition per fetch at most. Default 1 MiB.
+    pub fetch_max_partition_bytes: i32,
+    /// Isolation level. Default read_uncommitted.
+    pub isolation: IsolationLevel,
+    /// Where partitions of `consume_topics` start. Default earliest.
+    pub start_offset: StartOffset,
+    /// What an out-of-range offset does. Default earliest.
+    pub reset: ResetPolicy,
+    /// No fetch is sent while this many bytes of fetched records wait to be
+    /// polled. Default 64 MiB.
+    pub max_buffered_bytes: usize,
+    /// Fetch requests in flight at most (one per broker at most). Default
+    /// unbounded.
+    pub max_concurrent_fetches: Option<usize>,
+    /// Decompressed bytes one batch may expand to. Default 64 MiB.
+    pub max_decompressed_batch_bytes: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            fetch_max_wait: Duration::from_secs(5),
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 50 * 1024 * 1024,
+            fetch_max_partition_bytes: 1024 * 1024,
+            isolation: IsolationLevel::ReadUncommitted,
+            start_offset: StartOffset::Earliest,
+            reset: ResetPolicy::Earliest,
+            max_buffered_bytes: 64 * 1024 * 1024,
+            max_concurrent_fetches: None,
+            max_decompressed_batch_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A record read from Kafka. Key, value and headers are slices of the
+/// fetched bytes (or of their batch's decompressed buffer): cheap to clone,
+/// borrowing nothing from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// Create time or log-append time, ms since the Unix epoch.
+    pub timestamp: i64,
+    /// The key.
+    pub key: Option<Bytes>,
+    /// The value.
+    pub value: Option<Bytes>,
+    /// The headers, in order, duplicates kept.
+    pub headers: Headers,
+    /// The leader epoch of the batch it came in.
+    pub leader_epoch: i32,
+}
+
+/// Why a partition stopped or skipped, reported in the poll result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The offset is out of range and the reset policy is `None`.
+    #[error("offset {offset} out of range")]
+    OffsetOutOfRange {
+        /// The offset that was asked for.
+        offset: i64,
+    },
+    /// The broker answered with an error that retrying cannot fix.
+    #[error("fetch failed: {0}")]
+    Broker(ErrorCode),
+    /// The fetched data could not be read.
+    #[error("corrupt data at offset {offset}: {reason}")]
+    Corrupt {
+        /// The offset the batch claimed.
+        offset: i64,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// What one partition yielded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedPartition {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// Records in offset order.
+    pub records: Vec<ConsumedRecord>,
+    /// An error, if the partition had one.
+    pub error: Option<FetchError>,
+    /// The partition's high watermark at fetch time.
+    pub high_watermark: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CursorState {
+    /// Needs a ListOffsets for this spec.
+    NeedsOffset(StartOffset),
+    /// A ListOffsets is in flight.
+    Listing,
+    /// Ready to fetch at `offset`.
+    Ready,
+    /// A fetch is in flight.
+    Fetching,
+    /// Stopped by an error the user must see (reset policy None).
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Cursor {
+    state: CursorState,
+    offset: i64,
+    leader_epoch: i32,
+    last_fetched_epoch: i32,
+    paused: bool,
+    retry_at: Option<Timestamp>,
+}
+
+/// A ListOffsets or Fetch in flight: which partitions it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInFlight {
+    /// The broker it went to.
+    pub broker: NodeId,
+    partitions: Vec<(Arc<str>, i32)>,
+}
+
+/// The consumer state machine.
+#[derive(Debug)]
+pub struct Consumer {
+    config: ConsumerConfig,
+    retry_backoff: Duration,
+    /// Topics consumed whole.
+    topics: BTreeSet<String>,
+    /// Partitions and where they start, for explicit assignments.
+    explicit: BTreeMap<String, BTreeMap<i32, StartOffset>>,
+    names: BTreeMap<String, Arc<str>>,
+    cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
+    buffered: VecDeque<FetchedPartition>,
+    buffered_bytes: usize,
+    fetching: BTreeSet<NodeId>,
+    listing: BTreeSet<NodeId>,
+    wants_metadata: bool,
+}
+
+impl Consumer {
+    /// A consumer that consumes nothing yet.
+    pub fn new(config: ConsumerConfig, retry_backoff: Duration) -> Self {
+        Consumer {
+            config,
+            retry_backoff,
+            topics: BTreeSet::new(),
+            explicit: BTreeMap::new(),
+            names: BTreeMap::new(),
+            cursors: BTreeMap::new(),
+            buffered: VecDeque::new(),
+            buffered_bytes: 0,
+            fetching: BTreeSet::new(),
+            listing: BTreeSet::new(),
+            wants_metadata: false,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    fn name(&mut self, topic: &str) -> Arc<str> {
+        self.names
+            .entry(topic.to_string())
+            .or_insert_with(|| Arc::from(topic))
+            .clone()
+    }
+
+    /// Consumes every partition of these topics, each from the configured
+    /// start offset (partitions added later included).
+    pub fn consume_topics<I: IntoIterator<Item = String>>(&mut self, topics: I) {
+        for t in topics {
+            self.topics.insert(t);
+        }
+        self.wants_metadata = true;
+    }
+
+    /// Consumes exactly these partitions from these offsets.
+    pub fn consume_partitions(&mut self, partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>) {
+        for (topic, parts) in partitions {
+            let name = self.name(&topic);
+            let cursors = self.cursors.entry(name).or_default();
+            for (&p, &start) in &parts {
+                cursors.insert(p, Cursor::new(start));
+            }
+            self.explicit.entry(topic).or_default().extend(parts);
+        }
+        self.wants_metadata = true;
+    }
+
+    /// Pauses or resumes fetching of a topic's partitions (all when
+    /// `partitions` is `None`). Buffered records of a paused partition are
+    /// dropped without moving its offset.
+    pub fn set_paused(&mut self, topic: &str, partitions: Option<&[i32]>, paused: bool) {
+        let Some(cursors) = self.cursors.get_mut(topic) else {
+            return;
+        };
+        for (&p, c) in cursors.iter_mut() {
+            if partitions.is_none_or(|ps| ps.contains(&p)) {
+                c.paused = paused;
+            }
+        }
+        if !paused {
+            return;
+        }
+        // Drop what is buffered for the paused partitions and move each
+        // cursor back to the first dropped record, so nothing is skipped on
+        // resume.
+        let mut first_dropped: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut dropped = 0;
+        self.buffered.retain(|f| {
+            let hit = &*f.topic == topic && partitions.is_none_or(|ps| ps.contains(&f.partition));
+            if hit {
+                dropped += f.records.iter().map(record_bytes).sum::<usize>();
+                if let Some(r) = f.records.first() {
+                    first_dropped
+                        .entry(f.partition)
+                        .and_modify(|o| *o = (*o).min(r.offset))
+                        .or_insert(r.offset);
+                }
+            }
+            !hit
+        });
+        self.buffered_bytes = self.buffered_bytes.saturating_sub(dropped);
+        for (p, offset) in first_dropped {
+            if let Some(c) = cursors_mut(&mut self.cursors, topic, p) {
+                c.offset = c.offset.min(offset);
+            }
+        }
+    }
+
+    /// Every topic the consumer needs metadata for.
+    pub fn topics(&self) -> impl Iterator<Item = &String> {
+        self.topics.iter().chain(self.explicit.keys())
+    }
+
+    /// Whether a metadata refresh would help (new subscriptions).
+    pub fn take_wants_metadata(&mut self) -> bool {
+        std::mem::take(&mut self.wants_metadata)
+    }
+
+    /// Creates cursors for partitions of consumed topics that appeared.
+    pub fn on_metadata(&mut self, metadata: &Metadata) {
+        let start = self.config.start_offset;
+        let topics: Vec<String> = self.topics.iter().cloned().collect();
+        for t in topics {
+            let Some(info) = metadata.topic(&t) else {
+                continue;
+            };
+            let name = self.name(&t);
+            let cursors = self.cursors.entry(name).or_default();
+            for p in 0..info.partitions.len() as i32 {
+                cursors.entry(p).or_insert_with(|| Cursor::new(start));
+            }
+        }
+        // Leader epochs move forward with metadata (KIP-320).
+        for (topic, cursors) in &mut self.cursors {
+            for (&p, c) in cursors.iter_mut() {
+                if let Some((_, epoch)) = metadata.leader(topic, p) {
+                    c.leader_epoch = c.leader_epoch.max(epoch);
+                }
+            }
+        }
+    }
+
+    /// Records waiting to be polled.
+    pub fn has_buffered(&self) -> bool {
+        !self.buffered.is_empty()
+    }
+
+    /// Takes up to `max_records` buffered records (all with `None`), by
+    /// partition, in fetch order.
+    pub fn take(&mut self, max_records: Option<usize>) -> Vec<FetchedPartition> {
+        let mut out = Vec::new();
+        let mut budget = max_records.unwrap_or(usize::MAX);
+        while budget > 0 || max_records.is_none() {
+            let Some(mut f) = self.buffered.pop_front() else {
+                break;
+            };
+            if f.records.len() > budget {
+                let rest = f.records.split_off(budget);
+                self.buffered.push_front(FetchedPartition {
+                    topic: f.topic.clone(),
+                    partition: f.partition,
+                    records: rest,
+                    error: None,
+                    high_watermark: f.high_watermark,
+                });
+            }
+            budget = budget.saturating_sub(f.records.len());
+            self.buffered_bytes = self
+                .buffered_bytes
+                .saturating_sub(f.records.iter().map(record_bytes).sum());
+            out.push(f);
+            if max_records.is_none() && self.buffered.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    fn room(&self) -> bool {
+        self.buffered_bytes < self.config.max_buffered_bytes
+    }
+
+    /// Brokers to send ListOffsets to now, with the request for each.
+    pub fn list_offsets_requests(
+        &mut self,
+        now: Timestamp,
+        metadata: &Metadata,
+    ) -> Vec<(NodeId, ListOffsetsRequest, ConsumerInFlight)> {
+        // Per broker: (topic, partition, timestamp to list, leader epoch).
+        type ToList = Vec<(Arc<str>, i32, i64, i32)>;
+        let mut per_broker: BTreeMap<NodeId, ToList> = BTreeMap::new();
+        for (topic, cursors) in &self.cursors {
+            for (&p, c) in cursors {
+                let CursorState::NeedsOffset(spec) = c.state else {
+                    continue;
+                };
+                if c.retry_at.is_some_and(|t| t > now) || c.paused {
+                    continue;
+                }
+                let Some(ts) = spec.list_timestamp() else {
+                    continue;
+                };
+                let Some((leader, epoch)) = metadata.leader(topic, p) else {
+                    continue;
+                };
+                if self.listing.contains(&leader) {
+                    continue;
+                }
+                per_broker
+                    .entry(leader)
+                    .or_default()
+                    .push((topic.clone(), p, ts, epoch));
+            }
+        }
+        let isolation = match self.config.isolation {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        };
+        let mut out = Vec::new();
+        for (broker, parts) in per_broker {
+            let mut topics: BTreeMap<Arc<str>, Vec<ListOffsetsPartition>> = BTreeMap::new();
+            let mut carried = Vec::new();
+            for (topic, p, ts, epoch) in parts {
+                if let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) {
+                    c.state = CursorState::Listing;
+                }
+                carried.push((topic.clone(), p));
+                topics.entry(topic).or_default().push(ListOffsetsPartition {
+                    partition_index: p,
+                    current_leader_epoch: epoch,
+                    timestamp: ts,
+                    ..Default::default()
+                });
+            }
+            self.listing.insert(broker);
+            let req = ListOffsetsRequest {
+                replica_id: -1,
+                isolation_level: isolation,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| ListOffsetsTopic {
+                        name: name.to_string(),
+                        partitions,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            out.push((
+                broker,
+                req,
+                ConsumerInFlight {
+                    broker,
+                    partitions: carried,
+                },
+            ));
+        }
+        out
+    }
+
+    /// Explicit offsets need no ListOffsets: they are ready at once.
+    pub fn settle_exact_offsets(&mut self) {
+        for cursors in self.cursors.values_mut() {
+            for c in cursors.values_mut() {
+                if let CursorState::NeedsOffset(StartOffset::At(o)) = c.state {
+                    c.offset = o;
+                    c.state = CursorState::Ready;
+                }
+            }
+        }
+    }
+
+    /// Handles a ListOffsets answer (`None`: lost). Returns whether
+    /// metadata looks stale.
+    pub fn on_list_offsets(
+        &mut self,
+        now: Timestamp,
+        inflight: ConsumerInFlight,
+        resp: Option<&ListOffsetsResponse>,
+    ) -> bool {
+        self.listing.remove(&inflight.broker);
+        let mut stale = false;
+        let retry = now + self.retry_backoff;
+        for (topic, p) in inflight.partitions {
+            let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
+                continue;
+            };
+            let answer = resp.and_then(|r| {
+                r.topics
+                    .iter()
+                    .filter(|t| *t.name == *topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|x| x.partition_index == p)
+            });
+            let Some(a) = answer else {
+                c.state = CursorState::NeedsOffset(self.config.start_offset);
+                c.retry_at = Some(retry);
+                continue;
+            };
+            let error = ErrorCode::from_code(a.error_code);
+            if error.is_ok() && a.offset >= 0 {
+                c.offset = a.offset;
+                c.state = CursorState::Ready;
+                c.retry_at = None;
+                if a.leader_epoch >= 0 {
+                    c.leader_epoch = c.leader_epoch.max(a.leader_epoch);
+                }
+            } else {
+                // Try again later with the same spec.
+                let spec = match c.state {
+                    CursorState::NeedsOffset(s) => s,
+                    _ => self.config.start_offset,
+                };
+                c.state = CursorState::NeedsOffset(spec);
+                c.retry_at = Some(retry);
+                stale |= error.invalidates_metadata() || error == ErrorCode::FencedLeaderEpoch;
+            }
+        }
+        stale
+    }
+
+    /// Brokers with partitions ready to fetch now.
+    pub fn fetch_brokers(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        if !self.room() {
+            return out;
+        }
+        if self
+            .config
+            .max_concurrent_fetches
+            .is_some_and(|m| self.fetching.len() >= m)
+        {
+            return out;
+        }
+        for (topic, cursors) in &self.cursors {
+            for (&p, c) in cursors {
+                if c.state == CursorState::Ready && !c.paused && c.retry_at.is_none_or(|t| t <= now)
+                {
+                    if let Some((leader, _)) = metadata.leader(topic, p) {
+                        if !self.fetching.contains(&leader) {
+                            out.insert(leader);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The fetch for `broker`: every ready partition it leads.
+    pub fn fetch_request(
+        &mut self,
+        now: Timestamp,
+        broker: NodeId,
+        metadata: &Metadata,
+    ) -> Option<(FetchRequest, ConsumerInFlight)> {
+        if self.fetching.contains(&broker) || !self.room() {
+            return None;
+        }
+        let mut topics = Vec::new();
+        let mut carried = Vec::new();
+        for (topic, cursors) in &mut self.cursors {
+            let mut parts = Vec::new();
+            for (&p, c) in cursors.iter_mut() {
+                if c.state != CursorState::Ready || c.paused || c.retry_at.is_some_and(|t| t > now)
+                {
+                    continue;
+                }
+                if metadata.leader(topic, p).map(|l| l.0) != Some(broker) {
+                    continue;
+                }
+                c.state = CursorState::Fetching;
+                carried.push((topic.clone(), p));
+                parts.push(FetchPartition {
+                    partition: p,
+                    current_leader_epoch: c.leader_epoch,
+                    fetch_offset: c.offset,
+                    last_fetched_epoch: c.last_fetched_epoch,
+                    partition_max_bytes: self.config.fetch_max_partition_bytes,
+                    ..Default::default()
+                });
+            }
+            if !parts.is_empty() {
+                topics.push(FetchTopic {
+                    topic: topic.to_string(),
+                    partitions: parts,
+                    ..Default::default()
+                });
+            }
+        }
+        if carried.is_empty() {
+            return None;
+        }
+        self.fetching.insert(broker);
+        let req = FetchRequest {
+            replica_id: -1,
+            max_wait_ms: i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
+            min_bytes: self.config.fetch_min_bytes,
+            max_bytes: self.config.fetch_max_bytes,
+            isolation_level: match self.config.isolation {
+                IsolationLevel::ReadUncommitted => 0,
+                IsolationLevel::ReadCommitted => 1,
+            },
+            // No fetch session (KIP-227): a full fetch every time.
+            session_id: 0,
+            session_epoch: -1,
+            topics,
+            ..Default::default()
+        };
+        Some((
+            req,
+            ConsumerInFlight {
+                broker,
+                partitions: carried,
+            },
+        ))
+    }
+
+    /// Handles a Fetch answer (`None`: lost). Returns whether metadata
+    /// looks stale.
+    pub fn on_fetch(
+        &mut self,
+        now: Timestamp,
+        inflight: ConsumerInFlight,
+        resp: Option<&FetchResponse>,
+    ) -> bool {
+        self.fetching.remove(&inflight.broker);
+        let mut stale = false;
+        let retry = now + self.retry_backoff;
+        for (topic, p) in inflight.partitions {
+            let answer = resp.and_then(|r| {
+                r.responses
+                    .iter()
+                    .filter(|t| *t.topic == *topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|x| x.partition_index == p)
+            });
+            let reset = self.config.reset;
+            let isolation = self.config.isolation;
+            let limit = self.config.max_decompressed_batch_bytes;
+            let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
+                continue;
+            };
+            if c.state == CursorState::Fetching {
+                c.state = CursorState::Ready;
+            }
+            if c.paused {
+                // Paused while the fetch was out: drop what came back, the
+                // offset stays where it was.
+                continue;
+            }
+            let Some(a) = answer else {
+                if resp.is_some() {
+                    // Left out by the broker (e.g. a full response).
+                    continue;
+                }
+                c.retry_at = Some(retry);
+                continue;
+            };
+            let error = ErrorCode::from_code(a.error_code);
+            match error {
+                ErrorCode::None => {}
+                ErrorCode::OffsetOutOfRange => {
+                    match reset {
+                        ResetPolicy::Earliest => {
+                            c.state = CursorState::NeedsOffset(StartOffset::Earliest)
+                        }
+                        ResetPolicy::Latest => {
+                            c.state = CursorState::NeedsOffset(StartOffset::Latest)
+                        }
+                        ResetPolicy::None => {
+                            c.state = CursorState::Stopped;
+                            let offset = c.offset;
+                            self.push(FetchedPartition {
+                                topic: topic.clone(),
+                                partition: p,
+                                records: Vec::new(),
+                                error: Some(FetchError::OffsetOutOfRange { offset }),
+                                high_watermark: a.high_watermark,
+                            });
+                        }
+                    }
+                    tracing::warn!(
+                        topic = &*topic,
+                        partition = p,
+                        ?reset,
+                        "offset out of range"
+                    );
+                    continue;
+                }
+                e if e.is_retriable()
+                    || e.invalidates_metadata()
+                    || e == ErrorCode::FencedLeaderEpoch =>
+                {
+                    stale |= e.invalidates_metadata() || e == ErrorCode::FencedLeaderEpoch;
+                    c.retry_at = Some(retry);
+                    continue;
+                }
+                e => {
+                    c.state = CursorState::Stopped;
+                    self.push(FetchedPartition {
+                        topic: topic.clone(),
+                        partition: p,
+                        records: Vec::new(),
+                        error: Some(FetchError::Broker(e)),
+                        high_watermark: a.high_watermark,
+                    });
+                    continue;
+                }
+            }
+            c.retry_at = None;
+            let Some(data) = a.records.clone() else {
+                continue;
+            };
+            let aborted: Vec<(i64, i64)> = match isolation {
+                IsolationLevel::ReadCommitted => a
+                    .aborted_transactions
+                    .as_ref()
+                    .map(|v| v.iter().map(|t| (t.producer_id, t.first_offset)).collect())
+                    .unwrap_or_default(),
+                IsolationLevel::ReadUncommitted => Vec::new(),
+            };
+            let (records, next, last_epoch, error) =
+                read_partition(&topic, p, data, c.offset, isolation, aborted, limit);
+            if next > c.offset {
+                c.offset = next;
+            }
+            if last_epoch >= 0 {
+                c.last_fetched_epoch = last_epoch;
+            }
+            if error.is_some() {
+                c.state = CursorState::Stopped;
+            }
+            if !records.is_empty() || error.is_some() {
+                self.push(FetchedPartition {
+                    topic: topic.clone(),
+                    partition: p,
+                    records,
+                    error,
+                    high_watermark: a.high_watermark,
+                });
+            }
+        }
+        stale
+    }
+
+    fn push(&mut self, f: FetchedPartition) {
+        self.buffered_bytes += f.records.iter().map(record_bytes).sum::<usize>();
+        self.buffered.push_back(f);
+    }
+
+    /// The next time a backed-off partition may be fetched or listed.
+    pub fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        self.cursors
+            .values()
+            .flat_map(|cs| cs.values())
+            .filter_map(|c| c.retry_at)
+            .filter(|&t| t > now)
+            .min()
+    }
+
+    /// Whether the consumer has anything to do at all.
+    pub fn is_active(&self) -> bool {
+        !self.cursors.is_empty() || !self.topics.is_empty()
+    }
+}
+
+impl Cursor {
+    fn new(start: StartOffset) -> Self {
+        Cursor {
+            state: CursorState::NeedsOffset(start),
+            offset: -1,
+            leader_epoch: -1,
+            last_fetched_epoch: -1,
+            paused: false,
+            retry_at: None,
+        }
+    }
+}
+
+fn cursors_mut<'a>(
+    cursors: &'a mut BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a mut Cursor> {
+    cursors.get_mut(topic)?.get_mut(&partition)
+}
+
+fn record_bytes(r: &ConsumedRecord) -> usize {
+    r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len) + 64
+}
+
+/// Reads one partition's fetched data from `from` on: the records handed
+/// out, the next offset to fetch, the last batch's leader epoch, and an
+/// error that stops the partition.
+fn read_partition(
+    topic: &Arc<str>,
+    partition: i32,
+    data: Bytes,
+    from: i64,
+    isolation: IsolationLevel,
+    mut aborted: Vec<(i64, i64)>,
+    decompress_limit: usize,
+) -> (Vec<ConsumedRecord>, i64, i32, Option<FetchError>) {
+    aborted.sort_by_key(|&(_, first)| first);
+    let mut aborted = aborted.into_iter().peekable();
+    let mut aborting: BTreeSet<i64> = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut next = from;
+    let mut last_epoch = -1;
+    let opts = ReadOptions {
+        max_decompressed_bytes: decompress_limit,
+        ..Default::default()
+    };
+    for batch in Batches::with_options(data, opts) {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                // Data after a good prefix is still delivered; the error
+                // stops the partition where it happened.
+                return (
+                    out,
+                    next,
+                    last_epoch,
+                    Some(FetchError::Corrupt {
+                        offset: next,
+                        reason: e.to_string(),
+                    }),
+                );
+            }
+        };
+        let last = batch.last_offset();
+        if last < from {
+            continue;
+        }
+        last_epoch = batch.partition_leader_epoch();
+        if isolation == IsolationLevel::ReadCommitted {
+            while let Some(&(pid, first)) = aborted.peek() {
+                if first > last {
+                    break;
+                }
+                aborting.insert(pid);
+                aborted.next();
+            }
+        }
+        if batch.is_control() {
+            if isolation == IsolationLevel::ReadCommitted {
+                if let Ok(mut records) = batch.records() {
+                    if let Some(Ok(r)) = records.next() {
+                        if let Ok(marker) = ControlRecord::from_record(&r) {
+                            if marker.kind == ControlRecordKind::Abort {
+                                aborting.remove(&batch.producer_id());
+                            }
+                        }
+                    }
+                }
+            }
+            next = next.max(last + 1);
+            continue;
+        }
+        if isolation == IsolationLevel::ReadCommitted
+            && batch.is_transactional()
+            && aborting.contains(&batch.producer_id())
+        {
+            next = next.max(last + 1);
+            continue;
+        }
+        let records = match batch.records() {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    out,
+                    next,
+                    last_epoch,
+                    Some(FetchError::Corrupt {
+                        offset: batch.base_offset(),
+                        reason: e.to_string(),
+                    }),
+                );
+            }
+        };
+        for r in records {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    return (
+                        out,
+                        next,
+                        last_epoch,
+                        Some(FetchError::Corrupt {
+                            offset: next,
+                            reason: e.to_string(),
+                        }),
+                    );
+                }
+            };
+            if r.offset < from || r.offset < next {
+                continue;
+            }
+            next = r.offset + 1;
+            out.push(ConsumedRecord {
+                topic: topic.clone(),
+                partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                leader_epoch: last_epoch,
+            });
+        }
+        // Compaction can leave a batch's last offsets empty: move past them.
+        next = next.max(last + 1);
+    }
+    (out, next, last_epoch, None)
+}
