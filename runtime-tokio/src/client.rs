@@ -4,8 +4,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use sansa_core::client::{Acks, ConfigBuilder, ConfigError};
 use sansa_core::compression::Compression;
+use sansa_core::consumer::{ConsumedRecord, ConsumerConfig, FetchedPartition, StartOffset};
 use sansa_core::producer::partitioner::PartitionerFactory;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use tokio::sync::{mpsc, oneshot};
@@ -114,6 +117,91 @@ impl Client {
     /// ```
     pub fn produce(&self, record: Record) -> ProduceFuture {
         ProduceFuture::start(self, record, false, false)
+    }
+
+    /// Consumes every partition of these topics (and partitions added
+    /// later) from the configured start offset; read with
+    /// [`Client::poll_fetches`] or [`Client::poll_records`].
+    ///
+    /// ```no_run
+    /// # async fn f(client: sansa_tokio::Client) {
+    /// client.consume_topics(["events"]);
+    /// for r in client.poll_records(Some(100)).await {
+    ///     println!("{}/{} {:?}", r.partition, r.offset, r.value);
+    /// }
+    /// # }
+    /// ```
+    pub fn consume_topics<I, S>(&self, topics: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics = topics.into_iter().map(Into::into).collect();
+        self.send(Command::ConsumeTopics(topics));
+    }
+
+    /// Consumes exactly these partitions from these offsets.
+    ///
+    /// ```no_run
+    /// # async fn f(client: sansa_tokio::Client) {
+    /// use std::collections::BTreeMap;
+    /// use sansa_tokio::StartOffset;
+    ///
+    /// let mut parts = BTreeMap::new();
+    /// parts.insert("events".to_string(), BTreeMap::from([(0, StartOffset::At(42))]));
+    /// client.consume_partitions(parts);
+    /// # }
+    /// ```
+    pub fn consume_partitions(&self, partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>) {
+        self.send(Command::ConsumePartitions(partitions));
+    }
+
+    /// Pauses fetching a topic's partitions (all with `None`); records
+    /// already buffered for them are dropped and fetched again on resume.
+    pub fn pause(&self, topic: &str, partitions: Option<&[i32]>) {
+        self.send(Command::Pause(
+            topic.to_string(),
+            partitions.map(<[i32]>::to_vec),
+            true,
+        ));
+    }
+
+    /// Resumes what [`Client::pause`] paused.
+    pub fn resume(&self, topic: &str, partitions: Option<&[i32]>) {
+        self.send(Command::Pause(
+            topic.to_string(),
+            partitions.map(<[i32]>::to_vec),
+            false,
+        ));
+    }
+
+    /// Waits for fetched records and returns them by partition, at most
+    /// `max_records` (all buffered with `None`); per-partition errors come
+    /// in the same list. Empty only when the client is closed.
+    pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::PollFetches(max_records, tx));
+        rx.await.unwrap_or_default()
+    }
+
+    /// Like [`Client::poll_fetches`], flattened to records in order per
+    /// partition (partition errors are logged and skipped; use
+    /// `poll_fetches` to see them).
+    pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
+        let mut out = Vec::new();
+        for f in self.poll_fetches(max_records).await {
+            if let Some(e) = &f.error {
+                tracing::warn!(topic = &*f.topic, partition = f.partition, error = %e, "partition error");
+            }
+            out.extend(f.records);
+        }
+        out
+    }
+
+    fn send(&self, cmd: Command) {
+        // The driver only goes away after close; commands after that are
+        // no-ops, as the calls document.
+        let _ = self.inner.commands.send(cmd);
     }
 
     /// Produces `record` without lingering and waits for the result: one
@@ -398,6 +486,21 @@ impl ClientBuilder {
     /// ```
     pub fn manual_flushing(self) -> Self {
         self.config(|c| c.manual_flushing(true))
+    }
+
+    /// Consumer settings (fetch sizes and waits, isolation, start and reset
+    /// offsets, buffering bound).
+    ///
+    /// ```
+    /// use sansa_tokio::{ConsumerConfig, IsolationLevel};
+    ///
+    /// let builder = sansa_tokio::Client::builder().consumer(ConsumerConfig {
+    ///     isolation: IsolationLevel::ReadCommitted,
+    ///     ..Default::default()
+    /// });
+    /// ```
+    pub fn consumer(self, consumer: ConsumerConfig) -> Self {
+        self.config(|c| c.consumer(consumer))
     }
 
     /// The partitioner of every topic. Default: Java-compatible murmur2

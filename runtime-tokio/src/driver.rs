@@ -6,10 +6,11 @@
 //! whichever comes first. Every Kafka decision is the core's; the driver
 //! only keeps the books that tie the core's ids to the user's futures.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sansa_core::client::{ConnId, ProduceOptions};
+use sansa_core::consumer::{FetchedPartition, StartOffset};
 use sansa_core::producer::{ProduceError, ProduceId, Record, WhenFull};
 use sansa_core::{Event, Input, Output, Timestamp};
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +31,10 @@ pub(crate) enum Command {
     Flush(oneshot::Sender<()>),
     Cancel(u64),
     Close(oneshot::Sender<()>),
+    ConsumeTopics(Vec<String>),
+    ConsumePartitions(BTreeMap<String, BTreeMap<i32, StartOffset>>),
+    Pause(String, Option<Vec<i32>>, bool),
+    PollFetches(Option<usize>, oneshot::Sender<Vec<FetchedPartition>>),
 }
 
 /// One record to produce and where its results go.
@@ -136,6 +141,8 @@ struct Driver {
     /// The flush a close waits for, once a close began.
     closing: Option<u64>,
     close_waiters: Vec<oneshot::Sender<()>>,
+    /// `poll_fetches` calls waiting for records, oldest first.
+    fetch_waiters: Vec<(Option<usize>, oneshot::Sender<Vec<FetchedPartition>>)>,
     /// The core is closed; the loop ends.
     done: bool,
 }
@@ -156,6 +163,7 @@ impl Driver {
             flushes: HashMap::new(),
             closing: None,
             close_waiters: Vec::new(),
+            fetch_waiters: Vec::new(),
             done: false,
         }
     }
@@ -274,6 +282,42 @@ impl Driver {
                 }
             }
             Command::Close(tx) => self.begin_close(Some(tx)),
+            Command::ConsumeTopics(topics) => self.core.consume_topics(now, topics),
+            Command::ConsumePartitions(parts) => self.core.consume_partitions(now, parts),
+            Command::Pause(topic, partitions, paused) => {
+                if paused {
+                    self.core.pause(now, &topic, partitions.as_deref());
+                } else {
+                    self.core.resume(now, &topic, partitions.as_deref());
+                }
+            }
+            Command::PollFetches(max, tx) => {
+                self.fetch_waiters.push((max, tx));
+                self.answer_fetch_waiters(now);
+            }
+        }
+    }
+
+    /// Hands buffered records to waiting `poll_fetches` calls, oldest
+    /// first, while there are any.
+    fn answer_fetch_waiters(&mut self, now: Timestamp) {
+        // A caller that gave up (dropped its future) is skipped.
+        self.fetch_waiters.retain(|(_, tx)| !tx.is_closed());
+        while !self.fetch_waiters.is_empty() {
+            let (max, _) = self.fetch_waiters[0];
+            let fetched = self.core.poll_fetches(now, max);
+            if fetched.is_empty() {
+                break;
+            }
+            let (_, tx) = self.fetch_waiters.remove(0);
+            if let Err(unsent) = tx.send(fetched) {
+                // Gone between the check and the send: the records are
+                // lost to it, so log rather than drop them silently.
+                tracing::warn!(
+                    partitions = unsent.len(),
+                    "a poll_fetches caller left; records dropped"
+                );
+            }
         }
     }
 
@@ -365,6 +409,7 @@ impl Driver {
                     self.done = true;
                 }
             }
+            Event::FetchesReady => self.answer_fetch_waiters(now),
             other => tracing::debug!(?other, "event this driver does not know; ignored"),
         }
     }

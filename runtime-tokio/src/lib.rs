@@ -58,6 +58,10 @@ mod produce;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};
+pub use sansa_core::consumer::{
+    ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
+    StartOffset,
+};
 
 /// The sans-IO core this crate drives, for its configuration types and
 /// protocol.
