@@ -420,36 +420,43 @@ impl Connection {
         body: Bytes,
         version: i16,
     ) -> Result<(), ConnError> {
-        // A broker that does not speak `version` answers in v0 (KIP-511),
-        // so an answer that fails to parse, or says UNSUPPORTED_VERSION, is
-        // read again as v0.
-        let resp = match ApiVersionsResponse::decode(&mut body.clone(), version) {
-            Ok(r) if r.error_code != ErrorCode::UnsupportedVersion.code() => r,
-            first => match ApiVersionsResponse::decode(&mut body.clone(), 0) {
-                Ok(r) => r,
-                Err(source) => {
-                    return Err(ConnError::Decode {
-                        api: ApiKey::ApiVersions,
-                        version,
-                        source: first.err().unwrap_or(source),
-                    })
-                }
-            },
+        // A broker that does not speak `version` answers in v0 (KIP-511):
+        // UNSUPPORTED_VERSION with the ApiVersions versions it does speak.
+        // Brokers differ in how they write that answer (librdkafka's mock
+        // cluster writes a v3-style body that is neither v0 nor valid v3),
+        // so: read it at the version sent, else as v0, and an answer that is
+        // neither, to a version above 0, counts as "unsupported" too.
+        let resp = match ApiVersionsResponse::decode(&mut body.clone(), version)
+            .or_else(|_| ApiVersionsResponse::decode(&mut body.clone(), 0))
+        {
+            Ok(r) => r,
+            Err(source) if version == 0 => {
+                return Err(ConnError::Decode {
+                    api: ApiKey::ApiVersions,
+                    version,
+                    source,
+                })
+            }
+            Err(_) => {
+                tracing::debug!(
+                    tried = version,
+                    "unreadable ApiVersions answer; retrying at v0"
+                );
+                return self.send_api_versions(now, 0);
+            }
         };
         let error = ErrorCode::from_code(resp.error_code);
         if error == ErrorCode::UnsupportedVersion {
-            let theirs = resp
+            let named = resp
                 .api_keys
                 .iter()
                 .find(|k| k.api_key == ApiKey::ApiVersions.key())
-                .map_or(0, |k| k.max_version);
-            if theirs < version && theirs >= 0 {
-                tracing::debug!(
-                    tried = version,
-                    retry = theirs,
-                    "broker wants an older ApiVersions"
-                );
-                return self.send_api_versions(now, theirs);
+                .map(|k| k.max_version)
+                .filter(|&v| (0..version).contains(&v));
+            if version > 0 {
+                let retry = named.unwrap_or(0);
+                tracing::debug!(tried = version, retry, "broker wants an older ApiVersions");
+                return self.send_api_versions(now, retry);
             }
             return Err(ConnError::Handshake(error));
         }
@@ -643,6 +650,32 @@ mod tests {
         let mut broker = Broker::new(2);
         let tried = handshake(&mut conn, &mut broker);
         assert_eq!(tried, vec![api_versions_first_try(), 2]);
+        assert!(conn.is_ready());
+    }
+
+    #[test]
+    fn the_mock_cluster_s_unsupported_version_answer_falls_back_to_v0() {
+        // librdkafka's mock cluster (2.12.1) answers ApiVersions v3 and v4
+        // with these 13 body bytes: error 35, a one-byte array count, one
+        // entry, four zero bytes; neither a v0 nor a v3 body. Captured on
+        // 2026-11-26; the broker wins.
+        let mut conn = Connection::new(ConnConfig::default());
+        conn.on_connected(t(0)).expect("connect");
+        let mut broker = Broker::new(2);
+        let first = conn.poll_transmit().expect("ApiVersions");
+        let (h, _) = broker.requests(&first).pop().expect("one request");
+        assert!(h.request_api_version >= 3);
+        let answer = Broker::frame(h.correlation_id, 0, |b| {
+            b.extend_from_slice(&[
+                0x00, 0x23, 0x01, 0x00, 0x12, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00,
+            ]);
+        });
+        conn.handle_bytes(t(1), &answer).expect("not fatal");
+        let retry = conn.poll_transmit().expect("a second ApiVersions");
+        let (h, _) = broker.requests(&retry).pop().expect("one request");
+        assert_eq!(h.request_api_version, 0);
+        conn.handle_bytes(t(2), &broker.api_versions_answer(&h))
+            .expect("answer");
         assert!(conn.is_ready());
     }
 
