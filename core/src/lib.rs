@@ -27,4 +27,6 @@ pub mod rng;
 pub mod time;
 
 pub use client::{Client, Config, Event, Input, Output};
+/// The regex engine of `consume_regex`, re-exported for its error type.
+pub use regex;
 pub use time::Timestamp;

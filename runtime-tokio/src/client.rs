@@ -11,6 +11,7 @@ use sansa_core::compression::Compression;
 use sansa_core::consumer::{ConsumedRecord, ConsumerConfig, FetchedPartition, StartOffset};
 use sansa_core::producer::partitioner::PartitionerFactory;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
+use sansa_core::regex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{self, Command, ProduceCommand};
@@ -138,6 +139,33 @@ impl Client {
     {
         let topics = topics.into_iter().map(Into::into).collect();
         self.send(Command::ConsumeTopics(topics));
+    }
+
+    /// Consumes every topic whose whole name matches one of `patterns`,
+    /// including topics created later and dropping deleted ones.
+    ///
+    /// ```no_run
+    /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::core::regex::Error> {
+    /// client.consume_regex(["logs-.*"])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn consume_regex<I, S>(&self, patterns: I) -> Result<(), regex::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        // Checked here so a bad pattern is the caller's error, not a log
+        // line in the driver.
+        let patterns: Vec<String> = patterns
+            .into_iter()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        for p in &patterns {
+            regex::Regex::new(p)?;
+        }
+        self.send(Command::ConsumeRegex(patterns));
+        Ok(())
     }
 
     /// Consumes exactly these partitions from these offsets.

@@ -32,6 +32,7 @@ pub(crate) enum Command {
     Cancel(u64),
     Close(oneshot::Sender<()>),
     ConsumeTopics(Vec<String>),
+    ConsumeRegex(Vec<String>),
     ConsumePartitions(BTreeMap<String, BTreeMap<i32, StartOffset>>),
     Pause(String, Option<Vec<i32>>, bool),
     PollFetches(Option<usize>, oneshot::Sender<Vec<FetchedPartition>>),
@@ -283,6 +284,12 @@ impl Driver {
             }
             Command::Close(tx) => self.begin_close(Some(tx)),
             Command::ConsumeTopics(topics) => self.core.consume_topics(now, topics),
+            Command::ConsumeRegex(patterns) => {
+                if let Err(e) = self.core.consume_regex(now, patterns) {
+                    // Checked by the caller already; only a bug lands here.
+                    tracing::error!(error = %e, "regex subscription refused");
+                }
+            }
             Command::ConsumePartitions(parts) => self.core.consume_partitions(now, parts),
             Command::Pause(topic, partitions, paused) => {
                 if paused {

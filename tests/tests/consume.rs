@@ -157,3 +157,45 @@ fn exact_start_offsets_are_honoured_on_the_mock_cluster() {
     });
     assert_eq!(offsets, (90..100).collect::<Vec<i64>>());
 }
+
+#[test]
+fn a_regex_subscription_sees_a_topic_created_after_start_on_tansu() {
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = tansu.bootstrap();
+    tansu.create_topic("audit-1", 1, 1).expect("topic");
+    tansu.create_topic("unrelated", 1, 1).expect("topic");
+    let producer = librdkafka::producer(&bootstrap, &[]).expect("producer");
+    let one = vec![TestRecord::numbered(1, 10)];
+    librdkafka::produce_blocking(&producer, "audit-1", &one).expect("produce");
+    librdkafka::produce_blocking(&producer, "unrelated", &one).expect("produce");
+    let rt = runtime();
+    let seen = rt.block_on(async {
+        let client = Client::builder()
+            .seed_brokers(bootstrap.split(','))
+            .config(|c| {
+                c.metadata_max_age(Duration::from_millis(500))
+                    .metadata_min_age(Duration::from_millis(100))
+            })
+            .build()
+            .await
+            .expect("client");
+        client.consume_regex(["audit-.*"]).expect("pattern");
+        let mut seen = Vec::new();
+        let first = tokio::time::timeout(WAIT, client.poll_records(None))
+            .await
+            .expect("first topic");
+        seen.extend(first.iter().map(|r| r.topic.to_string()));
+        // Created after the subscription started.
+        tansu.create_topic("audit-2", 1, 1).expect("topic");
+        librdkafka::produce_blocking(&producer, "audit-2", &one).expect("produce");
+        while !seen.iter().any(|t| t == "audit-2") {
+            let more = tokio::time::timeout(WAIT, client.poll_records(None))
+                .await
+                .expect("the new topic");
+            seen.extend(more.iter().map(|r| r.topic.to_string()));
+        }
+        client.close().await;
+        seen
+    });
+    assert_eq!(seen, vec!["audit-1".to_string(), "audit-2".to_string()]);
+}

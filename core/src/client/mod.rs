@@ -42,7 +42,8 @@ const MAX_PRODUCE_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug)]
 enum Pending {
-    Metadata,
+    /// `true` when every topic was asked for.
+    Metadata(bool),
     InitProducerId,
     Produce(ProduceInFlight),
     ListOffsets(ConsumerInFlight),
@@ -247,6 +248,20 @@ impl Client {
         self.refresh.trigger();
     }
 
+    /// Consumes every topic whose whole name matches one of `patterns`,
+    /// including topics created later (seen at the next metadata refresh,
+    /// at most `metadata_max_age` away) and dropping deleted ones.
+    pub fn consume_regex<I, S>(&mut self, now: Timestamp, patterns: I) -> Result<(), regex::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.tick(now);
+        self.consumer.consume_regex(patterns)?;
+        self.refresh.trigger();
+        Ok(())
+    }
+
     /// Consumes exactly these partitions from these offsets.
     pub fn consume_partitions(
         &mut self,
@@ -423,7 +438,7 @@ impl Client {
         let mut stale = false;
         for orphan in slot.conn.close() {
             match self.pending.remove(&orphan.token) {
-                Some(Pending::Metadata) => self.metadata_failed(now),
+                Some(Pending::Metadata(_)) => self.metadata_failed(now),
                 Some(Pending::InitProducerId) => self.producer.on_producer_id(now, None),
                 Some(Pending::Produce(inflight)) => {
                     stale = true;
@@ -464,7 +479,7 @@ impl Client {
             return;
         };
         match (pending, r.body) {
-            (Pending::Metadata, ResponseBody::Metadata(resp)) => {
+            (Pending::Metadata(all), ResponseBody::Metadata(resp)) => {
                 self.metadata_in_flight = false;
                 if resp.brokers.is_empty() {
                     self.metadata_failed(now);
@@ -472,7 +487,11 @@ impl Client {
                 }
                 self.metadata_failures = 0;
                 self.metadata_retry_at = None;
-                let changes = self.metadata.apply(now, &resp);
+                let changes = if all {
+                    self.metadata.apply_all(now, &resp)
+                } else {
+                    self.metadata.apply(now, &resp)
+                };
                 // Connections to brokers that changed address are replaced
                 // lazily: the node map points at the newest address.
                 self.producer.on_metadata(now, &self.metadata, &changes);
@@ -631,8 +650,12 @@ impl Client {
         let Some(id) = self.any_ready_conn(now) else {
             return;
         };
+        let all = self.consumer.needs_all_topics();
         let topics = self.wanted_topics();
-        let req = Metadata::request(Some(&topics), self.config.allow_auto_topic_creation);
+        let req = Metadata::request(
+            (!all).then_some(&topics[..]),
+            self.config.allow_auto_topic_creation,
+        );
         let token = self.token();
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
@@ -651,7 +674,7 @@ impl Client {
             });
         match sent {
             Ok(_) => {
-                self.pending.insert(token, Pending::Metadata);
+                self.pending.insert(token, Pending::Metadata(all));
                 self.metadata_in_flight = true;
                 self.refresh.started(now);
             }

@@ -342,7 +342,17 @@ impl Cluster {
                             .partitions
                             .iter()
                             .map(|p| {
-                                let log = &self.topics[&t.topic][p.partition as usize];
+                                let Some(log) = self
+                                    .topics
+                                    .get(&t.topic)
+                                    .and_then(|l| l.get(p.partition as usize))
+                                else {
+                                    return PartitionData {
+                                        partition_index: p.partition,
+                                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                                        ..Default::default()
+                                    };
+                                };
                                 let hw = log.records.len() as i64;
                                 if p.fetch_offset > hw || p.fetch_offset < 0 {
                                     return PartitionData {
@@ -1094,4 +1104,52 @@ fn pausing_drops_buffered_records_without_skipping_them() {
         .flat_map(|f| f.records.iter().map(|r| r.offset))
         .collect();
     assert_eq!(offsets, (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_regex_subscription_follows_topics_created_and_deleted_later() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("logs-a", 1);
+    cluster.create_topic("other", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .metadata_max_age(Duration::from_secs(2))
+            .metadata_min_age(Duration::from_millis(100)),
+    );
+    for t in ["logs-a", "other"] {
+        h.produce(Record::new(t, "v"));
+    }
+    h.run(|h| h.client.is_idle());
+    h.client
+        .consume_regex(h.now, ["logs-.*"])
+        .expect("valid pattern");
+    h.run(|h| h.client.consumer.has_buffered());
+    let topics: Vec<String> = consumed(&mut h)
+        .iter()
+        .map(|f| f.topic.to_string())
+        .collect();
+    assert_eq!(topics, vec!["logs-a".to_string()]);
+
+    // A topic created later is picked up at the next refresh.
+    h.cluster.create_topic("logs-b", 1);
+    h.produce(Record::new("logs-b", "w"));
+    h.run(|h| h.client.consumer.has_buffered());
+    let got: Vec<(String, String)> = consumed(&mut h)
+        .iter()
+        .flat_map(|f| {
+            f.records.iter().map(|r| {
+                (
+                    f.topic.to_string(),
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(got, vec![("logs-b".to_string(), "w".to_string())]);
+
+    // A deleted topic is dropped: no more fetches for it.
+    h.cluster.topics.remove("logs-a");
+    h.run_for(Duration::from_secs(5));
+    assert!(h.client.consumer.topics().all(|t| t != "logs-a"));
 }

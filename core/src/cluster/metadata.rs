@@ -118,9 +118,45 @@ impl Metadata {
         }
     }
 
-    /// Folds an answer into the cache.
+    /// Folds an answer into the cache. `all_topics` says the request asked
+    /// for every topic, so a topic missing from the answer was deleted.
     pub fn apply(&mut self, now: Timestamp, resp: &MetadataResponse) -> MetadataChanges {
+        self.apply_answer(now, resp, false)
+    }
+
+    /// Folds an answer to a request for every topic into the cache: topics
+    /// the answer does not name are gone, and are reported failed with
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn apply_all(&mut self, now: Timestamp, resp: &MetadataResponse) -> MetadataChanges {
+        self.apply_answer(now, resp, true)
+    }
+
+    fn apply_answer(
+        &mut self,
+        now: Timestamp,
+        resp: &MetadataResponse,
+        all_topics: bool,
+    ) -> MetadataChanges {
         let mut changes = MetadataChanges::default();
+        if all_topics {
+            let named: std::collections::BTreeSet<&str> = resp
+                .topics
+                .iter()
+                .filter_map(|t| t.name.as_deref())
+                .collect();
+            let gone: Vec<String> = self
+                .topics
+                .keys()
+                .filter(|k| !named.contains(k.as_str()))
+                .cloned()
+                .collect();
+            for name in gone {
+                self.topics.remove(&name);
+                changes
+                    .failed
+                    .push((name, ErrorCode::UnknownTopicOrPartition));
+            }
+        }
         if !resp.brokers.is_empty() {
             self.brokers = resp
                 .brokers

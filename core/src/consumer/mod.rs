@@ -17,8 +17,8 @@
 //!
 //! Not yet here (issue 4 continues): fetch sessions (KIP-227; every fetch is
 //! a full fetch with session epoch -1, which brokers must accept),
-//! OffsetForLeaderEpoch truncation detection, regex subscriptions, topic
-//! ids (Fetch is capped at v12, the last version that names topics).
+//! OffsetForLeaderEpoch truncation detection, topic ids (Fetch is capped at
+//! v12, the last version that names topics).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -229,6 +229,10 @@ pub struct Consumer {
     retry_backoff: Duration,
     /// Topics consumed whole.
     topics: BTreeSet<String>,
+    /// Patterns whose matching topics are consumed whole.
+    regexes: Vec<regex::Regex>,
+    /// Topics consumed because a pattern matched them.
+    matched: BTreeSet<String>,
     /// Partitions and where they start, for explicit assignments.
     explicit: BTreeMap<String, BTreeMap<i32, StartOffset>>,
     names: BTreeMap<String, Arc<str>>,
@@ -247,6 +251,8 @@ impl Consumer {
             config,
             retry_backoff,
             topics: BTreeSet::new(),
+            regexes: Vec::new(),
+            matched: BTreeSet::new(),
             explicit: BTreeMap::new(),
             names: BTreeMap::new(),
             cursors: BTreeMap::new(),
@@ -277,6 +283,29 @@ impl Consumer {
             self.topics.insert(t);
         }
         self.wants_metadata = true;
+    }
+
+    /// Consumes every topic whose whole name matches one of `patterns`
+    /// (Java's and franz-go's regex subscription), including topics created
+    /// later, and stops consuming topics that are deleted. Internal topics
+    /// (`__consumer_offsets`, ...) are never matched.
+    pub fn consume_regex<I, S>(&mut self, patterns: I) -> Result<(), regex::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for p in patterns {
+            // Anchored: "a.*" must not match "ba".
+            self.regexes
+                .push(regex::Regex::new(&format!("^(?:{})$", p.as_ref()))?);
+        }
+        self.wants_metadata = true;
+        Ok(())
+    }
+
+    /// Whether metadata must list every topic (a regex subscription).
+    pub fn needs_all_topics(&self) -> bool {
+        !self.regexes.is_empty()
     }
 
     /// Consumes exactly these partitions from these offsets.
@@ -335,7 +364,10 @@ impl Consumer {
 
     /// Every topic the consumer needs metadata for.
     pub fn topics(&self) -> impl Iterator<Item = &String> {
-        self.topics.iter().chain(self.explicit.keys())
+        self.topics
+            .iter()
+            .chain(self.matched.iter())
+            .chain(self.explicit.keys())
     }
 
     /// Whether a metadata refresh would help (new subscriptions).
@@ -343,10 +375,45 @@ impl Consumer {
         std::mem::take(&mut self.wants_metadata)
     }
 
-    /// Creates cursors for partitions of consumed topics that appeared.
+    /// Creates cursors for partitions of consumed topics that appeared, and
+    /// follows regex subscriptions: new matching topics are consumed,
+    /// deleted ones are dropped.
     pub fn on_metadata(&mut self, metadata: &Metadata) {
         let start = self.config.start_offset;
-        let topics: Vec<String> = self.topics.iter().cloned().collect();
+        if !self.regexes.is_empty() {
+            let now_matching: BTreeSet<String> = metadata
+                .topics()
+                .filter(|(name, info)| {
+                    !info.is_internal && self.regexes.iter().any(|r| r.is_match(name))
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for gone in self.matched.difference(&now_matching) {
+                tracing::info!(topic = %gone, "regex-matched topic is gone; no longer consumed");
+                if !self.topics.contains(gone) && !self.explicit.contains_key(gone) {
+                    self.cursors.remove(gone.as_str());
+                    let dropped: usize = self
+                        .buffered
+                        .iter()
+                        .filter(|f| *f.topic == **gone)
+                        .flat_map(|f| f.records.iter())
+                        .map(record_bytes)
+                        .sum();
+                    self.buffered.retain(|f| *f.topic != **gone);
+                    self.buffered_bytes = self.buffered_bytes.saturating_sub(dropped);
+                }
+            }
+            for new in now_matching.difference(&self.matched) {
+                tracing::info!(topic = %new, "consuming regex-matched topic");
+            }
+            self.matched = now_matching;
+        }
+        let topics: Vec<String> = self
+            .topics
+            .iter()
+            .chain(self.matched.iter())
+            .cloned()
+            .collect();
         for t in topics {
             let Some(info) = metadata.topic(&t) else {
                 continue;
@@ -788,7 +855,7 @@ impl Consumer {
 
     /// Whether the consumer has anything to do at all.
     pub fn is_active(&self) -> bool {
-        !self.cursors.is_empty() || !self.topics.is_empty()
+        !self.cursors.is_empty() || !self.topics.is_empty() || !self.regexes.is_empty()
     }
 }
 
