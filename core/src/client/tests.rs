@@ -57,6 +57,9 @@ struct PartitionLog {
     log_start_offset: i64,
 }
 
+/// A fetch session's partitions and their fetch offsets.
+type SessionOffsets = BTreeMap<(String, i32), i64>;
+
 struct Cluster {
     brokers: Vec<i32>,
     topics: BTreeMap<String, Vec<PartitionLog>>,
@@ -68,6 +71,10 @@ struct Cluster {
     /// Fetch answers with no records, held as a broker holds a fetch for
     /// up to its max wait: released when data arrives or time passes.
     parked: Vec<Input>,
+    /// Fetch sessions (KIP-227): id -> (next epoch, partition -> offset).
+    sessions: BTreeMap<i32, (i32, SessionOffsets)>,
+    /// Partitions listed in each fetch request, for the session test.
+    fetch_listed: Vec<usize>,
     produce_requests: usize,
     fetches: usize,
     duplicates: usize,
@@ -87,6 +94,8 @@ impl Cluster {
             next_pid: 1000,
             inbox: VecDeque::new(),
             parked: Vec::new(),
+            sessions: BTreeMap::new(),
+            fetch_listed: Vec::new(),
             produce_requests: 0,
             fetches: 0,
             duplicates: 0,
@@ -334,65 +343,105 @@ impl Cluster {
             }
             RequestBody::Fetch(req) => {
                 self.fetches += 1;
-                let responses: Vec<FetchableTopicResponse> = req
+                self.fetch_listed
+                    .push(req.topics.iter().map(|t| t.partitions.len()).sum());
+                // Which partitions to answer for, at which offsets: the
+                // request's, or for an incremental fetch the session's
+                // after applying the request (KIP-227).
+                let mut wanted: BTreeMap<(String, i32), i64> = req
                     .topics
-                    .into_iter()
-                    .map(|t| FetchableTopicResponse {
-                        partitions: t
-                            .partitions
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
                             .iter()
-                            .map(|p| {
-                                let Some(log) = self
-                                    .topics
-                                    .get(&t.topic)
-                                    .and_then(|l| l.get(p.partition as usize))
-                                else {
-                                    return PartitionData {
-                                        partition_index: p.partition,
-                                        error_code: ErrorCode::UnknownTopicOrPartition.code(),
-                                        ..Default::default()
-                                    };
-                                };
-                                let hw = log.records.len() as i64;
-                                if p.fetch_offset > hw || p.fetch_offset < 0 {
-                                    return PartitionData {
-                                        partition_index: p.partition,
-                                        error_code: ErrorCode::OffsetOutOfRange.code(),
-                                        high_watermark: hw,
-                                        ..Default::default()
-                                    };
-                                }
-                                let mut data = BytesMut::new();
-                                for b in &log.batches {
-                                    let base =
-                                        i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
-                                    let count =
-                                        i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
-                                    if base + i64::from(count) > p.fetch_offset
-                                        && data.len() < p.partition_max_bytes as usize
-                                    {
-                                        data.extend_from_slice(b);
-                                    }
-                                }
-                                PartitionData {
-                                    partition_index: p.partition,
-                                    high_watermark: hw,
-                                    records: Some(data.freeze()),
-                                    ..Default::default()
-                                }
-                            })
-                            .collect(),
-                        topic: t.topic,
+                            .map(|p| ((t.topic.clone(), p.partition), p.fetch_offset))
+                    })
+                    .collect();
+                let mut session_id = 0;
+                let mut incremental = false;
+                if req.session_epoch == 0 {
+                    session_id = self.sessions.len() as i32 + 1;
+                    self.sessions.insert(session_id, (1, wanted.clone()));
+                } else if req.session_epoch > 0 {
+                    let Some((epoch, parts)) = self.sessions.get_mut(&req.session_id) else {
+                        let resp = FetchResponse {
+                            error_code: ErrorCode::FetchSessionIdNotFound.code(),
+                            ..Default::default()
+                        };
+                        self.answer(conn, corr, ApiKey::Fetch, v, resp);
+                        return;
+                    };
+                    assert_eq!(*epoch, req.session_epoch, "session epochs go up by one");
+                    *epoch += 1;
+                    for f in &req.forgotten_topics_data {
+                        for p in &f.partitions {
+                            parts.remove(&(f.topic.clone(), *p));
+                        }
+                    }
+                    parts.extend(wanted);
+                    wanted = parts.clone();
+                    session_id = req.session_id;
+                    incremental = true;
+                }
+                let mut by_topic: BTreeMap<String, Vec<PartitionData>> = BTreeMap::new();
+                for ((topic, partition), fetch_offset) in wanted {
+                    let Some(log) = self
+                        .topics
+                        .get(&topic)
+                        .and_then(|l| l.get(partition as usize))
+                    else {
+                        by_topic.entry(topic).or_default().push(PartitionData {
+                            partition_index: partition,
+                            error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                            ..Default::default()
+                        });
+                        continue;
+                    };
+                    let hw = log.records.len() as i64;
+                    if fetch_offset > hw || fetch_offset < 0 {
+                        by_topic.entry(topic).or_default().push(PartitionData {
+                            partition_index: partition,
+                            error_code: ErrorCode::OffsetOutOfRange.code(),
+                            high_watermark: hw,
+                            ..Default::default()
+                        });
+                        continue;
+                    }
+                    let mut data = BytesMut::new();
+                    for b in &log.batches {
+                        let base = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+                        let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
+                        if base + i64::from(count) > fetch_offset && data.len() < 1 << 20 {
+                            data.extend_from_slice(b);
+                        }
+                    }
+                    if incremental && data.is_empty() {
+                        // Nothing new: an incremental answer leaves it out.
+                        continue;
+                    }
+                    by_topic.entry(topic).or_default().push(PartitionData {
+                        partition_index: partition,
+                        high_watermark: hw,
+                        records: Some(data.freeze()),
+                        ..Default::default()
+                    });
+                }
+                let responses: Vec<FetchableTopicResponse> = by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| FetchableTopicResponse {
+                        topic,
+                        partitions,
                         ..Default::default()
                     })
                     .collect();
-                let empty = responses.iter().all(|t: &FetchableTopicResponse| {
+                let empty = responses.iter().all(|t| {
                     t.partitions.iter().all(|p| {
                         p.error_code == 0 && p.records.as_ref().is_none_or(|r| r.is_empty())
                     })
                 });
                 let resp = FetchResponse {
                     responses,
+                    session_id,
                     ..Default::default()
                 };
                 self.answer(conn, corr, ApiKey::Fetch, v, resp);
@@ -1152,4 +1201,44 @@ fn a_regex_subscription_follows_topics_created_and_deleted_later() {
     h.cluster.topics.remove("logs-a");
     h.run_for(Duration::from_secs(5));
     assert!(h.client.consumer.topics().all(|t| t != "logs-a"));
+}
+
+#[test]
+fn fetch_sessions_list_only_what_changed_and_recover_from_a_lost_session() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 8);
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..80 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    h.client.consume_topics(h.now, ["t"]);
+    let mut total = 0;
+    while total < 80 {
+        h.run(|h| h.client.consumer.has_buffered());
+        total += consumed(&mut h)
+            .iter()
+            .map(|f| f.records.len())
+            .sum::<usize>();
+    }
+    // The first fetch lists all eight partitions; later ones only those
+    // whose offset moved, and none once everything is read.
+    assert_eq!(h.cluster.fetch_listed.first(), Some(&8));
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(
+        h.cluster.fetch_listed.last(),
+        Some(&0),
+        "{:?}",
+        h.cluster.fetch_listed
+    );
+    // The broker forgets the session: the client starts a new one and
+    // still gets new records.
+    h.cluster.sessions.clear();
+    h.produce(keyed(80));
+    h.run(|h| h.client.consumer.has_buffered());
+    let got: Vec<i64> = consumed(&mut h)
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(got.len(), 1);
 }

@@ -15,10 +15,13 @@
 //! - Memory is bounded: no fetch is sent while the buffered bytes exceed
 //!   `max_buffered_bytes`.
 //!
-//! Not yet here (issue 4 continues): fetch sessions (KIP-227; every fetch is
-//! a full fetch with session epoch -1, which brokers must accept),
-//! OffsetForLeaderEpoch truncation detection, topic ids (Fetch is capped at
-//! v12, the last version that names topics).
+//! - Fetch sessions (KIP-227): after an initial full fetch, each fetch
+//!   lists only partitions whose fetch position changed and forgets those no
+//!   longer wanted; a session error or a lost fetch starts a new session.
+//!
+//! Not yet here (issue 4 continues): OffsetForLeaderEpoch truncation
+//! detection, topic ids (Fetch is capped at v12, the last version that
+//! names topics).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cluster::{Metadata, NodeId};
-use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use crate::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use crate::protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -110,6 +113,9 @@ pub struct ConsumerConfig {
     pub max_concurrent_fetches: Option<usize>,
     /// Decompressed bytes one batch may expand to. Default 64 MiB.
     pub max_decompressed_batch_bytes: usize,
+    /// Use fetch sessions (KIP-227) with brokers that offer them. Default
+    /// on; franz-go's `DisableFetchSessions` turns it off.
+    pub fetch_sessions: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -125,6 +131,7 @@ impl Default for ConsumerConfig {
             max_buffered_bytes: 64 * 1024 * 1024,
             max_concurrent_fetches: None,
             max_decompressed_batch_bytes: 64 * 1024 * 1024,
+            fetch_sessions: true,
         }
     }
 }
@@ -214,6 +221,23 @@ struct Cursor {
     retry_at: Option<Timestamp>,
 }
 
+/// What a fetch session told the broker about one partition (KIP-227): an
+/// incremental fetch lists a partition again only when this changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionPartition {
+    fetch_offset: i64,
+    leader_epoch: i32,
+    last_fetched_epoch: i32,
+}
+
+/// A fetch session with one broker; id 0 is "none yet".
+#[derive(Debug, Default)]
+struct FetchSession {
+    id: i32,
+    epoch: i32,
+    sent: BTreeMap<(Arc<str>, i32), SessionPartition>,
+}
+
 /// A ListOffsets or Fetch in flight: which partitions it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerInFlight {
@@ -241,6 +265,7 @@ pub struct Consumer {
     buffered_bytes: usize,
     fetching: BTreeSet<NodeId>,
     listing: BTreeSet<NodeId>,
+    sessions: BTreeMap<NodeId, FetchSession>,
     wants_metadata: bool,
 }
 
@@ -260,6 +285,7 @@ impl Consumer {
             buffered_bytes: 0,
             fetching: BTreeSet::new(),
             listing: BTreeSet::new(),
+            sessions: BTreeMap::new(),
             wants_metadata: false,
         }
     }
@@ -647,14 +673,14 @@ impl Consumer {
         now: Timestamp,
         broker: NodeId,
         metadata: &Metadata,
+        version: i16,
     ) -> Option<(FetchRequest, ConsumerInFlight)> {
         if self.fetching.contains(&broker) || !self.room() {
             return None;
         }
-        let mut topics = Vec::new();
-        let mut carried = Vec::new();
+        // What this broker should be fetching now, in a stable order.
+        let mut wanted: BTreeMap<(Arc<str>, i32), SessionPartition> = BTreeMap::new();
         for (topic, cursors) in &mut self.cursors {
-            let mut parts = Vec::new();
             for (&p, c) in cursors.iter_mut() {
                 if c.state != CursorState::Ready || c.paused || c.retry_at.is_some_and(|t| t > now)
                 {
@@ -664,26 +690,74 @@ impl Consumer {
                     continue;
                 }
                 c.state = CursorState::Fetching;
-                carried.push((topic.clone(), p));
-                parts.push(FetchPartition {
-                    partition: p,
-                    current_leader_epoch: c.leader_epoch,
-                    fetch_offset: c.offset,
-                    last_fetched_epoch: c.last_fetched_epoch,
-                    partition_max_bytes: self.config.fetch_max_partition_bytes,
-                    ..Default::default()
-                });
-            }
-            if !parts.is_empty() {
-                topics.push(FetchTopic {
-                    topic: topic.to_string(),
-                    partitions: parts,
-                    ..Default::default()
-                });
+                wanted.insert(
+                    (topic.clone(), p),
+                    SessionPartition {
+                        fetch_offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                        last_fetched_epoch: c.last_fetched_epoch,
+                    },
+                );
             }
         }
-        if carried.is_empty() {
+        if wanted.is_empty() {
             return None;
+        }
+        // KIP-227: a session lets later fetches list only what changed.
+        // Fetch v7+ and not disabled; otherwise every fetch is full
+        // (session epoch -1, "no session").
+        let use_sessions = self.config.fetch_sessions && version >= 7;
+        let session = self.sessions.entry(broker).or_default();
+        let (session_id, session_epoch, listed, forgotten) = if !use_sessions {
+            (0, -1, wanted.clone(), Vec::new())
+        } else if session.id == 0 {
+            session.epoch = 0;
+            session.sent = wanted.clone();
+            (0, 0, wanted.clone(), Vec::new())
+        } else {
+            let listed: BTreeMap<_, _> = wanted
+                .iter()
+                .filter(|(k, v)| session.sent.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            let forgotten: Vec<(Arc<str>, i32)> = session
+                .sent
+                .keys()
+                .filter(|k| !wanted.contains_key(*k))
+                .cloned()
+                .collect();
+            session.sent = wanted.clone();
+            (session.id, session.epoch, listed, forgotten)
+        };
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for ((topic, p), sp) in &listed {
+            let part = FetchPartition {
+                partition: *p,
+                current_leader_epoch: sp.leader_epoch,
+                fetch_offset: sp.fetch_offset,
+                last_fetched_epoch: sp.last_fetched_epoch,
+                partition_max_bytes: self.config.fetch_max_partition_bytes,
+                ..Default::default()
+            };
+            match topics.last_mut() {
+                Some(t) if *t.topic == **topic => t.partitions.push(part),
+                _ => topics.push(FetchTopic {
+                    topic: topic.to_string(),
+                    partitions: vec![part],
+                    ..Default::default()
+                }),
+            }
+        }
+        let mut forgotten_topics: Vec<ForgottenTopic> = Vec::new();
+        for (topic, p) in forgotten {
+            match forgotten_topics.last_mut() {
+                Some(t) if *t.topic == *topic => t.partitions.push(p),
+                _ => forgotten_topics.push(ForgottenTopic {
+                    topic: topic.to_string(),
+                    partitions: vec![p],
+                    ..Default::default()
+                }),
+            }
         }
         self.fetching.insert(broker);
         let req = FetchRequest {
@@ -695,19 +769,56 @@ impl Consumer {
                 IsolationLevel::ReadUncommitted => 0,
                 IsolationLevel::ReadCommitted => 1,
             },
-            // No fetch session (KIP-227): a full fetch every time.
-            session_id: 0,
-            session_epoch: -1,
+            session_id,
+            session_epoch,
             topics,
+            forgotten_topics_data: forgotten_topics,
             ..Default::default()
         };
         Some((
             req,
             ConsumerInFlight {
                 broker,
-                partitions: carried,
+                partitions: wanted.into_keys().collect(),
             },
         ))
+    }
+
+    /// Advances or resets the broker's fetch session after an answer.
+    fn on_session_answer(&mut self, broker: NodeId, resp: Option<&FetchResponse>) {
+        let Some(session) = self.sessions.get_mut(&broker) else {
+            return;
+        };
+        let Some(resp) = resp else {
+            // A lost fetch may or may not have moved the broker's session:
+            // start a new one.
+            *session = FetchSession::default();
+            return;
+        };
+        match ErrorCode::from_code(resp.error_code) {
+            ErrorCode::None => {
+                if session.id == 0 && session.epoch == 0 {
+                    // The answer to an initial fetch: a new session, or 0
+                    // when the broker would not create one (the next fetch
+                    // is initial again, as Java's client does).
+                    session.id = resp.session_id;
+                    session.epoch = 1;
+                    if resp.session_id == 0 {
+                        *session = FetchSession::default();
+                    }
+                } else if session.id != 0 {
+                    session.epoch = if session.epoch == i32::MAX {
+                        1
+                    } else {
+                        session.epoch + 1
+                    };
+                }
+            }
+            e => {
+                tracing::debug!(broker = broker.0, error = %e, "fetch session reset");
+                *session = FetchSession::default();
+            }
+        }
     }
 
     /// Handles a Fetch answer (`None`: lost). Returns whether metadata
@@ -719,6 +830,11 @@ impl Consumer {
         resp: Option<&FetchResponse>,
     ) -> bool {
         self.fetching.remove(&inflight.broker);
+        self.on_session_answer(inflight.broker, resp);
+        // A top-level error (a session the broker lost, say) carries no
+        // partitions: they are fetched again, after the backoff, in a fresh
+        // session.
+        let resp = resp.filter(|r| r.error_code == 0);
         let mut stale = false;
         let retry = now + self.retry_backoff;
         for (topic, p) in inflight.partitions {
@@ -745,7 +861,8 @@ impl Consumer {
             }
             let Some(a) = answer else {
                 if resp.is_some() {
-                    // Left out by the broker (e.g. a full response).
+                    // Left out: nothing new (an incremental session answer
+                    // lists only what changed), or the response was full.
                     continue;
                 }
                 c.retry_at = Some(retry);
