@@ -37,6 +37,9 @@ use crate::record::Batches;
 enum Fault {
     /// Answer with this error, write nothing.
     Error(ErrorCode),
+    /// Write the batch, then answer with this error (a timeout waiting for
+    /// replicas, NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    ErrorAfterAppend(ErrorCode),
     /// Write the batch, then drop the connection before answering.
     WriteThenDrop,
     /// Drop the connection without writing.
@@ -488,6 +491,10 @@ impl Cluster {
             Some(Fault::DropUnwritten) => return resp,
             _ => {}
         }
+        let after_append = match fault {
+            Some(Fault::ErrorAfterAppend(e)) => Some(e),
+            _ => None,
+        };
         let batch = Batches::new(records)
             .next()
             .expect("one batch")
@@ -527,6 +534,10 @@ impl Cluster {
         for r in batch.records().expect("records") {
             let r = r.expect("record");
             log.records.push((r.key, r.value));
+        }
+        if let Some(e) = after_append {
+            resp.error_code = e.code();
+            resp.base_offset = -1;
         }
         resp
     }
@@ -1241,4 +1252,70 @@ fn fetch_sessions_list_only_what_changed_and_recover_from_a_lost_session() {
         .flat_map(|f| f.records.iter().map(|r| r.offset))
         .collect();
     assert_eq!(got.len(), 1);
+}
+
+#[test]
+fn a_batch_answered_timed_out_after_append_is_never_failed_and_its_sequence_never_reused() {
+    // Found by the simulator (core bug 1): with no retries allowed the
+    // client failed the batch and gave its sequence to the next record,
+    // which the broker then took for a duplicate and never wrote.
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    cluster.fault("t", 0, Fault::ErrorAfterAppend(ErrorCode::RequestTimedOut));
+    let mut h = Harness::new(cluster, Config::builder().record_retries(Some(0)));
+    h.produce(keyed(0));
+    h.run(|h| h.client.is_idle());
+    h.produce(keyed(1));
+    h.run(|h| h.client.is_idle());
+    assert!(h.failed().is_empty(), "{:?}", h.failed());
+    assert_eq!(values(&h, 0), vec!["v0".to_string(), "v1".to_string()]);
+    assert_eq!(h.delivered().len(), 2);
+}
+
+#[test]
+fn a_new_epoch_waits_until_batches_in_doubt_on_other_partitions_are_resolved() {
+    // Found by the simulator (core bug 2): a truncation on one partition
+    // bumped the epoch while another partition's batch, appended but
+    // answered NOT_ENOUGH_REPLICAS_AFTER_APPEND, waited for its retry; the
+    // retry under the new epoch was written a second time.
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder().partitioner(crate::producer::partitioner::ManualPartitioner),
+    );
+    h.client
+        .produce(h.now, Record::new("t", "warm").with_partition(1), 0)
+        .expect("buffered");
+    h.run(|h| h.client.is_idle());
+    h.cluster.fault(
+        "t",
+        0,
+        Fault::ErrorAfterAppend(ErrorCode::NotEnoughReplicasAfterAppend),
+    );
+    let log1 = &mut h.cluster.topics.get_mut("t").expect("topic")[1];
+    log1.next_seq.clear();
+    log1.log_start_offset = 5;
+    h.cluster
+        .fault("t", 1, Fault::Error(ErrorCode::OutOfOrderSequenceNumber));
+    for (i, p) in [(0, 0), (1, 1), (2, 0), (3, 1)] {
+        h.client
+            .produce(
+                h.now,
+                Record::new("t", format!("v{i}")).with_partition(p),
+                0,
+            )
+            .expect("buffered");
+    }
+    h.run(|h| h.client.is_idle());
+    assert!(h.failed().is_empty(), "{:?}", h.failed());
+    assert_eq!(
+        values(&h, 0),
+        vec!["v0".to_string(), "v2".to_string()],
+        "no duplicate on partition 0"
+    );
+    assert_eq!(
+        values(&h, 1),
+        vec!["warm".to_string(), "v1".to_string(), "v3".to_string()]
+    );
 }

@@ -511,13 +511,24 @@ impl Producer {
         self.check_flushes();
     }
 
+    /// A new epoch may be asked for once nothing is in flight and no batch
+    /// anywhere is in doubt (see [`Producer::stamp`]).
+    fn may_bump(&self) -> bool {
+        !self.in_flight_per_broker.values().any(|&n| n > 0)
+            && !self
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .any(PartitionBuffer::has_batch_in_doubt)
+    }
+
     /// Whether an InitProducerId request is due (only once records wait:
     /// a client that never produces never asks).
     pub fn wants_producer_id(&self, now: Timestamp) -> bool {
         let due = self.producer_id_retry_at.is_none_or(|t| t <= now);
         let needed = match self.producer_id {
             ProducerId::Needed => true,
-            ProducerId::BumpNeeded { .. } => !self.in_flight_per_broker.values().any(|&n| n > 0),
+            ProducerId::BumpNeeded { .. } => self.may_bump(),
             _ => false,
         };
         due && needed && !self.outstanding.is_empty()
@@ -532,7 +543,7 @@ impl Producer {
         let bump = match self.producer_id {
             ProducerId::Needed => None,
             ProducerId::BumpNeeded { id, epoch } => {
-                if self.in_flight_per_broker.values().any(|&n| n > 0) {
+                if !self.may_bump() {
                     return None;
                 }
                 Some((id, epoch))
@@ -600,31 +611,43 @@ impl Producer {
         retry(self);
     }
 
-    fn stamp(&self) -> Option<Option<(i64, i16)>> {
+    /// The producer id and epoch batches are stamped with now, and whether
+    /// only batches in doubt may go: while a new epoch waits, batches that
+    /// may already be written are resent under the old one until the
+    /// broker says whether it has them (a duplicate or a success); under a
+    /// new epoch it could not tell, and would write them twice.
+    fn stamp(&self) -> Option<(Option<(i64, i16)>, bool)> {
         match self.producer_id {
-            ProducerId::NotUsed => Some(None),
-            ProducerId::Ready { id, epoch } => Some(Some((id, epoch))),
+            ProducerId::NotUsed => Some((None, false)),
+            ProducerId::Ready { id, epoch } => Some((Some((id, epoch)), false)),
+            ProducerId::BumpNeeded { id, epoch } => Some((Some((id, epoch)), true)),
             _ => None,
         }
+    }
+
+    /// Whether a partition may send its next batch under `stamp`.
+    fn may_send(p: &PartitionBuffer, doubt_only: bool) -> bool {
+        !doubt_only || p.next_is_in_doubt()
     }
 
     /// Brokers that lead a partition with a batch ready to send now.
     pub fn ready_brokers(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
         let mut out = BTreeSet::new();
-        if self.stamp().is_none() {
+        let Some((_, doubt_only)) = self.stamp() else {
             return out;
-        }
+        };
         let flushing = self.flushing();
         for (name, tb) in &self.topics {
             for p in &tb.partitions {
-                if p.ready_at(
-                    now,
-                    self.linger,
-                    flushing,
-                    self.manual_flushing,
-                    self.max_in_flight,
-                )
-                .is_some_and(|t| t <= now)
+                if Self::may_send(p, doubt_only)
+                    && p.ready_at(
+                        now,
+                        self.linger,
+                        flushing,
+                        self.manual_flushing,
+                        self.max_in_flight,
+                    )
+                    .is_some_and(|t| t <= now)
                 {
                     if let Some((leader, _)) = metadata.leader(name, p.partition) {
                         out.insert(leader);
@@ -645,7 +668,7 @@ impl Producer {
         metadata: &Metadata,
         max_request_bytes: usize,
     ) -> Option<(ProduceRequest, ProduceInFlight)> {
-        let stamp = self.stamp()?;
+        let (stamp, doubt_only) = self.stamp()?;
         if self.in_flight_per_broker.get(&broker).copied().unwrap_or(0) >= self.max_in_flight {
             return None;
         }
@@ -657,7 +680,9 @@ impl Producer {
         for (name, tb) in &mut self.topics {
             let mut parts = Vec::new();
             for p in &mut tb.partitions {
-                if metadata.leader(name, p.partition).map(|l| l.0) != Some(broker) {
+                if metadata.leader(name, p.partition).map(|l| l.0) != Some(broker)
+                    || !Self::may_send(p, doubt_only)
+                {
                     continue;
                 }
                 // Never to two brokers at once: a partition whose batches
@@ -824,6 +849,10 @@ impl Producer {
                 false
             }
             ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId if idempotent => {
+                // The broker does not have this batch (it would have
+                // answered DUPLICATE_SEQUENCE_NUMBER): any doubt about an
+                // earlier attempt is settled.
+                p.resolve_doubt(batch_id);
                 if !p.is_front(batch_id) {
                     // A consequence of an earlier batch's error: retry.
                     if let Some(f) = p.on_retriable(batch_id, error) {
@@ -868,6 +897,16 @@ impl Producer {
                 }
                 false
             }
+            ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend => {
+                // The broker may have appended the batch before the error
+                // (it timed out waiting for replicas, or appended and then
+                // lost them): the outcome is in doubt, exactly like a
+                // connection lost after the write.
+                if let Some(f) = p.on_ambiguous(batch_id) {
+                    self.fail(f);
+                }
+                false
+            }
             e if e.is_retriable() => {
                 if let Some(f) = p.on_retriable(batch_id, e) {
                     self.fail(f);
@@ -901,6 +940,23 @@ impl Producer {
         self.after_answers(now);
     }
 
+    /// A failed batch that may have been written broke its partition's
+    /// sequence: everything waits for a new epoch.
+    fn check_sequences(&mut self) {
+        let mut broken = false;
+        for tb in self.topics.values_mut() {
+            for p in &mut tb.partitions {
+                broken |= p.take_sequence_broken();
+            }
+        }
+        if broken {
+            if let ProducerId::Ready { id, epoch } = self.producer_id {
+                tracing::info!("a failed batch may have been written; bumping the epoch");
+                self.producer_id = ProducerId::BumpNeeded { id, epoch };
+            }
+        }
+    }
+
     fn after_answers(&mut self, now: Timestamp) {
         for tb in self.topics.values_mut() {
             for p in &mut tb.partitions {
@@ -931,6 +987,7 @@ impl Producer {
         for f in failed {
             self.fail(f);
         }
+        self.check_sequences();
         while let Some((_, record, _, _)) = self.blocked.front() {
             if !self.has_space(record.user_size()) {
                 break;
@@ -961,9 +1018,10 @@ impl Producer {
         }
         let flushing = self.flushing();
         let stamped = self.stamp().is_some();
+        let doubt_only = self.stamp().is_some_and(|s| s.1);
         for tb in self.topics.values() {
             for p in &tb.partitions {
-                if stamped {
+                if stamped && Self::may_send(p, doubt_only) {
                     if let Some(r) = p.ready_at(
                         now,
                         self.linger,

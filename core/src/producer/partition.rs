@@ -104,6 +104,9 @@ pub(crate) struct PartitionBuffer {
     pub(crate) last_acked_offset: i64,
     pub(crate) buffered_records: usize,
     pub(crate) buffered_bytes: usize,
+    /// A batch that may have been written was failed: the partition's
+    /// sequence cannot go on under this epoch (see `on_fatal`).
+    sequence_broken: bool,
 }
 
 impl PartitionBuffer {
@@ -123,6 +126,7 @@ impl PartitionBuffer {
             last_acked_offset: -1,
             buffered_records: 0,
             buffered_bytes: 0,
+            sequence_broken: false,
         }
     }
 
@@ -442,9 +446,18 @@ impl PartitionBuffer {
             b.in_flight = false;
             self.in_flight = self.in_flight.saturating_sub(1);
         }
-        // The broker refused it: its sequence numbers were not used.
+        // The broker refused this attempt. If no earlier attempt may have
+        // been written, its sequence numbers were not used and the next
+        // batch takes them. If one may have been, reusing them would let
+        // the broker take new records for a duplicate of the old ones and
+        // acknowledge records it never wrote: the sequence is broken, and
+        // only a new epoch repairs it.
         if let Some(seq) = b.sequence {
-            self.next_sequence = seq;
+            if b.ambiguous {
+                self.sequence_broken = true;
+            } else {
+                self.next_sequence = seq;
+            }
         }
         let failed = self.fail_from(idx, error);
         self.after_response();
@@ -554,6 +567,36 @@ impl PartitionBuffer {
             }
         }
         false
+    }
+
+    /// Whether a failure broke the sequence, clearing the flag: the caller
+    /// must get a new epoch before this partition sends again.
+    pub(crate) fn take_sequence_broken(&mut self) -> bool {
+        std::mem::take(&mut self.sequence_broken)
+    }
+
+    /// The broker said it does not have the batch: earlier attempts did not
+    /// write it.
+    pub(crate) fn resolve_doubt(&mut self, batch_id: u64) {
+        if let Some(idx) = self.position(batch_id) {
+            self.batches[idx].ambiguous = false;
+        }
+    }
+
+    /// Whether a batch that may already be written waits for its retry: a
+    /// new epoch now would resend it at sequence 0 under the new epoch,
+    /// which no broker can recognise as a duplicate.
+    pub(crate) fn has_batch_in_doubt(&self) -> bool {
+        self.batches.iter().any(|b| b.ambiguous)
+    }
+
+    /// Whether the next batch to send is one in doubt (sent again under
+    /// the old epoch to resolve it while an epoch bump waits).
+    pub(crate) fn next_is_in_doubt(&self) -> bool {
+        self.batches
+            .iter()
+            .find(|b| !b.in_flight)
+            .is_some_and(|b| b.ambiguous)
     }
 
     /// After an epoch bump (KIP-360) or a new producer id: sequences start
