@@ -409,6 +409,7 @@ impl Scenario {
         let end = heal_at + self.settle;
         w.run_until(end, |w| {
             w.now() > heal_at
+                && w.pending_work() == 0
                 && (0..w.client_count()).all(|c| {
                     w.client(c).is_some_and(|c| c.is_idle()) && w.checker().outstanding(c) == 0
                 })

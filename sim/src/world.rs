@@ -267,6 +267,8 @@ pub struct World {
     checker: Checker,
     trace: Trace,
     steps: u64,
+    faults_applied: BTreeMap<&'static str, u64>,
+    work_queued: usize,
 }
 
 impl World {
@@ -302,7 +304,23 @@ impl World {
                 keep: 0,
             },
             steps: 0,
+            faults_applied: BTreeMap::new(),
+            work_queued: 0,
         }
+    }
+
+    /// Workload steps queued and not yet carried out.
+    pub fn pending_work(&self) -> usize {
+        self.work_queued
+    }
+
+    /// How many faults of each kind were applied (scripted and drawn).
+    pub fn faults_applied(&self) -> &BTreeMap<&'static str, u64> {
+        &self.faults_applied
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.faults_applied.entry(kind).or_insert(0) += 1;
     }
 
     /// The seed.
@@ -456,6 +474,7 @@ impl World {
     /// Queues a workload step `after` from now.
     pub fn schedule_work(&mut self, after: Duration, work: Work) {
         let at = self.now + after;
+        self.work_queued += 1;
         self.push(at, Ev::Work(work));
     }
 
@@ -694,7 +713,10 @@ impl World {
                     self.schedule_random(kind);
                 }
             }
-            Ev::Work(w) => self.work(w),
+            Ev::Work(w) => {
+                self.work_queued = self.work_queued.saturating_sub(1);
+                self.work(w);
+            }
         }
     }
 
@@ -836,6 +858,7 @@ impl World {
         }
         n.state = NetState::Dead;
         let (c, conn, server) = (n.client, n.conn, n.server.take());
+        self.count("connection reset");
         if let Some(s) = server {
             self.by_server.remove(&s);
             self.cluster.disconnect(s);
@@ -1050,17 +1073,23 @@ impl World {
         self.trace.line(now, || format!("fault {f:?}"));
         match f {
             Fault::Crash(node) => {
-                self.cluster.crash(node);
+                if self.cluster.crash(node) {
+                    self.count("broker crash");
+                }
             }
             Fault::Restart(node) => {
-                self.cluster.restart(node);
+                if self.cluster.restart(node) {
+                    self.count("broker restart");
+                }
             }
             Fault::MoveLeader {
                 topic,
                 partition,
                 to,
             } => {
-                self.cluster.move_leader(&topic, partition, to);
+                if self.cluster.move_leader(&topic, partition, to).is_some() {
+                    self.count("leader move");
+                }
             }
             Fault::ResetConnections(node) => {
                 let nets: Vec<u64> = self
@@ -1080,7 +1109,9 @@ impl World {
                     .partition(&topic, partition)
                     .map(|p| p.log().high_watermark());
                 if let Some(hw) = hw {
-                    self.cluster.delete_records(&topic, partition, hw);
+                    if self.cluster.delete_records(&topic, partition, hw) {
+                        self.count("retention");
+                    }
                 }
             }
             Fault::Produce {

@@ -563,15 +563,37 @@ impl Cluster {
         if pid >= 0 && (epoch < 0 || first_seq < 0) {
             return fail(resp, ErrorCode::InvalidRecord);
         }
+        if self.config.sabotage == Sabotage::AppendRejectedLater {
+            let held = self
+                .held
+                .remove(&(topic.to_owned(), partition))
+                .unwrap_or_default();
+            if let Some(p) = self.partition_mut(topic, partition) {
+                for b in held {
+                    let count = i64::from(b.last_offset_delta()) + 1;
+                    let last = last_sequence(b.base_sequence(), count);
+                    let (pid, e, s) = (b.producer_id(), b.producer_epoch(), b.base_sequence());
+                    append(p, &b, pid, e, s, last);
+                }
+            }
+        }
         let fault = self.next_produce_fault(topic, partition);
-        if fault.is_some() {
+        if fault.is_some_and(|f| f != ProduceFault::Pass) {
             self.stats.faults_injected += 1;
         }
         match fault {
             Some(ProduceFault::Error {
                 code,
                 append: false,
-            }) => return fail(resp, code),
+            }) => {
+                if self.config.sabotage == Sabotage::AppendRejectedLater {
+                    self.held
+                        .entry((topic.to_owned(), partition))
+                        .or_default()
+                        .push(batch);
+                }
+                return fail(resp, code);
+            }
             Some(ProduceFault::ResetWithoutAppend) => return (resp, AfterProduce::Reset),
             _ => {}
         }

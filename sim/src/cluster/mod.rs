@@ -92,6 +92,9 @@ pub enum Sabotage {
     /// Duplicate detection, but sequence gaps accepted: a batch that
     /// failed is written after the ones sent behind it (reordering).
     AcceptSequenceGaps,
+    /// A batch answered with an error that means "not written" is written
+    /// anyway, just before the partition's next produce.
+    AppendRejectedLater,
 }
 
 /// Settings of a simulated cluster.
@@ -149,6 +152,8 @@ impl ClusterConfig {
 /// from the seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProduceFault {
+    /// Nothing: handle this produce normally (to script the ones after).
+    Pass,
     /// Answer `code`; append the batch first when `append` (the codes that
     /// mean "written, but": NOT_ENOUGH_REPLICAS_AFTER_APPEND,
     /// REQUEST_TIMED_OUT, see [`error_means_written`]).
@@ -349,6 +354,8 @@ pub struct Cluster {
     next_placement: usize,
     scripted: BTreeMap<(String, i32), VecDeque<ProduceFault>>,
     random: RandomProduceFaults,
+    /// Batches a [`Sabotage::AppendRejectedLater`] broker holds back.
+    held: BTreeMap<(String, i32), Vec<sansa_core::record::Batch>>,
     rng: SimRng,
     outputs: VecDeque<ClusterOutput>,
     stats: ClusterStats,
@@ -381,6 +388,7 @@ impl Cluster {
             next_placement: 0,
             scripted: BTreeMap::new(),
             random: RandomProduceFaults::default(),
+            held: BTreeMap::new(),
             rng,
             outputs: VecDeque::new(),
             stats: ClusterStats::default(),
