@@ -10,7 +10,9 @@
 //!   reported without an offset (a duplicate answer) must be in the
 //!   partition somewhere. Not promised with acks=0.
 //! - **No duplicates with idempotence.** Each value an idempotent client
-//!   produced is in the log at most once.
+//!   produced is in the log at most once, unless retention removed the
+//!   first copy before the second came (Kafka forgets a producer whose
+//!   batches are all gone, so nothing can recognise the retry).
 //! - **Order.** In each partition, a client's records appear in the order
 //!   it produced them (first copies; duplicates are the previous rule's
 //!   business). Promised with idempotence, or with one request in flight.
@@ -221,6 +223,8 @@ enum Outcome {
 #[derive(Debug, Default)]
 struct Mirror {
     generation: u64,
+    /// The log start when last read: copies below it are history.
+    log_start: i64,
     /// Next offset to read.
     end: i64,
     records: BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>,
@@ -527,7 +531,12 @@ impl Checker {
             return;
         };
         if let Some(&first) = m.seen.get(&value) {
-            if first != offset && promise.is_some_and(|p| p.no_duplicates) {
+            // A first copy that retention already removed took the
+            // producer's state with it (Kafka forgets producers whose
+            // batches are all gone): no broker can recognise the retry,
+            // and no promise covers it.
+            let forgotten = first < m.log_start;
+            if first != offset && !forgotten && promise.is_some_and(|p| p.no_duplicates) {
                 let v = Violation::Duplicate {
                     value: show(&value),
                     topic: key.0.clone(),
@@ -570,6 +579,7 @@ impl Checker {
             .collect();
         *m = Mirror {
             generation,
+            log_start: start,
             end: start,
             records: history,
             ..Default::default()

@@ -363,6 +363,7 @@ impl World {
     pub fn keep_trace_lines(&mut self, n: usize) {
         self.trace.keep = n;
         self.trace.lines = (n > 0).then(VecDeque::new);
+        self.cluster.keep_journal(n > 0);
     }
 
     /// The kept trace lines, oldest first.
@@ -570,6 +571,11 @@ impl World {
             }
         }
         self.drain();
+        if self.trace.lines.is_some() {
+            for l in self.cluster.take_journal() {
+                self.trace.line(self.now, || l);
+            }
+        }
         self.checker.check(&self.cluster);
         let stats = self.cluster.stats();
         if stats.encode_failures > 0 || stats.bad_requests > 0 {

@@ -380,14 +380,32 @@ impl Cluster {
         for t in req.topic_data {
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
+                let records = p.records;
+                let header = records.as_ref().and_then(|r| {
+                    Batches::new(r.clone()).next().and_then(Result::ok).map(|b| {
+                        (b.producer_id(), b.producer_epoch(), b.base_sequence(), b.last_offset_delta() + 1)
+                    })
+                });
+                let dups_before = self.stats.duplicates;
                 let (mut resp, then) = self.produce_partition(
                     node,
                     &t.name,
                     p.index,
-                    p.records,
+                    records,
                     req.acks,
                     transactional,
                 );
+                let dup = if self.stats.duplicates > dups_before {
+                    " (duplicate)"
+                } else {
+                    ""
+                };
+                self.note(|| {
+                    format!(
+                        "broker {node} conn{} produce {}/{} batch(pid, epoch, seq, count)={header:?} -> error {} base {}{dup} then {then:?}",
+                        conn.0, t.name, p.index, resp.error_code, resp.base_offset
+                    )
+                });
                 if v < 10 {
                     resp.current_leader = ProduceLeader::default();
                 }

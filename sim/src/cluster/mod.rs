@@ -359,6 +359,7 @@ pub struct Cluster {
     rng: SimRng,
     outputs: VecDeque<ClusterOutput>,
     stats: ClusterStats,
+    journal: Option<Vec<String>>,
 }
 
 impl Cluster {
@@ -392,6 +393,23 @@ impl Cluster {
             rng,
             outputs: VecDeque::new(),
             stats: ClusterStats::default(),
+            journal: None,
+        }
+    }
+
+    /// Keeps a line per produce decision (for failure reports).
+    pub fn keep_journal(&mut self, on: bool) {
+        self.journal = on.then(Vec::new);
+    }
+
+    /// The journal lines written since the last call.
+    pub fn take_journal(&mut self) -> Vec<String> {
+        self.journal.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    pub(crate) fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(j) = &mut self.journal {
+            j.push(line());
         }
     }
 
