@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod invariants;
 pub mod rng;
 pub mod scenario;
+pub mod tcp;
 pub mod world;
 
 pub use cluster::{Cluster, ClusterConfig};
@@ -26,4 +27,5 @@ pub use invariants::{Checker, Violation};
 pub use rng::SimRng;
 pub use sansa_core as core;
 pub use scenario::{check_seeds, Scenario};
+pub use tcp::{serve, TcpCluster, TcpHandle};
 pub use world::{Fault, FaultRates, NetConfig, World};

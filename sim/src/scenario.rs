@@ -440,20 +440,11 @@ impl Scenario {
         self.run_with_trace(0)
     }
 
-    /// [`Scenario::run`], keeping the last `trace_lines` steps for the
-    /// failure report.
-    pub fn run_with_trace(&self, trace_lines: usize) -> Result<Report, Failure> {
-        let mut w = match self.build() {
-            Ok(w) => w,
-            Err(e) => {
-                return Err(Failure {
-                    seed: self.seed,
-                    violations: vec![Violation::Cluster { detail: e }],
-                    trace: Vec::new(),
-                    scenario: format!("{self:?}"),
-                })
-            }
-        };
+    /// Runs the scenario to its end and returns the world as it ended
+    /// (its violations, trace and counters), keeping the last
+    /// `trace_lines` steps. [`Scenario::run`] judges it.
+    pub fn run_world(&self, trace_lines: usize) -> Result<World, String> {
+        let mut w = self.build()?;
         w.keep_trace_lines(trace_lines);
         let heal_at = sansa_core::Timestamp::ZERO + self.fault_window;
         let end = heal_at + self.settle;
@@ -465,6 +456,23 @@ impl Scenario {
                 })
         });
         w.check_outcomes();
+        Ok(w)
+    }
+
+    /// [`Scenario::run`], keeping the last `trace_lines` steps for the
+    /// failure report.
+    pub fn run_with_trace(&self, trace_lines: usize) -> Result<Report, Failure> {
+        let w = match self.run_world(trace_lines) {
+            Ok(w) => w,
+            Err(e) => {
+                return Err(Failure {
+                    seed: self.seed,
+                    violations: vec![Violation::Cluster { detail: e }],
+                    trace: Vec::new(),
+                    scenario: format!("{self:?}"),
+                })
+            }
+        };
         if !w.violations().is_empty() {
             return Err(Failure {
                 seed: self.seed,

@@ -382,9 +382,17 @@ impl Cluster {
             for p in t.partition_data {
                 let records = p.records;
                 let header = records.as_ref().and_then(|r| {
-                    Batches::new(r.clone()).next().and_then(Result::ok).map(|b| {
-                        (b.producer_id(), b.producer_epoch(), b.base_sequence(), b.last_offset_delta() + 1)
-                    })
+                    Batches::new(r.clone())
+                        .next()
+                        .and_then(Result::ok)
+                        .map(|b| {
+                            (
+                                b.producer_id(),
+                                b.producer_epoch(),
+                                b.base_sequence(),
+                                b.last_offset_delta() + 1,
+                            )
+                        })
                 });
                 let dups_before = self.stats.duplicates;
                 let (mut resp, then) = self.produce_partition(

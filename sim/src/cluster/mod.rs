@@ -404,7 +404,10 @@ impl Cluster {
 
     /// The journal lines written since the last call.
     pub fn take_journal(&mut self) -> Vec<String> {
-        self.journal.as_mut().map(std::mem::take).unwrap_or_default()
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub(crate) fn note(&mut self, line: impl FnOnce() -> String) {

@@ -9,7 +9,9 @@ use sansa_core::protocol::header::{decode_response, encode_request};
 use sansa_core::protocol::messages::create_topics_request::CreatableTopic;
 use sansa_core::protocol::messages::delete_topics_request::DeleteTopicState;
 use sansa_core::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use sansa_core::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use sansa_core::protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
 use sansa_core::protocol::messages::metadata_request::MetadataRequestTopic;
 use sansa_core::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use sansa_core::protocol::messages::{
@@ -17,7 +19,9 @@ use sansa_core::protocol::messages::{
     FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
 };
 use sansa_core::protocol::{ApiKey, ErrorCode, Request};
-use sansa_core::record::{BatchBuilder, BatchOptions, BatchStamp, Batches, ProducerStamp, NO_HEADERS};
+use sansa_core::record::{
+    BatchBuilder, BatchOptions, BatchStamp, Batches, ProducerStamp, NO_HEADERS,
+};
 
 use super::*;
 
@@ -138,7 +142,11 @@ fn fetch_req(topic: &Topic, partition: i32, offset: i64, max: i32, v: i16) -> Fe
         max_wait_ms: 0,
         max_bytes: max,
         topics: vec![FetchTopic {
-            topic: if v >= 13 { String::new() } else { topic.name.clone() },
+            topic: if v >= 13 {
+                String::new()
+            } else {
+                topic.name.clone()
+            },
             topic_id: if v >= 13 { topic.id } else { Uuid::ZERO },
             partitions: vec![FetchPartition {
                 partition,
@@ -295,14 +303,23 @@ fn metadata_auto_creates_topics_only_when_both_sides_allow_it() {
     );
     w.cluster.config.auto_create_topics = true;
     let resp = w.call(12, &ask("new", false));
-    assert_eq!(resp.topics[0].error_code, ErrorCode::UnknownTopicOrPartition.code());
+    assert_eq!(
+        resp.topics[0].error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
     let resp = w.call(12, &ask("new", true));
-    assert_eq!(resp.topics[0].error_code, ErrorCode::LeaderNotAvailable.code());
+    assert_eq!(
+        resp.topics[0].error_code,
+        ErrorCode::LeaderNotAvailable.code()
+    );
     let resp = w.call(12, &ask("new", true));
     assert_eq!(resp.topics[0].error_code, 0);
     assert_eq!(resp.topics[0].partitions.len(), 1);
     let resp = w.call(12, &ask("bad name!", true));
-    assert_eq!(resp.topics[0].error_code, ErrorCode::InvalidTopicException.code());
+    assert_eq!(
+        resp.topics[0].error_code,
+        ErrorCode::InvalidTopicException.code()
+    );
 }
 
 #[test]
@@ -399,7 +416,14 @@ fn produce_assigns_offsets_recognises_duplicates_and_checks_sequences() {
         assert_eq!(produce(&mut w, v, "t", 0, b0.clone()), (ErrorCode::None, 0));
         // A retry is a duplicate: the first copy's offset, nothing written.
         assert_eq!(produce(&mut w, v, "t", 0, b0), (ErrorCode::None, 0));
-        assert_eq!(w.cluster.partition("t", 0).expect("p").log().log_end_offset(), 2);
+        assert_eq!(
+            w.cluster
+                .partition("t", 0)
+                .expect("p")
+                .log()
+                .log_end_offset(),
+            2
+        );
         let gap = batch(&["x"], idem(pid, 0, 5), 1000);
         assert_eq!(
             produce(&mut w, v, "t", 0, gap).0,
@@ -417,7 +441,10 @@ fn produce_assigns_offsets_recognises_duplicates_and_checks_sequences() {
         );
         // Without idempotence, anything goes, duplicates included.
         let plain = batch(&["f"], ProducerStamp::default(), 1000);
-        assert_eq!(produce(&mut w, v, "t", 0, plain.clone()), (ErrorCode::None, 4));
+        assert_eq!(
+            produce(&mut w, v, "t", 0, plain.clone()),
+            (ErrorCode::None, 4)
+        );
         assert_eq!(produce(&mut w, v, "t", 0, plain), (ErrorCode::None, 5));
     }
     assert_eq!(w.cluster.stats().encode_failures, 0);
@@ -426,14 +453,21 @@ fn produce_assigns_offsets_recognises_duplicates_and_checks_sequences() {
 #[test]
 fn produce_rejects_what_kafka_rejects() {
     let mut w = Wire::new(2);
-    w.cluster.create_topic_with("t", vec![vec![1], vec![2]]).expect("t");
+    w.cluster
+        .create_topic_with("t", vec![vec![1], vec![2]])
+        .expect("t");
     let good = batch(&["a"], ProducerStamp::default(), 1);
     assert_eq!(
         produce(&mut w, 11, "t", 1, good.clone()).0,
         ErrorCode::NotLeaderOrFollower
     );
     let resp = w.call(11, &produce_req("t", 1, good.clone(), -1));
-    assert_eq!(resp.responses[0].partition_responses[0].current_leader.leader_id, 2);
+    assert_eq!(
+        resp.responses[0].partition_responses[0]
+            .current_leader
+            .leader_id,
+        2
+    );
     assert_eq!(
         produce(&mut w, 11, "nope", 0, good.clone()).0,
         ErrorCode::UnknownTopicOrPartition
@@ -447,7 +481,10 @@ fn produce_rejects_what_kafka_rejects() {
     );
     let mut two = BytesMut::from(&good[..]);
     two.extend_from_slice(&good);
-    assert_eq!(produce(&mut w, 11, "t", 0, two.freeze()).0, ErrorCode::InvalidRecord);
+    assert_eq!(
+        produce(&mut w, 11, "t", 0, two.freeze()).0,
+        ErrorCode::InvalidRecord
+    );
     let mut txn = produce_req("t", 0, good.clone(), -1);
     txn.transactional_id = Some("tx".into());
     let resp = w.call(11, &txn);
@@ -456,7 +493,10 @@ fn produce_rejects_what_kafka_rejects() {
         ErrorCode::InvalidTxnState.code()
     );
     w.cluster.config.max_message_bytes = 10;
-    assert_eq!(produce(&mut w, 11, "t", 0, good.clone()).0, ErrorCode::MessageTooLarge);
+    assert_eq!(
+        produce(&mut w, 11, "t", 0, good.clone()).0,
+        ErrorCode::MessageTooLarge
+    );
     w.cluster.config.max_message_bytes = 1 << 20;
     // acks=0: no answer; an error closes the connection.
     w.send(T0, 11, &produce_req("t", 0, good.clone(), 0));
@@ -466,7 +506,14 @@ fn produce_rejects_what_kafka_rejects() {
         w.cluster.poll_output(),
         Some(ClusterOutput::Close { conn: w.conn })
     );
-    assert_eq!(w.cluster.partition("t", 0).expect("p").log().log_end_offset(), 1);
+    assert_eq!(
+        w.cluster
+            .partition("t", 0)
+            .expect("p")
+            .log()
+            .log_end_offset(),
+        1
+    );
 }
 
 #[test]
@@ -474,14 +521,23 @@ fn unknown_producers_are_judged_by_the_configured_broker_version() {
     let mut w = Wire::new(1);
     w.cluster.create_topic("t", 1, 1).expect("t");
     let late = batch(&["a"], idem(9, 0, 4), 1);
-    assert_eq!(produce(&mut w, 11, "t", 0, late.clone()), (ErrorCode::None, 0));
+    assert_eq!(
+        produce(&mut w, 11, "t", 0, late.clone()),
+        (ErrorCode::None, 0)
+    );
     w.cluster.config.unknown_producer = UnknownProducer::RejectUnlessZero;
     let other = batch(&["a"], idem(10, 0, 4), 1);
-    assert_eq!(produce(&mut w, 11, "t", 0, other).0, ErrorCode::UnknownProducerId);
+    assert_eq!(
+        produce(&mut w, 11, "t", 0, other).0,
+        ErrorCode::UnknownProducerId
+    );
     // Retention forgets the producer along with its last batch.
     assert!(w.cluster.delete_records("t", 0, 1));
     let next = batch(&["b"], idem(9, 0, 5), 1);
-    assert_eq!(produce(&mut w, 11, "t", 0, next).0, ErrorCode::UnknownProducerId);
+    assert_eq!(
+        produce(&mut w, 11, "t", 0, next).0,
+        ErrorCode::UnknownProducerId
+    );
 }
 
 #[test]
@@ -512,7 +568,9 @@ fn fetch_returns_stored_batches_with_broker_offsets_at_every_version() {
     // KIP-74: a limit below one batch still returns that whole batch; a
     // limit inside the second batch cuts it (a partial batch, as Kafka's
     // segment reads do).
-    let one = w.cluster.partition("t", 0).expect("p").log().batches()[0].bytes.len();
+    let one = w.cluster.partition("t", 0).expect("p").log().batches()[0]
+        .bytes
+        .len();
     let resp = w.call(12, &fetch_req(&topic, 0, 0, 1, 12));
     let r = resp.responses[0].partitions[0].records.clone().expect("r");
     assert_eq!(r.len(), one);
@@ -555,7 +613,10 @@ fn a_fetch_waits_for_data_or_its_deadline_and_holds_the_connection() {
     req.min_bytes = 1;
     let corr = w.send(T0, 12, &req);
     w.assert_silent();
-    assert_eq!(w.cluster.poll_timeout(), Some(T0 + Duration::from_millis(500)));
+    assert_eq!(
+        w.cluster.poll_timeout(),
+        Some(T0 + Duration::from_millis(500))
+    );
     // A request behind it on the same connection waits too.
     let md = w.send(T0, 12, &MetadataRequest::default());
     w.assert_silent();
@@ -567,7 +628,10 @@ fn a_fetch_waits_for_data_or_its_deadline_and_holds_the_connection() {
     let produced = w.send(T0, 11, &produce_req("t", 0, b, -1));
     w.conn = fetcher;
     let resp = w.recv::<FetchRequest>(12, corr);
-    assert_eq!(values(resp.responses[0].partitions[0].records.as_ref().expect("r")).len(), 1);
+    assert_eq!(
+        values(resp.responses[0].partitions[0].records.as_ref().expect("r")).len(),
+        1
+    );
     let _ = w.recv::<MetadataRequest>(12, md);
     w.conn = producer;
     let _ = w.recv::<ProduceRequest>(11, produced);
@@ -579,7 +643,13 @@ fn a_fetch_waits_for_data_or_its_deadline_and_holds_the_connection() {
     w.assert_silent();
     w.cluster.handle_timeout(at + Duration::from_millis(500));
     let resp = w.recv::<FetchRequest>(12, corr);
-    assert_eq!(resp.responses[0].partitions[0].records.as_ref().map(Bytes::len), Some(0));
+    assert_eq!(
+        resp.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map(Bytes::len),
+        Some(0)
+    );
 }
 
 #[test]
@@ -660,7 +730,9 @@ fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
 #[test]
 fn a_crash_closes_connections_moves_leaders_and_a_restart_takes_them_back() {
     let mut w = Wire::new(2);
-    w.cluster.create_topic_with("t", vec![vec![1, 2], vec![1]]).expect("t");
+    w.cluster
+        .create_topic_with("t", vec![vec![1, 2], vec![1]])
+        .expect("t");
     assert!(w.cluster.crash(1));
     assert!(!w.cluster.crash(1));
     assert_eq!(
@@ -677,5 +749,9 @@ fn a_crash_closes_connections_moves_leaders_and_a_restart_takes_them_back() {
     assert_eq!((p1.leader(), p1.leader_epoch()), (Some(1), 2));
     assert_eq!(w.cluster.move_leader("t", 0, None), Some(1));
     assert_eq!(w.cluster.partition("t", 0).expect("p0").leader_epoch(), 2);
-    assert_eq!(w.cluster.move_leader("t", 1, None), None, "no other replica");
+    assert_eq!(
+        w.cluster.move_leader("t", 1, None),
+        None,
+        "no other replica"
+    );
 }
