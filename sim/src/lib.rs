@@ -14,6 +14,26 @@
 //! - [`scenario`]: seeded workloads under random faults (swarm mode) and
 //!   seed replay with `SANSA_SIM_SEED`.
 //! - [`tcp`]: the same cluster on real sockets, for any Kafka client.
+//!
+//! A run in a few lines:
+//!
+//! ```
+//! use sansa_sim::Scenario;
+//!
+//! // Cluster shape, client settings and fault rates all drawn from seed 7.
+//! let report = Scenario::swarm(7).avoiding_known_core_bugs().run().expect("promises kept");
+//! assert!(report.delivered > 0);
+//! // The same seed is the same run, byte for byte.
+//! let again = Scenario::swarm(7).avoiding_known_core_bugs().run().expect("promises kept");
+//! assert_eq!(report.trace_hash, again.trace_hash);
+//! ```
+//!
+//! When a seed breaks a promise, [`check_seeds`] panics with the
+//! violations, the last steps of the run (every broker decision included)
+//! and the command that replays it:
+//! `SANSA_SIM_SEED=<seed> cargo test -p sansa-sim --test swarm <test>`.
+//! [`scenario::KNOWN_CORE_BUGS`] lists what the simulator found in
+//! `sansa-core` and is still open.
 
 pub mod cluster;
 pub mod invariants;

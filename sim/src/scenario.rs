@@ -14,6 +14,7 @@
 //! the last steps (`SANSA_SIM_TRACE=<lines>`, default 60, with every
 //! broker produce decision) and the exact command to replay it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -205,6 +206,9 @@ pub struct Report {
     pub duplicates: u64,
     /// Produce faults injected by the brokers.
     pub faults_injected: u64,
+    /// Other faults applied, by kind (crashes, restarts, leader moves,
+    /// connection resets, retention).
+    pub faults: BTreeMap<&'static str, u64>,
 }
 
 /// A run that broke a promise.
@@ -504,6 +508,7 @@ impl Scenario {
             batches_appended: stats.batches_appended,
             duplicates: stats.duplicates,
             faults_injected: stats.faults_injected,
+            faults: w.faults_applied().clone(),
         })
     }
 }

@@ -711,7 +711,7 @@ impl World {
                     }
                 }
             }
-            Ev::ToClient { net, input, force } => self.to_client(net, input, force),
+            Ev::ToClient { net, input, force } => self.deliver_to_client(net, input, force),
             Ev::Fault(f) => self.apply_fault(f),
             Ev::Random(kind) => {
                 if self.faults_on {
@@ -815,7 +815,7 @@ impl World {
         );
     }
 
-    fn to_client(&mut self, net: u64, input: Input, force: bool) {
+    fn deliver_to_client(&mut self, net: u64, input: Input, force: bool) {
         let Some(n) = self.nets.get(&net) else {
             return;
         };
@@ -1136,7 +1136,9 @@ impl World {
                     .filter(|&n| !self.cluster.is_up(n))
                     .collect();
                 for n in down {
-                    self.cluster.restart(n);
+                    if self.cluster.restart(n) {
+                        self.count("broker restart");
+                    }
                 }
             }
         }

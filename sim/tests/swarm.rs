@@ -30,6 +30,9 @@ fn producer_swarm_keeps_every_promise_under_random_faults() {
         *totals.entry("duplicates recognised").or_default() += r.duplicates;
         *totals.entry("produce faults").or_default() += r.faults_injected;
         *totals.entry("steps").or_default() += r.steps;
+        for (kind, n) in &r.faults {
+            *totals.entry(kind).or_default() += n;
+        }
     }
     eprintln!(
         "{} seeds in {secs:.1} s ({:.1} seeds/s): {totals:?}",
