@@ -1196,3 +1196,100 @@ impl World {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sansa_core::Config;
+
+    fn world(brokers: i32) -> World {
+        let mut w = World::new(
+            3,
+            ClusterConfig::new(brokers),
+            NetConfig {
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+                jitter: Duration::from_millis(20),
+            },
+        );
+        w.cluster_mut().create_topic("t", 2, 1).expect("topic");
+        w
+    }
+
+    #[test]
+    fn each_direction_of_a_connection_stays_in_order_under_jitter() {
+        let mut w = world(1);
+        w.nets.insert(
+            0,
+            NetConn {
+                client: 0,
+                conn: ConnId(0),
+                node: Some(1),
+                server: None,
+                state: NetState::Open,
+                client_open: true,
+                c2b_last: Timestamp::ZERO,
+                b2c_last: Timestamp::ZERO,
+            },
+        );
+        for dir in [true, false] {
+            let mut last = Timestamp::ZERO;
+            let mut spread = false;
+            for _ in 0..200 {
+                let at = w.deliver_at(0, dir);
+                assert!(at >= last, "a message overtook the one before it");
+                spread |= at > last + Duration::from_millis(1);
+                last = at;
+            }
+            assert!(spread, "jitter is drawn");
+        }
+    }
+
+    #[test]
+    fn a_crashed_broker_refuses_connections_until_it_restarts() {
+        let mut w = world(1);
+        w.keep_trace_lines(10_000);
+        let c = w.add_client(Config::builder()).expect("client");
+        w.cluster_mut().crash(1);
+        w.produce(c, "t", None, 0).expect("buffered");
+        w.run_for(Duration::from_secs(2));
+        let refused = w
+            .trace_lines()
+            .iter()
+            .filter(|l| l.contains("ConnectFailed"))
+            .count();
+        assert!(refused >= 2, "the client keeps trying, with backoff");
+        assert!(w.events(c).is_empty(), "nothing delivered while down");
+        w.schedule(Duration::ZERO, Fault::Restart(1));
+        assert!(w.run_until_idle(Duration::from_secs(30)));
+        assert!(matches!(w.events(c), [Event::Delivered { .. }]));
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+        assert_eq!(w.faults_applied().get("broker restart"), Some(&1));
+    }
+
+    #[test]
+    fn a_reset_loses_what_is_in_flight_and_the_client_retries_without_duplicates() {
+        let mut w = world(1);
+        let c = w.add_client(Config::builder()).expect("client");
+        for _ in 0..20 {
+            w.produce(c, "t", None, 10).expect("buffered");
+        }
+        // Every produce request is written and lost with its connection,
+        // three times over.
+        for p in 0..2 {
+            for _ in 0..3 {
+                w.cluster_mut()
+                    .inject_produce_fault("t", p, ProduceFault::AppendThenReset);
+            }
+        }
+        assert!(w.run_until_idle(Duration::from_secs(60)));
+        let delivered = w
+            .events(c)
+            .iter()
+            .filter(|e| matches!(e, Event::Delivered { .. }))
+            .count();
+        assert_eq!(delivered, 20);
+        assert!(w.cluster().stats().duplicates >= 1);
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+    }
+}
