@@ -1,0 +1,1295 @@
+//! The deterministic world: one seeded RNG, a virtual clock, a virtual
+//! network of links between unmodified [`sansa_core::Client`] values and
+//! the simulated brokers, faults, and the invariant checkers, all on one
+//! thread.
+//!
+//! Everything that happens is an event in one queue ordered by
+//! `(time, sequence)`: bytes arriving at a broker or a client, a
+//! connection opening or closing, a fault, a workload step. Client timers
+//! and the cluster's Fetch deadlines are read from their `poll_timeout`
+//! rather than queued, so a stale timer never fires. [`World::step`] takes
+//! the earliest thing due (queued events first, then the cluster, then
+//! clients by index, at equal times), advances the clock to it, carries it
+//! out, drains every output, and runs the checkers.
+//!
+//! The network: each (client, broker) link has a base delay drawn from the
+//! seed, and every message on it adds a jitter drawn from the seed; each
+//! direction of a connection stays in order (TCP), so a message never
+//! overtakes the one before it. A reset (RST) loses everything in flight
+//! both ways at once; a close by either side (FIN) arrives after the data
+//! sent before it.
+//!
+//! Each step mixes what happened into a trace hash (FNV-1a over event
+//! kinds, ids, times and every byte on the wire): the same seed gives the
+//! same hash, which is how determinism is tested.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sansa_core::client::{ConfigBuilder, ConnId, Event, Input, Output};
+use sansa_core::producer::{ProduceError, ProduceId, Record};
+use sansa_core::{Client, Timestamp};
+
+use crate::cluster::{
+    Cluster, ClusterConfig, ClusterOutput, NodeId, ProduceFault, RandomProduceFaults, ServerConnId,
+};
+use crate::invariants::{make_value, Checker, Promise, Violation};
+use crate::rng::SimRng;
+
+/// Wall-clock milliseconds at virtual time zero (record timestamps).
+pub const WALL_CLOCK_ORIGIN_MS: i64 = 1_700_000_000_000;
+
+/// How a client is known in the world.
+pub type ClientIdx = usize;
+
+/// The virtual network's delays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetConfig {
+    /// Shortest base delay of a link (one way).
+    pub min_delay: Duration,
+    /// Longest base delay of a link (one way).
+    pub max_delay: Duration,
+    /// Largest extra delay of one message over its link's base.
+    pub jitter: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            min_delay: Duration::from_micros(200),
+            max_delay: Duration::from_millis(2),
+            jitter: Duration::from_micros(500),
+        }
+    }
+}
+
+/// Rates of faults drawn from the seed while they are on.
+#[derive(Debug, Clone, Default)]
+pub struct FaultRates {
+    /// Probability that bytes a client writes are lost with their
+    /// connection (reset) before the broker reads them.
+    pub reset_before_read: f64,
+    /// Random connection resets a second (any open connection).
+    pub resets_per_sec: f64,
+    /// Broker crashes a second.
+    pub crashes_per_sec: f64,
+    /// How long a crashed broker stays down.
+    pub downtime: (Duration, Duration),
+    /// Partition leader moves a second.
+    pub leader_moves_per_sec: f64,
+    /// Retention events a second: a random partition's log start moves
+    /// to its high watermark, and its producers are forgotten.
+    pub retention_per_sec: f64,
+    /// Faults the brokers draw for every produce.
+    pub produce: RandomProduceFaults,
+}
+
+/// A fault, scheduled by a test or drawn from the seed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Crash a broker (connections and in-flight requests lost, logs
+    /// kept, leadership moved).
+    Crash(NodeId),
+    /// Restart a crashed broker.
+    Restart(NodeId),
+    /// Move a partition's leadership (epoch bumped): to a given replica,
+    /// or the next live one.
+    MoveLeader {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Where to, `None` for the next live replica.
+        to: Option<NodeId>,
+    },
+    /// Reset every connection, or every connection to one broker.
+    ResetConnections(Option<NodeId>),
+    /// Retention: the partition's log start moves to its high watermark.
+    Retention {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// Script the next produce of a partition.
+    Produce {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// What it meets.
+        fault: ProduceFault,
+    },
+    /// Stop drawing faults and restart every crashed broker: from here on
+    /// every record must reach an outcome.
+    Heal,
+}
+
+/// A workload step, queued like any event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Produce a checked workload record.
+    Produce {
+        /// Which client.
+        client: ClientIdx,
+        /// Topic.
+        topic: String,
+        /// Key, if any.
+        key: Option<Bytes>,
+        /// Padding bytes in the value.
+        filler: usize,
+    },
+    /// Flush a client.
+    Flush(ClientIdx),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Random {
+    Reset,
+    Crash,
+    LeaderMove,
+    Retention,
+}
+
+#[derive(Debug)]
+enum Ev {
+    /// A client's connection attempt reaches the broker.
+    ConnectArrive(u64),
+    /// Bytes reach the broker.
+    ToBroker(u64, Bytes),
+    /// The client's close reaches the broker.
+    FinToBroker(u64),
+    /// Something reaches the client; `force` delivers it even on a dead
+    /// connection (the notice of the reset itself).
+    ToClient {
+        net: u64,
+        input: Input,
+        force: bool,
+    },
+    Fault(Fault),
+    Random(Random),
+    Work(Work),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NetState {
+    Connecting,
+    Open,
+    Dead,
+}
+
+#[derive(Debug)]
+struct NetConn {
+    client: ClientIdx,
+    conn: ConnId,
+    node: Option<NodeId>,
+    server: Option<ServerConnId>,
+    state: NetState,
+    /// The client has not closed it (reports still go to it).
+    client_open: bool,
+    c2b_last: Timestamp,
+    b2c_last: Timestamp,
+}
+
+#[derive(Debug)]
+struct SimClient {
+    client: Client,
+    events: Vec<Event>,
+    next_index: u64,
+    /// Consecutive timeouts fed at the same instant.
+    spins: u32,
+    spin_at: Timestamp,
+}
+
+/// FNV-1a, 64 bits: a stable hash (std's hashers may change between
+/// releases) over everything that happened.
+#[derive(Debug, Clone)]
+struct Trace {
+    hash: u64,
+    lines: Option<VecDeque<String>>,
+    keep: usize,
+}
+
+impl Trace {
+    fn mix(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn event(&mut self, now: Timestamp, tag: u8, a: u64, b: u64, data: &[u8]) {
+        self.mix(&now.as_nanos().to_le_bytes());
+        self.mix(&[tag]);
+        self.mix(&a.to_le_bytes());
+        self.mix(&b.to_le_bytes());
+        self.mix(&(data.len() as u64).to_le_bytes());
+        self.mix(data);
+    }
+
+    fn line(&mut self, now: Timestamp, text: impl FnOnce() -> String) {
+        if let Some(lines) = &mut self.lines {
+            if lines.len() == self.keep {
+                lines.pop_front();
+            }
+            let t = now.as_nanos();
+            lines.push_back(format!(
+                "{:>6}.{:06} ms {}",
+                t / 1_000_000,
+                t % 1_000_000,
+                text()
+            ));
+        }
+    }
+}
+
+/// The simulated world.
+#[derive(Debug)]
+pub struct World {
+    seed: u64,
+    now: Timestamp,
+    rng: SimRng,
+    net_rng: SimRng,
+    fault_rng: SimRng,
+    queue: BTreeMap<(Timestamp, u64), Ev>,
+    next_seq: u64,
+    cluster: Cluster,
+    clients: Vec<SimClient>,
+    nets: BTreeMap<u64, NetConn>,
+    next_net: u64,
+    by_client: BTreeMap<(ClientIdx, ConnId), u64>,
+    by_server: BTreeMap<ServerConnId, u64>,
+    net: NetConfig,
+    links: BTreeMap<(ClientIdx, NodeId), Duration>,
+    faults: FaultRates,
+    faults_on: bool,
+    checker: Checker,
+    trace: Trace,
+    steps: u64,
+    faults_applied: BTreeMap<&'static str, u64>,
+    work_queued: usize,
+}
+
+impl World {
+    /// A world with a cluster of `cluster`'s shape and no clients; every
+    /// random choice descends from `seed`.
+    pub fn new(seed: u64, cluster: ClusterConfig, net: NetConfig) -> Self {
+        let mut rng = SimRng::new(seed);
+        let cluster_rng = rng.fork();
+        let net_rng = rng.fork();
+        let fault_rng = rng.fork();
+        World {
+            seed,
+            now: Timestamp::ZERO,
+            rng,
+            net_rng,
+            fault_rng,
+            queue: BTreeMap::new(),
+            next_seq: 0,
+            cluster: Cluster::new(cluster, cluster_rng),
+            clients: Vec::new(),
+            nets: BTreeMap::new(),
+            next_net: 0,
+            by_client: BTreeMap::new(),
+            by_server: BTreeMap::new(),
+            net,
+            links: BTreeMap::new(),
+            faults: FaultRates::default(),
+            faults_on: false,
+            checker: Checker::new(),
+            trace: Trace {
+                hash: 0xcbf2_9ce4_8422_2325,
+                lines: None,
+                keep: 0,
+            },
+            steps: 0,
+            faults_applied: BTreeMap::new(),
+            work_queued: 0,
+        }
+    }
+
+    /// Workload steps queued and not yet carried out.
+    pub fn pending_work(&self) -> usize {
+        self.work_queued
+    }
+
+    /// How many faults of each kind were applied (scripted and drawn).
+    pub fn faults_applied(&self) -> &BTreeMap<&'static str, u64> {
+        &self.faults_applied
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.faults_applied.entry(kind).or_insert(0) += 1;
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Wall-clock milliseconds now (record timestamps).
+    pub fn wall_ms(&self) -> i64 {
+        WALL_CLOCK_ORIGIN_MS + (self.now.as_nanos() / 1_000_000) as i64
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The cluster, to change by hand (topics, faults).
+    pub fn cluster_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
+
+    /// The world's RNG, for workloads that draw from the seed.
+    pub fn rng(&mut self) -> &mut SimRng {
+        &mut self.rng
+    }
+
+    /// Keeps the last `n` steps as readable lines (for failure reports;
+    /// off by default because formatting every step is slow).
+    pub fn keep_trace_lines(&mut self, n: usize) {
+        self.trace.keep = n;
+        self.trace.lines = (n > 0).then(VecDeque::new);
+        self.cluster.keep_journal(n > 0);
+    }
+
+    /// The kept trace lines, oldest first.
+    pub fn trace_lines(&self) -> Vec<String> {
+        self.trace
+            .lines
+            .as_ref()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The trace hash so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.hash
+    }
+
+    /// The invariant checker.
+    pub fn checker(&self) -> &Checker {
+        &self.checker
+    }
+
+    /// Every broken promise found so far.
+    pub fn violations(&self) -> &[Violation] {
+        self.checker.violations()
+    }
+
+    /// Adds a client built from `config` (seed brokers and seed filled in
+    /// from the world); returns its index.
+    pub fn add_client(&mut self, config: ConfigBuilder) -> Result<ClientIdx, String> {
+        let seeds: Vec<String> = self
+            .cluster
+            .config()
+            .brokers
+            .iter()
+            .map(|b| b.address())
+            .collect();
+        let config = config
+            .seed_brokers(seeds)
+            .seed(self.rng.next_u64())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let promise = Promise::of(&config);
+        let client = Client::new(config).map_err(|e| e.to_string())?;
+        let idx = self.checker.add_client(promise);
+        self.clients.push(SimClient {
+            client,
+            events: Vec::new(),
+            next_index: 0,
+            spins: 0,
+            spin_at: Timestamp::ZERO,
+        });
+        Ok(idx)
+    }
+
+    /// A client.
+    pub fn client(&self, c: ClientIdx) -> Option<&Client> {
+        self.clients.get(c).map(|s| &s.client)
+    }
+
+    /// How many clients there are.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The events a client reported, in order.
+    pub fn events(&self, c: ClientIdx) -> &[Event] {
+        self.clients.get(c).map_or(&[], |s| &s.events)
+    }
+
+    /// Produces a checked workload record now: its value says which client
+    /// and which of its records it is.
+    pub fn produce(
+        &mut self,
+        c: ClientIdx,
+        topic: &str,
+        key: Option<Bytes>,
+        filler: usize,
+    ) -> Result<ProduceId, ProduceError> {
+        let wall = self.wall_ms();
+        let now = self.now;
+        let Some(sc) = self.clients.get_mut(c) else {
+            return Err(ProduceError::Closed);
+        };
+        let value = make_value(c, sc.next_index, filler);
+        sc.next_index += 1;
+        let mut record = Record::new(topic, value.clone());
+        record.key = key.clone();
+        let id = sc.client.produce(now, record, wall)?;
+        self.checker.on_produce(c, id, topic, key, value);
+        self.trace.event(now, b'P', c as u64, id.0, &[]);
+        self.drain();
+        Ok(id)
+    }
+
+    /// Flushes a client now; returns the flush id.
+    pub fn flush(&mut self, c: ClientIdx) -> Option<u64> {
+        let now = self.now;
+        let id = self.clients.get_mut(c)?.client.flush(now);
+        self.drain();
+        Some(id)
+    }
+
+    /// Queues a fault `after` from now.
+    pub fn schedule(&mut self, after: Duration, fault: Fault) {
+        let at = self.now + after;
+        self.push(at, Ev::Fault(fault));
+    }
+
+    /// Queues a workload step `after` from now.
+    pub fn schedule_work(&mut self, after: Duration, work: Work) {
+        let at = self.now + after;
+        self.work_queued += 1;
+        self.push(at, Ev::Work(work));
+    }
+
+    /// Turns random faults on at these rates (the produce faults go to the
+    /// brokers).
+    pub fn set_fault_rates(&mut self, rates: FaultRates) {
+        self.cluster
+            .set_random_produce_faults(rates.produce.clone());
+        self.faults = rates;
+        self.faults_on = true;
+        for kind in [
+            Random::Reset,
+            Random::Crash,
+            Random::LeaderMove,
+            Random::Retention,
+        ] {
+            self.schedule_random(kind);
+        }
+    }
+
+    fn rate(&self, kind: Random) -> f64 {
+        match kind {
+            Random::Reset => self.faults.resets_per_sec,
+            Random::Crash => self.faults.crashes_per_sec,
+            Random::LeaderMove => self.faults.leader_moves_per_sec,
+            Random::Retention => self.faults.retention_per_sec,
+        }
+    }
+
+    fn schedule_random(&mut self, kind: Random) {
+        if !self.faults_on {
+            return;
+        }
+        if let Some(d) = self.fault_rng.exponential(self.rate(kind)) {
+            let at = self.now + d;
+            self.push(at, Ev::Random(kind));
+        }
+    }
+
+    fn push(&mut self, at: Timestamp, ev: Ev) {
+        let at = at.max(self.now);
+        self.queue.insert((at, self.next_seq), ev);
+        self.next_seq += 1;
+    }
+
+    // ------------------------------------------------------------------
+    // Running
+    // ------------------------------------------------------------------
+
+    /// Takes one step: the earliest due event, timer or deadline. Returns
+    /// false when nothing at all is left to happen.
+    pub fn step(&mut self) -> bool {
+        self.drain();
+        let queued = self.queue.first_key_value().map(|(&(t, _), _)| t);
+        let cluster = self.cluster.poll_timeout();
+        let client = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.client.poll_timeout().map(|t| (t.max(self.now), i)))
+            .min();
+        let mut best: Option<(Timestamp, u8)> = None;
+        for (t, rank) in [
+            (queued, 0u8),
+            (cluster.map(|t| t.max(self.now)), 1),
+            (client.map(|(t, _)| t), 2),
+        ] {
+            if let Some(t) = t {
+                if best.is_none_or(|(bt, _)| t < bt) {
+                    best = Some((t, rank));
+                }
+            }
+        }
+        let Some((t, rank)) = best else {
+            return false;
+        };
+        self.steps += 1;
+        self.now = self.now.max(t);
+        match rank {
+            0 => {
+                if let Some(((_, _), ev)) = self.queue.pop_first() {
+                    self.handle(ev);
+                }
+            }
+            1 => {
+                self.trace.event(self.now, b'T', u64::MAX, 0, &[]);
+                self.cluster.handle_timeout(self.now);
+            }
+            _ => {
+                if let Some((_, i)) = client {
+                    self.client_timeout(i);
+                }
+            }
+        }
+        self.drain();
+        if self.trace.lines.is_some() {
+            for l in self.cluster.take_journal() {
+                self.trace.line(self.now, || l);
+            }
+        }
+        self.checker.check(&self.cluster);
+        let stats = self.cluster.stats();
+        if stats.encode_failures > 0 || stats.bad_requests > 0 {
+            let detail = format!(
+                "{} responses failed to encode, {} requests refused",
+                stats.encode_failures, stats.bad_requests
+            );
+            self.checker.report(Violation::Cluster { detail });
+        }
+        true
+    }
+
+    fn client_timeout(&mut self, i: ClientIdx) {
+        let now = self.now;
+        let Some(sc) = self.clients.get_mut(i) else {
+            return;
+        };
+        if sc.spin_at == now {
+            sc.spins += 1;
+        } else {
+            sc.spin_at = now;
+            sc.spins = 0;
+        }
+        if sc.spins > 10_000 {
+            self.checker.report(Violation::ClientSpins { client: i });
+            return;
+        }
+        self.trace.event(now, b'T', i as u64, 0, &[]);
+        sc.client.handle_input(now, Input::Timeout);
+    }
+
+    /// Runs until `done` holds, nothing is left, or virtual time passes
+    /// `deadline`; returns whether `done` held. Stops early on a client
+    /// that spins.
+    pub fn run_until(&mut self, deadline: Timestamp, mut done: impl FnMut(&World) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self
+                .violations()
+                .iter()
+                .any(|v| matches!(v, Violation::ClientSpins { .. }))
+            {
+                return false;
+            }
+            let next = self.next_due();
+            if next.is_none_or(|t| t > deadline) {
+                self.now = self.now.max(deadline);
+                return done(self);
+            }
+            if !self.step() {
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(end, |_| false);
+    }
+
+    /// Runs until every client has nothing buffered or in flight, or
+    /// `limit` of virtual time passes; returns whether all are idle.
+    pub fn run_until_idle(&mut self, limit: Duration) -> bool {
+        let end = self.now + limit;
+        self.run_until(end, |w| w.clients.iter().all(|c| c.client.is_idle()))
+    }
+
+    fn next_due(&self) -> Option<Timestamp> {
+        let q = self.queue.first_key_value().map(|(&(t, _), _)| t);
+        let c = self.cluster.poll_timeout();
+        let cl = self
+            .clients
+            .iter()
+            .filter_map(|c| c.client.poll_timeout())
+            .min();
+        [q, c, cl]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.max(self.now))
+    }
+
+    /// Checks liveness: every workload record has an outcome. Call after
+    /// healing and running long enough.
+    pub fn check_outcomes(&mut self) {
+        for c in 0..self.clients.len() {
+            let outstanding = self.checker.outstanding(c);
+            let idle = self.clients[c].client.is_idle();
+            if outstanding > 0 || !idle {
+                let detail = format!(
+                    "{} records buffered in the client, {} workload records without an outcome",
+                    self.clients[c].client.buffered_records(),
+                    outstanding
+                );
+                self.checker.report(Violation::Stuck {
+                    client: c,
+                    outstanding,
+                    detail,
+                });
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::ConnectArrive(net) => self.connect_arrive(net),
+            Ev::ToBroker(net, data) => {
+                let Some(n) = self.nets.get(&net) else {
+                    return;
+                };
+                let (Some(server), NetState::Open) = (n.server, n.state) else {
+                    return;
+                };
+                self.trace.event(now, b'B', net, server.0, &data);
+                self.trace
+                    .line(now, || format!("net{net} -> broker: {} bytes", data.len()));
+                self.cluster.handle_bytes(now, server, &data);
+            }
+            Ev::FinToBroker(net) => {
+                if let Some(n) = self.nets.remove(&net) {
+                    self.trace.event(now, b'F', net, 0, &[]);
+                    if let Some(s) = n.server {
+                        self.by_server.remove(&s);
+                        self.cluster.disconnect(s);
+                    }
+                }
+            }
+            Ev::ToClient { net, input, force } => self.deliver_to_client(net, input, force),
+            Ev::Fault(f) => self.apply_fault(f),
+            Ev::Random(kind) => {
+                if self.faults_on {
+                    self.random_fault(kind);
+                    self.schedule_random(kind);
+                }
+            }
+            Ev::Work(w) => {
+                self.work_queued = self.work_queued.saturating_sub(1);
+                self.work(w);
+            }
+        }
+    }
+
+    fn work(&mut self, w: Work) {
+        match w {
+            Work::Produce {
+                client,
+                topic,
+                key,
+                filler,
+            } => {
+                // A produce refused outright (closed client) is not a
+                // promise; it is simply not checked.
+                let _ = self.produce(client, &topic, key, filler);
+            }
+            Work::Flush(c) => {
+                self.trace.event(self.now, b'L', c as u64, 0, &[]);
+                let _ = self.flush(c);
+            }
+        }
+    }
+
+    fn link_delay(&mut self, client: ClientIdx, node: NodeId) -> Duration {
+        let (lo, hi) = (self.net.min_delay, self.net.max_delay);
+        let rng = &mut self.net_rng;
+        *self
+            .links
+            .entry((client, node))
+            .or_insert_with(|| rng.duration(lo, hi))
+    }
+
+    /// When a message sent now on `net` arrives, in order behind the ones
+    /// before it.
+    fn deliver_at(&mut self, net: u64, to_broker: bool) -> Timestamp {
+        let Some(n) = self.nets.get(&net) else {
+            return self.now;
+        };
+        let (client, node) = (n.client, n.node.unwrap_or(0));
+        let base = self.link_delay(client, node);
+        let jitter = self.net_rng.duration(Duration::ZERO, self.net.jitter);
+        let mut at = self.now + base + jitter;
+        let Some(n) = self.nets.get_mut(&net) else {
+            return at;
+        };
+        let last = if to_broker {
+            &mut n.c2b_last
+        } else {
+            &mut n.b2c_last
+        };
+        at = at.max(*last);
+        *last = at;
+        at
+    }
+
+    fn connect_arrive(&mut self, net: u64) {
+        let Some(n) = self.nets.get(&net) else {
+            return;
+        };
+        if n.state != NetState::Connecting {
+            return;
+        }
+        let (conn, node) = (n.conn, n.node);
+        let server = node.and_then(|node| self.cluster.accept(node));
+        self.trace
+            .event(self.now, b'A', net, server.map_or(u64::MAX, |s| s.0), &[]);
+        let input = match server {
+            Some(s) => {
+                self.by_server.insert(s, net);
+                if let Some(n) = self.nets.get_mut(&net) {
+                    n.server = Some(s);
+                    n.state = NetState::Open;
+                }
+                Input::Connected(conn)
+            }
+            None => {
+                if let Some(n) = self.nets.get_mut(&net) {
+                    n.state = NetState::Dead;
+                }
+                Input::ConnectFailed(conn, "connection refused".into())
+            }
+        };
+        let at = self.deliver_at(net, false);
+        self.push(
+            at,
+            Ev::ToClient {
+                net,
+                input,
+                force: true,
+            },
+        );
+    }
+
+    fn deliver_to_client(&mut self, net: u64, input: Input, force: bool) {
+        let Some(n) = self.nets.get(&net) else {
+            return;
+        };
+        if !n.client_open || (n.state == NetState::Dead && !force) {
+            return;
+        }
+        let (c, conn) = (n.client, n.conn);
+        let ends = matches!(input, Input::Closed(..) | Input::ConnectFailed(..));
+        let (tag, data): (u8, &[u8]) = match &input {
+            Input::Connected(_) => (b'c', &[]),
+            Input::ConnectFailed(_, _) => (b'f', &[]),
+            Input::Received(_, d) => (b'r', d),
+            Input::Closed(_, _) => (b'x', &[]),
+            _ => (b'?', &[]),
+        };
+        self.trace.event(self.now, tag, c as u64, conn.0, data);
+        self.trace.line(self.now, || match &input {
+            Input::Received(_, d) => format!("c{c} {conn} <- {} bytes", d.len()),
+            other => format!("c{c} {conn} <- {other:?}"),
+        });
+        if ends {
+            self.by_client.remove(&(c, conn));
+            if let Some(n) = self.nets.get_mut(&net) {
+                n.client_open = false;
+                n.state = NetState::Dead;
+                if n.server.is_none() {
+                    self.nets.remove(&net);
+                }
+            }
+        }
+        let now = self.now;
+        if let Some(sc) = self.clients.get_mut(c) {
+            sc.client.handle_input(now, input);
+        }
+    }
+
+    /// Tears a connection down at once (RST): everything in flight is
+    /// lost both ways, the broker forgets it now, and the client hears
+    /// after the link's delay.
+    fn reset(&mut self, net: u64, why: &str) {
+        let Some(n) = self.nets.get_mut(&net) else {
+            return;
+        };
+        if n.state == NetState::Dead {
+            return;
+        }
+        n.state = NetState::Dead;
+        let (c, conn, server) = (n.client, n.conn, n.server.take());
+        self.count("connection reset");
+        if let Some(s) = server {
+            self.by_server.remove(&s);
+            self.cluster.disconnect(s);
+        }
+        self.trace.event(self.now, b'R', c as u64, conn.0, &[]);
+        self.trace
+            .line(self.now, || format!("c{c} {conn} reset: {why}"));
+        let at = self.deliver_at(net, false);
+        self.push(
+            at,
+            Ev::ToClient {
+                net,
+                input: Input::Closed(conn, why.to_owned()),
+                force: true,
+            },
+        );
+    }
+
+    /// Carries out every output of every client and of the cluster.
+    fn drain(&mut self) {
+        loop {
+            let mut progressed = false;
+            for c in 0..self.clients.len() {
+                let now = self.now;
+                while let Some(o) = self.clients[c].client.poll_output(now) {
+                    self.client_output(c, o);
+                    progressed = true;
+                }
+            }
+            while let Some(o) = self.cluster.poll_output() {
+                self.cluster_output(o);
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn client_output(&mut self, c: ClientIdx, o: Output) {
+        let now = self.now;
+        match o {
+            Output::Connect { conn, addr } => {
+                let net = self.next_net;
+                self.next_net += 1;
+                let node = self.cluster.resolve(&addr);
+                self.trace
+                    .event(now, b'C', c as u64, conn.0, addr.as_bytes());
+                self.trace
+                    .line(now, || format!("c{c} {conn} connect {addr}"));
+                self.nets.insert(
+                    net,
+                    NetConn {
+                        client: c,
+                        conn,
+                        node,
+                        server: None,
+                        state: NetState::Connecting,
+                        client_open: true,
+                        c2b_last: now,
+                        b2c_last: now,
+                    },
+                );
+                self.by_client.insert((c, conn), net);
+                if node.is_some() {
+                    let at = self.deliver_at(net, true);
+                    self.push(at, Ev::ConnectArrive(net));
+                } else {
+                    if let Some(n) = self.nets.get_mut(&net) {
+                        n.state = NetState::Dead;
+                    }
+                    let at = self.deliver_at(net, false);
+                    self.push(
+                        at,
+                        Ev::ToClient {
+                            net,
+                            input: Input::ConnectFailed(conn, format!("unknown host {addr}")),
+                            force: true,
+                        },
+                    );
+                }
+            }
+            Output::Transmit { conn, data } => {
+                let Some(&net) = self.by_client.get(&(c, conn)) else {
+                    return;
+                };
+                self.trace.event(now, b'W', c as u64, conn.0, &data);
+                self.trace
+                    .line(now, || format!("c{c} {conn} -> {} bytes", data.len()));
+                if self.faults_on && self.fault_rng.chance(self.faults.reset_before_read) {
+                    self.reset(net, "injected: reset before the broker read the request");
+                    return;
+                }
+                let at = self.deliver_at(net, true);
+                self.push(at, Ev::ToBroker(net, data));
+            }
+            Output::Close(conn) => {
+                let Some(net) = self.by_client.remove(&(c, conn)) else {
+                    return;
+                };
+                self.trace.event(now, b'X', c as u64, conn.0, &[]);
+                self.trace.line(now, || format!("c{c} {conn} close"));
+                let Some(n) = self.nets.get_mut(&net) else {
+                    return;
+                };
+                n.client_open = false;
+                if n.server.is_some() && n.state == NetState::Open {
+                    let at = self.deliver_at(net, true);
+                    self.push(at, Ev::FinToBroker(net));
+                } else {
+                    // Nothing at the broker (yet): a connect still in flight
+                    // finds the connection gone.
+                    n.state = NetState::Dead;
+                    if n.server.is_none() {
+                        self.nets.remove(&net);
+                    }
+                }
+            }
+            Output::Event(e) => {
+                match &e {
+                    Event::Delivered { id, meta } => {
+                        self.trace.event(now, b'D', c as u64, id.0, &[]);
+                        self.trace.line(now, || {
+                            format!(
+                                "c{c} delivered {id:?} at {}/{}@{}",
+                                meta.topic, meta.partition, meta.offset
+                            )
+                        });
+                        self.checker.on_delivered(c, *id, meta);
+                    }
+                    Event::ProduceFailed { id, error, .. } => {
+                        self.trace.event(now, b'E', c as u64, id.0, &[]);
+                        self.trace
+                            .line(now, || format!("c{c} failed {id:?}: {error}"));
+                        self.checker.on_failed(c, *id);
+                    }
+                    other => {
+                        self.trace.event(now, b'V', c as u64, 0, &[]);
+                        self.trace.line(now, || format!("c{c} event {other:?}"));
+                    }
+                }
+                if let Some(sc) = self.clients.get_mut(c) {
+                    sc.events.push(e);
+                }
+            }
+            other => {
+                self.trace
+                    .line(now, || format!("c{c} unknown output {other:?}"));
+            }
+        }
+    }
+
+    fn cluster_output(&mut self, o: ClusterOutput) {
+        let now = self.now;
+        match o {
+            ClusterOutput::Send { conn, data } => {
+                let Some(&net) = self.by_server.get(&conn) else {
+                    return;
+                };
+                let Some(n) = self.nets.get(&net) else {
+                    return;
+                };
+                let cconn = n.conn;
+                self.trace.event(now, b'S', net, conn.0, &data);
+                let at = self.deliver_at(net, false);
+                self.push(
+                    at,
+                    Ev::ToClient {
+                        net,
+                        input: Input::Received(cconn, data),
+                        force: false,
+                    },
+                );
+            }
+            ClusterOutput::Close { conn } => {
+                let Some(net) = self.by_server.remove(&conn) else {
+                    return;
+                };
+                let Some(n) = self.nets.get_mut(&net) else {
+                    return;
+                };
+                n.server = None;
+                let cconn = n.conn;
+                self.trace.event(now, b'K', net, conn.0, &[]);
+                self.trace
+                    .line(now, || format!("net{net} closed by the broker"));
+                if !n.client_open {
+                    self.nets.remove(&net);
+                    return;
+                }
+                // A FIN: it arrives after the data sent before it.
+                let at = self.deliver_at(net, false);
+                self.push(
+                    at,
+                    Ev::ToClient {
+                        net,
+                        input: Input::Closed(cconn, "closed by the broker".into()),
+                        force: false,
+                    },
+                );
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Faults
+    // ------------------------------------------------------------------
+
+    fn apply_fault(&mut self, f: Fault) {
+        let now = self.now;
+        self.trace.mix(format!("{f:?}").as_bytes());
+        self.trace.line(now, || format!("fault {f:?}"));
+        match f {
+            Fault::Crash(node) => {
+                if self.cluster.crash(node) {
+                    self.count("broker crash");
+                }
+            }
+            Fault::Restart(node) => {
+                if self.cluster.restart(node) {
+                    self.count("broker restart");
+                }
+            }
+            Fault::MoveLeader {
+                topic,
+                partition,
+                to,
+            } => {
+                if self.cluster.move_leader(&topic, partition, to).is_some() {
+                    self.count("leader move");
+                }
+            }
+            Fault::ResetConnections(node) => {
+                let nets: Vec<u64> = self
+                    .nets
+                    .iter()
+                    .filter(|(_, n)| n.state != NetState::Dead)
+                    .filter(|(_, n)| node.is_none() || n.node == node)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for net in nets {
+                    self.reset(net, "injected: connection reset");
+                }
+            }
+            Fault::Retention { topic, partition } => {
+                let hw = self
+                    .cluster
+                    .partition(&topic, partition)
+                    .map(|p| p.log().high_watermark());
+                if let Some(hw) = hw {
+                    if self.cluster.delete_records(&topic, partition, hw) {
+                        self.count("retention");
+                    }
+                }
+            }
+            Fault::Produce {
+                topic,
+                partition,
+                fault,
+            } => self.cluster.inject_produce_fault(&topic, partition, fault),
+            Fault::Heal => {
+                self.faults_on = false;
+                self.faults = FaultRates::default();
+                self.cluster
+                    .set_random_produce_faults(RandomProduceFaults::default());
+                let down: Vec<NodeId> = self
+                    .cluster
+                    .broker_ids()
+                    .filter(|&n| !self.cluster.is_up(n))
+                    .collect();
+                for n in down {
+                    if self.cluster.restart(n) {
+                        self.count("broker restart");
+                    }
+                }
+            }
+        }
+    }
+
+    fn random_fault(&mut self, kind: Random) {
+        match kind {
+            Random::Reset => {
+                let open: Vec<u64> = self
+                    .nets
+                    .iter()
+                    .filter(|(_, n)| n.state == NetState::Open)
+                    .map(|(&id, _)| id)
+                    .collect();
+                if let Some(&net) = self.fault_rng.pick(&open) {
+                    self.reset(net, "injected: random reset");
+                }
+            }
+            Random::Crash => {
+                let up: Vec<NodeId> = self
+                    .cluster
+                    .broker_ids()
+                    .filter(|&n| self.cluster.is_up(n))
+                    .collect();
+                if let Some(&node) = self.fault_rng.pick(&up) {
+                    let (lo, hi) = self.faults.downtime;
+                    let down = self.fault_rng.duration(lo, hi);
+                    self.apply_fault(Fault::Crash(node));
+                    self.schedule(down, Fault::Restart(node));
+                }
+            }
+            Random::LeaderMove | Random::Retention => {
+                let parts: Vec<(String, i32)> = self
+                    .cluster
+                    .topics()
+                    .flat_map(|t| {
+                        t.partitions()
+                            .iter()
+                            .map(|p| (t.name().to_owned(), p.index()))
+                    })
+                    .collect();
+                if let Some((topic, partition)) = self.fault_rng.pick(&parts).cloned() {
+                    let f = if kind == Random::LeaderMove {
+                        Fault::MoveLeader {
+                            topic,
+                            partition,
+                            to: None,
+                        }
+                    } else {
+                        Fault::Retention { topic, partition }
+                    };
+                    self.apply_fault(f);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sansa_core::Config;
+
+    fn world(brokers: i32) -> World {
+        let mut w = World::new(
+            3,
+            ClusterConfig::new(brokers),
+            NetConfig {
+                min_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+                jitter: Duration::from_millis(20),
+            },
+        );
+        w.cluster_mut().create_topic("t", 2, 1).expect("topic");
+        w
+    }
+
+    #[test]
+    fn each_direction_of_a_connection_stays_in_order_under_jitter() {
+        let mut w = world(1);
+        w.nets.insert(
+            0,
+            NetConn {
+                client: 0,
+                conn: ConnId(0),
+                node: Some(1),
+                server: None,
+                state: NetState::Open,
+                client_open: true,
+                c2b_last: Timestamp::ZERO,
+                b2c_last: Timestamp::ZERO,
+            },
+        );
+        for dir in [true, false] {
+            let mut last = Timestamp::ZERO;
+            let mut spread = false;
+            for _ in 0..200 {
+                let at = w.deliver_at(0, dir);
+                assert!(at >= last, "a message overtook the one before it");
+                spread |= at > last + Duration::from_millis(1);
+                last = at;
+            }
+            assert!(spread, "jitter is drawn");
+        }
+    }
+
+    #[test]
+    fn a_crashed_broker_refuses_connections_until_it_restarts() {
+        let mut w = world(1);
+        w.keep_trace_lines(10_000);
+        let c = w.add_client(Config::builder()).expect("client");
+        w.cluster_mut().crash(1);
+        w.produce(c, "t", None, 0).expect("buffered");
+        w.run_for(Duration::from_secs(2));
+        let refused = w
+            .trace_lines()
+            .iter()
+            .filter(|l| l.contains("ConnectFailed"))
+            .count();
+        assert!(refused >= 2, "the client keeps trying, with backoff");
+        assert!(w.events(c).is_empty(), "nothing delivered while down");
+        w.schedule(Duration::ZERO, Fault::Restart(1));
+        assert!(w.run_until_idle(Duration::from_secs(30)));
+        assert!(matches!(w.events(c), [Event::Delivered { .. }]));
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+        assert_eq!(w.faults_applied().get("broker restart"), Some(&1));
+    }
+
+    #[test]
+    fn a_reset_loses_what_is_in_flight_and_the_client_retries_without_duplicates() {
+        let mut w = world(1);
+        let c = w.add_client(Config::builder()).expect("client");
+        for _ in 0..20 {
+            w.produce(c, "t", None, 10).expect("buffered");
+        }
+        // Every produce request is written and lost with its connection,
+        // three times over.
+        for p in 0..2 {
+            for _ in 0..3 {
+                w.cluster_mut()
+                    .inject_produce_fault("t", p, ProduceFault::AppendThenReset);
+            }
+        }
+        assert!(w.run_until_idle(Duration::from_secs(60)));
+        let delivered = w
+            .events(c)
+            .iter()
+            .filter(|e| matches!(e, Event::Delivered { .. }))
+            .count();
+        assert_eq!(delivered, 20);
+        assert!(w.cluster().stats().duplicates >= 1);
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+    }
+}

@@ -1,0 +1,105 @@
+//! Scripted reproductions of the core bugs the simulator found (see
+//! `sansa_sim::scenario::KNOWN_CORE_BUGS`). Each states the promise it
+//! expects; they are ignored until `sansa-core` is fixed. Run them with
+//! `cargo test -p sansa-sim --test core_bugs -- --ignored --nocapture`.
+
+use std::time::Duration;
+
+use sansa_core::protocol::ErrorCode;
+use sansa_sim::cluster::ProduceFault;
+use sansa_sim::scenario::{ClientSpec, Scenario};
+use sansa_sim::world::{Fault, NetConfig};
+
+fn one_broker(seed: u64, partitions: i32, client: ClientSpec) -> Scenario {
+    let mut s = Scenario::quiet(seed);
+    s.brokers = 1;
+    s.topics = vec![("t".into(), partitions, 1)];
+    s.clients = vec![client];
+    s.net = NetConfig {
+        min_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(5),
+        jitter: Duration::ZERO,
+    };
+    s
+}
+
+fn fault(partition: i32, fault: ProduceFault) -> (Duration, Fault) {
+    (
+        Duration::ZERO,
+        Fault::Produce {
+            topic: "t".into(),
+            partition,
+            fault,
+        },
+    )
+}
+
+/// Bug 1. The first batch is written but answered REQUEST_TIMED_OUT; with
+/// no retries allowed the client fails it (fair: it cannot know), then
+/// sends the next record with the same producer id, epoch and sequence 0.
+/// The broker takes it for a retry of the first batch and answers with
+/// offset 0: the record is reported delivered and was never written.
+#[test]
+#[ignore = "core bug 1: sequence reuse after failing a batch the broker may have written"]
+fn failing_a_possibly_written_batch_never_lets_its_sequence_acknowledge_other_records() {
+    let mut s = one_broker(
+        101,
+        1,
+        ClientSpec {
+            keys: None,
+            record_retries: Some(0),
+            ..ClientSpec::new(5)
+        },
+    );
+    s.produce_window = Duration::from_millis(500);
+    s.scripted = vec![fault(
+        0,
+        ProduceFault::Error {
+            code: ErrorCode::RequestTimedOut,
+            append: true,
+        },
+    )];
+    if let Err(f) = s.run_with_trace(80) {
+        panic!("{f}");
+    }
+}
+
+/// Bug 2. One produce request carries a batch for each of two
+/// partitions: partition 0's is written but answered
+/// NOT_ENOUGH_REPLICAS_AFTER_APPEND (retry it), partition 1's is answered
+/// OUT_OF_ORDER_SEQUENCE_NUMBER with a log start past everything
+/// acknowledged (truncation: take a new epoch, KIP-360). The client takes a
+/// new producer id before partition 0's batch is resolved and retries it
+/// under the new id at sequence 0, so the broker writes it a second time.
+#[test]
+#[ignore = "core bug 2: producer id reset while another partition has a batch in doubt"]
+fn a_new_producer_id_never_duplicates_a_batch_in_doubt_on_another_partition() {
+    let mut s = one_broker(
+        102,
+        2,
+        ClientSpec {
+            keys: Some(8),
+            ..ClientSpec::new(16)
+        },
+    );
+    s.produce_window = Duration::from_millis(1);
+    s.scripted = vec![
+        fault(
+            0,
+            ProduceFault::Error {
+                code: ErrorCode::NotEnoughReplicasAfterAppend,
+                append: true,
+            },
+        ),
+        fault(
+            1,
+            ProduceFault::Error {
+                code: ErrorCode::OutOfOrderSequenceNumber,
+                append: false,
+            },
+        ),
+    ];
+    if let Err(f) = s.run_with_trace(80) {
+        panic!("{f}");
+    }
+}
