@@ -21,10 +21,10 @@
 //! use sansa_sim::Scenario;
 //!
 //! // Cluster shape, client settings and fault rates all drawn from seed 7.
-//! let report = Scenario::swarm(7).avoiding_known_core_bugs().run().expect("promises kept");
+//! let report = Scenario::swarm(7).run().expect("promises kept");
 //! assert!(report.delivered > 0);
 //! // The same seed is the same run, byte for byte.
-//! let again = Scenario::swarm(7).avoiding_known_core_bugs().run().expect("promises kept");
+//! let again = Scenario::swarm(7).run().expect("promises kept");
 //! assert_eq!(report.trace_hash, again.trace_hash);
 //! ```
 //!
@@ -32,8 +32,9 @@
 //! violations, the last steps of the run (every broker decision included)
 //! and the command that replays it:
 //! `SANSA_SIM_SEED=<seed> cargo test -p sansa-sim --test swarm <test>`.
-//! [`scenario::KNOWN_CORE_BUGS`] lists what the simulator found in
-//! `sansa-core` and is still open.
+//! What the simulator found in `sansa-core` so far (two idempotence bugs,
+//! a stuck epoch bump) is fixed; `tests/core_bugs.rs` keeps their scripted
+//! reproductions as regression tests.
 
 pub mod cluster;
 pub mod invariants;

@@ -52,35 +52,6 @@ pub const PRODUCE_ERRORS: &[ErrorCode] = &[
     ErrorCode::TopicAuthorizationFailed,
 ];
 
-/// Core bugs the simulator found and that are still open, with what
-/// triggers them; [`Scenario::avoiding_known_core_bugs`] leaves the
-/// triggers out. Each has a scripted reproduction in `tests/core_bugs.rs`
-/// (ignored until the core is fixed) and seeds of the full swarm that hit
-/// it.
-pub const KNOWN_CORE_BUGS: &[(&str, &str)] = &[
-    (
-        "1: sequence reuse after failing a batch the broker may have written",
-        "An idempotent producer fails a batch that an earlier attempt may \
-         have written (retries exhausted or delivery timeout after \
-         REQUEST_TIMED_OUT / NOT_ENOUGH_REPLICAS_AFTER_APPEND, or a fatal error \
-         after an attempt lost with its connection), then gives the next batch \
-         the failed batch's sequence under the same producer id and epoch. The \
-         broker recognises the sequence range as a duplicate and answers with \
-         the offset of the old records: the new records are reported delivered \
-         and were never written. Full-swarm seeds: 29, 34, 83, 124, 278, 475.",
-    ),
-    (
-        "2: producer id reset while another partition has a batch in doubt",
-        "A partition's OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID answer \
-         makes the producer take a new producer id (or epoch) while another \
-         partition holds a batch that may already be written (answered \
-         NOT_ENOUGH_REPLICAS_AFTER_APPEND, or lost with its connection after \
-         the write) and awaits its retry. The retry goes out under the new id \
-         with sequence 0, which no broker can recognise: the records are \
-         written twice. Full-swarm seeds: 181, 264, 304, 457.",
-    ),
-];
-
 /// One producing client of a scenario.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientSpec {
@@ -363,26 +334,6 @@ impl Scenario {
             fault_window: window + Duration::from_millis(r.range(0, 2000)),
             settle: Duration::from_secs(600),
         }
-    }
-
-    /// This scenario without the triggers of the [`KNOWN_CORE_BUGS`], so
-    /// that a seed sweep in CI tests everything else: idempotent clients
-    /// retry without bound and without a delivery timeout (bug 1), brokers
-    /// inject only retriable errors (bugs 1 and 2), and retention runs only
-    /// on brokers that accept unknown producers' sequences (bug 2).
-    #[must_use]
-    pub fn avoiding_known_core_bugs(mut self) -> Self {
-        for c in &mut self.clients {
-            if c.idempotent {
-                c.record_retries = None;
-                c.delivery_timeout = None;
-            }
-        }
-        self.faults.produce.codes.retain(|c| c.is_retriable());
-        if self.unknown_producer != UnknownProducer::AcceptAnySequence {
-            self.faults.retention_per_sec = 0.0;
-        }
-        self
     }
 
     /// The world of this scenario with its workload and faults queued,

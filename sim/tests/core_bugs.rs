@@ -1,7 +1,6 @@
-//! Scripted reproductions of the core bugs the simulator found (see
-//! `sansa_sim::scenario::KNOWN_CORE_BUGS`). Each states the promise it
-//! expects; they are ignored until `sansa-core` is fixed. Run them with
-//! `cargo test -p sansa-sim --test core_bugs -- --ignored --nocapture`.
+//! Scripted reproductions of the core bugs the simulator found, kept as
+//! regression tests now that they are fixed. Each states the promise it
+//! expects.
 
 use std::time::Duration;
 
@@ -40,7 +39,6 @@ fn fault(partition: i32, fault: ProduceFault) -> (Duration, Fault) {
 /// The broker takes it for a retry of the first batch and answers with
 /// offset 0: the record is reported delivered and was never written.
 #[test]
-#[ignore = "core bug 1: sequence reuse after failing a batch the broker may have written"]
 fn failing_a_possibly_written_batch_never_lets_its_sequence_acknowledge_other_records() {
     let mut s = one_broker(
         101,
@@ -72,7 +70,6 @@ fn failing_a_possibly_written_batch_never_lets_its_sequence_acknowledge_other_re
 /// new producer id before partition 0's batch is resolved and retries it
 /// under the new id at sequence 0, so the broker writes it a second time.
 #[test]
-#[ignore = "core bug 2: producer id reset while another partition has a batch in doubt"]
 fn a_new_producer_id_never_duplicates_a_batch_in_doubt_on_another_partition() {
     let mut s = one_broker(
         102,

@@ -18,8 +18,9 @@ use sansa_sim::Violation;
 const BROKERS: i32 = 3;
 const PARTITIONS: i32 = 4;
 
-/// Retriable errors only: with unlimited retries no record may fail, and
-/// the fatal ones trigger known core bug 1 (see `KNOWN_CORE_BUGS`).
+/// Retriable errors only, so that the promise can be the strongest one:
+/// with unlimited retries no record may fail at all. (The swarm covers the
+/// fatal codes.)
 const CODES: &[ErrorCode] = &[
     ErrorCode::NotLeaderOrFollower,
     ErrorCode::NotEnoughReplicas,

@@ -590,13 +590,21 @@ impl PartitionBuffer {
         self.batches.iter().any(|b| b.ambiguous)
     }
 
-    /// Whether the next batch to send is one in doubt (sent again under
-    /// the old epoch to resolve it while an epoch bump waits).
+    /// Whether the partition may send under the old epoch while a new one
+    /// waits: some batch from the next one to send on is in doubt. Every
+    /// batch up to it already has its sequence under the old epoch (batches
+    /// go out in order), so they all go again to resolve it; a batch in
+    /// doubt stuck behind one that is not would otherwise never be sent,
+    /// and the new epoch would wait for ever.
     pub(crate) fn next_is_in_doubt(&self) -> bool {
-        self.batches
-            .iter()
-            .find(|b| !b.in_flight)
-            .is_some_and(|b| b.ambiguous)
+        match self.batches.iter().position(|b| !b.in_flight) {
+            Some(idx) => self
+                .batches
+                .iter()
+                .skip(idx)
+                .any(|b| b.ambiguous && b.sequence.is_some()),
+            None => false,
+        }
     }
 
     /// After an epoch bump (KIP-360) or a new producer id: sequences start

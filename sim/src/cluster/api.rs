@@ -607,6 +607,35 @@ impl Cluster {
         if fault.is_some_and(|f| f != ProduceFault::Pass) {
             self.stats.faults_injected += 1;
         }
+        // A broker checks for a duplicate before it judges the sequence: a
+        // batch it already has is answered as a duplicate, never with
+        // OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID. Injecting
+        // those for a batch the log holds would model a broker no Kafka
+        // is, so the fault is dropped then.
+        let unknown_rule = self.config.unknown_producer;
+        let fault = match fault {
+            Some(ProduceFault::Error {
+                code: ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId,
+                append: false,
+            }) if pid >= 0
+                && self.partition_mut(topic, partition).is_some_and(|p| {
+                    matches!(
+                        p.producers.check(
+                            pid,
+                            epoch,
+                            first_seq,
+                            last_sequence(first_seq, count),
+                            unknown_rule,
+                            SeqRules::Kafka,
+                        ),
+                        Ok(SeqVerdict::Duplicate(_))
+                    )
+                }) =>
+            {
+                None
+            }
+            other => other,
+        };
         match fault {
             Some(ProduceFault::Error {
                 code,
