@@ -24,3 +24,6 @@ cargo check --manifest-path core/fuzz/Cargo.toml --bins --examples
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+echo "== the README's quickstart, on its embedded simulated cluster"
+env -u KAFKA_BROKERS QUICKSTART_RECORDS=2000 cargo run --locked -q -p sansa-tokio --example quickstart
