@@ -115,9 +115,10 @@ pub struct Config {
     pub compression: Compression,
     /// How often a record may be retried; `None` is unlimited (default).
     pub record_retries: Option<u32>,
-    /// How long a record may take from its batch's first send to its
-    /// acknowledgement before it is failed (when that is safe). Default
-    /// none.
+    /// How long a record may take from its batch's first send (or, if it
+    /// was never sent, from the batch's creation) to its acknowledgement
+    /// before it is failed, when that is safe (never while the outcome of a
+    /// send is in doubt). Default none.
     pub record_delivery_timeout: Option<Duration>,
     /// How many metadata answers may say a produced-to topic does not exist
     /// before its records fail. Default 4.

@@ -1319,3 +1319,36 @@ fn a_new_epoch_waits_until_batches_in_doubt_on_other_partitions_are_resolved() {
         vec!["warm".to_string(), "v1".to_string(), "v3".to_string()]
     );
 }
+
+#[test]
+fn the_delivery_timeout_fails_records_that_could_never_be_sent() {
+    // No broker answers at all: the records were never sent, so failing
+    // them is safe, and the user asked for a bound.
+    let config = Config::builder()
+        .seed_brokers(["127.0.0.1:9999"])
+        .record_delivery_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .expect("config");
+    let mut client = Client::new(config).expect("client");
+    let mut now = Timestamp::ZERO;
+    let id = client.produce(now, keyed(0), 0).expect("buffered");
+    let mut events = Vec::new();
+    for _ in 0..1000 {
+        while let Some(o) = client.poll_output(now) {
+            match o {
+                Output::Connect { conn, .. } => {
+                    client.handle_input(now, Input::ConnectFailed(conn, "refused".into()))
+                }
+                Output::Event(e) => events.push(e),
+                _ => {}
+            }
+        }
+        if client.is_idle() {
+            break;
+        }
+        now = client.poll_timeout().expect("a deadline");
+        client.handle_input(now, Input::Timeout);
+    }
+    assert!(events.iter().any(|e| matches!(e, Event::ProduceFailed { id: i, error: ProduceError::DeliveryTimeout, .. } if *i == id)), "{events:?}");
+    assert!(now >= Timestamp::ZERO + Duration::from_secs(2));
+}

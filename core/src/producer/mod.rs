@@ -77,6 +77,8 @@ pub struct ProduceInFlight {
 struct Waiting {
     pending: PendingRecord,
     urgent: bool,
+    /// When it started waiting, for the delivery timeout.
+    since: Timestamp,
 }
 
 struct TopicBuffer {
@@ -280,7 +282,11 @@ impl Producer {
             return;
         };
         if tb.partitions.is_empty() {
-            tb.waiting.push_back(Waiting { pending, urgent });
+            tb.waiting.push_back(Waiting {
+                pending,
+                urgent,
+                since: now,
+            });
             return;
         }
         tb.backlog.clear();
@@ -972,6 +978,22 @@ impl Producer {
     /// Expires what hit a limit, admits blocked records, completes
     /// flushes.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        // Records still waiting for their topic's metadata (no broker
+        // reachable, say) time out like unsent batches: never sent, so
+        // failing them is always safe.
+        if let Some(d) = self.delivery_timeout {
+            let mut expired = Vec::new();
+            for tb in self.topics.values_mut() {
+                while tb.waiting.front().is_some_and(|w| now >= w.since + d) {
+                    if let Some(w) = tb.waiting.pop_front() {
+                        expired.push(w.pending);
+                    }
+                }
+            }
+            if !expired.is_empty() {
+                self.fail_records(expired, ProduceError::DeliveryTimeout);
+            }
+        }
         let mut failed = Vec::new();
         for tb in self.topics.values_mut() {
             for p in &mut tb.partitions {
@@ -1020,6 +1042,9 @@ impl Producer {
         let stamped = self.stamp().is_some();
         let doubt_only = self.stamp().is_some_and(|s| s.1);
         for tb in self.topics.values() {
+            if let (Some(d), Some(w)) = (self.delivery_timeout, tb.waiting.front()) {
+                min(w.since + d);
+            }
             for p in &tb.partitions {
                 if stamped && Self::may_send(p, doubt_only) {
                     if let Some(r) = p.ready_at(

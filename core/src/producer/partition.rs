@@ -521,8 +521,7 @@ impl PartitionBuffer {
         let idx = self.batches.iter().position(|b| {
             let over_retries = retries.is_some_and(|r| b.attempts > r) && b.last_error.is_some();
             let timed_out = delivery_timeout
-                .zip(b.first_sent_at)
-                .is_some_and(|(d, t)| now >= t + d);
+                .is_some_and(|d| now >= b.first_sent_at.unwrap_or(b.created_at) + d);
             over_retries || timed_out || b.cancelled
         })?;
         let b = &self.batches[idx];
@@ -542,20 +541,24 @@ impl PartitionBuffer {
         Some(self.fail_from(idx, error))
     }
 
-    /// The earliest time `expire` could fail something. Batches in flight
-    /// or with an ambiguous past cannot be failed, so they set no deadline
-    /// (their answer, or loss, re-checks them): a deadline that cannot fire
-    /// would make the driver spin.
+    /// The earliest time `expire` could fail something. A batch's delivery
+    /// timeout counts from its first send, or, for a batch never sent (no
+    /// broker reachable, say), from its creation, as Java's KIP-91 timeout
+    /// does. Batches in flight or in doubt cannot be failed, so they set no
+    /// deadline (their answer, or loss, re-checks them): a deadline that
+    /// cannot fire would make the driver spin.
     pub(crate) fn expiry_at(
         &self,
         delivery_timeout: Option<std::time::Duration>,
     ) -> Option<Timestamp> {
         let d = delivery_timeout?;
-        let b = self.batches.iter().find(|b| b.first_sent_at.is_some())?;
-        if b.in_flight || b.ambiguous || self.in_flight > 0 {
-            return None;
-        }
-        b.first_sent_at.map(|t| t + d)
+        self.batches
+            .iter()
+            .filter(|b| {
+                !b.in_flight && !b.ambiguous && (self.in_flight == 0 || b.sequence.is_none())
+            })
+            .map(|b| b.first_sent_at.unwrap_or(b.created_at) + d)
+            .min()
     }
 
     /// Marks the batch holding `id` cancelled.
