@@ -418,6 +418,18 @@ impl Connection {
             Ok(r) if r.error_code != ErrorCode::UnsupportedVersion.code() => r,
             first => match ApiVersionsResponse::decode(&mut body.clone(), 0) {
                 Ok(r) => r,
+                // The error code leads the body in every version. A broker
+                // that refuses `version` in a body that parses as neither
+                // (librdkafka 2.12's mock cluster writes a v0 body with a
+                // one-byte array count) is asked again at v0, which every
+                // broker speaks.
+                Err(_) if version > 0 && body.get(..2) == Some(&[0, 35][..]) => {
+                    tracing::debug!(
+                        tried = version,
+                        "unreadable UNSUPPORTED_VERSION; retrying ApiVersions v0"
+                    );
+                    return self.send_api_versions(now, 0);
+                }
                 Err(source) => {
                     return Err(ConnError::Decode {
                         api: ApiKey::ApiVersions,
@@ -628,12 +640,34 @@ mod tests {
 
     #[test]
     fn an_older_broker_gets_the_api_versions_version_it_names() {
-        // librdkafka's mock cluster speaks ApiVersions 0-2 and answers v3
-        // with UNSUPPORTED_VERSION in a v0 body.
+        // A KIP-511 broker that speaks ApiVersions 0-2 answers v3 with
+        // UNSUPPORTED_VERSION in a v0 body naming 2.
         let mut conn = Connection::new(ConnConfig::default());
         let mut broker = Broker::new(2);
         let tried = handshake(&mut conn, &mut broker);
         assert_eq!(tried, vec![api_versions_first_try(), 2]);
+        assert!(conn.is_ready());
+    }
+
+    #[test]
+    fn an_unreadable_unsupported_version_answer_falls_back_to_v0() {
+        // librdkafka 2.12's mock cluster answers ApiVersions v3+ with this
+        // body: UNSUPPORTED_VERSION, a one-byte array count, one entry
+        // (ApiVersions 0-2) and a throttle time: neither v3+ nor v0.
+        let mut conn = Connection::new(ConnConfig::default());
+        let mut broker = Broker::new(2);
+        conn.on_connected(t(0)).expect("connect");
+        let first = conn.poll_transmit().expect("ApiVersions");
+        let (h, _) = broker.requests(&first).remove(0);
+        assert_eq!(h.request_api_version, api_versions_first_try());
+        let mock_body = [0, 35, 1, 0, 18, 0, 0, 0, 2, 0, 0, 0, 0];
+        let answer = Broker::frame(h.correlation_id, 0, |b| b.put_slice(&mock_body));
+        conn.handle_bytes(t(1), &answer).expect("falls back");
+        let again = conn.poll_transmit().expect("ApiVersions again");
+        let (h, _) = broker.requests(&again).remove(0);
+        assert_eq!(h.request_api_version, 0);
+        conn.handle_bytes(t(2), &broker.api_versions_answer(&h))
+            .expect("v0 answer");
         assert!(conn.is_ready());
     }
 
