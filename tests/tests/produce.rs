@@ -4,7 +4,9 @@
 //!   100,000 keyed records with headers go in through `sansa-tokio`,
 //!   librdkafka consumes them, and [`verify::check`] finds each record
 //!   exactly once, unaltered, on the partition Java's partitioner picks,
-//!   in produce order within its partition.
+//!   in produce order within its partition; a raw Fetch shows each stored
+//!   batch carries the codec asked for. noida-db, the optional third peer,
+//!   gets 2,000 records per codec and the same checks.
 //! - Faults on the mock cluster while producing with idempotence (the
 //!   default): leader moves, a broker down then up, injected Produce
 //!   errors, responses slower than the request timeout. Afterwards the log
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sansa_core::protocol::{ApiKey, ErrorCode};
 use sansa_tests::peers::librdkafka::{self, Consumed};
-use sansa_tests::peers::{raw, KafkaPeer, MockCluster, Tansu};
+use sansa_tests::peers::{raw, KafkaPeer, MockCluster, NoidaDb, Tansu};
 use sansa_tests::verify::{self, seq_value, Outcome, Report, Sent};
 use sansa_tokio::{Client, ClientBuilder, Compression, ProduceError, Record, RecordMeta};
 
@@ -177,10 +179,26 @@ fn builder(peer: &dyn KafkaPeer) -> ClientBuilder {
 /// 100,000 keyed records with headers through `codec`, read back by
 /// librdkafka: all there once, unaltered, on the Java partition, in order.
 async fn codec_round_trip(peer: &dyn KafkaPeer, codec: Compression, replication: i32) {
+    codec_round_trip_of(peer, codec, replication, CODEC_RECORDS, CODEC_PARTITIONS).await;
+    assert_stored_with(
+        peer,
+        &format!("codec-{}", codec.name()),
+        codec,
+        CODEC_PARTITIONS,
+    );
+}
+
+async fn codec_round_trip_of(
+    peer: &dyn KafkaPeer,
+    codec: Compression,
+    replication: i32,
+    records: u64,
+    partitions: i32,
+) {
     let started = Instant::now();
     let name = peer.name();
     let topic = format!("codec-{}", codec.name());
-    peer.create_topic(&topic, CODEC_PARTITIONS, replication)
+    peer.create_topic(&topic, partitions, replication)
         .unwrap_or_else(|e| panic!("{name}: create topic {topic}: {e}"));
     let client = bounded(
         "build",
@@ -189,9 +207,9 @@ async fn codec_round_trip(peer: &dyn KafkaPeer, codec: Compression, replication:
     )
     .await
     .expect("client");
-    let sent = sent_records(CODEC_RECORDS, KEYS, codec.name());
+    let sent = sent_records(records, KEYS, codec.name());
     let results = bounded(
-        &format!("{name}: producing {CODEC_RECORDS} records with {codec:?}"),
+        &format!("{name}: producing {records} records with {codec:?}"),
         Duration::from_secs(40),
         produce_all(&client, &topic, &sent, None),
     )
@@ -205,28 +223,27 @@ async fn codec_round_trip(peer: &dyn KafkaPeer, codec: Compression, replication:
         failed.len(),
         failed[0]
     );
-    let report = check_log(peer, &topic, CODEC_PARTITIONS, &sent, &results).await;
+    let report = check_log(peer, &topic, partitions, &sent, &results).await;
     assert!(report.is_clean(), "{name} {codec:?}: {report}");
     assert_eq!(
-        report.consumed as u64, CODEC_RECORDS,
+        report.consumed as u64, records,
         "{name} {codec:?}: {report}"
     );
-    assert_stored_with(peer, &topic, codec);
     eprintln!(
-        "{name} {codec:?}: {CODEC_RECORDS} records produced in {produced:?}, checked in {:?}",
+        "{name} {codec:?}: {records} records produced in {produced:?}, checked in {:?}",
         started.elapsed()
     );
 }
 
 /// The broker stores the batches sansa wrote, so a raw Fetch of each
 /// partition shows which codec sansa used: `codec`, on every batch.
-fn assert_stored_with(peer: &dyn KafkaPeer, topic: &str, codec: Compression) {
+fn assert_stored_with(peer: &dyn KafkaPeer, topic: &str, codec: Compression, partitions: i32) {
     let name = peer.name();
     let leaders = librdkafka::partition_leaders(&peer.bootstrap(), topic, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
         leaders.len(),
-        CODEC_PARTITIONS as usize,
+        partitions as usize,
         "{name}: leaders {leaders:?}"
     );
     for (partition, leader) in leaders {
@@ -257,6 +274,17 @@ async fn mock_codec(codec: Compression) {
 async fn tansu_codec(codec: Compression) {
     let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
     codec_round_trip(&tansu, codec, 1).await;
+}
+
+/// noida-db (optional peer; its Fetch ignores max_bytes, so volumes stay
+/// small): 2,000 records per codec, the same checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noida_db_reads_records_of_every_codec() {
+    let noida = NoidaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    for codec in Compression::ALL {
+        codec_round_trip_of(&noida, codec, 1, 2_000, 4).await;
+        assert_stored_with(&noida, &format!("codec-{}", codec.name()), codec, 4);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
