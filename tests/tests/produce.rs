@@ -11,9 +11,13 @@
 //!   default): leader moves, a broker down then up, injected Produce
 //!   errors, responses slower than the request timeout. Afterwards the log
 //!   must hold every record the client called delivered exactly once, and
-//!   nothing it called failed.
-//! - Failure paths a user relies on: the delivery timeout with a broker
-//!   down, cancelling an unsent record, `try_produce` on a full buffer.
+//!   nothing it called failed. (The mock checks idempotent sequences only
+//!   for transactional producers; see
+//!   [`assert_clean_but_for_mock_sequence_checks`] for what that allows.)
+//! - Failure paths a user relies on: the delivery timeout, cancelling an
+//!   unsent record, `try_produce` on a full buffer. The delivery timeout
+//!   for a broker that is down before the first send is a known sansa bug
+//!   (an ignored test says why; `--ignored` reproduces it).
 //!
 //! A broker that cannot be found fails the test with the fixture's
 //! message (how to install it); nothing is skipped. Every wait is bounded
