@@ -81,6 +81,9 @@ struct Cluster {
     produce_requests: usize,
     fetches: usize,
     duplicates: usize,
+    /// Answer epoch bumps (InitProducerId with an id) with this error, as
+    /// librdkafka's mock cluster does for non-transactional producers.
+    refuse_bumps: Option<ErrorCode>,
 }
 
 fn port(node: i32) -> i32 {
@@ -102,6 +105,7 @@ impl Cluster {
             produce_requests: 0,
             fetches: 0,
             duplicates: 0,
+            refuse_bumps: None,
         }
     }
 
@@ -253,6 +257,16 @@ impl Cluster {
                 self.answer(conn, corr, ApiKey::Metadata, v, resp);
             }
             RequestBody::InitProducerId(req) => {
+                if let Some(e) = self.refuse_bumps.filter(|_| req.producer_id >= 0) {
+                    let resp = InitProducerIdResponse {
+                        error_code: e.code(),
+                        producer_id: -1,
+                        producer_epoch: -1,
+                        ..Default::default()
+                    };
+                    self.answer(conn, corr, ApiKey::InitProducerId, v, resp);
+                    return;
+                }
                 let (id, epoch) = if req.producer_id >= 0 {
                     (req.producer_id, req.producer_epoch + 1)
                 } else {
@@ -833,6 +847,34 @@ fn truncated_producer_state_bumps_the_epoch_and_resends() {
     h.run(|h| h.client.is_idle());
     assert!(h.failed().is_empty(), "{:?}", h.failed());
     assert_eq!(values(&h, 0), vec!["v0".to_string(), "v1".to_string()]);
+}
+
+#[test]
+fn a_refused_epoch_bump_after_data_loss_gets_a_new_producer_id() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    // librdkafka's mock cluster refuses bumps without a transactional id.
+    cluster.refuse_bumps = Some(ErrorCode::InvalidProducerIdMapping);
+    let mut h = Harness::new(cluster, Config::builder());
+    h.produce(keyed(0));
+    h.run(|h| h.client.is_idle());
+    // Out of order with the log intact: data loss, reported, then a reset.
+    h.cluster
+        .fault("t", 0, Fault::Error(ErrorCode::OutOfOrderSequenceNumber));
+    h.produce(keyed(1));
+    h.run(|h| h.client.is_idle());
+    assert_eq!(
+        h.failed(),
+        vec![(
+            ProduceId(1),
+            ProduceError::DataLoss(ErrorCode::OutOfOrderSequenceNumber)
+        )]
+    );
+    // The bump is refused; a new producer id lets production go on.
+    h.produce(keyed(2));
+    h.run(|h| h.client.is_idle());
+    assert_eq!(h.delivered().len(), 2, "failed: {:?}", h.failed());
+    assert_eq!(values(&h, 0), vec!["v0".to_string(), "v2".to_string()]);
 }
 
 #[test]

@@ -608,11 +608,14 @@ impl Producer {
                 ErrorCode::InvalidProducerEpoch
                     | ErrorCode::ProducerFenced
                     | ErrorCode::UnsupportedVersion
+                    | ErrorCode::InvalidProducerIdMapping
             )
         {
-            // The epoch cannot be bumped: start over with a new id.
-            self.producer_id = ProducerId::Requesting { bump: None };
-            return retry(self);
+            // The epoch cannot be bumped: start over with a new id. (Set
+            // after `retry`, which would ask for the bump again.)
+            retry(self);
+            self.producer_id = ProducerId::Needed;
+            return;
         }
         retry(self);
     }

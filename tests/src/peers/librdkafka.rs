@@ -229,6 +229,24 @@ pub fn consume(
     count: usize,
     timeout: Duration,
 ) -> Result<Vec<Consumed>, PeerError> {
+    consume_until_quiet(bootstrap, topic, count, Duration::ZERO, timeout)
+}
+
+/// Consumes every partition of `topic` from the beginning until at least
+/// `count` records have arrived and then nothing more for `quiet`, so that
+/// records beyond the expected ones (duplicates) are read too; fails after
+/// `timeout` saying how many arrived.
+///
+/// Waiting for quiet rather than for the high watermark works on every
+/// peer, including Tansu, whose ListOffsets "latest" is not the high
+/// watermark (BROKERS.md).
+pub fn consume_until_quiet(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Result<Vec<Consumed>, PeerError> {
     let consumer = consumer(bootstrap, &[])?;
     let start = Instant::now();
     let partitions = wait_for_topic_with(&consumer, topic, None, timeout)?;
@@ -242,8 +260,12 @@ pub fn consume(
         .assign(&assignment)
         .map_err(|e| PeerError::kafka(format!("assigning {topic}"), e))?;
     let mut out = Vec::with_capacity(count);
-    while out.len() < count {
+    let mut last_arrival = Instant::now();
+    while out.len() < count || last_arrival.elapsed() < quiet {
         let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() && out.len() >= count {
+            break;
+        }
         if left.is_zero() {
             return Err(PeerError::Timeout {
                 what: format!(
@@ -256,21 +278,24 @@ pub fn consume(
         }
         match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
-            Some(Ok(m)) => out.push(Consumed {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                timestamp_ms: m.timestamp().to_millis(),
-            }),
+            Some(Ok(m)) => {
+                last_arrival = Instant::now();
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                });
+            }
             Some(Err(e)) => {
                 return Err(PeerError::kafka(
                     format!(
@@ -438,4 +463,30 @@ pub fn check_same_records(sent: &[TestRecord], consumed: &[Consumed]) -> Result<
         }
     }
     Ok(())
+}
+
+/// The leader (`host:port`) of each partition of `topic`, from Metadata.
+pub fn partition_leaders(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, String>, PeerError> {
+    let consumer = consumer(bootstrap, &[])?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| PeerError::kafka(format!("metadata of {topic} at {bootstrap}"), e))?;
+    let brokers: HashMap<i32, String> = md
+        .brokers()
+        .iter()
+        .map(|b| (b.id(), format!("{}:{}", b.host(), b.port())))
+        .collect();
+    let mut out = BTreeMap::new();
+    for t in md.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            if let Some(addr) = brokers.get(&p.leader()) {
+                out.insert(p.id(), addr.clone());
+            }
+        }
+    }
+    Ok(out)
 }

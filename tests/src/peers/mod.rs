@@ -32,6 +32,7 @@ pub mod librdkafka;
 mod mock;
 mod noida;
 mod process;
+pub mod raw;
 mod tansu;
 
 pub use mock::{Coordinator, MockCluster, TrackedRequest};
@@ -119,6 +120,14 @@ pub enum PeerError {
         what: String,
         /// librdkafka's error.
         source: KafkaError,
+    },
+    /// A raw request (see [`raw`]) failed or got an answer it cannot use.
+    #[error("{what}: {reason}")]
+    Raw {
+        /// What we were doing.
+        what: String,
+        /// What went wrong.
+        reason: String,
     },
     /// A bounded wait ran out.
     #[error("timed out after {waited:?}: {what}")]

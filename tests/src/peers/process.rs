@@ -170,6 +170,11 @@ impl BrokerProcess {
         self.addr
     }
 
+    /// The broker's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the child is still running.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -76,6 +76,11 @@ impl Tansu {
         self.process.addr().to_string()
     }
 
+    /// The broker's process id (e.g. to read its CPU time in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The last `lines` lines of the broker's output, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)

@@ -1,0 +1,125 @@
+//! Raw requests to a broker, encoded and decoded with sansa-core's
+//! codecs, for what no client reports: here, which codec each stored
+//! record batch carries.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sansa_core::compression::Compression;
+use sansa_core::protocol::header::{decode_response, encode_request};
+use sansa_core::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use sansa_core::protocol::messages::FetchRequest;
+
+use super::PeerError;
+
+/// Fetch v11: the newest version both the mock cluster (0-16) and Tansu
+/// (0-17) speak that still names topics rather than topic ids.
+const FETCH_VERSION: i16 = 11;
+
+fn raw_err(what: String, reason: impl std::fmt::Display) -> PeerError {
+    PeerError::Raw {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// The codec of each record batch (v2) in the first `max_bytes` of
+/// `topic`/`partition`, fetched from offset 0 straight from `leader`
+/// (`host:port` of the partition's leader).
+pub fn batch_codecs(
+    leader: &str,
+    topic: &str,
+    partition: i32,
+    max_bytes: i32,
+    timeout: Duration,
+) -> Result<Vec<Compression>, PeerError> {
+    let what = || format!("raw Fetch of {topic}/{partition} from {leader}");
+    let addr = leader
+        .to_socket_addrs()
+        .map_err(|e| raw_err(what(), e))?
+        .next()
+        .ok_or_else(|| raw_err(what(), "no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| raw_err(what(), e))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| raw_err(what(), e))?;
+    let request = FetchRequest {
+        replica_id: -1,
+        max_wait_ms: 500,
+        session_id: 0,
+        session_epoch: -1,
+        min_bytes: 1,
+        max_bytes,
+        topics: vec![FetchTopic {
+            topic: topic.to_owned(),
+            partitions: vec![FetchPartition {
+                partition,
+                fetch_offset: 0,
+                partition_max_bytes: max_bytes,
+                log_start_offset: -1,
+                current_leader_epoch: -1,
+                last_fetched_epoch: -1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&[0; 4]);
+    encode_request(
+        &mut frame,
+        FETCH_VERSION,
+        1,
+        Some("sansa-tests-raw"),
+        &request,
+    )
+    .map_err(|e| raw_err(what(), e))?;
+    let len = u32::try_from(frame.len() - 4).map_err(|e| raw_err(what(), e))?;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    stream.write_all(&frame).map_err(|e| raw_err(what(), e))?;
+    let mut size = [0u8; 4];
+    stream
+        .read_exact(&mut size)
+        .map_err(|e| raw_err(what(), e))?;
+    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| raw_err(what(), e))?;
+    let (_, response) = decode_response::<FetchRequest>(Bytes::from(body), FETCH_VERSION)
+        .map_err(|e| raw_err(what(), e))?;
+    let data = response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| {
+            raw_err(
+                what(),
+                format!("the answer has no such partition: {response:?}"),
+            )
+        })?;
+    if data.error_code != 0 {
+        return Err(raw_err(what(), format!("error code {}", data.error_code)));
+    }
+    let records = data.records.clone().unwrap_or_default();
+    // Record batch v2: baseOffset i64, batchLength i32, leaderEpoch i32,
+    // magic i8, crc u32, attributes i16 (codec in the low 3 bits). A
+    // batch cut short by max_bytes still has its attributes if it has 23
+    // bytes.
+    let mut codecs = Vec::new();
+    let mut rest = &records[..];
+    while rest.len() >= 23 {
+        let batch_len = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        if rest[16] != 2 {
+            return Err(raw_err(what(), format!("record batch magic {}", rest[16])));
+        }
+        let codec = Compression::from_id(rest[22] & 0x07).map_err(|e| raw_err(what(), e))?;
+        codecs.push(codec);
+        let next = 12 + usize::try_from(batch_len).map_err(|e| raw_err(what(), e))?;
+        rest = rest.get(next..).unwrap_or_default();
+    }
+    Ok(codecs)
+}
