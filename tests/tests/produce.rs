@@ -14,10 +14,9 @@
 //!   nothing it called failed. (The mock checks idempotent sequences only
 //!   for transactional producers; see
 //!   [`assert_clean_but_for_mock_sequence_checks`] for what that allows.)
-//! - Failure paths a user relies on: the delivery timeout, cancelling an
-//!   unsent record, `try_produce` on a full buffer. The delivery timeout
-//!   for a broker that is down before the first send is a known sansa bug
-//!   (an ignored test says why; `--ignored` reproduces it).
+//! - Failure paths a user relies on: the delivery timeout (also for a
+//!   broker that is down before the first send), cancelling an unsent
+//!   record, `try_produce` on a full buffer.
 //!
 //! A broker that cannot be found fails the test with the fixture's
 //! message (how to install it); nothing is skipped. Every wait is bounded
@@ -596,12 +595,13 @@ async fn injected_retriable_produce_errors_lose_nothing_five_in_flight() {
 
 /// OUT_OF_ORDER_SEQUENCE_NUMBER for a partition that has acknowledged
 /// records and no log truncation (the mock reports log start -1) is data
-/// loss by the rules (semantics.md): the client fails that batch and
-/// everything behind it on the partition with `DataLoss`, bumps its
-/// epoch, and goes on. Nothing it failed may be in the log, nothing it
-/// delivered may be missing.
+/// loss by the rules (semantics.md). Without a transactional id the client
+/// does what franz-go does: reports it (`Event::DataLossDetected`, a log
+/// line), takes a new epoch, and goes on retrying, so no record fails.
+/// The injected answer wrote nothing, so the log must hold every record
+/// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_out_of_order_sequence_fails_as_data_loss_and_production_goes_on() {
+async fn injected_out_of_order_sequence_is_reported_and_production_goes_on() {
     let what = "out of order sequence";
     let topic = "out-of-order";
     let mock = fault_cluster(topic);
@@ -617,22 +617,12 @@ async fn injected_out_of_order_sequence_fails_as_data_loss_and_production_goes_o
         .enumerate()
         .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
         .collect();
-    assert!(!failures.is_empty(), "{what}: nothing failed; {report}");
-    for (i, e) in &failures {
-        let loss = ProduceError::DataLoss(ErrorCode::OutOfOrderSequenceNumber);
-        assert!(
-            **e == loss || **e == ProduceError::EarlierBatchFailed(Box::new(loss.clone())),
-            "{what}: record {i} failed with {e}"
-        );
-    }
-    // The last records, produced long after the fault, all made it.
-    let tail = &results[results.len() - 5_000..];
     assert!(
-        tail.iter().all(Result::is_ok),
-        "{what}: records after the fault failed"
+        failures.is_empty(),
+        "{what}: records failed: {:?}",
+        &failures[..failures.len().min(5)]
     );
     assert!(report.is_clean(), "{what}: {report}");
-    eprintln!("{what}: {} records failed as data loss", failures.len());
 }
 
 /// A Produce answer slower than the request timeout: the client drops the
@@ -769,15 +759,10 @@ async fn the_delivery_timeout_fails_records_the_broker_keeps_refusing() {
 /// `Client::close` documents exactly this use: "with no broker reachable
 /// ... set `record_delivery_timeout` to bound it".
 ///
-/// sansa bug: the core counts the delivery timeout from a batch's first
-/// send (`first_sent_at`, set when a batch goes into a request), so a
-/// batch that never reaches a request has no deadline, and these records
-/// wait until the broker is back however long that is (the same for
-/// records that wait for metadata with no broker reachable). franz-go,
-/// Java and librdkafka all count from the produce call. Run with
-/// `--ignored` to reproduce.
+/// A batch never sent starts its timeout at the first try the producer
+/// could not make (no leader, no connection); records waiting for
+/// metadata start theirs on arrival.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "sansa bug: the delivery timeout never starts for a batch that was never sent (broker down)"]
 async fn the_delivery_timeout_fails_records_for_a_broker_that_is_down() {
     let topic = "delivery-timeout";
     let mock = one_partition_cluster(topic);

@@ -720,6 +720,18 @@ impl Client {
 
     fn drive_produce(&mut self, now: Timestamp) {
         let brokers = self.producer.ready_brokers(now, &self.metadata);
+        // Which of them can take a request now; the rest start their
+        // batches' delivery timeouts.
+        if self.config.record_delivery_timeout.is_some() {
+            let sendable: std::collections::BTreeSet<NodeId> = self
+                .by_node
+                .iter()
+                .filter(|(_, id)| self.slots.get(id).is_some_and(|s| s.conn.is_ready()))
+                .map(|(&node, _)| node)
+                .collect();
+            self.producer
+                .note_unsendable(now, &self.metadata, &sendable);
+        }
         for broker in brokers {
             let Some(id) = self.conn_to(now, broker) else {
                 continue;

@@ -667,6 +667,51 @@ impl Producer {
         out
     }
 
+    /// Notes the partitions with a batch ready now that cannot be sent: no
+    /// leader, or a leader not in `sendable` (no ready connection). Their
+    /// delivery timeouts start (see `PartitionBuffer::note_blocked`).
+    pub fn note_unsendable(
+        &mut self,
+        now: Timestamp,
+        metadata: &Metadata,
+        sendable: &BTreeSet<NodeId>,
+    ) {
+        let Some((_, doubt_only)) = self.stamp() else {
+            // Waiting for a producer id: nothing can be sent anywhere.
+            for tb in self.topics.values_mut() {
+                for p in &mut tb.partitions {
+                    if !p.batches.is_empty() {
+                        p.note_blocked(now);
+                    }
+                }
+            }
+            return;
+        };
+        let flushing = self.flushing();
+        for (name, tb) in &mut self.topics {
+            for p in &mut tb.partitions {
+                let ready = Self::may_send(p, doubt_only)
+                    && p.ready_at(
+                        now,
+                        self.linger,
+                        flushing,
+                        self.manual_flushing,
+                        self.max_in_flight,
+                    )
+                    .is_some_and(|t| t <= now);
+                if !ready {
+                    continue;
+                }
+                let reachable = metadata
+                    .leader(name, p.partition)
+                    .is_some_and(|(leader, _)| sendable.contains(&leader));
+                if !reachable {
+                    p.note_blocked(now);
+                }
+            }
+        }
+    }
+
     /// Builds the next produce request for `broker`, taking at most one
     /// ready batch per partition it leads (Kafka accepts one batch per
     /// partition per idempotent request), up to `max_request_bytes`.

@@ -107,6 +107,9 @@ pub(crate) struct PartitionBuffer {
     /// A batch that may have been written was failed: the partition's
     /// sequence cannot go on under this epoch (see `on_fatal`).
     sequence_broken: bool,
+    /// Since when a ready batch could not be sent (see `note_blocked`);
+    /// cleared by a send.
+    blocked_since: Option<Timestamp>,
 }
 
 impl PartitionBuffer {
@@ -127,6 +130,7 @@ impl PartitionBuffer {
             buffered_records: 0,
             buffered_bytes: 0,
             sequence_broken: false,
+            blocked_since: None,
         }
     }
 
@@ -329,6 +333,7 @@ impl PartitionBuffer {
             self.next_sequence = next;
         }
         self.retry_at = None;
+        self.blocked_since = None;
         let b = &mut self.batches[idx];
         b.in_flight = true;
         b.attempts += 1;
@@ -521,7 +526,8 @@ impl PartitionBuffer {
         let idx = self.batches.iter().position(|b| {
             let over_retries = retries.is_some_and(|r| b.attempts > r) && b.last_error.is_some();
             let timed_out = delivery_timeout
-                .is_some_and(|d| now >= b.first_sent_at.unwrap_or(b.created_at) + d);
+                .zip(self.timeout_start(b))
+                .is_some_and(|(d, t)| now >= t + d);
             over_retries || timed_out || b.cancelled
         })?;
         let b = &self.batches[idx];
@@ -541,12 +547,30 @@ impl PartitionBuffer {
         Some(self.fail_from(idx, error))
     }
 
-    /// The earliest time `expire` could fail something. A batch's delivery
-    /// timeout counts from its first send, or, for a batch never sent (no
-    /// broker reachable, say), from its creation, as Java's KIP-91 timeout
-    /// does. Batches in flight or in doubt cannot be failed, so they set no
-    /// deadline (their answer, or loss, re-checks them): a deadline that
-    /// cannot fire would make the driver spin.
+    /// When a batch's delivery timeout starts (semantics.md: at the first
+    /// try of the batch): at its first send; for a batch never sent, when
+    /// the producer first tried to send it and could not (no leader, no
+    /// connection), so a partition whose leader cannot be reached fails its
+    /// records in time, while one whose earlier batches are merely slow
+    /// keeps the rest waiting behind them.
+    fn timeout_start(&self, b: &Batch) -> Option<Timestamp> {
+        match b.first_sent_at {
+            Some(t) => Some(t),
+            None => self.blocked_since.map(|t| t.max(b.created_at)),
+        }
+    }
+
+    /// The partition had a batch ready but could not send it (no leader, or
+    /// no connection to it): the first try of its unsent batches happened
+    /// now, for the delivery timeout.
+    pub(crate) fn note_blocked(&mut self, now: Timestamp) {
+        self.blocked_since.get_or_insert(now);
+    }
+
+    /// The earliest time `expire` could fail something. Batches in flight
+    /// or in doubt cannot be failed, so they set no deadline (their answer,
+    /// or loss, re-checks them): a deadline that cannot fire would make the
+    /// driver spin.
     pub(crate) fn expiry_at(
         &self,
         delivery_timeout: Option<std::time::Duration>,
@@ -557,7 +581,8 @@ impl PartitionBuffer {
             .filter(|b| {
                 !b.in_flight && !b.ambiguous && (self.in_flight == 0 || b.sequence.is_none())
             })
-            .map(|b| b.first_sent_at.unwrap_or(b.created_at) + d)
+            .filter_map(|b| self.timeout_start(b))
+            .map(|t| t + d)
             .min()
     }
 
