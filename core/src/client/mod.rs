@@ -791,7 +791,9 @@ impl Client {
                     continue;
                 }
             };
-            let Some((req, inflight)) = self.consumer.fetch_request(now, broker, &self.metadata)
+            let Some((req, inflight)) =
+                self.consumer
+                    .fetch_request(now, broker, &self.metadata, version)
             else {
                 continue;
             };

@@ -71,6 +71,10 @@ struct Cluster {
     produce_requests: usize,
     fetches: usize,
     duplicates: usize,
+    /// Highest version advertised per API (default: all sansa knows).
+    max_versions: BTreeMap<ApiKey, i16>,
+    /// Fetch versions received, in order.
+    fetch_versions: Vec<i16>,
 }
 
 fn port(node: i32) -> i32 {
@@ -90,6 +94,8 @@ impl Cluster {
             produce_requests: 0,
             fetches: 0,
             duplicates: 0,
+            max_versions: BTreeMap::new(),
+            fetch_versions: Vec::new(),
         }
     }
 
@@ -183,7 +189,11 @@ impl Cluster {
                         .map(|k| ApiVersion {
                             api_key: k.key(),
                             min_version: k.valid_versions().min,
-                            max_version: k.valid_versions().max,
+                            max_version: self
+                                .max_versions
+                                .get(k)
+                                .copied()
+                                .unwrap_or(k.valid_versions().max),
                             ..Default::default()
                         })
                         .collect(),
@@ -334,6 +344,7 @@ impl Cluster {
             }
             RequestBody::Fetch(req) => {
                 self.fetches += 1;
+                self.fetch_versions.push(v);
                 let responses: Vec<FetchableTopicResponse> = req
                     .topics
                     .into_iter()
@@ -462,8 +473,10 @@ impl Cluster {
         }
         resp.base_offset = log.records.len() as i64;
         let mut stored = BytesMut::from(batch.as_bytes().as_ref());
-        // The base offset sits outside the CRC: the broker stamps it.
+        // The base offset and the partition leader epoch sit outside the
+        // CRC: the broker stamps them (the epoch is always 0 here).
         stored[..8].copy_from_slice(&resp.base_offset.to_be_bytes());
+        stored[12..16].copy_from_slice(&0i32.to_be_bytes());
         log.batches.push(stored.freeze());
         for r in batch.records().expect("records") {
             let r = r.expect("record");
@@ -1094,4 +1107,35 @@ fn pausing_drops_buffered_records_without_skipping_them() {
         .flat_map(|f| f.records.iter().map(|r| r.offset))
         .collect();
     assert_eq!(offsets, (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_broker_without_last_fetched_epoch_is_not_sent_one() {
+    // Fetch v12 added LastFetchedEpoch, and it is not ignorable: a broker
+    // capped at v11 (Kafka 2.3 to 2.6) must get fetches without it, even
+    // once a batch told the consumer its epoch.
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    cluster.max_versions.insert(ApiKey::Fetch, 11);
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..5 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    h.client.consume_topics(h.now, ["t"]);
+    let mut offsets = Vec::new();
+    for round in 1..=3 {
+        h.run(|h| h.client.consumer.has_buffered());
+        offsets.extend(
+            consumed(&mut h)
+                .iter()
+                .flat_map(|f| f.records.iter().map(|r| r.offset)),
+        );
+        assert_eq!(offsets.len(), 5 * round);
+        for i in 0..5 {
+            h.produce(keyed(5 * round + i));
+        }
+    }
+    assert_eq!(offsets, (0..15).collect::<Vec<_>>());
+    assert!(h.cluster.fetch_versions.iter().all(|&v| v == 11));
 }

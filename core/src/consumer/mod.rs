@@ -39,6 +39,9 @@ use crate::time::Timestamp;
 /// The highest Fetch version used: v13+ names topics by id.
 pub const MAX_FETCH_VERSION: i16 = 12;
 
+/// The first Fetch version with `LastFetchedEpoch` (KIP-595).
+const LAST_FETCHED_EPOCH_VERSION: i16 = 12;
+
 /// Where to start consuming a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOffset {
@@ -574,12 +577,13 @@ impl Consumer {
         out
     }
 
-    /// The fetch for `broker`: every ready partition it leads.
+    /// The fetch for `broker` at `version`: every ready partition it leads.
     pub fn fetch_request(
         &mut self,
         now: Timestamp,
         broker: NodeId,
         metadata: &Metadata,
+        version: i16,
     ) -> Option<(FetchRequest, ConsumerInFlight)> {
         if self.fetching.contains(&broker) || !self.room() {
             return None;
@@ -602,7 +606,13 @@ impl Consumer {
                     partition: p,
                     current_leader_epoch: c.leader_epoch,
                     fetch_offset: c.offset,
-                    last_fetched_epoch: c.last_fetched_epoch,
+                    // Fetch v12 added it and it is not ignorable: an older
+                    // broker (Kafka before 2.7) must not be sent it.
+                    last_fetched_epoch: if version >= LAST_FETCHED_EPOCH_VERSION {
+                        c.last_fetched_epoch
+                    } else {
+                        -1
+                    },
                     partition_max_bytes: self.config.fetch_max_partition_bytes,
                     ..Default::default()
                 });
