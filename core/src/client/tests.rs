@@ -49,6 +49,8 @@ enum Fault {
 struct PartitionLog {
     /// (key, value) of every record, by offset.
     records: Vec<(Option<Bytes>, Option<Bytes>)>,
+    /// The timestamp of every record, by offset.
+    timestamps: Vec<i64>,
     /// The batches as written, base offset stamped, for Fetch.
     batches: Vec<Bytes>,
     /// (producer id, epoch) -> next expected sequence
@@ -75,6 +77,11 @@ struct Cluster {
     max_versions: BTreeMap<ApiKey, i16>,
     /// Fetch versions received, in order.
     fetch_versions: Vec<i16>,
+    /// Errors for the next ListOffsets requests, one per request (every
+    /// partition of it).
+    list_errors: VecDeque<ErrorCode>,
+    /// ListOffsets requests received.
+    lists: usize,
 }
 
 fn port(node: i32) -> i32 {
@@ -96,6 +103,8 @@ impl Cluster {
             duplicates: 0,
             max_versions: BTreeMap::new(),
             fetch_versions: Vec::new(),
+            list_errors: VecDeque::new(),
+            lists: 0,
         }
     }
 
@@ -311,6 +320,8 @@ impl Cluster {
                 }
             }
             RequestBody::ListOffsets(req) => {
+                self.lists += 1;
+                let error = self.list_errors.pop_front();
                 let topics = req
                     .topics
                     .into_iter()
@@ -321,12 +332,31 @@ impl Cluster {
                                 .partitions
                                 .into_iter()
                                 .map(|p| {
-                                    let end = log
-                                        .and_then(|l| l.get(p.partition_index as usize))
-                                        .map_or(0, |l| l.records.len() as i64);
+                                    let partition =
+                                        log.and_then(|l| l.get(p.partition_index as usize));
+                                    let end = partition.map_or(0, |l| l.records.len() as i64);
+                                    if let Some(e) = error {
+                                        return ListOffsetsPartitionResponse {
+                                            partition_index: p.partition_index,
+                                            error_code: e.code(),
+                                            offset: -1,
+                                            ..Default::default()
+                                        };
+                                    }
+                                    let offset = match p.timestamp {
+                                        -2 => 0,
+                                        -1 => end,
+                                        // The first record at or after the
+                                        // time, -1 if none is (Kafka).
+                                        t => partition
+                                            .and_then(|l| {
+                                                l.timestamps.iter().position(|&ts| ts >= t)
+                                            })
+                                            .map_or(-1, |o| o as i64),
+                                    };
                                     ListOffsetsPartitionResponse {
                                         partition_index: p.partition_index,
-                                        offset: if p.timestamp == -2 { 0 } else { end },
+                                        offset,
                                         ..Default::default()
                                     }
                                 })
@@ -480,6 +510,7 @@ impl Cluster {
         log.batches.push(stored.freeze());
         for r in batch.records().expect("records") {
             let r = r.expect("record");
+            log.timestamps.push(r.timestamp);
             log.records.push((r.key, r.value));
         }
         resp
@@ -1138,4 +1169,86 @@ fn a_broker_without_last_fetched_epoch_is_not_sent_one() {
     }
     assert_eq!(offsets, (0..15).collect::<Vec<_>>());
     assert!(h.cluster.fetch_versions.iter().all(|&v| v == 11));
+}
+
+fn offsets_of(fetched: &[crate::consumer::FetchedPartition]) -> Vec<i64> {
+    fetched
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect()
+}
+
+#[test]
+fn a_failed_list_offsets_asks_the_same_question_again() {
+    // An explicit start at the end, and a reset to the end, whose first
+    // ListOffsets fails: the retry lists the end again, not the
+    // configured start (earliest), which would hand out the history.
+    for (start, reset) in [
+        (StartOffset::Latest, ResetPolicy::Earliest),
+        (StartOffset::At(99), ResetPolicy::Latest),
+    ] {
+        let mut cluster = Cluster::new(1);
+        cluster.create_topic("t", 1);
+        cluster
+            .list_errors
+            .push_back(ErrorCode::NotLeaderOrFollower);
+        cluster.list_errors.push_back(ErrorCode::RequestTimedOut);
+        let mut h = Harness::new(
+            cluster,
+            Config::builder().consumer(ConsumerConfig {
+                reset,
+                ..Default::default()
+            }),
+        );
+        for i in 0..5 {
+            h.produce(keyed(i));
+        }
+        h.run(|h| h.client.is_idle());
+        let mut parts = BTreeMap::new();
+        parts.insert("t".to_string(), BTreeMap::from([(0, start)]));
+        h.client.consume_partitions(h.now, parts);
+        h.run_for(Duration::from_secs(2));
+        assert!(h.cluster.lists >= 3, "{start:?}: {} lists", h.cluster.lists);
+        assert!(offsets_of(&consumed(&mut h)).is_empty(), "{start:?}");
+        h.produce(keyed(5));
+        h.run(|h| h.client.consumer.has_buffered());
+        assert_eq!(offsets_of(&consumed(&mut h)), vec![5], "{start:?}");
+    }
+}
+
+#[test]
+fn start_at_a_timestamp_and_past_every_record_at_the_end() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    let base = 1_700_000_000_000;
+    for i in 0..10 {
+        h.client
+            .produce(h.now, keyed(i as usize), base + i * 1000)
+            .expect("buffered");
+    }
+    h.run(|h| h.client.is_idle());
+    // Between records 3 and 4: 4 comes first.
+    let mut parts = BTreeMap::new();
+    parts.insert(
+        "t".to_string(),
+        BTreeMap::from([(0, StartOffset::AtTimestamp(base + 3_500))]),
+    );
+    h.client.consume_partitions(h.now, parts);
+    h.run(|h| h.client.consumer.has_buffered());
+    assert_eq!(offsets_of(&consumed(&mut h)), (4..10).collect::<Vec<_>>());
+
+    // After every record: Kafka answers -1, and the consumer starts at the
+    // end instead of asking again forever.
+    let mut parts = BTreeMap::new();
+    parts.insert(
+        "t".to_string(),
+        BTreeMap::from([(0, StartOffset::AtTimestamp(base + 3_600_000))]),
+    );
+    h.client.consume_partitions(h.now, parts);
+    h.run_for(Duration::from_secs(2));
+    assert!(offsets_of(&consumed(&mut h)).is_empty());
+    h.produce(keyed(10));
+    h.run(|h| h.client.consumer.has_buffered());
+    assert_eq!(offsets_of(&consumed(&mut h)), vec![10]);
 }

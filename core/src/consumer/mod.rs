@@ -51,7 +51,8 @@ pub enum StartOffset {
     Latest,
     /// An exact offset.
     At(i64),
-    /// The first offset whose timestamp is at or after this one (ms).
+    /// The first offset whose timestamp is at or after this one (ms); the
+    /// end if no record is that recent.
     AtTimestamp(i64),
 }
 
@@ -197,8 +198,8 @@ pub struct FetchedPartition {
 enum CursorState {
     /// Needs a ListOffsets for this spec.
     NeedsOffset(StartOffset),
-    /// A ListOffsets is in flight.
-    Listing,
+    /// A ListOffsets for this spec is in flight.
+    Listing(StartOffset),
     /// Ready to fetch at `offset`.
     Ready,
     /// A fetch is in flight.
@@ -416,8 +417,9 @@ impl Consumer {
         now: Timestamp,
         metadata: &Metadata,
     ) -> Vec<(NodeId, ListOffsetsRequest, ConsumerInFlight)> {
-        // Per broker: (topic, partition, timestamp to list, leader epoch).
-        type ToList = Vec<(Arc<str>, i32, i64, i32)>;
+        // Per broker: (topic, partition, spec, timestamp to list, leader
+        // epoch).
+        type ToList = Vec<(Arc<str>, i32, StartOffset, i64, i32)>;
         let mut per_broker: BTreeMap<NodeId, ToList> = BTreeMap::new();
         for (topic, cursors) in &self.cursors {
             for (&p, c) in cursors {
@@ -439,7 +441,7 @@ impl Consumer {
                 per_broker
                     .entry(leader)
                     .or_default()
-                    .push((topic.clone(), p, ts, epoch));
+                    .push((topic.clone(), p, spec, ts, epoch));
             }
         }
         let isolation = match self.config.isolation {
@@ -450,9 +452,9 @@ impl Consumer {
         for (broker, parts) in per_broker {
             let mut topics: BTreeMap<Arc<str>, Vec<ListOffsetsPartition>> = BTreeMap::new();
             let mut carried = Vec::new();
-            for (topic, p, ts, epoch) in parts {
+            for (topic, p, spec, ts, epoch) in parts {
                 if let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) {
-                    c.state = CursorState::Listing;
+                    c.state = CursorState::Listing(spec);
                 }
                 carried.push((topic.clone(), p));
                 topics.entry(topic).or_default().push(ListOffsetsPartition {
@@ -515,6 +517,11 @@ impl Consumer {
             let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
                 continue;
             };
+            // The spec this listing was for: a retry asks the same
+            // question (a reset to latest stays a reset to latest).
+            let CursorState::Listing(spec) = c.state else {
+                continue;
+            };
             let answer = resp.and_then(|r| {
                 r.topics
                     .iter()
@@ -523,7 +530,7 @@ impl Consumer {
                     .find(|x| x.partition_index == p)
             });
             let Some(a) = answer else {
-                c.state = CursorState::NeedsOffset(self.config.start_offset);
+                c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 continue;
             };
@@ -535,12 +542,13 @@ impl Consumer {
                 if a.leader_epoch >= 0 {
                     c.leader_epoch = c.leader_epoch.max(a.leader_epoch);
                 }
+            } else if error.is_ok() && matches!(spec, StartOffset::AtTimestamp(_)) {
+                // No record at or after the time: start at the end, as
+                // franz-go and Java's reset by duration do.
+                c.state = CursorState::NeedsOffset(StartOffset::Latest);
+                c.retry_at = None;
             } else {
                 // Try again later with the same spec.
-                let spec = match c.state {
-                    CursorState::NeedsOffset(s) => s,
-                    _ => self.config.start_offset,
-                };
                 c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 stale |= error.invalidates_metadata() || error == ErrorCode::FencedLeaderEpoch;
