@@ -39,7 +39,7 @@ fn faulty_consumption(
     client_timeout: Option<Duration>,
     prepare: impl FnOnce(&MockCluster),
     faults: impl FnOnce(&MockCluster, &str) + Send,
-) {
+) -> MockCluster {
     let started = Instant::now();
     let mock = MockCluster::new(3).expect("mock cluster");
     prepare(&mock);
@@ -100,6 +100,7 @@ fn faulty_consumption(
         "{name}: sansa lagged {lag:?} behind the writer"
     );
     rt.block_on(client.close());
+    mock
 }
 
 #[test]
@@ -207,14 +208,14 @@ fn a_broker_down_while_its_partitions_move_away_and_back() {
 
 #[test]
 fn injected_fetch_errors_are_retried_without_skips_or_repeats() {
-    faulty_consumption(
+    let mock = faulty_consumption(
         "fetch-errors",
         6,
         2_000,
         3_000,
         quick_consumer(),
         None,
-        |_| {},
+        MockCluster::start_request_tracking,
         |mock, _topic| {
             let errors = [
                 ErrorCode::NotLeaderOrFollower,
@@ -239,33 +240,51 @@ fn injected_fetch_errors_are_retried_without_skips_or_repeats() {
             }
         },
     );
+    let fetches = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == Some(ApiKey::Fetch))
+        .count();
+    // 24 errors were queued; they are consumed one per Fetch.
+    assert!(
+        fetches > 24,
+        "only {fetches} fetches: the errors were not all met"
+    );
 }
 
 #[test]
 fn injected_list_offsets_errors_at_the_start_are_retried() {
-    faulty_consumption(
+    let errors = [
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::LeaderNotAvailable,
+        ErrorCode::RequestTimedOut,
+        ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::FencedLeaderEpoch,
+    ];
+    let mock = faulty_consumption(
         "list-errors",
         4,
         1_000,
         500,
         quick_consumer(),
         None,
-        |_| {},
-        |mock, _topic| {
-            // sansa lists offsets as soon as it has metadata; queue the
-            // errors at once so the first ListOffsets meet them.
-            mock.request_errors(
-                ApiKey::ListOffsets,
-                &[
-                    ErrorCode::NotLeaderOrFollower,
-                    ErrorCode::LeaderNotAvailable,
-                    ErrorCode::RequestTimedOut,
-                    ErrorCode::UnknownLeaderEpoch,
-                    ErrorCode::FencedLeaderEpoch,
-                ],
-            )
-            .expect("inject");
+        |mock| {
+            // Queued before sansa starts, so its first ListOffsets meet
+            // them (librdkafka's producer sends none).
+            mock.request_errors(ApiKey::ListOffsets, &errors)
+                .expect("inject");
+            mock.start_request_tracking();
         },
+        |_, _| {},
+    );
+    let lists = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == Some(ApiKey::ListOffsets))
+        .count();
+    assert!(
+        lists > errors.len(),
+        "{lists} ListOffsets requests: the errors were not all met"
     );
 }
 
