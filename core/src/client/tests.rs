@@ -77,6 +77,8 @@ struct Cluster {
     max_versions: BTreeMap<ApiKey, i16>,
     /// Fetch versions received, in order.
     fetch_versions: Vec<i16>,
+    /// `max_bytes` of every Fetch received, in order.
+    fetch_max_bytes: Vec<i32>,
     /// Errors for the next ListOffsets requests, one per request (every
     /// partition of it).
     list_errors: VecDeque<ErrorCode>,
@@ -103,6 +105,7 @@ impl Cluster {
             duplicates: 0,
             max_versions: BTreeMap::new(),
             fetch_versions: Vec::new(),
+            fetch_max_bytes: Vec::new(),
             list_errors: VecDeque::new(),
             lists: 0,
         }
@@ -375,6 +378,10 @@ impl Cluster {
             RequestBody::Fetch(req) => {
                 self.fetches += 1;
                 self.fetch_versions.push(v);
+                self.fetch_max_bytes.push(req.max_bytes);
+                // Bytes of this answer so far: a broker stops adding
+                // partitions at `max_bytes` but always returns one batch.
+                let mut total = 0usize;
                 let responses: Vec<FetchableTopicResponse> = req
                     .topics
                     .into_iter()
@@ -401,8 +408,10 @@ impl Cluster {
                                         i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
                                     if base + i64::from(count) > p.fetch_offset
                                         && data.len() < p.partition_max_bytes as usize
+                                        && (total == 0 || total < req.max_bytes as usize)
                                     {
                                         data.extend_from_slice(b);
+                                        total += b.len();
                                     }
                                 }
                                 PartitionData {
@@ -1251,4 +1260,66 @@ fn start_at_a_timestamp_and_past_every_record_at_the_end() {
     h.produce(keyed(10));
     h.run(|h| h.client.consumer.has_buffered());
     assert_eq!(offsets_of(&consumed(&mut h)), vec![10]);
+}
+
+#[test]
+fn fetches_ask_for_no_more_than_the_room_left_in_the_buffer() {
+    // A slow reader and a small bound: every fetch asks for at most the
+    // room left, so the buffer overshoots by at most one batch, although
+    // the default fetch sizes (50 MiB, 1 MiB per partition) are far larger.
+    let bound = 8 * 1024;
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 4);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            // Uncompressed, so wire bytes are record bytes (a fetch's
+            // budget is in wire bytes).
+            .compression(Compression::None)
+            .consumer(ConsumerConfig {
+                max_buffered_bytes: bound,
+                ..Default::default()
+            }),
+    );
+    let n = 100;
+    for i in 0..n {
+        // One record per batch: each ~1 KiB.
+        h.produce(Record::new("t", "x".repeat(1000)).with_key(format!("k{i}")));
+        h.run(|h| h.client.is_idle());
+    }
+    h.client.consume_topics(h.now, ["t"]);
+    let mut read = 0;
+    let mut peak = 0;
+    for _ in 0..1000 {
+        h.run_for(Duration::from_millis(100));
+        peak = peak.max(h.client.consumer.buffered_bytes());
+        read += consumed_some(&mut h, 3);
+        if read == n {
+            break;
+        }
+    }
+    assert_eq!(read, n);
+    let batch = 1000 + 200;
+    assert!(
+        peak <= bound + batch,
+        "buffered {peak} bytes with a bound of {bound}: fetch max_bytes {:?}",
+        h.cluster.fetch_max_bytes
+    );
+    assert!(
+        h.cluster
+            .fetch_max_bytes
+            .iter()
+            .all(|&m| m > 0 && m as usize <= bound),
+        "{:?}",
+        h.cluster.fetch_max_bytes
+    );
+}
+
+/// Takes up to `max` records; returns how many.
+fn consumed_some(h: &mut Harness, max: usize) -> usize {
+    h.client
+        .poll_fetches(h.now, Some(max))
+        .iter()
+        .map(|f| f.records.len())
+        .sum()
 }

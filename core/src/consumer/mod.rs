@@ -12,8 +12,9 @@
 //!   the log, and never hands out control records.
 //! - Every fetch carries the partition's current leader epoch (KIP-320), so
 //!   a deposed leader answers FENCED_LEADER_EPOCH instead of stale data.
-//! - Memory is bounded: no fetch is sent while the buffered bytes exceed
-//!   `max_buffered_bytes`.
+//! - Memory is bounded: a fetch asks for no more than the room left under
+//!   `max_buffered_bytes` (counting what fetches in flight may bring), and
+//!   none is sent while there is no room.
 //!
 //! Not yet here (issue 4 continues): fetch sessions (KIP-227; every fetch is
 //! a full fetch with session epoch -1, which brokers must accept),
@@ -106,8 +107,11 @@ pub struct ConsumerConfig {
     pub start_offset: StartOffset,
     /// What an out-of-range offset does. Default earliest.
     pub reset: ResetPolicy,
-    /// No fetch is sent while this many bytes of fetched records wait to be
-    /// polled. Default 64 MiB.
+    /// Fetched records waiting to be polled, plus what the fetches in
+    /// flight may bring back, stay under this many bytes: each fetch asks
+    /// for at most the room left (a broker may still return one whole
+    /// batch past it, KIP-74), and none is sent while there is no room.
+    /// Default 64 MiB.
     pub max_buffered_bytes: usize,
     /// Fetch requests in flight at most (one per broker at most). Default
     /// unbounded.
@@ -239,7 +243,9 @@ pub struct Consumer {
     cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
     buffered: VecDeque<FetchedPartition>,
     buffered_bytes: usize,
-    fetching: BTreeSet<NodeId>,
+    /// Brokers with a fetch in flight, and the bytes each may bring back
+    /// (its `max_bytes`), reserved in the buffer until it answers.
+    fetching: BTreeMap<NodeId, usize>,
     listing: BTreeSet<NodeId>,
     wants_metadata: bool,
 }
@@ -256,7 +262,7 @@ impl Consumer {
             cursors: BTreeMap::new(),
             buffered: VecDeque::new(),
             buffered_bytes: 0,
-            fetching: BTreeSet::new(),
+            fetching: BTreeMap::new(),
             listing: BTreeSet::new(),
             wants_metadata: false,
         }
@@ -407,8 +413,22 @@ impl Consumer {
         out
     }
 
+    /// Bytes of fetched records waiting to be polled.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// What the buffer can still take: the bound, less what it holds and
+    /// what fetches in flight may bring.
+    fn room_left(&self) -> usize {
+        let reserved: usize = self.fetching.values().sum();
+        self.config
+            .max_buffered_bytes
+            .saturating_sub(self.buffered_bytes + reserved)
+    }
+
     fn room(&self) -> bool {
-        self.buffered_bytes < self.config.max_buffered_bytes
+        self.room_left() > 0
     }
 
     /// Brokers to send ListOffsets to now, with the request for each.
@@ -575,7 +595,7 @@ impl Consumer {
                 if c.state == CursorState::Ready && !c.paused && c.retry_at.is_none_or(|t| t <= now)
                 {
                     if let Some((leader, _)) = metadata.leader(topic, p) {
-                        if !self.fetching.contains(&leader) {
+                        if !self.fetching.contains_key(&leader) {
                             out.insert(leader);
                         }
                     }
@@ -593,9 +613,18 @@ impl Consumer {
         metadata: &Metadata,
         version: i16,
     ) -> Option<(FetchRequest, ConsumerInFlight)> {
-        if self.fetching.contains(&broker) || !self.room() {
+        if self.fetching.contains_key(&broker) || !self.room() {
             return None;
         }
+        // Ask for no more than the buffer can take, so memory stays near
+        // `max_buffered_bytes` (a broker still returns one whole batch
+        // when the first is larger, KIP-74).
+        let budget = self
+            .room_left()
+            .min(usize::try_from(self.config.fetch_max_bytes).unwrap_or(0))
+            .max(1);
+        let budget_i32 = i32::try_from(budget).unwrap_or(i32::MAX);
+        let partition_max_bytes = self.config.fetch_max_partition_bytes.min(budget_i32);
         let mut topics = Vec::new();
         let mut carried = Vec::new();
         for (topic, cursors) in &mut self.cursors {
@@ -621,7 +650,7 @@ impl Consumer {
                     } else {
                         -1
                     },
-                    partition_max_bytes: self.config.fetch_max_partition_bytes,
+                    partition_max_bytes,
                     ..Default::default()
                 });
             }
@@ -636,12 +665,12 @@ impl Consumer {
         if carried.is_empty() {
             return None;
         }
-        self.fetching.insert(broker);
+        self.fetching.insert(broker, budget);
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
             min_bytes: self.config.fetch_min_bytes,
-            max_bytes: self.config.fetch_max_bytes,
+            max_bytes: budget_i32,
             isolation_level: match self.config.isolation {
                 IsolationLevel::ReadUncommitted => 0,
                 IsolationLevel::ReadCommitted => 1,
