@@ -1323,3 +1323,61 @@ fn consumed_some(h: &mut Harness, max: usize) -> usize {
         .map(|f| f.records.len())
         .sum()
 }
+
+#[test]
+fn a_partition_with_a_long_backlog_does_not_starve_the_others() {
+    // With a small buffer, each fetch's max_bytes is small: a broker fills
+    // it from the first partition listed, so a fixed order would hand
+    // partition 0's whole backlog out before partition 1 got anything.
+    let bound = 4 * 1024;
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .compression(Compression::None)
+            .consumer(ConsumerConfig {
+                max_buffered_bytes: bound,
+                ..Default::default()
+            }),
+    );
+    // Keys k0.. land on partitions by murmur2; write until partition 0
+    // has 60 records and partition 1 has 5.
+    let (mut on0, mut on1, mut i) = (0, 0, 0);
+    while on0 < 60 || on1 < 5 {
+        let key = format!("k{i}");
+        i += 1;
+        let p = java_key_partition(key.as_bytes(), 2);
+        if (p == 0 && on0 >= 60) || (p == 1 && on1 >= 5) {
+            continue;
+        }
+        if p == 0 {
+            on0 += 1
+        } else {
+            on1 += 1
+        }
+        h.produce(Record::new("t", "x".repeat(1000)).with_key(key));
+        h.run(|h| h.client.is_idle());
+    }
+    h.client.consume_topics(h.now, ["t"]);
+    let mut read0 = 0;
+    let mut first1_after = None;
+    for _ in 0..1000 {
+        h.run_for(Duration::from_millis(100));
+        for f in h.client.poll_fetches(h.now, Some(2)) {
+            if f.partition == 0 {
+                read0 += f.records.len();
+            } else if !f.records.is_empty() && first1_after.is_none() {
+                first1_after = Some(read0);
+            }
+        }
+        if first1_after.is_some() {
+            break;
+        }
+    }
+    let first1_after = first1_after.expect("partition 1 was read");
+    assert!(
+        first1_after < 20,
+        "partition 1's first record came after {first1_after} of partition 0's"
+    );
+}

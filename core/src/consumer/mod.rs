@@ -12,9 +12,11 @@
 //!   the log, and never hands out control records.
 //! - Every fetch carries the partition's current leader epoch (KIP-320), so
 //!   a deposed leader answers FENCED_LEADER_EPOCH instead of stale data.
-//! - Memory is bounded: a fetch asks for no more than the room left under
-//!   `max_buffered_bytes` (counting what fetches in flight may bring), and
-//!   none is sent while there is no room.
+//! - Memory is bounded: a fetch asks for no more than its broker's share of
+//!   the room left under `max_buffered_bytes` (counting what fetches in
+//!   flight may bring), and none is sent while there is no room. Each
+//!   fetch lists its partitions rotated one further, so a tight budget is
+//!   not always spent on the first partition.
 //!
 //! Not yet here (issue 4 continues): fetch sessions (KIP-227; every fetch is
 //! a full fetch with session epoch -1, which brokers must accept),
@@ -109,8 +111,10 @@ pub struct ConsumerConfig {
     pub reset: ResetPolicy,
     /// Fetched records waiting to be polled, plus what the fetches in
     /// flight may bring back, stay under this many bytes: each fetch asks
-    /// for at most the room left (a broker may still return one whole
-    /// batch past it, KIP-74), and none is sent while there is no room.
+    /// for at most its broker's share of the room left (a broker may still
+    /// return one whole batch past it, KIP-74), and none is sent while
+    /// there is no room. Counted in wire bytes for what is in flight, so
+    /// compressed data can expand past it by its compression ratio.
     /// Default 64 MiB.
     pub max_buffered_bytes: usize,
     /// Fetch requests in flight at most (one per broker at most). Default
@@ -246,6 +250,10 @@ pub struct Consumer {
     /// Brokers with a fetch in flight, and the bytes each may bring back
     /// (its `max_bytes`), reserved in the buffer until it answers.
     fetching: BTreeMap<NodeId, usize>,
+    /// Per broker, how many fetches it was sent: each fetch lists its
+    /// partitions rotated by this, so a partition with a long backlog at
+    /// the front cannot take every fetch's `max_bytes` (KIP-74 fairness).
+    fetch_rounds: BTreeMap<NodeId, usize>,
     listing: BTreeSet<NodeId>,
     wants_metadata: bool,
 }
@@ -263,6 +271,7 @@ impl Consumer {
             buffered: VecDeque::new(),
             buffered_bytes: 0,
             fetching: BTreeMap::new(),
+            fetch_rounds: BTreeMap::new(),
             listing: BTreeSet::new(),
             wants_metadata: false,
         }
@@ -579,17 +588,21 @@ impl Consumer {
 
     /// Brokers with partitions ready to fetch now.
     pub fn fetch_brokers(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
-        let mut out = BTreeSet::new();
-        if !self.room() {
-            return out;
+        if !self.room() || self.at_fetch_limit() {
+            return BTreeSet::new();
         }
-        if self
-            .config
+        self.wanting(now, metadata)
+    }
+
+    fn at_fetch_limit(&self) -> bool {
+        self.config
             .max_concurrent_fetches
             .is_some_and(|m| self.fetching.len() >= m)
-        {
-            return out;
-        }
+    }
+
+    /// Brokers leading a partition ready to fetch, with no fetch in flight.
+    fn wanting(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
         for (topic, cursors) in &self.cursors {
             for (&p, c) in cursors {
                 if c.state == CursorState::Ready && !c.paused && c.retry_at.is_none_or(|t| t <= now)
@@ -613,22 +626,24 @@ impl Consumer {
         metadata: &Metadata,
         version: i16,
     ) -> Option<(FetchRequest, ConsumerInFlight)> {
-        if self.fetching.contains_key(&broker) || !self.room() {
+        if self.fetching.contains_key(&broker) || !self.room() || self.at_fetch_limit() {
             return None;
         }
-        // Ask for no more than the buffer can take, so memory stays near
-        // `max_buffered_bytes` (a broker still returns one whole batch
-        // when the first is larger, KIP-74).
-        let budget = self
-            .room_left()
+        // Ask for no more than this broker's share of the room left in the
+        // buffer, so memory stays near `max_buffered_bytes` (a broker
+        // still returns one whole batch when the first is larger, KIP-74)
+        // and a broker fetched first cannot leave none to the others.
+        let wanting = self.wanting(now, metadata).len().max(1);
+        let share = (self.room_left() / wanting)
             .min(usize::try_from(self.config.fetch_max_bytes).unwrap_or(0))
             .max(1);
-        let budget_i32 = i32::try_from(budget).unwrap_or(i32::MAX);
-        let partition_max_bytes = self.config.fetch_max_partition_bytes.min(budget_i32);
-        let mut topics = Vec::new();
-        let mut carried = Vec::new();
+        let partition_max_bytes = self
+            .config
+            .fetch_max_partition_bytes
+            .min(i32::try_from(share).unwrap_or(i32::MAX))
+            .max(1);
+        let mut wanted: Vec<(Arc<str>, FetchPartition)> = Vec::new();
         for (topic, cursors) in &mut self.cursors {
-            let mut parts = Vec::new();
             for (&p, c) in cursors.iter_mut() {
                 if c.state != CursorState::Ready || c.paused || c.retry_at.is_some_and(|t| t > now)
                 {
@@ -638,32 +653,58 @@ impl Consumer {
                     continue;
                 }
                 c.state = CursorState::Fetching;
-                carried.push((topic.clone(), p));
-                parts.push(FetchPartition {
-                    partition: p,
-                    current_leader_epoch: c.leader_epoch,
-                    fetch_offset: c.offset,
-                    // Fetch v12 added it and it is not ignorable: an older
-                    // broker (Kafka before 2.7) must not be sent it.
-                    last_fetched_epoch: if version >= LAST_FETCHED_EPOCH_VERSION {
-                        c.last_fetched_epoch
-                    } else {
-                        -1
+                wanted.push((
+                    topic.clone(),
+                    FetchPartition {
+                        partition: p,
+                        current_leader_epoch: c.leader_epoch,
+                        fetch_offset: c.offset,
+                        // Fetch v12 added it and it is not ignorable: an
+                        // older broker (Kafka before 2.7) must not be sent
+                        // it.
+                        last_fetched_epoch: if version >= LAST_FETCHED_EPOCH_VERSION {
+                            c.last_fetched_epoch
+                        } else {
+                            -1
+                        },
+                        partition_max_bytes,
+                        ..Default::default()
                     },
-                    partition_max_bytes,
-                    ..Default::default()
-                });
-            }
-            if !parts.is_empty() {
-                topics.push(FetchTopic {
-                    topic: topic.to_string(),
-                    partitions: parts,
-                    ..Default::default()
-                });
+                ));
             }
         }
-        if carried.is_empty() {
+        if wanted.is_empty() {
             return None;
+        }
+        // Nor more than these partitions can bring back.
+        let budget = share.min(
+            wanted
+                .len()
+                .saturating_mul(usize::try_from(partition_max_bytes).unwrap_or(1)),
+        );
+        let budget_i32 = i32::try_from(budget).unwrap_or(i32::MAX);
+        // A broker fills partitions in request order until `max_bytes`:
+        // start each fetch one partition further along.
+        let round = self.fetch_rounds.entry(broker).or_default();
+        let n = wanted.len();
+        wanted.rotate_left(*round % n);
+        *round = round.wrapping_add(1);
+        let carried: Vec<(Arc<str>, i32)> = wanted
+            .iter()
+            .map(|(t, p)| (t.clone(), p.partition))
+            .collect();
+        // Consecutive partitions of a topic share an entry (after the
+        // rotation a topic may have two).
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (topic, part) in wanted {
+            match topics.last_mut() {
+                Some(t) if *t.topic == *topic => t.partitions.push(part),
+                _ => topics.push(FetchTopic {
+                    topic: topic.to_string(),
+                    partitions: vec![part],
+                    ..Default::default()
+                }),
+            }
         }
         self.fetching.insert(broker, budget);
         let req = FetchRequest {
@@ -987,4 +1028,112 @@ fn read_partition(
         next = next.max(last + 1);
     }
     (out, next, last_epoch, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use crate::protocol::messages::MetadataResponse;
+
+    /// Topic `t` with one partition led by each of brokers 1..=n.
+    fn metadata(n: i32) -> Metadata {
+        let resp = MetadataResponse {
+            brokers: (1..=n)
+                .map(|b| MetadataResponseBroker {
+                    node_id: b,
+                    host: "127.0.0.1".into(),
+                    port: 9000 + b,
+                    ..Default::default()
+                })
+                .collect(),
+            topics: vec![MetadataResponseTopic {
+                name: Some("t".into()),
+                partitions: (0..n)
+                    .map(|p| MetadataResponsePartition {
+                        partition_index: p,
+                        leader_id: p + 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut m = Metadata::new();
+        m.apply(Timestamp::ZERO, &resp);
+        m
+    }
+
+    /// A consumer of `t` whose partitions are all ready at offset 0.
+    fn ready(config: ConsumerConfig, m: &Metadata) -> Consumer {
+        let mut c = Consumer::new(config, Duration::from_millis(100));
+        let parts = (0..3).map(|p| (p, StartOffset::At(0))).collect();
+        c.consume_partitions(BTreeMap::from([("t".to_string(), parts)]));
+        c.settle_exact_offsets();
+        c.on_metadata(m);
+        c
+    }
+
+    /// Sends a fetch to every broker that may have one now, as the client
+    /// does: (broker, max_bytes) of each.
+    fn fetch_all(c: &mut Consumer, m: &Metadata) -> Vec<(NodeId, i32)> {
+        let now = Timestamp::ZERO;
+        let mut out = Vec::new();
+        for b in c.fetch_brokers(now, m) {
+            if let Some((req, _)) = c.fetch_request(now, b, m, MAX_FETCH_VERSION) {
+                out.push((b, req.max_bytes));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_broker_gets_a_share_of_the_buffer() {
+        // Fetches to brokers 1 and 2 must not take all the room and leave
+        // broker 3 none while they wait at the broker (they are re-sent
+        // first each time they come back, so it would never get one).
+        let m = metadata(3);
+        let mut c = ready(
+            ConsumerConfig {
+                max_buffered_bytes: 6 << 20,
+                ..Default::default()
+            },
+            &m,
+        );
+        let sent = fetch_all(&mut c, &m);
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        // One partition each: at most one partition's worth (1 MiB).
+        assert!(sent.iter().all(|&(_, max)| max == 1 << 20), "{sent:?}");
+
+        let mut c = ready(
+            ConsumerConfig {
+                max_buffered_bytes: 3 << 20,
+                fetch_max_partition_bytes: 8 << 20,
+                ..Default::default()
+            },
+            &m,
+        );
+        let sent = fetch_all(&mut c, &m);
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        let total: i32 = sent.iter().map(|s| s.1).sum();
+        assert!(sent.iter().all(|&(_, max)| max > 0), "{sent:?}");
+        assert!(total <= 3 << 20, "{sent:?}");
+    }
+
+    #[test]
+    fn max_concurrent_fetches_holds_across_brokers() {
+        let m = metadata(3);
+        let mut c = ready(
+            ConsumerConfig {
+                max_concurrent_fetches: Some(1),
+                ..Default::default()
+            },
+            &m,
+        );
+        assert_eq!(fetch_all(&mut c, &m).len(), 1);
+        assert!(fetch_all(&mut c, &m).is_empty());
+    }
 }
