@@ -27,19 +27,47 @@ fn records(range: std::ops::Range<usize>) -> Vec<TestRecord> {
     range.map(|i| TestRecord::numbered(i, 64)).collect()
 }
 
-/// Writes `before` records, starts sansa on the topic, then writes
-/// `during` more in small chunks while `faults` runs on its own thread;
-/// checks that sansa read exactly what was written.
-fn faulty_consumption(
-    name: &str,
+/// One fault scenario: `before` records are written, sansa starts on the
+/// topic, then `during` more are written in small chunks.
+struct Scenario {
+    name: &'static str,
     partitions: i32,
     before: usize,
     during: usize,
     consumer: ConsumerConfig,
+    /// sansa's request timeout, if not the default.
     client_timeout: Option<Duration>,
+}
+
+impl Scenario {
+    fn new(name: &'static str, partitions: i32, before: usize, during: usize) -> Self {
+        Scenario {
+            name,
+            partitions,
+            before,
+            during,
+            consumer: quick_consumer(),
+            client_timeout: None,
+        }
+    }
+}
+
+/// Runs `scenario` on a fresh 3-broker mock cluster (`prepare` runs first
+/// on it) while `faults` runs on its own thread; checks that sansa read
+/// exactly what was written, and returns the cluster.
+fn faulty_consumption(
+    scenario: Scenario,
     prepare: impl FnOnce(&MockCluster),
     faults: impl FnOnce(&MockCluster, &str) + Send,
 ) -> MockCluster {
+    let Scenario {
+        name,
+        partitions,
+        before,
+        during,
+        consumer,
+        client_timeout,
+    } = scenario;
     let started = Instant::now();
     let mock = MockCluster::new(3).expect("mock cluster");
     prepare(&mock);
@@ -106,12 +134,7 @@ fn faulty_consumption(
 #[test]
 fn leader_moves_during_consumption_skip_and_repeat_nothing() {
     faulty_consumption(
-        "leader-moves",
-        6,
-        2_000,
-        3_000,
-        quick_consumer(),
-        None,
+        Scenario::new("leader-moves", 6, 2_000, 3_000),
         |_| {},
         |mock, topic| {
             for round in 0..10 {
@@ -128,12 +151,7 @@ fn leader_moves_during_consumption_skip_and_repeat_nothing() {
 #[test]
 fn a_partition_without_leader_for_a_while_resumes() {
     faulty_consumption(
-        "leaderless",
-        4,
-        1_000,
-        2_000,
-        quick_consumer(),
-        None,
+        Scenario::new("leaderless", 4, 1_000, 2_000),
         |mock| {
             // Mock defect (librdkafka 2.12.1): answering NOT_LEADER for a
             // partition with no leader, Produce v10+ and Fetch v12+ write
@@ -160,12 +178,7 @@ fn a_partition_without_leader_for_a_while_resumes() {
 #[test]
 fn brokers_going_down_and_up_during_consumption_skip_and_repeat_nothing() {
     faulty_consumption(
-        "down-up",
-        6,
-        2_000,
-        3_000,
-        quick_consumer(),
-        None,
+        Scenario::new("down-up", 6, 2_000, 3_000),
         |_| {},
         |mock, _topic| {
             std::thread::sleep(Duration::from_millis(300));
@@ -183,12 +196,7 @@ fn brokers_going_down_and_up_during_consumption_skip_and_repeat_nothing() {
 #[test]
 fn a_broker_down_while_its_partitions_move_away_and_back() {
     faulty_consumption(
-        "down-move",
-        6,
-        2_000,
-        3_000,
-        quick_consumer(),
-        None,
+        Scenario::new("down-move", 6, 2_000, 3_000),
         |_| {},
         |mock, topic| {
             std::thread::sleep(Duration::from_millis(300));
@@ -209,12 +217,7 @@ fn a_broker_down_while_its_partitions_move_away_and_back() {
 #[test]
 fn injected_fetch_errors_are_retried_without_skips_or_repeats() {
     let mock = faulty_consumption(
-        "fetch-errors",
-        6,
-        2_000,
-        3_000,
-        quick_consumer(),
-        None,
+        Scenario::new("fetch-errors", 6, 2_000, 3_000),
         MockCluster::start_request_tracking,
         |mock, _topic| {
             let errors = [
@@ -262,12 +265,7 @@ fn injected_list_offsets_errors_at_the_start_are_retried() {
         ErrorCode::FencedLeaderEpoch,
     ];
     let mock = faulty_consumption(
-        "list-errors",
-        4,
-        1_000,
-        500,
-        quick_consumer(),
-        None,
+        Scenario::new("list-errors", 4, 1_000, 500),
         |mock| {
             // Queued before sansa starts, so its first ListOffsets meet
             // them (librdkafka's producer sends none).
@@ -291,14 +289,12 @@ fn injected_list_offsets_errors_at_the_start_are_retried() {
 #[test]
 fn fetches_that_time_out_are_resent_without_skips_or_repeats() {
     faulty_consumption(
-        "fetch-timeouts",
-        6,
-        2_000,
-        2_000,
-        quick_consumer(),
-        // The mock holds these fetches 3 s; sansa gives up after 1.5 s and
-        // drops the connection.
-        Some(Duration::from_millis(1_500)),
+        Scenario {
+            // The mock holds these fetches 3 s; sansa gives up after 1.5 s
+            // and drops the connection.
+            client_timeout: Some(Duration::from_millis(1_500)),
+            ..Scenario::new("fetch-timeouts", 6, 2_000, 2_000)
+        },
         |_| {},
         |mock, _topic| {
             for b in 1..=3 {
@@ -317,16 +313,14 @@ fn fetches_that_time_out_are_resent_without_skips_or_repeats() {
 #[test]
 fn everything_at_once() {
     faulty_consumption(
-        "everything",
-        8,
-        3_000,
-        4_000,
-        ConsumerConfig {
-            // Small fetches, so many requests meet the faults.
-            fetch_max_partition_bytes: 4 * 1024,
-            ..quick_consumer()
+        Scenario {
+            consumer: ConsumerConfig {
+                // Small fetches, so many requests meet the faults.
+                fetch_max_partition_bytes: 4 * 1024,
+                ..quick_consumer()
+            },
+            ..Scenario::new("everything", 8, 3_000, 4_000)
         },
-        None,
         |_| {},
         |mock, topic| {
             for round in 0..8i32 {
