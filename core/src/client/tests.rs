@@ -52,6 +52,8 @@ enum Fault {
 struct PartitionLog {
     /// (key, value) of every record, by offset.
     records: Vec<(Option<Bytes>, Option<Bytes>)>,
+    /// The timestamp of every record, by offset.
+    timestamps: Vec<i64>,
     /// The batches as written, base offset stamped, for Fetch.
     batches: Vec<Bytes>,
     /// (producer id, epoch) -> next expected sequence
@@ -61,7 +63,7 @@ struct PartitionLog {
 }
 
 /// A fetch session's partitions and their fetch offsets.
-type SessionOffsets = BTreeMap<(String, i32), i64>;
+type SessionOffsets = BTreeMap<(String, i32), (i64, i32)>;
 
 struct Cluster {
     brokers: Vec<i32>,
@@ -84,6 +86,17 @@ struct Cluster {
     /// Answer epoch bumps (InitProducerId with an id) with this error, as
     /// librdkafka's mock cluster does for non-transactional producers.
     refuse_bumps: Option<ErrorCode>,
+    /// Highest version advertised per API (default: all sansa knows).
+    max_versions: BTreeMap<ApiKey, i16>,
+    /// Fetch versions received, in order.
+    fetch_versions: Vec<i16>,
+    /// `max_bytes` of every Fetch received, in order.
+    fetch_max_bytes: Vec<i32>,
+    /// Errors for the next ListOffsets requests, one per request (every
+    /// partition of it).
+    list_errors: VecDeque<ErrorCode>,
+    /// ListOffsets requests received.
+    lists: usize,
 }
 
 fn port(node: i32) -> i32 {
@@ -106,6 +119,11 @@ impl Cluster {
             fetches: 0,
             duplicates: 0,
             refuse_bumps: None,
+            max_versions: BTreeMap::new(),
+            fetch_versions: Vec::new(),
+            fetch_max_bytes: Vec::new(),
+            list_errors: VecDeque::new(),
+            lists: 0,
         }
     }
 
@@ -199,7 +217,11 @@ impl Cluster {
                         .map(|k| ApiVersion {
                             api_key: k.key(),
                             min_version: k.valid_versions().min,
-                            max_version: k.valid_versions().max,
+                            max_version: self
+                                .max_versions
+                                .get(k)
+                                .copied()
+                                .unwrap_or(k.valid_versions().max),
                             ..Default::default()
                         })
                         .collect(),
@@ -327,6 +349,8 @@ impl Cluster {
                 }
             }
             RequestBody::ListOffsets(req) => {
+                self.lists += 1;
+                let error = self.list_errors.pop_front();
                 let topics = req
                     .topics
                     .into_iter()
@@ -337,12 +361,31 @@ impl Cluster {
                                 .partitions
                                 .into_iter()
                                 .map(|p| {
-                                    let end = log
-                                        .and_then(|l| l.get(p.partition_index as usize))
-                                        .map_or(0, |l| l.records.len() as i64);
+                                    let partition =
+                                        log.and_then(|l| l.get(p.partition_index as usize));
+                                    let end = partition.map_or(0, |l| l.records.len() as i64);
+                                    if let Some(e) = error {
+                                        return ListOffsetsPartitionResponse {
+                                            partition_index: p.partition_index,
+                                            error_code: e.code(),
+                                            offset: -1,
+                                            ..Default::default()
+                                        };
+                                    }
+                                    let offset = match p.timestamp {
+                                        -2 => 0,
+                                        -1 => end,
+                                        // The first record at or after the
+                                        // time, -1 if none is (Kafka).
+                                        t => partition
+                                            .and_then(|l| {
+                                                l.timestamps.iter().position(|&ts| ts >= t)
+                                            })
+                                            .map_or(-1, |o| o as i64),
+                                    };
                                     ListOffsetsPartitionResponse {
                                         partition_index: p.partition_index,
-                                        offset: if p.timestamp == -2 { 0 } else { end },
+                                        offset,
                                         ..Default::default()
                                     }
                                 })
@@ -360,18 +403,23 @@ impl Cluster {
             }
             RequestBody::Fetch(req) => {
                 self.fetches += 1;
+                self.fetch_versions.push(v);
+                self.fetch_max_bytes.push(req.max_bytes);
                 self.fetch_listed
                     .push(req.topics.iter().map(|t| t.partitions.len()).sum());
-                // Which partitions to answer for, at which offsets: the
-                // request's, or for an incremental fetch the session's
-                // after applying the request (KIP-227).
-                let mut wanted: BTreeMap<(String, i32), i64> = req
+                // Which partitions to answer for, at which offsets and
+                // sizes: the request's, or for an incremental fetch the
+                // session's after applying the request (KIP-227).
+                let mut wanted: BTreeMap<(String, i32), (i64, i32)> = req
                     .topics
                     .iter()
                     .flat_map(|t| {
-                        t.partitions
-                            .iter()
-                            .map(|p| ((t.topic.clone(), p.partition), p.fetch_offset))
+                        t.partitions.iter().map(|p| {
+                            (
+                                (t.topic.clone(), p.partition),
+                                (p.fetch_offset, p.partition_max_bytes),
+                            )
+                        })
                     })
                     .collect();
                 let mut session_id = 0;
@@ -400,14 +448,45 @@ impl Cluster {
                     session_id = req.session_id;
                     incremental = true;
                 }
-                let mut by_topic: BTreeMap<String, Vec<PartitionData>> = BTreeMap::new();
-                for ((topic, partition), fetch_offset) in wanted {
+                // Bytes of this answer so far: a broker stops adding
+                // partitions at `max_bytes` but always returns one batch.
+                let mut total = 0usize;
+                let mut by_topic: Vec<(String, Vec<PartitionData>)> = Vec::new();
+                fn entry<'a>(
+                    v: &'a mut Vec<(String, Vec<PartitionData>)>,
+                    t: &str,
+                ) -> &'a mut Vec<PartitionData> {
+                    if v.last().is_none_or(|(n, _)| n != t) {
+                        v.push((t.to_string(), Vec::new()));
+                    }
+                    let last = v.len() - 1;
+                    &mut v[last].1
+                }
+                // A full fetch is answered in request order (a broker fills
+                // partitions in that order up to max_bytes); an
+                // incremental one in the session's.
+                let order: Vec<((String, i32), (i64, i32))> = if incremental {
+                    wanted.into_iter().collect()
+                } else {
+                    req.topics
+                        .iter()
+                        .flat_map(|t| {
+                            t.partitions.iter().map(|p| {
+                                (
+                                    (t.topic.clone(), p.partition),
+                                    (p.fetch_offset, p.partition_max_bytes),
+                                )
+                            })
+                        })
+                        .collect()
+                };
+                for ((topic, partition), (fetch_offset, partition_max)) in order {
                     let Some(log) = self
                         .topics
                         .get(&topic)
                         .and_then(|l| l.get(partition as usize))
                     else {
-                        by_topic.entry(topic).or_default().push(PartitionData {
+                        entry(&mut by_topic, &topic).push(PartitionData {
                             partition_index: partition,
                             error_code: ErrorCode::UnknownTopicOrPartition.code(),
                             ..Default::default()
@@ -416,7 +495,7 @@ impl Cluster {
                     };
                     let hw = log.records.len() as i64;
                     if fetch_offset > hw || fetch_offset < 0 {
-                        by_topic.entry(topic).or_default().push(PartitionData {
+                        entry(&mut by_topic, &topic).push(PartitionData {
                             partition_index: partition,
                             error_code: ErrorCode::OffsetOutOfRange.code(),
                             high_watermark: hw,
@@ -428,15 +507,19 @@ impl Cluster {
                     for b in &log.batches {
                         let base = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
                         let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
-                        if base + i64::from(count) > fetch_offset && data.len() < 1 << 20 {
+                        if base + i64::from(count) > fetch_offset
+                            && data.len() < partition_max as usize
+                            && (total == 0 || total < req.max_bytes as usize)
+                        {
                             data.extend_from_slice(b);
+                            total += b.len();
                         }
                     }
                     if incremental && data.is_empty() {
                         // Nothing new: an incremental answer leaves it out.
                         continue;
                     }
-                    by_topic.entry(topic).or_default().push(PartitionData {
+                    entry(&mut by_topic, &topic).push(PartitionData {
                         partition_index: partition,
                         high_watermark: hw,
                         records: Some(data.freeze()),
@@ -542,11 +625,14 @@ impl Cluster {
         }
         resp.base_offset = log.records.len() as i64;
         let mut stored = BytesMut::from(batch.as_bytes().as_ref());
-        // The base offset sits outside the CRC: the broker stamps it.
+        // The base offset and the partition leader epoch sit outside the
+        // CRC: the broker stamps them (the epoch is always 0 here).
         stored[..8].copy_from_slice(&resp.base_offset.to_be_bytes());
+        stored[12..16].copy_from_slice(&0i32.to_be_bytes());
         log.batches.push(stored.freeze());
         for r in batch.records().expect("records") {
             let r = r.expect("record");
+            log.timestamps.push(r.timestamp);
             log.records.push((r.key, r.value));
         }
         if let Some(e) = after_append {
@@ -1395,4 +1481,241 @@ fn the_delivery_timeout_fails_records_that_could_never_be_sent() {
     }
     assert!(events.iter().any(|e| matches!(e, Event::ProduceFailed { id: i, error: ProduceError::DeliveryTimeout, .. } if *i == id)), "{events:?}");
     assert!(now >= Timestamp::ZERO + Duration::from_secs(2));
+}
+
+#[test]
+fn a_broker_without_last_fetched_epoch_is_not_sent_one() {
+    // Fetch v12 added LastFetchedEpoch, and it is not ignorable: a broker
+    // capped at v11 (Kafka 2.3 to 2.6) must get fetches without it, even
+    // once a batch told the consumer its epoch.
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    cluster.max_versions.insert(ApiKey::Fetch, 11);
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..5 {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+    h.client.consume_topics(h.now, ["t"]);
+    let mut offsets = Vec::new();
+    for round in 1..=3 {
+        h.run(|h| h.client.consumer.has_buffered());
+        offsets.extend(
+            consumed(&mut h)
+                .iter()
+                .flat_map(|f| f.records.iter().map(|r| r.offset)),
+        );
+        assert_eq!(offsets.len(), 5 * round);
+        for i in 0..5 {
+            h.produce(keyed(5 * round + i));
+        }
+    }
+    assert_eq!(offsets, (0..15).collect::<Vec<_>>());
+    assert!(h.cluster.fetch_versions.iter().all(|&v| v == 11));
+}
+
+fn offsets_of(fetched: &[crate::consumer::FetchedPartition]) -> Vec<i64> {
+    fetched
+        .iter()
+        .flat_map(|f| f.records.iter().map(|r| r.offset))
+        .collect()
+}
+
+#[test]
+fn a_failed_list_offsets_asks_the_same_question_again() {
+    // An explicit start at the end, and a reset to the end, whose first
+    // ListOffsets fails: the retry lists the end again, not the
+    // configured start (earliest), which would hand out the history.
+    for (start, reset) in [
+        (StartOffset::Latest, ResetPolicy::Earliest),
+        (StartOffset::At(99), ResetPolicy::Latest),
+    ] {
+        let mut cluster = Cluster::new(1);
+        cluster.create_topic("t", 1);
+        cluster
+            .list_errors
+            .push_back(ErrorCode::NotLeaderOrFollower);
+        cluster.list_errors.push_back(ErrorCode::RequestTimedOut);
+        let mut h = Harness::new(
+            cluster,
+            Config::builder().consumer(ConsumerConfig {
+                reset,
+                ..Default::default()
+            }),
+        );
+        for i in 0..5 {
+            h.produce(keyed(i));
+        }
+        h.run(|h| h.client.is_idle());
+        let mut parts = BTreeMap::new();
+        parts.insert("t".to_string(), BTreeMap::from([(0, start)]));
+        h.client.consume_partitions(h.now, parts);
+        h.run_for(Duration::from_secs(2));
+        assert!(h.cluster.lists >= 3, "{start:?}: {} lists", h.cluster.lists);
+        assert!(offsets_of(&consumed(&mut h)).is_empty(), "{start:?}");
+        h.produce(keyed(5));
+        h.run(|h| h.client.consumer.has_buffered());
+        assert_eq!(offsets_of(&consumed(&mut h)), vec![5], "{start:?}");
+    }
+}
+
+#[test]
+fn start_at_a_timestamp_and_past_every_record_at_the_end() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    let base = 1_700_000_000_000;
+    for i in 0..10 {
+        h.client
+            .produce(h.now, keyed(i as usize), base + i * 1000)
+            .expect("buffered");
+    }
+    h.run(|h| h.client.is_idle());
+    // Between records 3 and 4: 4 comes first.
+    let mut parts = BTreeMap::new();
+    parts.insert(
+        "t".to_string(),
+        BTreeMap::from([(0, StartOffset::AtTimestamp(base + 3_500))]),
+    );
+    h.client.consume_partitions(h.now, parts);
+    h.run(|h| h.client.consumer.has_buffered());
+    assert_eq!(offsets_of(&consumed(&mut h)), (4..10).collect::<Vec<_>>());
+
+    // After every record: Kafka answers -1, and the consumer starts at the
+    // end instead of asking again forever.
+    let mut parts = BTreeMap::new();
+    parts.insert(
+        "t".to_string(),
+        BTreeMap::from([(0, StartOffset::AtTimestamp(base + 3_600_000))]),
+    );
+    h.client.consume_partitions(h.now, parts);
+    h.run_for(Duration::from_secs(2));
+    assert!(offsets_of(&consumed(&mut h)).is_empty());
+    h.produce(keyed(10));
+    h.run(|h| h.client.consumer.has_buffered());
+    assert_eq!(offsets_of(&consumed(&mut h)), vec![10]);
+}
+
+#[test]
+fn fetches_ask_for_no_more_than_the_room_left_in_the_buffer() {
+    // A slow reader and a small bound: every fetch asks for at most the
+    // room left, so the buffer overshoots by at most one batch, although
+    // the default fetch sizes (50 MiB, 1 MiB per partition) are far larger.
+    let bound = 8 * 1024;
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 4);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            // Uncompressed, so wire bytes are record bytes (a fetch's
+            // budget is in wire bytes).
+            .compression(Compression::None)
+            .consumer(ConsumerConfig {
+                max_buffered_bytes: bound,
+                ..Default::default()
+            }),
+    );
+    let n = 100;
+    for i in 0..n {
+        // One record per batch: each ~1 KiB.
+        h.produce(Record::new("t", "x".repeat(1000)).with_key(format!("k{i}")));
+        h.run(|h| h.client.is_idle());
+    }
+    h.client.consume_topics(h.now, ["t"]);
+    let mut read = 0;
+    let mut peak = 0;
+    for _ in 0..1000 {
+        h.run_for(Duration::from_millis(100));
+        peak = peak.max(h.client.consumer.buffered_bytes());
+        read += consumed_some(&mut h, 3);
+        if read == n {
+            break;
+        }
+    }
+    assert_eq!(read, n);
+    let batch = 1000 + 200;
+    assert!(
+        peak <= bound + batch,
+        "buffered {peak} bytes with a bound of {bound}: fetch max_bytes {:?}",
+        h.cluster.fetch_max_bytes
+    );
+    assert!(
+        h.cluster
+            .fetch_max_bytes
+            .iter()
+            .all(|&m| m > 0 && m as usize <= bound),
+        "{:?}",
+        h.cluster.fetch_max_bytes
+    );
+}
+
+/// Takes up to `max` records; returns how many.
+fn consumed_some(h: &mut Harness, max: usize) -> usize {
+    h.client
+        .poll_fetches(h.now, Some(max))
+        .iter()
+        .map(|f| f.records.len())
+        .sum()
+}
+
+#[test]
+fn a_partition_with_a_long_backlog_does_not_starve_the_others() {
+    // With a small buffer, each fetch's max_bytes is small: a broker fills
+    // it from the first partition listed, so a fixed order would hand
+    // partition 0's whole backlog out before partition 1 got anything.
+    let bound = 4 * 1024;
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .compression(Compression::None)
+            .consumer(ConsumerConfig {
+                max_buffered_bytes: bound,
+                // Fairness within a fetch session is the broker's job
+                // (KIP-227 moves partitions that returned data to the
+                // end); without one, the client's rotation provides it.
+                fetch_sessions: false,
+                ..Default::default()
+            }),
+    );
+    // Keys k0.. land on partitions by murmur2; write until partition 0
+    // has 60 records and partition 1 has 5.
+    let (mut on0, mut on1, mut i) = (0, 0, 0);
+    while on0 < 60 || on1 < 5 {
+        let key = format!("k{i}");
+        i += 1;
+        let p = java_key_partition(key.as_bytes(), 2);
+        if (p == 0 && on0 >= 60) || (p == 1 && on1 >= 5) {
+            continue;
+        }
+        if p == 0 {
+            on0 += 1
+        } else {
+            on1 += 1
+        }
+        h.produce(Record::new("t", "x".repeat(1000)).with_key(key));
+        h.run(|h| h.client.is_idle());
+    }
+    h.client.consume_topics(h.now, ["t"]);
+    let mut read0 = 0;
+    let mut first1_after = None;
+    for _ in 0..1000 {
+        h.run_for(Duration::from_millis(100));
+        for f in h.client.poll_fetches(h.now, Some(2)) {
+            if f.partition == 0 {
+                read0 += f.records.len();
+            } else if !f.records.is_empty() && first1_after.is_none() {
+                first1_after = Some(read0);
+            }
+        }
+        if first1_after.is_some() {
+            break;
+        }
+    }
+    let first1_after = first1_after.expect("partition 1 was read");
+    assert!(
+        first1_after < 20,
+        "partition 1's first record came after {first1_after} of partition 0's"
+    );
 }

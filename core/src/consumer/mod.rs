@@ -12,8 +12,11 @@
 //!   the log, and never hands out control records.
 //! - Every fetch carries the partition's current leader epoch (KIP-320), so
 //!   a deposed leader answers FENCED_LEADER_EPOCH instead of stale data.
-//! - Memory is bounded: no fetch is sent while the buffered bytes exceed
-//!   `max_buffered_bytes`.
+//! - Memory is bounded: a fetch asks for no more than its broker's share of
+//!   the room left under `max_buffered_bytes` (counting what fetches in
+//!   flight may bring), and none is sent while there is no room. Each
+//!   fetch lists its partitions rotated one further, so a tight budget is
+//!   not always spent on the first partition.
 //!
 //! - Fetch sessions (KIP-227): after an initial full fetch, each fetch
 //!   lists only partitions whose fetch position changed and forgets those no
@@ -42,6 +45,9 @@ use crate::time::Timestamp;
 /// The highest Fetch version used: v13+ names topics by id.
 pub const MAX_FETCH_VERSION: i16 = 12;
 
+/// The first Fetch version with `LastFetchedEpoch` (KIP-595).
+const LAST_FETCHED_EPOCH_VERSION: i16 = 12;
+
 /// Where to start consuming a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOffset {
@@ -51,7 +57,8 @@ pub enum StartOffset {
     Latest,
     /// An exact offset.
     At(i64),
-    /// The first offset whose timestamp is at or after this one (ms).
+    /// The first offset whose timestamp is at or after this one (ms); the
+    /// end if no record is that recent.
     AtTimestamp(i64),
 }
 
@@ -105,8 +112,13 @@ pub struct ConsumerConfig {
     pub start_offset: StartOffset,
     /// What an out-of-range offset does. Default earliest.
     pub reset: ResetPolicy,
-    /// No fetch is sent while this many bytes of fetched records wait to be
-    /// polled. Default 64 MiB.
+    /// Fetched records waiting to be polled, plus what the fetches in
+    /// flight may bring back, stay under this many bytes: each fetch asks
+    /// for at most its broker's share of the room left (a broker may still
+    /// return one whole batch past it, KIP-74), and none is sent while
+    /// there is no room. Counted in wire bytes for what is in flight, so
+    /// compressed data can expand past it by its compression ratio.
+    /// Default 64 MiB.
     pub max_buffered_bytes: usize,
     /// Fetch requests in flight at most (one per broker at most). Default
     /// unbounded.
@@ -201,8 +213,8 @@ pub struct FetchedPartition {
 enum CursorState {
     /// Needs a ListOffsets for this spec.
     NeedsOffset(StartOffset),
-    /// A ListOffsets is in flight.
-    Listing,
+    /// A ListOffsets for this spec is in flight.
+    Listing(StartOffset),
     /// Ready to fetch at `offset`.
     Ready,
     /// A fetch is in flight.
@@ -228,6 +240,7 @@ struct SessionPartition {
     fetch_offset: i64,
     leader_epoch: i32,
     last_fetched_epoch: i32,
+    max_bytes: i32,
 }
 
 /// A fetch session with one broker; id 0 is "none yet".
@@ -263,7 +276,13 @@ pub struct Consumer {
     cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
     buffered: VecDeque<FetchedPartition>,
     buffered_bytes: usize,
-    fetching: BTreeSet<NodeId>,
+    /// Brokers with a fetch in flight, and the bytes each may bring back
+    /// (its `max_bytes`), reserved in the buffer until it answers.
+    fetching: BTreeMap<NodeId, usize>,
+    /// Per broker, how many fetches it was sent: each fetch lists its
+    /// partitions rotated by this, so a partition with a long backlog at
+    /// the front cannot take every fetch's `max_bytes` (KIP-74 fairness).
+    fetch_rounds: BTreeMap<NodeId, usize>,
     listing: BTreeSet<NodeId>,
     sessions: BTreeMap<NodeId, FetchSession>,
     wants_metadata: bool,
@@ -283,7 +302,8 @@ impl Consumer {
             cursors: BTreeMap::new(),
             buffered: VecDeque::new(),
             buffered_bytes: 0,
-            fetching: BTreeSet::new(),
+            fetching: BTreeMap::new(),
+            fetch_rounds: BTreeMap::new(),
             listing: BTreeSet::new(),
             sessions: BTreeMap::new(),
             wants_metadata: false,
@@ -496,8 +516,22 @@ impl Consumer {
         out
     }
 
+    /// Bytes of fetched records waiting to be polled.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// What the buffer can still take: the bound, less what it holds and
+    /// what fetches in flight may bring.
+    fn room_left(&self) -> usize {
+        let reserved: usize = self.fetching.values().sum();
+        self.config
+            .max_buffered_bytes
+            .saturating_sub(self.buffered_bytes + reserved)
+    }
+
     fn room(&self) -> bool {
-        self.buffered_bytes < self.config.max_buffered_bytes
+        self.room_left() > 0
     }
 
     /// Brokers to send ListOffsets to now, with the request for each.
@@ -506,8 +540,9 @@ impl Consumer {
         now: Timestamp,
         metadata: &Metadata,
     ) -> Vec<(NodeId, ListOffsetsRequest, ConsumerInFlight)> {
-        // Per broker: (topic, partition, timestamp to list, leader epoch).
-        type ToList = Vec<(Arc<str>, i32, i64, i32)>;
+        // Per broker: (topic, partition, spec, timestamp to list, leader
+        // epoch).
+        type ToList = Vec<(Arc<str>, i32, StartOffset, i64, i32)>;
         let mut per_broker: BTreeMap<NodeId, ToList> = BTreeMap::new();
         for (topic, cursors) in &self.cursors {
             for (&p, c) in cursors {
@@ -529,7 +564,7 @@ impl Consumer {
                 per_broker
                     .entry(leader)
                     .or_default()
-                    .push((topic.clone(), p, ts, epoch));
+                    .push((topic.clone(), p, spec, ts, epoch));
             }
         }
         let isolation = match self.config.isolation {
@@ -540,9 +575,9 @@ impl Consumer {
         for (broker, parts) in per_broker {
             let mut topics: BTreeMap<Arc<str>, Vec<ListOffsetsPartition>> = BTreeMap::new();
             let mut carried = Vec::new();
-            for (topic, p, ts, epoch) in parts {
+            for (topic, p, spec, ts, epoch) in parts {
                 if let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) {
-                    c.state = CursorState::Listing;
+                    c.state = CursorState::Listing(spec);
                 }
                 carried.push((topic.clone(), p));
                 topics.entry(topic).or_default().push(ListOffsetsPartition {
@@ -605,6 +640,11 @@ impl Consumer {
             let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
                 continue;
             };
+            // The spec this listing was for: a retry asks the same
+            // question (a reset to latest stays a reset to latest).
+            let CursorState::Listing(spec) = c.state else {
+                continue;
+            };
             let answer = resp.and_then(|r| {
                 r.topics
                     .iter()
@@ -613,7 +653,7 @@ impl Consumer {
                     .find(|x| x.partition_index == p)
             });
             let Some(a) = answer else {
-                c.state = CursorState::NeedsOffset(self.config.start_offset);
+                c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 continue;
             };
@@ -625,12 +665,13 @@ impl Consumer {
                 if a.leader_epoch >= 0 {
                     c.leader_epoch = c.leader_epoch.max(a.leader_epoch);
                 }
+            } else if error.is_ok() && matches!(spec, StartOffset::AtTimestamp(_)) {
+                // No record at or after the time: start at the end, as
+                // franz-go and Java's reset by duration do.
+                c.state = CursorState::NeedsOffset(StartOffset::Latest);
+                c.retry_at = None;
             } else {
                 // Try again later with the same spec.
-                let spec = match c.state {
-                    CursorState::NeedsOffset(s) => s,
-                    _ => self.config.start_offset,
-                };
                 c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 stale |= error.invalidates_metadata() || error == ErrorCode::FencedLeaderEpoch;
@@ -641,23 +682,27 @@ impl Consumer {
 
     /// Brokers with partitions ready to fetch now.
     pub fn fetch_brokers(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
-        let mut out = BTreeSet::new();
-        if !self.room() {
-            return out;
+        if !self.room() || self.at_fetch_limit() {
+            return BTreeSet::new();
         }
-        if self
-            .config
+        self.wanting(now, metadata)
+    }
+
+    fn at_fetch_limit(&self) -> bool {
+        self.config
             .max_concurrent_fetches
             .is_some_and(|m| self.fetching.len() >= m)
-        {
-            return out;
-        }
+    }
+
+    /// Brokers leading a partition ready to fetch, with no fetch in flight.
+    fn wanting(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
         for (topic, cursors) in &self.cursors {
             for (&p, c) in cursors {
                 if c.state == CursorState::Ready && !c.paused && c.retry_at.is_none_or(|t| t <= now)
                 {
                     if let Some((leader, _)) = metadata.leader(topic, p) {
-                        if !self.fetching.contains(&leader) {
+                        if !self.fetching.contains_key(&leader) {
                             out.insert(leader);
                         }
                     }
@@ -667,7 +712,7 @@ impl Consumer {
         out
     }
 
-    /// The fetch for `broker`: every ready partition it leads.
+    /// The fetch for `broker` at `version`: every ready partition it leads.
     pub fn fetch_request(
         &mut self,
         now: Timestamp,
@@ -675,11 +720,23 @@ impl Consumer {
         metadata: &Metadata,
         version: i16,
     ) -> Option<(FetchRequest, ConsumerInFlight)> {
-        if self.fetching.contains(&broker) || !self.room() {
+        if self.fetching.contains_key(&broker) || !self.room() || self.at_fetch_limit() {
             return None;
         }
-        // What this broker should be fetching now, in a stable order.
-        let mut wanted: BTreeMap<(Arc<str>, i32), SessionPartition> = BTreeMap::new();
+        // Ask for no more than this broker's share of the room left in the
+        // buffer, so memory stays near `max_buffered_bytes` (a broker
+        // still returns one whole batch when the first is larger, KIP-74)
+        // and a broker fetched first cannot leave none to the others.
+        let wanting = self.wanting(now, metadata).len().max(1);
+        let share = (self.room_left() / wanting)
+            .min(usize::try_from(self.config.fetch_max_bytes).unwrap_or(0))
+            .max(1);
+        let partition_max_bytes = self
+            .config
+            .fetch_max_partition_bytes
+            .min(i32::try_from(share).unwrap_or(i32::MAX))
+            .max(1);
+        let mut wanted: Vec<((Arc<str>, i32), SessionPartition)> = Vec::new();
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
                 if c.state != CursorState::Ready || c.paused || c.retry_at.is_some_and(|t| t > now)
@@ -690,57 +747,82 @@ impl Consumer {
                     continue;
                 }
                 c.state = CursorState::Fetching;
-                wanted.insert(
+                wanted.push((
                     (topic.clone(), p),
                     SessionPartition {
                         fetch_offset: c.offset,
                         leader_epoch: c.leader_epoch,
-                        last_fetched_epoch: c.last_fetched_epoch,
+                        // Fetch v12 added it and it is not ignorable: an
+                        // older broker (Kafka before 2.7) must not be sent
+                        // it.
+                        last_fetched_epoch: if version >= LAST_FETCHED_EPOCH_VERSION {
+                            c.last_fetched_epoch
+                        } else {
+                            -1
+                        },
+                        max_bytes: partition_max_bytes,
                     },
-                );
+                ));
             }
         }
         if wanted.is_empty() {
             return None;
         }
+        // Nor more than these partitions can bring back.
+        let budget = share.min(
+            wanted
+                .len()
+                .saturating_mul(usize::try_from(partition_max_bytes).unwrap_or(1)),
+        );
+        let budget_i32 = i32::try_from(budget).unwrap_or(i32::MAX);
+        // A broker fills partitions in request order until `max_bytes`:
+        // start each fetch one partition further along.
+        let round = self.fetch_rounds.entry(broker).or_default();
+        let n = wanted.len();
+        wanted.rotate_left(*round % n);
+        *round = round.wrapping_add(1);
+        let carried: Vec<(Arc<str>, i32)> = wanted.iter().map(|(k, _)| k.clone()).collect();
         // KIP-227: a session lets later fetches list only what changed.
         // Fetch v7+ and not disabled; otherwise every fetch is full
         // (session epoch -1, "no session").
         let use_sessions = self.config.fetch_sessions && version >= 7;
         let session = self.sessions.entry(broker).or_default();
+        let now_sent: BTreeMap<(Arc<str>, i32), SessionPartition> =
+            wanted.iter().cloned().collect();
         let (session_id, session_epoch, listed, forgotten) = if !use_sessions {
-            (0, -1, wanted.clone(), Vec::new())
+            (0, -1, wanted, Vec::new())
         } else if session.id == 0 {
             session.epoch = 0;
-            session.sent = wanted.clone();
-            (0, 0, wanted.clone(), Vec::new())
+            session.sent = now_sent;
+            (0, 0, wanted, Vec::new())
         } else {
-            let listed: BTreeMap<_, _> = wanted
-                .iter()
-                .filter(|(k, v)| session.sent.get(*k) != Some(*v))
-                .map(|(k, v)| (k.clone(), *v))
+            let listed: Vec<_> = wanted
+                .into_iter()
+                .filter(|(k, v)| session.sent.get(k) != Some(v))
                 .collect();
             let forgotten: Vec<(Arc<str>, i32)> = session
                 .sent
                 .keys()
-                .filter(|k| !wanted.contains_key(*k))
+                .filter(|k| !now_sent.contains_key(*k))
                 .cloned()
                 .collect();
-            session.sent = wanted.clone();
+            session.sent = now_sent;
             (session.id, session.epoch, listed, forgotten)
         };
+        // Consecutive partitions of a topic share an entry (after the
+        // rotation a topic may have two).
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for ((topic, p), sp) in &listed {
+        for ((topic, p), sp) in listed {
             let part = FetchPartition {
-                partition: *p,
+                partition: p,
                 current_leader_epoch: sp.leader_epoch,
                 fetch_offset: sp.fetch_offset,
                 last_fetched_epoch: sp.last_fetched_epoch,
-                partition_max_bytes: self.config.fetch_max_partition_bytes,
+                partition_max_bytes: sp.max_bytes,
                 ..Default::default()
             };
             match topics.last_mut() {
-                Some(t) if *t.topic == **topic => t.partitions.push(part),
+                Some(t) if *t.topic == *topic => t.partitions.push(part),
                 _ => topics.push(FetchTopic {
                     topic: topic.to_string(),
                     partitions: vec![part],
@@ -759,12 +841,12 @@ impl Consumer {
                 }),
             }
         }
-        self.fetching.insert(broker);
+        self.fetching.insert(broker, budget);
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
             min_bytes: self.config.fetch_min_bytes,
-            max_bytes: self.config.fetch_max_bytes,
+            max_bytes: budget_i32,
             isolation_level: match self.config.isolation {
                 IsolationLevel::ReadUncommitted => 0,
                 IsolationLevel::ReadCommitted => 1,
@@ -779,7 +861,7 @@ impl Consumer {
             req,
             ConsumerInFlight {
                 broker,
-                partitions: wanted.into_keys().collect(),
+                partitions: carried,
             },
         ))
     }
@@ -1124,4 +1206,112 @@ fn read_partition(
         next = next.max(last + 1);
     }
     (out, next, last_epoch, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use crate::protocol::messages::MetadataResponse;
+
+    /// Topic `t` with one partition led by each of brokers 1..=n.
+    fn metadata(n: i32) -> Metadata {
+        let resp = MetadataResponse {
+            brokers: (1..=n)
+                .map(|b| MetadataResponseBroker {
+                    node_id: b,
+                    host: "127.0.0.1".into(),
+                    port: 9000 + b,
+                    ..Default::default()
+                })
+                .collect(),
+            topics: vec![MetadataResponseTopic {
+                name: Some("t".into()),
+                partitions: (0..n)
+                    .map(|p| MetadataResponsePartition {
+                        partition_index: p,
+                        leader_id: p + 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut m = Metadata::new();
+        m.apply(Timestamp::ZERO, &resp);
+        m
+    }
+
+    /// A consumer of `t` whose partitions are all ready at offset 0.
+    fn ready(config: ConsumerConfig, m: &Metadata) -> Consumer {
+        let mut c = Consumer::new(config, Duration::from_millis(100));
+        let parts = (0..3).map(|p| (p, StartOffset::At(0))).collect();
+        c.consume_partitions(BTreeMap::from([("t".to_string(), parts)]));
+        c.settle_exact_offsets();
+        c.on_metadata(m);
+        c
+    }
+
+    /// Sends a fetch to every broker that may have one now, as the client
+    /// does: (broker, max_bytes) of each.
+    fn fetch_all(c: &mut Consumer, m: &Metadata) -> Vec<(NodeId, i32)> {
+        let now = Timestamp::ZERO;
+        let mut out = Vec::new();
+        for b in c.fetch_brokers(now, m) {
+            if let Some((req, _)) = c.fetch_request(now, b, m, MAX_FETCH_VERSION) {
+                out.push((b, req.max_bytes));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_broker_gets_a_share_of_the_buffer() {
+        // Fetches to brokers 1 and 2 must not take all the room and leave
+        // broker 3 none while they wait at the broker (they are re-sent
+        // first each time they come back, so it would never get one).
+        let m = metadata(3);
+        let mut c = ready(
+            ConsumerConfig {
+                max_buffered_bytes: 6 << 20,
+                ..Default::default()
+            },
+            &m,
+        );
+        let sent = fetch_all(&mut c, &m);
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        // One partition each: at most one partition's worth (1 MiB).
+        assert!(sent.iter().all(|&(_, max)| max == 1 << 20), "{sent:?}");
+
+        let mut c = ready(
+            ConsumerConfig {
+                max_buffered_bytes: 3 << 20,
+                fetch_max_partition_bytes: 8 << 20,
+                ..Default::default()
+            },
+            &m,
+        );
+        let sent = fetch_all(&mut c, &m);
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        let total: i32 = sent.iter().map(|s| s.1).sum();
+        assert!(sent.iter().all(|&(_, max)| max > 0), "{sent:?}");
+        assert!(total <= 3 << 20, "{sent:?}");
+    }
+
+    #[test]
+    fn max_concurrent_fetches_holds_across_brokers() {
+        let m = metadata(3);
+        let mut c = ready(
+            ConsumerConfig {
+                max_concurrent_fetches: Some(1),
+                ..Default::default()
+            },
+            &m,
+        );
+        assert_eq!(fetch_all(&mut c, &m).len(), 1);
+        assert!(fetch_all(&mut c, &m).is_empty());
+    }
 }
