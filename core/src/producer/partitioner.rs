@@ -33,8 +33,8 @@
 //! # Purity
 //!
 //! No clock, no global RNG, no threads: randomness comes from a seed each
-//! partitioner is built with, drawn through a small splitmix64 generator in
-//! this module. The same seed and the same calls give the same partitions;
+//! partitioner is built with, drawn through the core's seeded splitmix64
+//! generator ([`crate::rng::SeededRng`]). The same seed and the same calls give the same partitions;
 //! [`topic_seed`] derives a per-topic seed from the client's seed.
 //!
 //! # How the producer drives a partitioner
@@ -106,6 +106,7 @@
 //! so "batch full" and "budget spent" coincide there; with our 64 KiB
 //! budget and 1 MB batches they do not).
 
+use crate::rng::{mix64, SeededRng};
 use std::fmt;
 
 /// How many bytes of unkeyed records the sticky partitioners send to one
@@ -696,52 +697,10 @@ pub fn partition_record<P: Partitioner + ?Sized>(
 // Seeded randomness
 // --------------------------------------------------------------------------
 
-/// splitmix64's output function (Steele, Lea and Flood, 2014).
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// splitmix64: a tiny seeded generator, good enough to draw partitions and
-/// fully reproducible from its seed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator that starts from `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(self.state)
-    }
-
-    /// A uniform number in `0..bound`, without modulo bias (Lemire's
-    /// multiply-and-reject). A `bound` of 0 gives 0.
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 {
-            return 0;
-        }
-        let threshold = bound.wrapping_neg() % bound;
-        loop {
-            let product = u128::from(self.next_u64()) * u128::from(bound);
-            if (product as u64) >= threshold {
-                return (product >> 64) as u64;
-            }
-        }
-    }
-
-    /// A uniform partition in `0..count` (`count` at least 1).
-    fn below_i32(&mut self, count: i32) -> i32 {
-        // `below(n) < n <= i32::MAX`, so the conversion cannot fail.
-        i32::try_from(self.below(u64::try_from(count).unwrap_or(0))).unwrap_or(0)
-    }
+/// A uniform partition in `0..count` (`count` at least 1).
+fn below_i32(rng: &mut SeededRng, count: i32) -> i32 {
+    // `below(n) < n <= i32::MAX`, so the conversion cannot fail.
+    i32::try_from(rng.below(u64::try_from(count).unwrap_or(0))).unwrap_or(0)
 }
 
 /// The `index`-th partition with a leader (0-based), if there is one.
@@ -755,15 +714,15 @@ fn nth_available(partitions: &PartitionsView<'_>, index: i32) -> Option<i32> {
 /// A uniformly random partition among those with a leader, or among all
 /// when none has one (Java's `BuiltInPartitioner.nextPartition`). `None`
 /// only when the topic has no partitions.
-fn random_partition(rng: &mut SplitMix64, partitions: &PartitionsView<'_>) -> Option<i32> {
+fn random_partition(rng: &mut SeededRng, partitions: &PartitionsView<'_>) -> Option<i32> {
     if partitions.count() < 1 {
         return None;
     }
     let available = partitions.available_count();
     if available == 0 {
-        return Some(rng.below_i32(partitions.count()));
+        return Some(below_i32(rng, partitions.count()));
     }
-    nth_available(partitions, rng.below_i32(available))
+    nth_available(partitions, below_i32(rng, available))
 }
 
 // --------------------------------------------------------------------------
@@ -809,7 +768,7 @@ fn random_partition(rng: &mut SplitMix64, partitions: &PartitionsView<'_>) -> Op
 pub struct UniformBytesPartitioner {
     sticky_bytes: u64,
     adaptive: bool,
-    rng: SplitMix64,
+    rng: SeededRng,
     /// The sticky partition, `None` when the next record must pick one.
     current: Option<i32>,
     /// Bytes buffered in `current` since it was picked.
@@ -823,7 +782,7 @@ impl UniformBytesPartitioner {
         Self {
             sticky_bytes: DEFAULT_STICKY_BYTES,
             adaptive: true,
-            rng: SplitMix64::new(seed),
+            rng: SeededRng::new(seed),
             current: None,
             produced: 0,
         }
@@ -1227,7 +1186,7 @@ impl PartitionerFactory for RoundRobinPartitioner {
 /// ```
 #[derive(Clone, Debug)]
 pub struct LeastBackupPartitioner {
-    rng: SplitMix64,
+    rng: SeededRng,
     pinned: Option<i32>,
 }
 
@@ -1235,7 +1194,7 @@ impl LeastBackupPartitioner {
     /// A least-backup partitioner breaking ties with draws from `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: SplitMix64::new(seed),
+            rng: SeededRng::new(seed),
             pinned: None,
         }
     }
@@ -1896,35 +1855,6 @@ mod tests {
         let mut x = factory.for_topic("t", topic_seed(1, "t"));
         let mut y = factory.for_topic("t", topic_seed(1, "t"));
         assert_eq!(run(&mut x, &view, 2_000, 37), run(&mut y, &view, 2_000, 37));
-    }
-
-    #[test]
-    fn splitmix64_matches_the_reference_sequence() {
-        // splitmix64 seeded with 1234567: the reference outputs of Rosetta
-        // Code's "Pseudo-random numbers/Splitmix64" task.
-        let mut rng = SplitMix64::new(1_234_567);
-        let expected = [
-            6_457_827_717_110_365_317_u64,
-            3_203_168_211_198_807_973,
-            9_817_491_932_198_370_423,
-            4_593_380_528_125_082_431,
-            16_408_922_859_458_223_821,
-        ];
-        for e in expected {
-            assert_eq!(rng.next_u64(), e);
-        }
-    }
-
-    #[test]
-    fn below_stays_in_bounds() {
-        let mut rng = SplitMix64::new(3);
-        assert_eq!(rng.below(0), 0);
-        assert_eq!(rng.below(1), 0);
-        for bound in [2_u64, 3, 7, 1 << 33, u64::MAX] {
-            for _ in 0..1000 {
-                assert!(rng.below(bound) < bound);
-            }
-        }
     }
 
     // ---- other built-ins ---------------------------------------------------
