@@ -5,7 +5,7 @@
 //!
 //! - [`partitioner`]: Kafka's Java-compatible murmur2 key hash, the sticky
 //!   "uniform bytes" partitioner of KIP-794 for unkeyed records, and the
-//!   [`Partitioner`](partitioner::Partitioner) trait the producer calls once
+//!   [`Partitioner`] trait the producer calls once
 //!   per record.
 //! - [`Producer`]: the state machine the [`Client`](crate::client::Client)
 //!   drives. It never sees a connection; the client asks it for requests
