@@ -19,10 +19,18 @@ use tracing::Instrument;
 
 use crate::conn::ConnHandle;
 use crate::produce::Sink;
+use crate::waiters::ById;
 
 /// Events from connection tasks waiting for the driver; readers wait when
 /// it is full rather than buffer without bound.
 const CONN_EVENTS: usize = 1024;
+
+/// At most this many commands (or connection events) are fed to the core
+/// between two drains. Draining after every one made the per-poll
+/// bookkeeping (timers, ready partitions, deadlines) cost more than the
+/// records themselves; a bound keeps a flood of produces from holding
+/// back bytes that are ready to write.
+const BURST: usize = 256;
 
 /// What a [`crate::Client`] asks of the driver.
 #[derive(Debug)]
@@ -45,14 +53,14 @@ pub(crate) struct ProduceCommand {
     /// Wall clock at the call, the record's timestamp unless it has one.
     wall_ms: i64,
     /// `try_produce`: refuse at once when the buffer is full, and report a
-    /// refusal through `admitted` only.
+    /// refusal through the admission only.
     fail_when_full: bool,
     /// `produce_sync`: no linger.
     urgent: bool,
     /// The caller's name for this record, for cancelling; 0 for none.
     ticket: u64,
-    /// Told when the record is in the buffer, or why it never will be.
-    admitted: Option<oneshot::Sender<Result<(), ProduceError>>>,
+    /// Told when the record is in the buffer (or why it never will be),
+    /// and how it ended.
     sink: Sink,
 }
 
@@ -62,7 +70,6 @@ impl ProduceCommand {
         fail_when_full: bool,
         urgent: bool,
         ticket: u64,
-        admitted: Option<oneshot::Sender<Result<(), ProduceError>>>,
         sink: Sink,
     ) -> Self {
         ProduceCommand {
@@ -71,31 +78,13 @@ impl ProduceCommand {
             fail_when_full,
             urgent,
             ticket,
-            admitted,
             sink,
         }
     }
 
     /// The record was refused before the core took it.
     pub(crate) fn refuse(self, error: ProduceError) {
-        refuse(self.admitted, self.fail_when_full, self.sink, error);
-    }
-}
-
-fn refuse(
-    admitted: Option<oneshot::Sender<Result<(), ProduceError>>>,
-    fail_when_full: bool,
-    sink: Sink,
-    error: ProduceError,
-) {
-    if let Some(tx) = admitted {
-        let _ = tx.send(Err(error.clone()));
-    }
-    if fail_when_full {
-        // `try_produce` reports a refusal from the call itself.
-        sink.discard();
-    } else {
-        sink.complete(Err(error));
+        self.sink.refuse(error, self.fail_when_full);
     }
 }
 
@@ -110,7 +99,6 @@ fn wall_ms() -> i64 {
 #[derive(Debug)]
 struct Waiter {
     ticket: u64,
-    admitted: Option<oneshot::Sender<Result<(), ProduceError>>>,
     sink: Sink,
 }
 
@@ -136,8 +124,7 @@ struct Driver {
     conn_tx: mpsc::Sender<Input>,
     conn_rx: mpsc::Receiver<Input>,
     conns: HashMap<ConnId, ConnHandle>,
-    waiters: HashMap<ProduceId, Waiter>,
-    tickets: HashMap<u64, ProduceId>,
+    waiters: ById<Waiter>,
     flushes: HashMap<u64, oneshot::Sender<()>>,
     /// The flush a close waits for, once a close began.
     closing: Option<u64>,
@@ -159,8 +146,7 @@ impl Driver {
             conn_tx,
             conn_rx,
             conns: HashMap::new(),
-            waiters: HashMap::new(),
-            tickets: HashMap::new(),
+            waiters: ById::default(),
             flushes: HashMap::new(),
             closing: None,
             close_waiters: Vec::new(),
@@ -198,9 +184,29 @@ impl Driver {
             }
             armed = deadline;
             tokio::select! {
-                Some(input) = self.conn_rx.recv() => self.on_conn_input(input),
+                Some(input) = self.conn_rx.recv() => {
+                    let now = self.now();
+                    self.on_conn_input(now, input);
+                    // Whatever else arrived meanwhile is fed before the
+                    // next drain: one drain per burst, not per input.
+                    for _ in 1..BURST {
+                        match self.conn_rx.try_recv() {
+                            Ok(input) => self.on_conn_input(now, input),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 cmd = self.commands.recv(), if self.commands_open => match cmd {
-                    Some(cmd) => self.on_command(cmd),
+                    Some(cmd) => {
+                        let now = self.now();
+                        self.on_command(now, cmd);
+                        for _ in 1..BURST {
+                            match self.commands.try_recv() {
+                                Ok(cmd) => self.on_command(now, cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => {
                         tracing::debug!("every handle dropped; closing");
                         self.commands_open = false;
@@ -249,7 +255,7 @@ impl Driver {
         }
     }
 
-    fn on_conn_input(&mut self, input: Input) {
+    fn on_conn_input(&mut self, now: Timestamp, input: Input) {
         let conn = match &input {
             Input::Connected(c)
             | Input::ConnectFailed(c, _)
@@ -265,20 +271,20 @@ impl Driver {
         if matches!(input, Input::ConnectFailed(..) | Input::Closed(..)) {
             self.conns.remove(&conn);
         }
-        let now = self.now();
         self.core.handle_input(now, input);
     }
 
-    fn on_command(&mut self, cmd: Command) {
-        let now = self.now();
+    fn on_command(&mut self, now: Timestamp, cmd: Command) {
         match cmd {
             Command::Produce(p) => self.on_produce(now, p),
             Command::Flush(tx) => {
                 let id = self.core.flush(now);
                 self.flushes.insert(id, tx);
             }
+            Command::Cancel(0) => {}
             Command::Cancel(ticket) => {
-                if let Some(&id) = self.tickets.get(&ticket) {
+                // Rare: a scan beats keeping a second index per record.
+                if let Some(id) = self.waiters.find(|w| w.ticket == ticket) {
                     self.core.cancel(now, id);
                 }
             }
@@ -347,8 +353,7 @@ impl Driver {
             fail_when_full,
             urgent: _,
             ticket,
-            mut admitted,
-            sink,
+            mut sink,
         } = p;
         let before = self.core.buffered_records();
         match self.core.produce_with(now, record, wall_ms, options) {
@@ -357,38 +362,27 @@ impl Driver {
                 // one that waits for space is counted at `Event::Buffered`.
                 // A record refused by `try_produce` never gets here.
                 if fail_when_full || self.core.buffered_records() > before {
-                    if let Some(tx) = admitted.take() {
-                        let _ = tx.send(Ok(()));
-                    }
+                    sink.admit(Ok(()));
                 }
-                if ticket != 0 {
-                    self.tickets.insert(ticket, id);
+                if let Err(w) = self.waiters.insert(id, Waiter { ticket, sink }) {
+                    // The core hands out ids in order; only a bug lands here.
+                    tracing::error!(id = id.0, "record id out of order; its result is lost");
+                    w.sink.complete(Err(ProduceError::Closed));
                 }
-                self.waiters.insert(
-                    id,
-                    Waiter {
-                        ticket,
-                        admitted,
-                        sink,
-                    },
-                );
             }
-            Err(error) => refuse(admitted, fail_when_full, sink, error),
+            Err(error) => sink.refuse(error, fail_when_full),
         }
     }
 
     fn on_event(&mut self, now: Timestamp, event: Event) {
         match event {
             Event::Buffered(id) => {
-                if let Some(tx) = self.waiters.get_mut(&id).and_then(|w| w.admitted.take()) {
-                    let _ = tx.send(Ok(()));
+                if let Some(w) = self.waiters.get_mut(id) {
+                    w.sink.admit(Ok(()));
                 }
             }
             Event::Delivered { id, meta } => {
                 if let Some(w) = self.finish(id) {
-                    if let Some(tx) = w.admitted {
-                        let _ = tx.send(Ok(()));
-                    }
                     w.sink.complete(Ok(meta));
                 }
             }
@@ -400,9 +394,6 @@ impl Driver {
                     "record failed"
                 );
                 if let Some(w) = self.finish(id) {
-                    if let Some(tx) = w.admitted {
-                        let _ = tx.send(Err(error.clone()));
-                    }
                     w.sink.complete(Err(error));
                 }
             }
@@ -422,11 +413,7 @@ impl Driver {
     }
 
     fn finish(&mut self, id: ProduceId) -> Option<Waiter> {
-        let w = self.waiters.remove(&id)?;
-        if w.ticket != 0 {
-            self.tickets.remove(&w.ticket);
-        }
-        Some(w)
+        self.waiters.remove(id)
     }
 
     /// Flushes, then (at that flush's event) closes the core.

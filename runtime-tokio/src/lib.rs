@@ -55,6 +55,7 @@ mod client;
 mod conn;
 mod driver;
 mod produce;
+mod waiters;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};

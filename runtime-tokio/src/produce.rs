@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use sansa_core::producer::{ProduceError, RecordMeta};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -16,32 +16,133 @@ use crate::Record;
 /// A record's result, as the driver reports it.
 pub(crate) type Outcome = Result<RecordMeta, ProduceError>;
 
-/// Where the driver sends a record's result.
-#[derive(Debug)]
-pub(crate) enum Sink {
-    /// A [`ProduceFuture`] waits on it; dropping the sender makes the
-    /// future resolve with [`ProduceError::Closed`].
-    Future(oneshot::Sender<Outcome>),
-    /// One record of a [`FirstError`].
-    Batch(BatchTicket),
+/// What a [`ProduceFuture`] shares with the driver: whether the record is
+/// buffered and how it ended. One allocation and one lock per record,
+/// where a pair of channels cost two of each and showed in the profile.
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<SlotState>,
 }
 
-impl Sink {
-    /// Hands over the result.
-    pub(crate) fn complete(self, outcome: Outcome) {
-        match self {
-            // The user dropped the future: nobody wants the result.
-            Sink::Future(tx) => drop(tx.send(outcome)),
-            Sink::Batch(ticket) => ticket.complete(outcome),
+#[derive(Debug, Default)]
+struct SlotState {
+    admitted: Option<Result<(), ProduceError>>,
+    outcome: Option<Outcome>,
+    /// The outcome was handed to the future already.
+    taken: bool,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // Nothing panics while holding the lock; a poisoned state is still
+        // a valid one.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records what happened and wakes the future if it waits.
+    fn update(&self, f: impl FnOnce(&mut SlotState)) {
+        let waker = {
+            let mut state = self.lock();
+            f(&mut state);
+            state.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// The driver's end of a [`ProduceFuture`]; dropped without a result (the
+/// driver is gone), it fails the record with [`ProduceError::Closed`], so
+/// no future waits forever.
+#[derive(Debug)]
+pub(crate) struct SlotHandle(Option<Arc<Slot>>);
+
+impl SlotHandle {
+    fn admit(&self, result: Result<(), ProduceError>) {
+        if let Some(slot) = &self.0 {
+            slot.update(|s| {
+                s.admitted.get_or_insert(result);
+            });
         }
     }
 
-    /// Forgets the record: it was refused at the door and the caller
-    /// learns so from the produce call itself (`try_produce`).
-    pub(crate) fn discard(self) {
+    fn complete(mut self, outcome: Outcome) {
+        if let Some(slot) = self.0.take() {
+            slot.update(|s| {
+                s.admitted
+                    .get_or_insert_with(|| outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+                s.outcome = Some(outcome);
+            });
+        }
+    }
+}
+
+impl Drop for SlotHandle {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.update(|s| {
+                s.admitted.get_or_insert(Err(ProduceError::Closed));
+                if !s.taken {
+                    s.outcome.get_or_insert(Err(ProduceError::Closed));
+                }
+            });
+        }
+    }
+}
+
+/// Where the driver sends a record's result.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// A [`ProduceFuture`] waits on it.
+    Future(SlotHandle),
+    /// One record of a [`FirstError`], and who waits to hear whether it
+    /// was buffered (`FirstError::try_produce`).
+    Batch(
+        BatchTicket,
+        Option<oneshot::Sender<Result<(), ProduceError>>>,
+    ),
+}
+
+impl Sink {
+    /// The record is in the buffer (`Ok`), or never will be (`Err`).
+    pub(crate) fn admit(&mut self, result: Result<(), ProduceError>) {
         match self {
-            Sink::Future(tx) => drop(tx),
-            Sink::Batch(ticket) => ticket.discard(),
+            Sink::Future(slot) => slot.admit(result),
+            Sink::Batch(_, admitted) => {
+                if let Some(tx) = admitted.take() {
+                    let _ = tx.send(result);
+                }
+            }
+        }
+    }
+
+    /// Hands over the result.
+    pub(crate) fn complete(self, outcome: Outcome) {
+        match self {
+            // Admits too, under the same lock.
+            Sink::Future(slot) => slot.complete(outcome),
+            Sink::Batch(ticket, admitted) => {
+                if let Some(tx) = admitted {
+                    let _ = tx.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+                }
+                ticket.complete(outcome);
+            }
+        }
+    }
+
+    /// The record was refused before the core took it. A `try_produce`
+    /// refusal is reported by the call itself (its admission), and the
+    /// record does not count in a batch.
+    pub(crate) fn refuse(mut self, error: ProduceError, fail_when_full: bool) {
+        self.admit(Err(error.clone()));
+        if !fail_when_full {
+            return self.complete(Err(error));
+        }
+        match self {
+            Sink::Future(slot) => slot.complete(Err(error)),
+            Sink::Batch(ticket, _) => ticket.discard(),
         }
     }
 }
@@ -66,16 +167,9 @@ impl Sink {
 #[derive(Debug)]
 #[must_use = "the record is sent anyway; await the future to learn whether it was delivered"]
 pub struct ProduceFuture {
-    result: oneshot::Receiver<Outcome>,
-    admission: Admission,
+    slot: Arc<Slot>,
     ticket: u64,
     commands: mpsc::WeakUnboundedSender<Command>,
-}
-
-#[derive(Debug)]
-enum Admission {
-    Waiting(oneshot::Receiver<Result<(), ProduceError>>),
-    Known(Result<(), ProduceError>),
 }
 
 impl ProduceFuture {
@@ -86,20 +180,17 @@ impl ProduceFuture {
         fail_when_full: bool,
         urgent: bool,
     ) -> ProduceFuture {
-        let (result_tx, result) = oneshot::channel();
-        let (admitted_tx, admitted) = oneshot::channel();
+        let slot = Arc::new(Slot::default());
         let ticket = client.next_ticket();
         client.send_produce(ProduceCommand::new(
             record,
             fail_when_full,
             urgent,
             ticket,
-            Some(admitted_tx),
-            Sink::Future(result_tx),
+            Sink::Future(SlotHandle(Some(slot.clone()))),
         ));
         ProduceFuture {
-            result,
-            admission: Admission::Waiting(admitted),
+            slot,
             ticket,
             commands: client.downgrade(),
         }
@@ -130,14 +221,17 @@ impl ProduceFuture {
     /// # }
     /// ```
     pub async fn buffered(&mut self) -> Result<(), ProduceError> {
-        if let Admission::Waiting(rx) = &mut self.admission {
-            let known = rx.await.unwrap_or(Err(ProduceError::Closed));
-            self.admission = Admission::Known(known);
-        }
-        match &self.admission {
-            Admission::Known(r) => r.clone(),
-            Admission::Waiting(_) => Err(ProduceError::Closed),
-        }
+        std::future::poll_fn(|cx| {
+            let mut state = self.slot.lock();
+            match &state.admitted {
+                Some(r) => Poll::Ready(r.clone()),
+                None => {
+                    register(&mut state.waker, cx);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Asks the client to cancel the record: it fails with
@@ -167,10 +261,26 @@ impl ProduceFuture {
 impl Future for ProduceFuture {
     type Output = Result<RecordMeta, ProduceError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.result)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(ProduceError::Closed)))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.lock();
+        if let Some(outcome) = state.outcome.take() {
+            state.taken = true;
+            return Poll::Ready(outcome);
+        }
+        if state.taken {
+            // Polled again after it completed.
+            return Poll::Ready(Err(ProduceError::Closed));
+        }
+        register(&mut state.waker, cx);
+        Poll::Pending
+    }
+}
+
+/// Keeps the waker of the latest poll, cloning only when it changed.
+fn register(waker: &mut Option<Waker>, cx: &Context<'_>) {
+    match waker {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *waker = Some(cx.waker().clone()),
     }
 }
 
@@ -286,8 +396,8 @@ impl FirstError {
     /// # }
     /// ```
     pub fn produce(&self, client: &Client, record: Record) {
-        let sink = Sink::Batch(self.ticket());
-        client.send_produce(ProduceCommand::new(record, false, false, 0, None, sink));
+        let sink = Sink::Batch(self.ticket(), None);
+        client.send_produce(ProduceCommand::new(record, false, false, 0, sink));
     }
 
     /// Produces `record` as part of this batch, failing at once with
@@ -312,8 +422,7 @@ impl FirstError {
             true,
             false,
             0,
-            Some(admitted_tx),
-            Sink::Batch(ticket),
+            Sink::Batch(ticket, Some(admitted_tx)),
         ));
         admitted.await.unwrap_or(Err(ProduceError::Closed))
     }

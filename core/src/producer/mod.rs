@@ -19,6 +19,7 @@
 //! removed the producer's state: bump the epoch, KIP-360, and resend) from
 //! data loss (report it, then reset).
 
+mod outstanding;
 pub mod partition;
 pub mod partitioner;
 pub mod record;
@@ -37,6 +38,7 @@ use crate::record::BatchOptions;
 use crate::rng::SeededRng;
 use crate::time::Timestamp;
 
+use outstanding::Outstanding;
 use partition::{Failed, PartitionBuffer, PendingRecord};
 use partitioner::{partition_record, Partitioner, PartitionerFactory, PartitionsView, RecordInfo};
 pub use record::{ProduceError, ProduceId, Record, RecordMeta};
@@ -130,7 +132,7 @@ pub struct Producer {
     buffered_bytes: usize,
     blocked: VecDeque<(ProduceId, Record, i64, bool)>,
     /// Ids of records not yet delivered or failed.
-    outstanding: BTreeSet<u64>,
+    outstanding: Outstanding,
     /// Flushes waiting: (flush id, every record id below this is covered).
     flushes: Vec<(u64, u64)>,
     next_flush: u64,
@@ -184,7 +186,7 @@ impl Producer {
             buffered_records: 0,
             buffered_bytes: 0,
             blocked: VecDeque::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: Outstanding::default(),
             flushes: Vec::new(),
             next_flush: 0,
             producer_id: if config.idempotent {
@@ -348,7 +350,7 @@ impl Producer {
         for p in records {
             self.buffered_records = self.buffered_records.saturating_sub(1);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(p.record.user_size());
-            self.outstanding.remove(&p.id.0);
+            self.outstanding.remove(p.id.0);
             self.events.push_back(Event::ProduceFailed {
                 id: p.id,
                 record: Box::new(p.record),
@@ -378,7 +380,7 @@ impl Producer {
         for (id, result, record) in done {
             self.buffered_records = self.buffered_records.saturating_sub(1);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(record.user_size());
-            self.outstanding.remove(&id.0);
+            self.outstanding.remove(id.0);
             match result {
                 Ok(meta) => self.events.push_back(Event::Delivered { id, meta }),
                 Err(error) => self.events.push_back(Event::ProduceFailed {
@@ -406,7 +408,7 @@ impl Producer {
     }
 
     fn check_flushes(&mut self) {
-        let lowest = self.outstanding.first().copied().unwrap_or(u64::MAX);
+        let lowest = self.outstanding.first().unwrap_or(u64::MAX);
         let events = &mut self.events;
         self.flushes.retain(|&(id, below)| {
             if lowest >= below {
@@ -424,7 +426,7 @@ impl Producer {
     pub fn cancel(&mut self, now: Timestamp, id: ProduceId) {
         if let Some(pos) = self.blocked.iter().position(|b| b.0 == id) {
             if let Some((id, record, _, _)) = self.blocked.remove(pos) {
-                self.outstanding.remove(&id.0);
+                self.outstanding.remove(id.0);
                 self.events.push_back(Event::ProduceFailed {
                     id,
                     record: Box::new(record),
@@ -1130,7 +1132,7 @@ impl Producer {
     pub fn fail_all(&mut self, error: ProduceError) {
         let blocked: Vec<_> = self.blocked.drain(..).collect();
         for (id, record, _, _) in blocked {
-            self.outstanding.remove(&id.0);
+            self.outstanding.remove(id.0);
             self.events.push_back(Event::ProduceFailed {
                 id,
                 record: Box::new(record),
