@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use crate::client::{Config, Event};
 use crate::cluster::{Backoff, Metadata, MetadataChanges, NodeId};
+use crate::compression::Compressor;
 use crate::protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use crate::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use crate::protocol::messages::{InitProducerIdResponse, ProduceRequest, ProduceResponse};
@@ -40,7 +41,7 @@ use crate::time::Timestamp;
 
 use outstanding::Outstanding;
 use partition::{Failed, PartitionBuffer, PendingRecord};
-use partitioner::{partition_record, Partitioner, PartitionerFactory, PartitionsView, RecordInfo};
+use partitioner::{NewBatch, Partitioner, PartitionerFactory, PartitionsView, RecordInfo};
 pub use record::{ProduceError, ProduceId, Record, RecordMeta};
 
 /// What `produce` does when the buffer is full.
@@ -106,6 +107,21 @@ impl std::fmt::Debug for TopicBuffer {
     }
 }
 
+/// Partition `p` of a topic's buffers.
+fn partition_at(
+    partitions: &mut [PartitionBuffer],
+    p: i32,
+) -> Result<&mut PartitionBuffer, partitioner::PartitionError> {
+    let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
+    usize::try_from(p)
+        .ok()
+        .and_then(|i| partitions.get_mut(i))
+        .ok_or(partitioner::PartitionError::InvalidPartition {
+            partition: p,
+            count,
+        })
+}
+
 /// The producer state machine.
 pub struct Producer {
     acks: i16,
@@ -142,6 +158,8 @@ pub struct Producer {
     in_flight_per_broker: BTreeMap<NodeId, usize>,
     events: VecDeque<Event>,
     rng: SeededRng,
+    /// Codec state shared by every batch this producer seals.
+    compressor: Option<Compressor>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -199,6 +217,7 @@ impl Producer {
             in_flight_per_broker: BTreeMap::new(),
             events: VecDeque::new(),
             rng: SeededRng::new(config.seed ^ 0x7072_6f64),
+            compressor: None,
         }
     }
 
@@ -296,54 +315,58 @@ impl Producer {
             .extend(tb.partitions.iter().map(|p| p.buffered_bytes as u64));
         let view = PartitionsView::new(&tb.leaders).with_backlog(&tb.backlog);
         let r = &pending.record;
-        let size = r.user_size();
-        let info = RecordInfo::new(r.key.as_deref(), size);
+        let info = RecordInfo::new(r.key.as_deref(), r.user_size());
         let info = match r.partition {
             Some(p) => info.with_partition(p),
             None => info,
         };
-        let parts = &tb.partitions;
-        let chosen = partition_record(tb.partitioner.as_mut(), &info, &view, |p| {
-            usize::try_from(p)
-                .ok()
-                .and_then(|i| parts.get(i))
-                .is_none_or(|b| b.would_start_batch(pending.timestamp, r))
-        });
-        let partition = match chosen {
-            Ok(p) => p,
-            Err(e) => {
-                let error = ProduceError::InvalidPartition {
-                    topic: r.topic.clone(),
-                    partition: r.partition.or(match e {
-                        partitioner::PartitionError::InvalidPartition { partition, .. } => {
-                            Some(partition)
-                        }
-                        _ => None,
-                    }),
-                };
-                self.fail_records(vec![pending], error);
-                return;
+        // As Java's accumulator does: the record goes into the chosen
+        // partition's open batch when it fits; only a record that needs a
+        // new batch gives the partitioner its say (KIP-794 switches
+        // partitions there), so the record's size is encoded once.
+        let placed = (|| {
+            let first = view.check(tb.partitioner.partition(&info, &view)?)?;
+            if partition_at(&mut tb.partitions, first)?.write_open(&pending) {
+                return Ok((first, None));
             }
-        };
-        let Some(buf) = usize::try_from(partition)
-            .ok()
-            .and_then(|i| tb.partitions.get_mut(i))
-        else {
-            return;
-        };
-        // The partitioner hears about the record by its key and size only;
-        // take them before the record moves into the buffer.
-        let key = pending.record.key.clone();
-        match buf.append(now, pending, &self.batch_options, urgent) {
-            Ok(()) => {
-                let info = RecordInfo::new(key.as_deref(), size);
+            let target = match tb.partitioner.on_new_batch(&info, first) {
+                NewBatch::KeepPartition => first,
+                NewBatch::Repartition => view.check(tb.partitioner.partition(&info, &view)?)?,
+            };
+            let buf = partition_at(&mut tb.partitions, target)?;
+            if target != first && buf.write_open(&pending) {
+                return Ok((target, None));
+            }
+            Ok((
+                target,
+                buf.write_new(now, &pending, &self.batch_options).err(),
+            ))
+        })();
+        let error = match placed {
+            Ok((partition, None)) => {
                 tb.partitioner.on_record_buffered(&info, partition);
+                if let Ok(buf) = partition_at(&mut tb.partitions, partition) {
+                    buf.keep(pending, urgent);
+                    return;
+                }
+                // `partition_at` found it a moment ago.
+                ProduceError::InvalidPartition {
+                    topic: r.topic.clone(),
+                    partition: Some(partition),
+                }
             }
-            Err(e) => {
-                let (pending, error) = *e;
-                self.fail_records(vec![pending], error);
-            }
-        }
+            Ok((_, Some(error))) => error,
+            Err(e) => ProduceError::InvalidPartition {
+                topic: r.topic.clone(),
+                partition: r.partition.or(match e {
+                    partitioner::PartitionError::InvalidPartition { partition, .. } => {
+                        Some(partition)
+                    }
+                    _ => None,
+                }),
+            },
+        };
+        self.fail_records(vec![pending], error);
     }
 
     fn fail_records(&mut self, records: Vec<PendingRecord>, error: ProduceError) {
@@ -758,7 +781,7 @@ impl Producer {
                 if !ready || bytes >= max_request_bytes {
                     continue;
                 }
-                match p.take_for_send(now, stamp, self.max_in_flight) {
+                match p.take_for_send(now, stamp, self.max_in_flight, &mut self.compressor) {
                     Ok(Some((batch_id, data))) => {
                         p.sending_to = Some(broker);
                         bytes += data.len();

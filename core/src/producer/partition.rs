@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 
+use crate::compression::Compressor;
 use crate::protocol::ErrorCode;
 use crate::record::{BatchBuilder, BatchOptions, BatchStamp, ProducerStamp, SealedBatch};
 use crate::time::Timestamp;
@@ -110,7 +111,12 @@ pub(crate) struct PartitionBuffer {
     /// Since when a ready batch could not be sent (see `note_blocked`);
     /// cleared by a send.
     blocked_since: Option<Timestamp>,
+    /// Records the last full batch held, to size the next one's list.
+    records_hint: usize,
 }
+
+/// The most records a new batch reserves room for up front.
+const MAX_RECORDS_HINT: usize = 16 * 1024;
 
 impl PartitionBuffer {
     pub(crate) fn new(partition: i32) -> Self {
@@ -131,33 +137,21 @@ impl PartitionBuffer {
             buffered_bytes: 0,
             sequence_broken: false,
             blocked_since: None,
+            records_hint: 0,
         }
     }
 
-    /// Whether appending a record now would open a new batch.
-    pub(crate) fn would_start_batch(&self, timestamp: i64, record: &Record) -> bool {
-        match self.batches.back().and_then(|b| b.builder.as_ref()) {
-            None => true,
-            Some(b) => !b.would_fit(
-                timestamp,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &record.headers,
-            ),
-        }
-    }
-
-    /// Appends a record, opening a batch when the last one is full or sent.
-    pub(crate) fn append(
-        &mut self,
-        now: Timestamp,
-        pending: PendingRecord,
-        options: &BatchOptions,
-        urgent: bool,
-    ) -> Result<(), Box<(PendingRecord, ProduceError)>> {
-        let size = pending.record.user_size();
+    /// Writes the record's bytes into the open batch if it fits there;
+    /// `false` means it needs a new batch. [`keep`](Self::keep) must
+    /// follow a `true`.
+    ///
+    /// Writing and keeping are separate steps so the producer can ask the
+    /// partitioner about a new batch only when one is needed, and tell it
+    /// about the record while still holding the record, without encoding
+    /// the record's size twice.
+    pub(crate) fn write_open(&mut self, pending: &PendingRecord) -> bool {
         let r = &pending.record;
-        let fits_last = match self.batches.back_mut().and_then(|b| b.builder.as_mut()) {
+        match self.batches.back_mut().and_then(|b| b.builder.as_mut()) {
             Some(b) => b
                 .try_append(
                     pending.timestamp,
@@ -167,65 +161,82 @@ impl PartitionBuffer {
                 )
                 .is_ok(),
             None => false,
-        };
-        if !fits_last {
-            let mut builder = BatchBuilder::new(*options);
-            if let Err(e) = builder.try_append(
-                pending.timestamp,
-                r.key.as_deref(),
-                r.value.as_deref(),
-                &r.headers,
-            ) {
-                let size = match e {
-                    crate::record::AppendError::RecordTooLarge { size } => size,
-                    _ => size,
-                };
-                return Err(Box::new((
-                    pending,
-                    ProduceError::RecordTooLarge {
-                        size,
-                        max: options.max_bytes,
-                    },
-                )));
-            }
-            if builder.estimated_size() > options.max_bytes {
-                let size = builder.estimated_size();
-                return Err(Box::new((
-                    pending,
-                    ProduceError::RecordTooLarge {
-                        size,
-                        max: options.max_bytes,
-                    },
-                )));
-            }
-            let id = self.next_batch_id;
-            self.next_batch_id += 1;
-            self.batches.push_back(Batch {
-                id,
-                builder: Some(builder),
-                sealed: None,
-                records: Vec::new(),
-                created_at: now,
-                first_sent_at: None,
-                sequence: None,
-                attempts: 0,
-                in_flight: false,
-                ambiguous: false,
-                last_error: None,
-                cancelled: false,
-                urgent: false,
-                user_bytes: 0,
+        }
+    }
+
+    /// Opens a new batch and writes the record's bytes into it;
+    /// [`keep`](Self::keep) must follow an `Ok`.
+    pub(crate) fn write_new(
+        &mut self,
+        now: Timestamp,
+        pending: &PendingRecord,
+        options: &BatchOptions,
+    ) -> Result<(), ProduceError> {
+        let r = &pending.record;
+        let mut builder = BatchBuilder::new(*options);
+        if let Err(e) = builder.try_append(
+            pending.timestamp,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        ) {
+            let size = match e {
+                crate::record::AppendError::RecordTooLarge { size } => size,
+                _ => r.user_size(),
+            };
+            return Err(ProduceError::RecordTooLarge {
+                size,
+                max: options.max_bytes,
             });
         }
+        if builder.estimated_size() > options.max_bytes {
+            return Err(ProduceError::RecordTooLarge {
+                size: builder.estimated_size(),
+                max: options.max_bytes,
+            });
+        }
+        let id = self.next_batch_id;
+        self.next_batch_id += 1;
+        // Room for as many records as the batch before held: a batch of
+        // small records grows its list many times over otherwise, copying
+        // every record at each step.
+        if let Some(last) = self.batches.back() {
+            self.records_hint = last.records.len().min(MAX_RECORDS_HINT);
+        }
+        self.batches.push_back(Batch {
+            id,
+            builder: Some(builder),
+            sealed: None,
+            records: Vec::with_capacity(self.records_hint),
+            created_at: now,
+            first_sent_at: None,
+            sequence: None,
+            attempts: 0,
+            in_flight: false,
+            ambiguous: false,
+            last_error: None,
+            cancelled: false,
+            urgent: false,
+            user_bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// Keeps a record whose bytes [`write_open`](Self::write_open) or
+    /// [`write_new`](Self::write_new) just wrote into the last batch.
+    pub(crate) fn keep(&mut self, pending: PendingRecord, urgent: bool) {
+        let size = pending.record.user_size();
         let Some(batch) = self.batches.back_mut() else {
-            return Err(Box::new((pending, ProduceError::Closed)));
+            // Unreachable after a successful write; never lose the record
+            // silently if it were reached.
+            tracing::error!("a record was kept with no batch to keep it in");
+            return;
         };
         batch.urgent |= urgent;
         batch.user_bytes += size;
         batch.records.push(pending);
         self.buffered_records += 1;
         self.buffered_bytes += size;
-        Ok(())
     }
 
     /// Index of the next batch to send, if sending is allowed now.
@@ -271,13 +282,15 @@ impl PartitionBuffer {
         Some(b.created_at + linger)
     }
 
-    /// Takes the next batch to send, sealing it on its first send; returns
-    /// its id and bytes.
+    /// Takes the next batch to send, sealing it on its first send (with
+    /// the producer's `compressor`, kept across batches); returns its id
+    /// and bytes.
     pub(crate) fn take_for_send(
         &mut self,
         now: Timestamp,
         producer: Option<(i64, i16)>,
         max_in_flight: usize,
+        compressor: &mut Option<Compressor>,
     ) -> Result<Option<(u64, bytes::Bytes)>, Failed> {
         let Some(idx) = self.next_to_send(now, max_in_flight) else {
             return Ok(None);
@@ -310,10 +323,16 @@ impl PartitionBuffer {
                 }
             }
             (None, Some(builder)) => {
+                if let Some(c) = compressor.take() {
+                    builder.lend_compressor(c);
+                }
                 let sealed = builder.seal(&BatchStamp {
                     producer: stamp,
                     ..Default::default()
                 });
+                if let Some(c) = builder.take_compressor() {
+                    *compressor = Some(c);
+                }
                 match sealed {
                     Ok(s) => {
                         b.sealed = Some(s);

@@ -445,6 +445,24 @@ impl BatchBuilder {
         Ok(())
     }
 
+    /// Gives the builder codec state to compress with (see
+    /// [`Compressor`]): a producer that opens a builder per batch keeps one
+    /// `Compressor` and lends it to each, instead of building fresh codec
+    /// tables (snappy's hash table, zstd's context) for every batch. A
+    /// compressor for another codec or level is ignored.
+    pub fn lend_compressor(&mut self, compressor: Compressor) {
+        if compressor.codec() == self.opts.compression
+            && compressor.level() == self.opts.compression_level
+        {
+            self.compressor = Some(compressor);
+        }
+    }
+
+    /// Takes back the codec state (lent or built by [`seal`](Self::seal)).
+    pub fn take_compressor(&mut self) -> Option<Compressor> {
+        self.compressor.take()
+    }
+
     /// Seals the records appended so far into a batch stamped with `stamp`,
     /// and empties the builder for the next batch.
     pub fn seal(&mut self, stamp: &BatchStamp) -> Result<SealedBatch, BuildError> {
