@@ -58,6 +58,13 @@ struct Slot {
     last_active: Timestamp,
 }
 
+/// Bytes a produce request needs beyond its batches (header, client id,
+/// transactional id, acks, timeout), and per partition (topic name,
+/// index, lengths, tagged fields); generous rather than exact, for
+/// [`Connection::reserve`](crate::conn::Connection::reserve).
+const PRODUCE_REQUEST_OVERHEAD: usize = 512;
+const PRODUCE_PARTITION_OVERHEAD: usize = 300;
+
 /// Why a connection's timer fired.
 #[derive(Debug)]
 enum Expiry {
@@ -757,6 +764,17 @@ impl Client {
                 self.next_token += 1;
                 let token = RequestToken(self.next_token);
                 let acks0 = req.acks == 0;
+                let batch_bytes: usize = req
+                    .topic_data
+                    .iter()
+                    .flat_map(|t| &t.partition_data)
+                    .filter_map(|p| {
+                        p.records
+                            .as_ref()
+                            .map(|r| r.len() + PRODUCE_PARTITION_OVERHEAD)
+                    })
+                    .sum();
+                slot.conn.reserve(batch_bytes + PRODUCE_REQUEST_OVERHEAD);
                 match slot.conn.send(now, &req, version, token, !acks0) {
                     Ok(_) if acks0 => self.producer.on_sent_without_ack(inflight),
                     Ok(_) => {

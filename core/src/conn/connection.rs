@@ -290,6 +290,14 @@ impl Connection {
         Ok(id)
     }
 
+    /// Makes room for `additional` more bytes of requests: a caller that
+    /// knows a request is large (a produce request carrying megabytes of
+    /// batches) saves the buffer from growing by doubling, copying what it
+    /// holds at each step.
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.reserve(additional);
+    }
+
     fn write_request<R: Request>(
         &mut self,
         now: Timestamp,

@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use crate::client::{Config, Event};
 use crate::cluster::{Backoff, Metadata, MetadataChanges, NodeId};
-use crate::compression::Compressor;
 use crate::protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use crate::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use crate::protocol::messages::{InitProducerIdResponse, ProduceRequest, ProduceResponse};
@@ -40,7 +39,7 @@ use crate::rng::SeededRng;
 use crate::time::Timestamp;
 
 use outstanding::Outstanding;
-use partition::{Failed, PartitionBuffer, PendingRecord};
+use partition::{BatchMemory, Failed, PartitionBuffer, PendingRecord};
 use partitioner::{NewBatch, Partitioner, PartitionerFactory, PartitionsView, RecordInfo};
 pub use record::{ProduceError, ProduceId, Record, RecordMeta};
 
@@ -107,6 +106,18 @@ impl std::fmt::Debug for TopicBuffer {
     }
 }
 
+/// A partition's buffer, by topic name and partition.
+fn partition_in<'a>(
+    topics: &'a mut BTreeMap<String, TopicBuffer>,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a mut PartitionBuffer> {
+    topics
+        .get_mut(topic)?
+        .partitions
+        .get_mut(usize::try_from(partition).ok()?)
+}
+
 /// Partition `p` of a topic's buffers.
 fn partition_at(
     partitions: &mut [PartitionBuffer],
@@ -158,8 +169,8 @@ pub struct Producer {
     in_flight_per_broker: BTreeMap<NodeId, usize>,
     events: VecDeque<Event>,
     rng: SeededRng,
-    /// Codec state shared by every batch this producer seals.
-    compressor: Option<Compressor>,
+    /// Codec state and spare buffers shared by every batch.
+    memory: BatchMemory,
 }
 
 impl std::fmt::Debug for Producer {
@@ -217,7 +228,7 @@ impl Producer {
             in_flight_per_broker: BTreeMap::new(),
             events: VecDeque::new(),
             rng: SeededRng::new(config.seed ^ 0x7072_6f64),
-            compressor: None,
+            memory: BatchMemory::default(),
         }
     }
 
@@ -339,7 +350,8 @@ impl Producer {
             }
             Ok((
                 target,
-                buf.write_new(now, &pending, &self.batch_options).err(),
+                buf.write_new(now, &pending, &self.batch_options, &mut self.memory)
+                    .err(),
             ))
         })();
         let error = match placed {
@@ -781,7 +793,7 @@ impl Producer {
                 if !ready || bytes >= max_request_bytes {
                     continue;
                 }
-                match p.take_for_send(now, stamp, self.max_in_flight, &mut self.compressor) {
+                match p.take_for_send(now, stamp, self.max_in_flight, &mut self.memory) {
                     Ok(Some((batch_id, data))) => {
                         p.sending_to = Some(broker);
                         bytes += data.len();
@@ -841,20 +853,12 @@ impl Producer {
             let Some(name) = self.topics.get(&topic).map(|t| t.name.clone()) else {
                 continue;
             };
-            let done = self
-                .partition_mut(&topic, partition)
-                .map(|p| p.on_success(batch_id, -1, -1, &name))
+            let done = partition_in(&mut self.topics, &topic, partition)
+                .map(|p| p.on_success(batch_id, -1, -1, &name, &mut self.memory))
                 .unwrap_or_default();
             self.deliver(done);
         }
         self.check_flushes();
-    }
-
-    fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionBuffer> {
-        self.topics
-            .get_mut(topic)?
-            .partitions
-            .get_mut(usize::try_from(partition).ok()?)
     }
 
     /// Handles a produce answer. Returns whether metadata looks stale.
@@ -875,8 +879,7 @@ impl Producer {
                 .find(|p| p.index == partition);
             let Some(answer) = answer else {
                 // The broker skipped the partition: treat as retriable.
-                if let Some(f) = self
-                    .partition_mut(&topic, partition)
+                if let Some(f) = partition_in(&mut self.topics, &topic, partition)
                     .and_then(|p| p.on_retriable(batch_id, ErrorCode::UnknownServerError))
                 {
                     self.fail(f);
@@ -915,7 +918,7 @@ impl Producer {
         let Some(name) = self.topics.get(topic).map(|t| t.name.clone()) else {
             return false;
         };
-        let Some(p) = self.partition_mut(topic, partition) else {
+        let Some(p) = partition_in(&mut self.topics, topic, partition) else {
             return false;
         };
         match error {
@@ -923,7 +926,7 @@ impl Producer {
                 // A duplicate means the broker already has the batch (a
                 // retry of an ambiguous send): success, offsets unknown.
                 let base = if error.is_ok() { base_offset } else { -1 };
-                let done = p.on_success(batch_id, base, log_append_time, &name);
+                let done = p.on_success(batch_id, base, log_append_time, &name, &mut self.memory);
                 self.deliver(done);
                 false
             }
@@ -1005,7 +1008,7 @@ impl Producer {
     pub fn on_lost(&mut self, now: Timestamp, inflight: ProduceInFlight, written: bool) {
         self.request_done(inflight.broker);
         for (topic, partition, batch_id) in inflight.batches {
-            let failed = self.partition_mut(&topic, partition).and_then(|p| {
+            let failed = partition_in(&mut self.topics, &topic, partition).and_then(|p| {
                 if written {
                     p.on_ambiguous(batch_id)
                 } else {

@@ -458,6 +458,13 @@ impl BatchBuilder {
         }
     }
 
+    /// The builder's buffer, for another builder
+    /// ([`BatchBuilder::with_buffer`]); with compression it holds the
+    /// uncompressed records, a batch's worth of memory worth keeping.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Takes back the codec state (lent or built by [`seal`](Self::seal)).
     pub fn take_compressor(&mut self) -> Option<Compressor> {
         self.compressor.take()
@@ -542,13 +549,12 @@ impl BatchBuilder {
     /// faults of touching fresh memory, for every batch. Returns whether the
     /// memory was taken.
     pub fn recycle(&mut self, batch: SealedBatch) -> bool {
-        if self.count != 0 || !batch.bytes.is_unique() {
+        if self.count != 0 {
             return false;
         }
-        let Ok(m) = batch.bytes.try_into_mut() else {
+        let Some(mut buf) = batch.into_buffer() else {
             return false;
         };
-        let mut buf = Vec::from(m);
         if buf.capacity() <= self.buf.capacity() {
             return false;
         }
@@ -699,6 +705,16 @@ impl SealedBatch {
     /// The batch bytes, consuming the batch.
     pub fn into_bytes(self) -> Bytes {
         self.bytes
+    }
+
+    /// The batch's memory as a plain buffer to build another batch in
+    /// ([`BatchBuilder::with_buffer`]), if nothing else still holds its
+    /// bytes.
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        if !self.bytes.is_unique() {
+            return None;
+        }
+        self.bytes.try_into_mut().ok().map(Vec::from)
     }
 
     /// Size of the sealed batch in bytes.
