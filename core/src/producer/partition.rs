@@ -767,7 +767,6 @@ mod tests {
             };
             let mut memory = BatchMemory::default();
             let mut p = PartitionBuffer::new(0);
-            let now = Timestamp::ZERO;
             let value: &'static [u8] = &[7; 5000];
             for i in 0..2 {
                 append(&mut p, pending(i, value), &options, &mut memory);
