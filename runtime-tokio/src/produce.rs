@@ -26,11 +26,23 @@ struct Slot {
 
 #[derive(Debug, Default)]
 struct SlotState {
-    admitted: Option<Result<(), ProduceError>>,
+    admission: Admission,
     outcome: Option<Outcome>,
     /// The outcome was handed to the future already.
     taken: bool,
     waker: Option<Waker>,
+}
+
+/// Whether the record got into the buffer. A refusal's reason is the
+/// outcome's error: keeping only a tag here keeps the slot small enough
+/// for the allocator's fast bins (it is allocated on one thread and freed
+/// on another, once per record).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    #[default]
+    Pending,
+    Buffered,
+    Refused,
 }
 
 impl Slot {
@@ -60,19 +72,28 @@ impl Slot {
 pub(crate) struct SlotHandle(Option<Arc<Slot>>);
 
 impl SlotHandle {
-    fn admit(&self, result: Result<(), ProduceError>) {
+    /// The record is in the buffer.
+    fn buffered(&self) {
         if let Some(slot) = &self.0 {
             slot.update(|s| {
-                s.admitted.get_or_insert(result);
+                if s.admission == Admission::Pending {
+                    s.admission = Admission::Buffered;
+                }
             });
         }
     }
 
+    /// Hands over the result; a failure before the record was buffered is
+    /// its refusal too.
     fn complete(mut self, outcome: Outcome) {
         if let Some(slot) = self.0.take() {
             slot.update(|s| {
-                s.admitted
-                    .get_or_insert_with(|| outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+                if s.admission == Admission::Pending {
+                    s.admission = match outcome {
+                        Ok(_) => Admission::Buffered,
+                        Err(_) => Admission::Refused,
+                    };
+                }
                 s.outcome = Some(outcome);
             });
         }
@@ -83,7 +104,9 @@ impl Drop for SlotHandle {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
             slot.update(|s| {
-                s.admitted.get_or_insert(Err(ProduceError::Closed));
+                if s.admission == Admission::Pending {
+                    s.admission = Admission::Refused;
+                }
                 if !s.taken {
                     s.outcome.get_or_insert(Err(ProduceError::Closed));
                 }
@@ -109,7 +132,12 @@ impl Sink {
     /// The record is in the buffer (`Ok`), or never will be (`Err`).
     pub(crate) fn admit(&mut self, result: Result<(), ProduceError>) {
         match self {
-            Sink::Future(slot) => slot.admit(result),
+            // A refusal reaches the future with the outcome, which follows.
+            Sink::Future(slot) => {
+                if result.is_ok() {
+                    slot.buffered();
+                }
+            }
             Sink::Batch(_, admitted) => {
                 if let Some(tx) = admitted.take() {
                     let _ = tx.send(result);
@@ -223,9 +251,15 @@ impl ProduceFuture {
     pub async fn buffered(&mut self) -> Result<(), ProduceError> {
         std::future::poll_fn(|cx| {
             let mut state = self.slot.lock();
-            match &state.admitted {
-                Some(r) => Poll::Ready(r.clone()),
-                None => {
+            match state.admission {
+                Admission::Buffered => Poll::Ready(Ok(())),
+                Admission::Refused => Poll::Ready(match &state.outcome {
+                    Some(Err(e)) => Err(e.clone()),
+                    // The outcome was taken already (the future was polled
+                    // to the end by hand).
+                    _ => Err(ProduceError::Closed),
+                }),
+                Admission::Pending => {
                     register(&mut state.waker, cx);
                     Poll::Pending
                 }

@@ -228,11 +228,12 @@ impl PartitionBuffer {
         }
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        // Room for as many records as the batch before held: a batch of
-        // small records grows its list many times over otherwise, copying
-        // every record at each step.
+        // Room for half again as many records as the batch before held: a
+        // batch of small records grows its list many times over otherwise,
+        // copying every record at each step.
         if let Some(last) = self.batches.back() {
-            self.records_hint = last.records.len().min(MAX_RECORDS_HINT);
+            let n = last.records.len();
+            self.records_hint = (n + n / 2).min(MAX_RECORDS_HINT);
         }
         self.batches.push_back(Batch {
             id,
