@@ -39,7 +39,7 @@ use crate::rng::SeededRng;
 use crate::time::Timestamp;
 
 use outstanding::Outstanding;
-use partition::{BatchMemory, Failed, PartitionBuffer, PendingRecord};
+use partition::{Acked, BatchMemory, Failed, PartitionBuffer, PendingRecord};
 use partitioner::{NewBatch, Partitioner, PartitionerFactory, PartitionsView, RecordInfo};
 pub use record::{ProduceError, ProduceId, Record, RecordMeta};
 
@@ -411,19 +411,18 @@ impl Producer {
         }
     }
 
-    fn deliver(&mut self, done: Vec<(ProduceId, Result<RecordMeta, ProduceError>, Record)>) {
-        for (id, result, record) in done {
-            self.buffered_records = self.buffered_records.saturating_sub(1);
-            self.buffered_bytes = self.buffered_bytes.saturating_sub(record.user_size());
-            self.outstanding.remove(id.0);
-            match result {
-                Ok(meta) => self.events.push_back(Event::Delivered { id, meta }),
-                Err(error) => self.events.push_back(Event::ProduceFailed {
-                    id,
-                    record: Box::new(record),
-                    error,
-                }),
-            }
+    /// Reports an acknowledged batch's records delivered.
+    fn deliver(&mut self, topic: &Arc<str>, acked: Option<Acked>) {
+        let Some(acked) = acked else {
+            return;
+        };
+        self.buffered_records = self.buffered_records.saturating_sub(acked.records.len());
+        self.events.reserve(acked.records.len());
+        for (i, p) in acked.records.iter().enumerate() {
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(p.record.user_size());
+            self.outstanding.remove(p.id.0);
+            let meta = acked.meta(topic, i, p.timestamp);
+            self.events.push_back(Event::Delivered { id: p.id, meta });
         }
     }
 
@@ -853,10 +852,9 @@ impl Producer {
             let Some(name) = self.topics.get(&topic).map(|t| t.name.clone()) else {
                 continue;
             };
-            let done = partition_in(&mut self.topics, &topic, partition)
-                .map(|p| p.on_success(batch_id, -1, -1, &name, &mut self.memory))
-                .unwrap_or_default();
-            self.deliver(done);
+            let acked = partition_in(&mut self.topics, &topic, partition)
+                .and_then(|p| p.on_success(batch_id, -1, -1, &mut self.memory));
+            self.deliver(&name, acked);
         }
         self.check_flushes();
     }
@@ -926,8 +924,8 @@ impl Producer {
                 // A duplicate means the broker already has the batch (a
                 // retry of an ambiguous send): success, offsets unknown.
                 let base = if error.is_ok() { base_offset } else { -1 };
-                let done = p.on_success(batch_id, base, log_append_time, &name, &mut self.memory);
-                self.deliver(done);
+                let acked = p.on_success(batch_id, base, log_append_time, &mut self.memory);
+                self.deliver(&name, acked);
                 false
             }
             ErrorCode::OutOfOrderSequenceNumber | ErrorCode::UnknownProducerId if idempotent => {

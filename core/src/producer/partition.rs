@@ -103,6 +103,39 @@ impl BatchMemory {
     }
 }
 
+/// A batch the broker acknowledged: its records, in offset order, and
+/// where they landed.
+#[derive(Debug)]
+pub(crate) struct Acked {
+    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) partition: i32,
+    /// The first record's offset, or -1 when the broker did not say (a
+    /// duplicate, or acks=0).
+    pub(crate) base_offset: i64,
+    /// The broker's append time, or -1 for create time.
+    pub(crate) log_append_time: i64,
+}
+
+impl Acked {
+    /// Where the `i`-th record landed.
+    pub(crate) fn meta(&self, topic: &std::sync::Arc<str>, i: usize, timestamp: i64) -> RecordMeta {
+        RecordMeta {
+            topic: topic.clone(),
+            partition: self.partition,
+            offset: if self.base_offset >= 0 {
+                self.base_offset + i as i64
+            } else {
+                -1
+            },
+            timestamp: if self.log_append_time >= 0 {
+                self.log_append_time
+            } else {
+                timestamp
+            },
+        }
+    }
+}
+
 /// A batch failed; what to tell the records.
 #[derive(Debug)]
 pub(crate) struct Failed {
@@ -406,18 +439,13 @@ impl PartitionBuffer {
         batch_id: u64,
         base_offset: i64,
         log_append_time: i64,
-        topic: &std::sync::Arc<str>,
         memory: &mut BatchMemory,
-    ) -> Vec<(ProduceId, Result<RecordMeta, ProduceError>, Record)> {
-        let Some(idx) = self.position(batch_id) else {
-            return Vec::new();
-        };
+    ) -> Option<Acked> {
+        let idx = self.position(batch_id)?;
         self.in_flight = self.in_flight.saturating_sub(1);
         self.ever_succeeded = true;
         self.retry_attempts = 0;
-        let Some(b) = self.batches.remove(idx) else {
-            return Vec::new();
-        };
+        let b = self.batches.remove(idx)?;
         self.buffered_records -= b.records.len();
         self.buffered_bytes -= b.user_bytes;
         if base_offset >= 0 {
@@ -429,26 +457,13 @@ impl PartitionBuffer {
         if let Some(buf) = b.sealed.and_then(SealedBatch::into_buffer) {
             memory.give(buf);
         }
-        let mut out = Vec::with_capacity(b.records.len());
-        for (i, p) in b.records.into_iter().enumerate() {
-            let meta = RecordMeta {
-                topic: topic.clone(),
-                partition: self.partition,
-                offset: if base_offset >= 0 {
-                    base_offset + i as i64
-                } else {
-                    -1
-                },
-                timestamp: if log_append_time >= 0 {
-                    log_append_time
-                } else {
-                    p.timestamp
-                },
-            };
-            out.push((p.id, Ok(meta), p.record));
-        }
         self.after_response();
-        out
+        Some(Acked {
+            records: b.records,
+            partition: self.partition,
+            base_offset,
+            log_append_time,
+        })
     }
 
     /// A definitive, retriable error for the batch: retry after backoff.
@@ -751,8 +766,8 @@ mod tests {
         };
         let copy = bytes::Bytes::copy_from_slice(&bytes);
         drop(bytes); // as the request encoding does, after copying it out
-        let done = p.on_success(id, 0, -1, &"t".into(), memory);
-        assert_eq!(done.len(), 2);
+        let acked = p.on_success(id, 0, -1, memory);
+        assert_eq!(acked.map(|a| a.records.len()), Some(2));
         copy
     }
 
