@@ -69,4 +69,4 @@ pub use sansa_core::consumer::{
 pub use sansa_core as core;
 pub use sansa_core::client::{Acks, Config, ConfigBuilder, ConfigError};
 pub use sansa_core::compression::Compression;
-pub use sansa_core::producer::{ProduceError, Record, RecordMeta};
+pub use sansa_core::producer::{ProduceError, Record, RecordMeta, Topic};

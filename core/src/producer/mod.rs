@@ -23,6 +23,7 @@ mod outstanding;
 pub mod partition;
 pub mod partitioner;
 pub mod record;
+mod topic;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use outstanding::Outstanding;
 use partition::{Acked, BatchMemory, Failed, PartitionBuffer, PendingRecord};
 use partitioner::{NewBatch, Partitioner, PartitionerFactory, PartitionsView, RecordInfo};
 pub use record::{ProduceError, ProduceId, Record, RecordMeta};
+pub use topic::Topic;
 
 /// What `produce` does when the buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +259,7 @@ impl Producer {
     ) -> Result<ProduceId, ProduceError> {
         if record.topic.is_empty() {
             match &self.default_topic {
-                Some(t) => record.topic = t.clone(),
+                Some(t) => record.topic = Topic::from(t),
                 None => return Err(ProduceError::NoTopic),
             }
         }
@@ -286,7 +288,7 @@ impl Producer {
         // The hot path allocates nothing per record: the topic is looked up
         // by reference and cloned only the first time it is seen.
         if !self.topics.contains_key(record.topic.as_str()) {
-            let name = record.topic.clone();
+            let name = record.topic.to_string();
             let seed = partitioner::topic_seed(self.seed, &name);
             let tb = TopicBuffer {
                 name: Arc::from(name.as_str()),
@@ -363,13 +365,13 @@ impl Producer {
                 }
                 // `partition_at` found it a moment ago.
                 ProduceError::InvalidPartition {
-                    topic: r.topic.clone(),
+                    topic: r.topic.to_string(),
                     partition: Some(partition),
                 }
             }
             Ok((_, Some(error))) => error,
             Err(e) => ProduceError::InvalidPartition {
-                topic: r.topic.clone(),
+                topic: r.topic.to_string(),
                 partition: r.partition.or(match e {
                     partitioner::PartitionError::InvalidPartition { partition, .. } => {
                         Some(partition)

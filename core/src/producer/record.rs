@@ -5,6 +5,8 @@ use bytes::Bytes;
 use crate::protocol::ErrorCode;
 use crate::record::Header;
 
+use super::topic::Topic;
+
 /// Identifies one produce call; events about the record carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProduceId(pub u64);
@@ -21,7 +23,7 @@ pub struct ProduceId(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
     /// The topic; empty means the configured default produce topic.
-    pub topic: String,
+    pub topic: Topic,
     /// The partition, used only by the manual partitioner.
     pub partition: Option<i32>,
     /// The key; keyed records land on the partition Java's partitioner
@@ -38,7 +40,7 @@ pub struct Record {
 
 impl Record {
     /// A record with a value for `topic`.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Topic>, value: impl Into<Bytes>) -> Self {
         Record {
             topic: topic.into(),
             value: Some(value.into()),
@@ -48,7 +50,7 @@ impl Record {
 
     /// A record with a value for the default produce topic.
     pub fn value(value: impl Into<Bytes>) -> Self {
-        Record::new(String::new(), value)
+        Record::new(Topic::default(), value)
     }
 
     /// Sets the key.

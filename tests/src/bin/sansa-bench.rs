@@ -527,8 +527,12 @@ async fn sansa_produce(
         .linger(Duration::from_millis(10))
         .build()
         .await?;
-    let record =
-        |i: u64| sansa_tokio::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
+    // The topic made once and shared by every record, as librdkafka's
+    // topic handle is.
+    let topic = sansa_tokio::Topic::from(TOPIC);
+    let record = |i: u64| {
+        sansa_tokio::Record::new(topic.clone(), Bytes::copy_from_slice(value(pool, i, size)))
+    };
     let started = Instant::now();
     if mode == "buffered" {
         for i in 0..records {
