@@ -47,6 +47,8 @@
 
 mod cooperative;
 mod index;
+#[cfg(test)]
+mod properties;
 pub mod protocol;
 mod range;
 mod round_robin;
