@@ -77,9 +77,9 @@ pub(crate) fn cooperative_claim(sub: &MemberSubscription) -> (PartitionsByTopic,
     let generation = match (sub.generation, &sub.user_data) {
         (Some(generation), _) => Some(generation),
         (None, None) => None,
-        (None, Some(data)) => Some(
-            protocol::decode_generation_user_data(data).unwrap_or(NO_GENERATION),
-        ),
+        (None, Some(data)) => {
+            Some(protocol::decode_generation_user_data(data).unwrap_or(NO_GENERATION))
+        }
     };
     (sub.owned_partitions.clone(), generation)
 }
@@ -114,6 +114,7 @@ pub(crate) fn withhold_claimed_elsewhere(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::group::balancer::test_support::*;
@@ -187,8 +188,14 @@ mod tests {
             user_data: Some(Bytes::from_static(&[1])),
             ..sub.clone()
         };
-        assert_eq!(cooperative_claim(&broken), (owned.clone(), Some(NO_GENERATION)));
-        let none = MemberSubscription { user_data: None, ..sub };
+        assert_eq!(
+            cooperative_claim(&broken),
+            (owned.clone(), Some(NO_GENERATION))
+        );
+        let none = MemberSubscription {
+            user_data: None,
+            ..sub
+        };
         assert_eq!(cooperative_claim(&none), (owned, None));
     }
 

@@ -192,7 +192,7 @@ impl<'a> Index<'a> {
                 let topic = &self.topics[self.topic_of(p) as usize];
                 partitions
                     .entry(topic.name.to_owned())
-                    .or_insert_with(Vec::new)
+                    .or_default()
                     .push((p - topic.first) as i32);
             }
             plan.insert(

@@ -48,6 +48,7 @@
 mod cooperative;
 mod index;
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod properties;
 pub mod protocol;
 mod range;
@@ -307,7 +308,11 @@ impl TopicLayout {
 
     /// Adds (or replaces) `topic` with one entry of replica racks per
     /// partition (partition `i` is `replica_racks[i]`).
-    pub fn with_racks(mut self, topic: impl Into<String>, replica_racks: Vec<ReplicaRacks>) -> Self {
+    pub fn with_racks(
+        mut self,
+        topic: impl Into<String>,
+        replica_racks: Vec<ReplicaRacks>,
+    ) -> Self {
         let partitions = i32::try_from(replica_racks.len()).unwrap_or(i32::MAX);
         self.topics.insert(
             topic.into(),
@@ -447,6 +452,8 @@ pub enum BalanceError {
     DuplicateMember(String),
     /// The subscribed topics hold more partitions than
     /// [`MAX_BALANCED_PARTITIONS`].
-    #[error("{0} partitions to assign, more than the {MAX_BALANCED_PARTITIONS} a balancer handles")]
+    #[error(
+        "{0} partitions to assign, more than the {MAX_BALANCED_PARTITIONS} a balancer handles"
+    )]
     TooManyPartitions(usize),
 }

@@ -40,7 +40,9 @@ fn member_id(m: usize) -> String {
 
 impl Scenario {
     fn members(&self) -> Vec<GroupMember> {
-        (0..self.subscriptions.len()).map(|m| self.member(m)).collect()
+        (0..self.subscriptions.len())
+            .map(|m| self.member(m))
+            .collect()
     }
 
     fn member(&self, m: usize) -> GroupMember {
@@ -105,9 +107,17 @@ fn check_valid(scn: &Scenario, plan: &Plan, complete: bool) -> Result<(), TestCa
             "{member} got {t}-{p} without subscribing to {t}"
         );
     }
-    prop_assert_eq!(plan.iter().count(), scn.subscriptions.len(), "one entry per member");
+    prop_assert_eq!(
+        plan.iter().count(),
+        scn.subscriptions.len(),
+        "one entry per member"
+    );
     if complete {
-        prop_assert_eq!(holders.len(), scope.len(), "every partition in scope is assigned");
+        prop_assert_eq!(
+            holders.len(),
+            scope.len(),
+            "every partition in scope is assigned"
+        );
     }
     Ok(())
 }
@@ -154,7 +164,10 @@ fn scenario(equal: bool, max_members: usize) -> impl Strategy<Value = Scenario> 
         1..=max_members,
         proptest::collection::vec(1..=MAX_PARTITIONS as i32, 1..=MAX_TOPICS),
         proptest::collection::vec(1u8..32, max_members),
-        proptest::collection::vec((0..=max_members, 0..=max_members * 4), MAX_TOPICS * MAX_PARTITIONS),
+        proptest::collection::vec(
+            (0..=max_members, 0..=max_members * 4),
+            MAX_TOPICS * MAX_PARTITIONS,
+        ),
         proptest::collection::vec(0u8..4, max_members),
     )
         .prop_map(move |(n, counts, masks, owners, gens)| {

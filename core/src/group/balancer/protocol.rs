@@ -18,7 +18,9 @@ use crate::protocol::messages::consumer_protocol_assignment::{
 use crate::protocol::messages::consumer_protocol_subscription::{
     self as subscription_msg, ConsumerProtocolSubscription,
 };
-use crate::protocol::wire::{read_array, read_i16, read_i32, read_string, write_array, write_string};
+use crate::protocol::wire::{
+    read_array, read_i16, read_i32, read_string, write_array, write_string,
+};
 use crate::protocol::{Codec, DecodeError, EncodeError, Message};
 
 /// The subscription version written: 3, with the rack (KIP-881).
@@ -166,13 +168,19 @@ pub fn encode_sticky_user_data(
 ) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::new();
     let topics: Vec<(&String, &Vec<i32>)> = previous.iter().collect();
-    write_array(&mut buf, &topics, false, "previous_assignment", |buf, (t, ps)| {
-        write_string(buf, t, false, "topic")?;
-        write_array(buf, ps, false, "partitions", |buf, p| {
-            buf.put_i32(*p);
-            Ok(())
-        })
-    })?;
+    write_array(
+        &mut buf,
+        &topics,
+        false,
+        "previous_assignment",
+        |buf, (t, ps)| {
+            write_string(buf, t, false, "topic")?;
+            write_array(buf, ps, false, "partitions", |buf, p| {
+                buf.put_i32(*p);
+                Ok(())
+            })
+        },
+    )?;
     buf.put_i32(generation);
     Ok(buf.freeze())
 }
@@ -214,6 +222,7 @@ pub fn decode_generation_user_data(bytes: &Bytes) -> Result<i32, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -336,7 +345,10 @@ mod tests {
         ];
         assert_eq!(&bytes[..], expected);
         assert_eq!(decode_assignment(bytes).unwrap(), a);
-        assert_eq!(decode_assignment(Bytes::new()).unwrap(), MemberAssignment::default());
+        assert_eq!(
+            decode_assignment(Bytes::new()).unwrap(),
+            MemberAssignment::default()
+        );
     }
 
     /// StickyAssignorUserData v1 as Java's `Struct` writes it.
@@ -350,7 +362,10 @@ mod tests {
             0, 0, 0, 5,
         ];
         assert_eq!(&bytes[..], expected);
-        assert_eq!(decode_sticky_user_data(&bytes).unwrap(), (prev.clone(), Some(5)));
+        assert_eq!(
+            decode_sticky_user_data(&bytes).unwrap(),
+            (prev.clone(), Some(5))
+        );
         let v0 = bytes.slice(..bytes.len() - 4);
         assert_eq!(decode_sticky_user_data(&v0).unwrap(), (prev, None));
         assert!(decode_sticky_user_data(&Bytes::from_static(&[0, 0, 0, 9])).is_err());

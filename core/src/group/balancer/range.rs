@@ -94,7 +94,13 @@ impl<'a> TopicState<'a> {
         let consumers = topic.subscribers.as_slice();
         let consumer_racks: Vec<Option<&str>> = consumers
             .iter()
-            .map(|&m| index.members[m as usize].member.subscription.rack.as_deref())
+            .map(|&m| {
+                index.members[m as usize]
+                    .member
+                    .subscription
+                    .rack
+                    .as_deref()
+            })
             .collect();
         let mut all_consumer_racks: Vec<&str> = consumer_racks.iter().flatten().copied().collect();
         all_consumer_racks.sort_unstable();
@@ -226,7 +232,11 @@ fn assign_with_rack_matching(states: &mut [TopicState<'_>], assigned: &mut [Vec<
 
 /// Partition `p` of every topic in `group` goes to the first consumer that
 /// is same-rack for all of them and under quota in all of them.
-fn assign_co_partitioned(states: &mut [TopicState<'_>], group: &[usize], assigned: &mut [Vec<Part>]) {
+fn assign_co_partitioned(
+    states: &mut [TopicState<'_>],
+    group: &[usize],
+    assigned: &mut [Vec<Part>],
+) {
     let consumers = states[group[0]].consumers.len();
     let partitions = states[group[0]].unassigned.len() as u32;
     let mut remaining: Vec<usize> = (0..consumers).collect();
@@ -253,6 +263,7 @@ fn assign_co_partitioned(states: &mut [TopicState<'_>], group: &[usize], assigne
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::group::balancer::test_support::*;
@@ -268,14 +279,20 @@ mod tests {
     /// replicas the same way).
     fn racks_for(n: usize, racks: &[&str], rf: usize) -> Vec<Vec<String>> {
         (0..n)
-            .map(|p| (0..rf).map(|i| racks[(p + i) % racks.len()].to_owned()).collect())
+            .map(|p| {
+                (0..rf)
+                    .map(|i| racks[(p + i) % racks.len()].to_owned())
+                    .collect()
+            })
             .collect()
     }
 
     /// RangeAssignorTest.testOneConsumerOneTopic.
     #[test]
     fn one_consumer_one_topic() {
-        let plan = RangeBalancer.assign(&[member("c", &["t"])], &layout(&[("t", 3)])).unwrap();
+        let plan = RangeBalancer
+            .assign(&[member("c", &["t"])], &layout(&[("t", 3)]))
+            .unwrap();
         assert_eq!(plan.partitions_of("c", "t"), &[0, 1, 2]);
     }
 
@@ -284,7 +301,10 @@ mod tests {
     #[test]
     fn nonexistent_and_unsubscribed_topics_are_not_assigned() {
         let plan = RangeBalancer
-            .assign(&[member("c", &["t", "nope"])], &layout(&[("t", 3), ("other", 3)]))
+            .assign(
+                &[member("c", &["t", "nope"])],
+                &layout(&[("t", 3), ("other", 3)]),
+            )
             .unwrap();
         assert_eq!(flat(&plan, "c"), [("t", 0), ("t", 1), ("t", 2)]);
     }
@@ -294,7 +314,9 @@ mod tests {
     #[test]
     fn two_consumers_one_topic_three_partitions() {
         let members = vec![member("consumer2", &["t"]), member("consumer1", &["t"])];
-        let plan = RangeBalancer.assign(&members, &layout(&[("t", 3)])).unwrap();
+        let plan = RangeBalancer
+            .assign(&members, &layout(&[("t", 3)]))
+            .unwrap();
         assert_eq!(plan.partitions_of("consumer1", "t"), &[0, 1]);
         assert_eq!(plan.partitions_of("consumer2", "t"), &[2]);
     }
@@ -302,11 +324,17 @@ mod tests {
     /// RangeAssignorTest.testTwoConsumersTwoTopicsSixPartitions.
     #[test]
     fn two_consumers_two_topics_six_partitions() {
-        let members = vec![member("consumer1", &["t1", "t2"]), member("consumer2", &["t1", "t2"])];
+        let members = vec![
+            member("consumer1", &["t1", "t2"]),
+            member("consumer2", &["t1", "t2"]),
+        ];
         let plan = RangeBalancer
             .assign(&members, &layout(&[("t1", 3), ("t2", 3)]))
             .unwrap();
-        assert_eq!(flat(&plan, "consumer1"), [("t1", 0), ("t1", 1), ("t2", 0), ("t2", 1)]);
+        assert_eq!(
+            flat(&plan, "consumer1"),
+            [("t1", 0), ("t1", 1), ("t2", 0), ("t2", 1)]
+        );
         assert_eq!(flat(&plan, "consumer2"), [("t1", 2), ("t2", 2)]);
     }
 
@@ -335,7 +363,9 @@ mod tests {
         let mut b = member("aaa", &["t"]);
         b.instance_id = Some("instance-2".into());
         let c = member("0-dynamic", &["t"]);
-        let plan = RangeBalancer.assign(&[c, b, a], &layout(&[("t", 4)])).unwrap();
+        let plan = RangeBalancer
+            .assign(&[c, b, a], &layout(&[("t", 4)]))
+            .unwrap();
         assert_eq!(plan.partitions_of("zzz", "t"), &[0, 1]);
         assert_eq!(plan.partitions_of("aaa", "t"), &[2]);
         assert_eq!(plan.partitions_of("0-dynamic", "t"), &[3]);
@@ -386,7 +416,10 @@ mod tests {
         let layout = TopicLayout::new()
             .with_racks("t1", racks.clone())
             .with_racks("t2", racks);
-        let members = vec![racked("c1", &["t1", "t2"], "b"), racked("c2", &["t1", "t2"], "a")];
+        let members = vec![
+            racked("c1", &["t1", "t2"], "b"),
+            racked("c2", &["t1", "t2"], "a"),
+        ];
         let plan = RangeBalancer.assign(&members, &layout).unwrap();
         assert_eq!(plan.partitions_of("c1", "t1"), &[1, 3]);
         assert_eq!(plan.partitions_of("c1", "t2"), &[1, 3]);
@@ -399,7 +432,10 @@ mod tests {
     #[test]
     fn quotas_hold_when_racks_are_uneven() {
         // Partitions 0..3 on rack a, 3 on rack b; both members on rack a.
-        let racks: Vec<Vec<String>> = ["a", "a", "a", "b"].iter().map(|r| vec![r.to_string()]).collect();
+        let racks: Vec<Vec<String>> = ["a", "a", "a", "b"]
+            .iter()
+            .map(|r| vec![r.to_string()])
+            .collect();
         let layout = TopicLayout::new().with_racks("t", racks);
         let members = vec![racked("c1", &["t"], "a"), racked("c2", &["t"], "a")];
         let plan = RangeBalancer.assign(&members, &layout).unwrap();

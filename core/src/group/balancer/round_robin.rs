@@ -56,6 +56,7 @@ impl Balancer for RoundRobinBalancer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::group::balancer::test_support::*;
@@ -63,14 +64,19 @@ mod tests {
     #[test]
     fn one_consumer_gets_everything_of_one_topic() {
         let members = vec![member("c", &["t"])];
-        let plan = RoundRobinBalancer.assign(&members, &layout(&[("t", 3)])).unwrap();
+        let plan = RoundRobinBalancer
+            .assign(&members, &layout(&[("t", 3)]))
+            .unwrap();
         assert_eq!(plan.partitions_of("c", "t"), &[0, 1, 2]);
     }
 
     /// RoundRobinAssignorTest.testTwoConsumersTwoTopicsSixPartitions.
     #[test]
     fn two_consumers_two_topics_six_partitions() {
-        let members = vec![member("consumer1", &["t1", "t2"]), member("consumer2", &["t1", "t2"])];
+        let members = vec![
+            member("consumer1", &["t1", "t2"]),
+            member("consumer2", &["t1", "t2"]),
+        ];
         let plan = RoundRobinBalancer
             .assign(&members, &layout(&[("t1", 3), ("t2", 3)]))
             .unwrap();

@@ -101,7 +101,10 @@ impl Balancer for StickyBalancer {
     fn member_metadata(&self, join: &JoinSubscription<'_>) -> Result<Bytes, EncodeError> {
         // Java sends no user data before the member's first assignment.
         let user_data = if join.generation >= 0 || !join.owned.is_empty() {
-            Some(protocol::encode_sticky_user_data(join.owned, join.generation)?)
+            Some(protocol::encode_sticky_user_data(
+                join.owned,
+                join.generation,
+            )?)
         } else {
             None
         };
@@ -298,7 +301,12 @@ fn assign_general(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
     let mut unowned: Vec<Part> = (0..total as Part)
         .filter(|&p| owner[p as usize] == NONE)
         .collect();
-    unowned.sort_by_key(|&p| (index.topics[index.topic_of(p) as usize].subscribers.len(), p));
+    unowned.sort_by_key(|&p| {
+        (
+            index.topics[index.topic_of(p) as usize].subscribers.len(),
+            p,
+        )
+    });
     for p in unowned {
         if let Some(m) = least_loaded(&count, p) {
             owner[p as usize] = m as u32;
@@ -351,7 +359,8 @@ fn assign_general(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+#[allow(clippy::unwrap_used)]
+mod tests {
     use super::*;
     use crate::group::balancer::test_support::*;
     use crate::group::balancer::CooperativeStickyBalancer;
@@ -359,7 +368,9 @@ pub(crate) mod tests {
     /// AbstractStickyAssignorTest.testOneConsumerNoTopic.
     #[test]
     fn one_consumer_no_topic() {
-        let plan = StickyBalancer.assign(&[member("c", &[])], &layout(&[])).unwrap();
+        let plan = StickyBalancer
+            .assign(&[member("c", &[])], &layout(&[]))
+            .unwrap();
         assert!(flat(&plan, "c").is_empty());
     }
 
@@ -380,7 +391,9 @@ pub(crate) mod tests {
         assert_eq!(plan.partitions_of("c1", "t"), &[0, 1, 2]);
 
         let c1 = owning("c1", &["t"], &[("t", 0), ("t", 1), ("t", 2)], Some(1));
-        let plan = StickyBalancer.assign(&[c1, member("c2", &["t"])], &l).unwrap();
+        let plan = StickyBalancer
+            .assign(&[c1, member("c2", &["t"])], &l)
+            .unwrap();
         assert_eq!(plan.partitions_of("c1", "t"), &[0, 1]);
         assert_eq!(plan.partitions_of("c2", "t"), &[2]);
 
@@ -419,7 +432,10 @@ pub(crate) mod tests {
             CooperativeStickyBalancer.assign(&members, &l).unwrap(),
         ] {
             assert_eq!(flat(&plan, "consumer1"), owned);
-            assert_eq!(flat(&plan, "consumer2"), [("topic", 1), ("topic2", 0), ("topic2", 2)]);
+            assert_eq!(
+                flat(&plan, "consumer2"),
+                [("topic", 1), ("topic2", 0), ("topic2", 2)]
+            );
         }
     }
 
@@ -432,7 +448,9 @@ pub(crate) mod tests {
             owning("consumer1", &["t"], &owned, Some(3)),
             owning("consumer2", &["t"], &owned, None),
         ];
-        let plan = StickyBalancer.assign(&members, &layout(&[("t", 4)])).unwrap();
+        let plan = StickyBalancer
+            .assign(&members, &layout(&[("t", 4)]))
+            .unwrap();
         assert_eq!(plan.partitions_of("consumer1", "t"), &[0, 1]);
         assert_eq!(plan.partitions_of("consumer2", "t"), &[2, 3]);
     }
@@ -446,7 +464,9 @@ pub(crate) mod tests {
             owning("consumer2", &["t"], &[("t", 0), ("t", 2)], Some(1)),
             owning("consumer3", &["t"], &[], Some(1)),
         ];
-        let plan = StickyBalancer.assign(&members, &layout(&[("t", 3)])).unwrap();
+        let plan = StickyBalancer
+            .assign(&members, &layout(&[("t", 3)]))
+            .unwrap();
         assert_eq!(plan.partitions_of("consumer1", "t"), &[1]);
         assert_eq!(plan.partitions_of("consumer2", "t"), &[2]);
         assert_eq!(plan.partitions_of("consumer3", "t"), &[0]);
@@ -477,14 +497,22 @@ pub(crate) mod tests {
             generation: 6,
             rack: Some("r"),
         };
-        let sub = protocol::decode_subscription(StickyBalancer.member_metadata(&join).unwrap()).unwrap();
-        assert!(sub.owned_partitions.is_empty(), "an eager member owns nothing when it joins");
+        let sub =
+            protocol::decode_subscription(StickyBalancer.member_metadata(&join).unwrap()).unwrap();
+        assert!(
+            sub.owned_partitions.is_empty(),
+            "an eager member owns nothing when it joins"
+        );
         assert_eq!(sub.generation, Some(6));
         assert_eq!(sub.rack.as_deref(), Some("r"));
         assert_eq!(sticky_claim(&sub), (owned, Some(6)));
 
-        let fresh = JoinSubscription { topics: &topics, ..JoinSubscription::default() };
-        let sub = protocol::decode_subscription(StickyBalancer.member_metadata(&fresh).unwrap()).unwrap();
+        let fresh = JoinSubscription {
+            topics: &topics,
+            ..JoinSubscription::default()
+        };
+        let sub =
+            protocol::decode_subscription(StickyBalancer.member_metadata(&fresh).unwrap()).unwrap();
         assert_eq!(sub.user_data, None);
     }
 }
