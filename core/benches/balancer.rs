@@ -4,6 +4,9 @@
 //! - `fresh/<balancer>`: nobody owns anything yet;
 //! - `rebalance_one_gone/<balancer>`: everyone owns what a fresh plan gave
 //!   them, and one member has left;
+//! - `mixed_subscriptions/<case>`: cooperative-sticky when each member
+//!   subscribes to two thirds of the topics (three different sets), which
+//!   takes the sticky algorithm's general path;
 //! - `leader_round_trip/cooperative-sticky`: the same rebalance as the
 //!   leader runs it: decode every member's JoinGroup metadata, assign, and
 //!   encode every SyncGroup assignment.
@@ -37,9 +40,28 @@ fn layout() -> TopicLayout {
 
 /// Each member's JoinGroup metadata, owning what `plan` gave it.
 fn metadata(balancer: &dyn Balancer, plan: Option<&Plan>, generation: i32) -> Vec<(String, Bytes)> {
-    let topics = topics();
+    metadata_with(balancer, plan, generation, |_| topics())
+}
+
+/// Member `m` subscribes to the topics `t` with `(t + m) % 3 != 0`.
+fn two_thirds(m: usize) -> Vec<String> {
+    topics()
+        .into_iter()
+        .enumerate()
+        .filter(|(t, _)| (t + m) % 3 != 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+fn metadata_with(
+    balancer: &dyn Balancer,
+    plan: Option<&Plan>,
+    generation: i32,
+    topics_of: impl Fn(usize) -> Vec<String>,
+) -> Vec<(String, Bytes)> {
     (0..MEMBERS)
         .map(|m| {
+            let topics = topics_of(m);
             let id = format!("member-{m:04}");
             let owned = plan
                 .and_then(|p| p.get(&id))
@@ -96,6 +118,21 @@ fn bench(c: &mut Criterion) {
         });
     }
     rebalance.finish();
+
+    let mut mixed = c.benchmark_group("mixed_subscriptions");
+    mixed.sample_size(10);
+    let balancer = CooperativeStickyBalancer;
+    let members = decode(&metadata_with(&balancer, None, -1, two_thirds));
+    mixed.bench_function("fresh", |b| {
+        b.iter(|| black_box(balancer.assign(black_box(&members), &layout).expect("plan")))
+    });
+    let first = balancer.assign(&members, &layout).expect("plan");
+    let mut members = decode(&metadata_with(&balancer, Some(&first), 1, two_thirds));
+    members.remove(MEMBERS / 2);
+    mixed.bench_function("rebalance_one_gone", |b| {
+        b.iter(|| black_box(balancer.assign(black_box(&members), &layout).expect("plan")))
+    });
+    mixed.finish();
 
     let mut leader = c.benchmark_group("leader_round_trip");
     leader.sample_size(10);

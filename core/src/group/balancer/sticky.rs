@@ -315,6 +315,10 @@ fn assign_general(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
     }
 
     // Move partitions to less loaded subscribed members until none can.
+    // Heaviest members give first, each only while it is still at least
+    // as heavy as the next one in line: a member that gave away down to
+    // the lightest would have to be refilled from others, moving more
+    // partitions than balance needs.
     loop {
         let mut moved = false;
         let mut lists: Vec<Vec<Part>> = vec![Vec::new(); n];
@@ -325,11 +329,14 @@ fn assign_general(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
         }
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&m| (std::cmp::Reverse(count[m]), m));
-        for a in order {
+        for (i, &a) in order.iter().enumerate() {
             let mut candidates = std::mem::take(&mut lists[a]);
             // Partitions `a` was only just given move first.
             candidates.sort_by_key(|&p| (kept_owner[p as usize] == a as u32, p));
             for p in candidates {
+                if order.get(i + 1).is_some_and(|&next| count[a] < count[next]) {
+                    break;
+                }
                 if owner[p as usize] != a as u32 {
                     continue;
                 }
@@ -470,6 +477,59 @@ mod tests {
         assert_eq!(plan.partitions_of("consumer1", "t"), &[1]);
         assert_eq!(plan.partitions_of("consumer2", "t"), &[2]);
         assert_eq!(plan.partitions_of("consumer3", "t"), &[0]);
+    }
+
+    /// Mixed subscriptions (the general path): 100 members each on two
+    /// thirds of 30 topics of 30 partitions. A member that joins takes
+    /// one partition from each of the heaviest members, and nothing else
+    /// moves; a member that leaves moves only its own partitions.
+    #[test]
+    fn mixed_subscriptions_move_only_what_membership_changes_require() {
+        let topics: Vec<String> = (0..30).map(|t| format!("t{t:02}")).collect();
+        let l = topics
+            .iter()
+            .fold(TopicLayout::new(), |l, t| l.with_topic(t.clone(), 30));
+        let subs = |m: usize| -> Vec<&str> {
+            let mine = topics.iter().enumerate().filter(|(t, _)| (t + m) % 3 != 0);
+            mine.map(|(_, n)| n.as_str()).collect()
+        };
+        let id = |m: usize| format!("m{m:03}");
+        let members: Vec<GroupMember> = (0..100).map(|m| member(&id(m), &subs(m))).collect();
+        let first = StickyBalancer.assign(&members, &l).unwrap();
+        let owners = |plan: &Plan| -> std::collections::BTreeMap<(String, i32), String> {
+            plan.iter()
+                .flat_map(|(m, a)| {
+                    a.partitions.iter().flat_map(move |(t, ps)| {
+                        ps.iter().map(move |p| ((t.clone(), *p), m.to_owned()))
+                    })
+                })
+                .collect()
+        };
+        let before = owners(&first);
+        let mut owning_members: Vec<GroupMember> = (0..100)
+            .map(|m| owning(&id(m), &subs(m), &flat(&first, &id(m)), Some(1)))
+            .collect();
+
+        owning_members.push(member("m100", &subs(100)));
+        let joined = StickyBalancer.assign(&owning_members, &l).unwrap();
+        let after = owners(&joined);
+        let moved = before
+            .iter()
+            .filter(|(tp, m)| after.get(*tp) != Some(*m))
+            .count();
+        let taken = flat(&joined, "m100").len();
+        assert_eq!(taken, 8, "900 partitions over 101 members");
+        assert_eq!(moved, taken);
+
+        owning_members.pop();
+        let gone = owning_members.remove(50);
+        let left = StickyBalancer.assign(&owning_members, &l).unwrap();
+        let after = owners(&left);
+        for (tp, m) in &before {
+            if *m != gone.member_id {
+                assert_eq!(after.get(tp), Some(m), "{tp:?} moved");
+            }
+        }
     }
 
     /// The eager sticky balancer reads Java's StickyAssignorUserData, and
