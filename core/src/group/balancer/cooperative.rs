@@ -72,11 +72,22 @@ impl Balancer for CooperativeStickyBalancer {
 }
 
 /// A member's owned partitions and generation, as Java's
-/// `CooperativeStickyAssignor.memberData` reads them.
+/// `CooperativeStickyAssignor.memberData` reads them: the v2+ field, else
+/// the `int32` in `user_data`.
+///
+/// One departure: librdkafka's cooperative-sticky members put the eager
+/// sticky balancer's `StickyAssignorUserData` (previous assignment, then
+/// generation) in `user_data`. Java would read that list's length as the
+/// generation; user data longer than Java's four bytes that decodes as
+/// `StickyAssignorUserData` gives its generation instead.
 pub(crate) fn cooperative_claim(sub: &MemberSubscription) -> (PartitionsByTopic, Option<i32>) {
     let generation = match (sub.generation, &sub.user_data) {
         (Some(generation), _) => Some(generation),
         (None, None) => None,
+        (None, Some(data)) if data.len() > 4 => match protocol::decode_sticky_user_data(data) {
+            Ok((_, generation)) => generation,
+            Err(_) => protocol::decode_generation_user_data(data).ok(),
+        },
         (None, Some(data)) => {
             Some(protocol::decode_generation_user_data(data).unwrap_or(NO_GENERATION))
         }
@@ -197,6 +208,21 @@ mod tests {
             ..sub
         };
         assert_eq!(cooperative_claim(&none), (owned, None));
+    }
+
+    /// An older librdkafka member (subscription v1) carries its generation
+    /// in StickyAssignorUserData, not in Java's four bytes.
+    #[test]
+    fn generation_is_read_from_librdkafka_sticky_user_data() {
+        let owned = by_topic(&[("t", 0), ("t", 1)]);
+        let sub = MemberSubscription {
+            version: 1,
+            topics: vec!["t".into()],
+            user_data: Some(protocol::encode_sticky_user_data(&owned, 12).unwrap()),
+            owned_partitions: owned.clone(),
+            ..Default::default()
+        };
+        assert_eq!(cooperative_claim(&sub), (owned, Some(12)));
     }
 
     /// A partition stays with the member that owns it even when a stale

@@ -457,3 +457,104 @@ pub enum BalanceError {
     )]
     TooManyPartitions(usize),
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    fn all() -> [&'static dyn Balancer; 4] {
+        [
+            &RangeBalancer,
+            &RoundRobinBalancer,
+            &StickyBalancer,
+            &CooperativeStickyBalancer,
+        ]
+    }
+
+    #[test]
+    fn protocol_names_and_kinds_are_javas() {
+        let names: Vec<(&str, bool)> = all()
+            .iter()
+            .map(|b| (b.protocol_name(), b.is_cooperative()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("range", false),
+                ("roundrobin", false),
+                ("sticky", false),
+                ("cooperative-sticky", true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_member_id_given_twice_is_an_error() {
+        let members = vec![member("a", &["t"]), member("a", &["t"])];
+        for b in all() {
+            assert_eq!(
+                b.assign(&members, &layout(&[("t", 1)])),
+                Err(BalanceError::DuplicateMember("a".into())),
+                "{}",
+                b.protocol_name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_huge_partition_count_is_refused_before_allocating() {
+        let members = vec![member("a", &["t"])];
+        for b in all() {
+            assert!(matches!(
+                b.assign(&members, &layout(&[("t", i32::MAX)])),
+                Err(BalanceError::TooManyPartitions(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn undecodable_member_metadata_names_the_member() {
+        let err = GroupMember::from_metadata("m-1".into(), None, Bytes::from_static(&[0, 0, 9]));
+        assert!(matches!(
+            err,
+            Err(BalanceError::InvalidMemberMetadata { ref member_id, .. }) if member_id == "m-1"
+        ));
+    }
+
+    #[test]
+    fn every_member_gets_an_entry_and_assignments_round_trip() {
+        let members = vec![member("a", &["t"]), member("b", &["t"]), member("c", &[])];
+        for b in all() {
+            let plan = b.assign(&members, &layout(&[("t", 3)])).unwrap();
+            let encoded = plan.encode_assignments().unwrap();
+            assert_eq!(encoded.len(), 3, "{}", b.protocol_name());
+            for (id, bytes) in encoded {
+                let back = protocol::decode_assignment(bytes).unwrap();
+                assert_eq!(Some(&back), plan.get(&id));
+            }
+        }
+    }
+
+    #[test]
+    fn member_metadata_decodes_back_to_the_join_subscription() {
+        let topics = ["b".to_string(), "a".to_string(), "a".to_string()];
+        let owned = by_topic(&[("a", 1)]);
+        let join = JoinSubscription {
+            topics: &topics,
+            owned: &owned,
+            generation: 3,
+            rack: Some("az-1"),
+        };
+        for b in all() {
+            let sub = protocol::decode_subscription(b.member_metadata(&join).unwrap()).unwrap();
+            assert_eq!(sub.version, protocol::SUBSCRIPTION_VERSION);
+            assert_eq!(sub.topics, ["a", "b"]);
+            assert_eq!(sub.generation, Some(3));
+            assert_eq!(sub.rack.as_deref(), Some("az-1"));
+            // Only a cooperative member still owns partitions when it joins.
+            assert_eq!(sub.owned_partitions.is_empty(), !b.is_cooperative());
+        }
+    }
+}

@@ -390,6 +390,22 @@ mod tests {
         assert_eq!(flat(&plan, "c"), [("t", 0), ("t", 1), ("t", 2)]);
     }
 
+    /// testTwoConsumersOneTopicOnePartition and
+    /// testTwoConsumersOneTopicTwoPartitions (as librdkafka's port of
+    /// AbstractStickyAssignorTest pins them).
+    #[test]
+    fn two_consumers_one_topic() {
+        let members = vec![member("consumer1", &["t"]), member("consumer2", &["t"])];
+        for balancer in [&StickyBalancer as &dyn Balancer, &CooperativeStickyBalancer] {
+            let plan = balancer.assign(&members, &layout(&[("t", 1)])).unwrap();
+            assert_eq!(plan.partitions_of("consumer1", "t"), &[0]);
+            assert!(flat(&plan, "consumer2").is_empty());
+            let plan = balancer.assign(&members, &layout(&[("t", 2)])).unwrap();
+            assert_eq!(plan.partitions_of("consumer1", "t"), &[0]);
+            assert_eq!(plan.partitions_of("consumer2", "t"), &[1]);
+        }
+    }
+
     /// testAddRemoveConsumerOneTopic (eager sticky).
     #[test]
     fn add_then_remove_a_consumer() {
