@@ -48,7 +48,7 @@ fn two_thirds(m: usize) -> Vec<String> {
     topics()
         .into_iter()
         .enumerate()
-        .filter(|(t, _)| (t + m) % 3 != 0)
+        .filter(|(t, _)| !(t + m).is_multiple_of(3))
         .map(|(_, name)| name)
         .collect()
 }

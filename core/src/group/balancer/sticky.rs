@@ -506,7 +506,10 @@ mod tests {
             .iter()
             .fold(TopicLayout::new(), |l, t| l.with_topic(t.clone(), 30));
         let subs = |m: usize| -> Vec<&str> {
-            let mine = topics.iter().enumerate().filter(|(t, _)| (t + m) % 3 != 0);
+            let mine = topics
+                .iter()
+                .enumerate()
+                .filter(|(t, _)| !(t + m).is_multiple_of(3));
             mine.map(|(_, n)| n.as_str()).collect()
         };
         let id = |m: usize| format!("m{m:03}");
