@@ -439,3 +439,73 @@ proptest! {
         }
     }
 }
+
+/// A member whose subscription holds anything a hostile or buggy peer
+/// could send: unknown topics, negative and out-of-range partitions,
+/// repeated topics, any generation, random user data.
+fn hostile_member(m: usize) -> impl Strategy<Value = GroupMember> {
+    let topic = prop_oneof![
+        Just("topic-0".to_string()),
+        Just("topic-1".to_string()),
+        "[a-z]{0,3}"
+    ];
+    (
+        proptest::collection::vec(topic.clone(), 0..4),
+        proptest::collection::vec(
+            (
+                topic,
+                proptest::collection::vec(any::<i32>().prop_map(|p| p % 20), 0..6),
+            ),
+            0..4,
+        ),
+        proptest::option::of(any::<i32>()),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..24)),
+        proptest::option::of("[a-c]"),
+    )
+        .prop_map(move |(topics, owned, generation, user_data, rack)| {
+            let mut g = owning(&member_id(m), &[], &[], generation);
+            g.subscription.topics = topics;
+            for (t, ps) in owned {
+                g.subscription
+                    .owned_partitions
+                    .entry(t)
+                    .or_default()
+                    .extend(ps);
+            }
+            g.subscription.user_data = user_data.map(bytes::Bytes::from);
+            g.subscription.rack = rack;
+            g
+        })
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    #[test]
+    fn hostile_subscriptions_never_panic_and_plans_stay_valid(
+        members in (1..6usize).prop_flat_map(|n| (0..n).map(hostile_member).collect::<Vec<_>>()),
+        racks in proptest::collection::vec(proptest::collection::vec("[a-c]", 0..3), 0..8),
+    ) {
+        let layout = TopicLayout::new()
+            .with_topic("topic-0", 5)
+            .with_racks("topic-1", racks)
+            .with_topic("", 2);
+        for balancer in [&RangeBalancer as &dyn Balancer, &RoundRobinBalancer, &StickyBalancer, &CooperativeStickyBalancer] {
+            let plan = balancer.assign(&members, &layout).unwrap();
+            let held = holders(&plan)?;
+            for ((t, p), holder) in &held {
+                let m = members.iter().find(|m| &m.member_id == holder).unwrap();
+                prop_assert!(m.subscription.topics.contains(t), "{}: {holder} got unsubscribed {t}", balancer.protocol_name());
+                prop_assert!(*p >= 0 && *p < layout.partition_count(t).unwrap_or(0));
+            }
+            if !balancer.is_cooperative() {
+                let wanted: usize = ["topic-0", "topic-1", ""]
+                    .iter()
+                    .filter(|t| members.iter().any(|m| m.subscription.topics.iter().any(|s| s == *t)))
+                    .map(|t| layout.partition_count(t).unwrap_or(0) as usize)
+                    .sum();
+                prop_assert_eq!(held.len(), wanted, "{}", balancer.protocol_name());
+            }
+        }
+    }
+}
