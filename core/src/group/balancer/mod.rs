@@ -61,6 +61,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::cluster::Metadata;
+use crate::protocol::messages::MetadataResponse;
 use crate::protocol::{DecodeError, EncodeError};
 
 pub use cooperative::CooperativeStickyBalancer;
@@ -324,6 +326,55 @@ impl TopicLayout {
         self
     }
 
+    /// The topics of the client's metadata cache, with their partition
+    /// counts. The cache keeps no replica lists, so no racks: use
+    /// [`TopicLayout::from_metadata_response`] for rack-aware balancing.
+    pub fn from_metadata(metadata: &Metadata) -> TopicLayout {
+        metadata
+            .topics()
+            .fold(TopicLayout::new(), |layout, (name, topic)| {
+                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                layout.with_topic(name.clone(), count)
+            })
+    }
+
+    /// The topics of a Metadata answer, with each partition's replica
+    /// racks (from the brokers the answer lists). Topics with an error are
+    /// left out. Partitions are numbered `0..n` for the `n` the answer
+    /// lists; an index outside that range (which no broker sends) is
+    /// ignored rather than allowed to size an allocation.
+    pub fn from_metadata_response(resp: &MetadataResponse) -> TopicLayout {
+        let racks: BTreeMap<i32, &str> = resp
+            .brokers
+            .iter()
+            .filter_map(|b| Some((b.node_id, b.rack.as_deref()?)))
+            .collect();
+        let mut layout = TopicLayout::new();
+        for topic in &resp.topics {
+            let Some(name) = &topic.name else { continue };
+            if topic.error_code != 0 {
+                continue;
+            }
+            let n = topic.partitions.len();
+            let mut replica_racks: Vec<ReplicaRacks> = vec![Vec::new(); n];
+            for p in &topic.partitions {
+                let Some(slot) = usize::try_from(p.partition_index)
+                    .ok()
+                    .and_then(|i| replica_racks.get_mut(i))
+                else {
+                    continue;
+                };
+                *slot = p
+                    .replica_nodes
+                    .iter()
+                    .filter_map(|node| racks.get(node).map(|r| r.to_string()))
+                    .collect();
+            }
+            layout = layout.with_racks(name.clone(), replica_racks);
+        }
+        layout
+    }
+
     /// The partition count of `topic`, if known.
     pub fn partition_count(&self, topic: &str) -> Option<i32> {
         self.topics.get(topic).map(|t| t.partitions)
@@ -535,6 +586,58 @@ mod tests {
                 assert_eq!(Some(&back), plan.get(&id));
             }
         }
+    }
+
+    #[test]
+    fn layout_from_a_metadata_answer_carries_replica_racks() {
+        use crate::protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        let broker = |node_id, rack: Option<&str>| MetadataResponseBroker {
+            node_id,
+            rack: rack.map(str::to_owned),
+            ..Default::default()
+        };
+        let partition = |partition_index, replica_nodes: Vec<i32>| MetadataResponsePartition {
+            partition_index,
+            replica_nodes,
+            ..Default::default()
+        };
+        let resp = MetadataResponse {
+            brokers: vec![broker(1, Some("a")), broker(2, Some("b")), broker(3, None)],
+            topics: vec![
+                MetadataResponseTopic {
+                    name: Some("t".into()),
+                    partitions: vec![
+                        partition(1, vec![2, 3]),
+                        partition(0, vec![1, 2]),
+                        // A hostile index: ignored, not allocated for.
+                        partition(i32::MAX, vec![1]),
+                    ],
+                    ..Default::default()
+                },
+                MetadataResponseTopic {
+                    name: Some("missing".into()),
+                    error_code: 3,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let layout = TopicLayout::from_metadata_response(&resp);
+        assert_eq!(layout.partition_count("t"), Some(3));
+        assert_eq!(layout.replica_racks("t", 0), ["a", "b"]);
+        assert_eq!(layout.replica_racks("t", 1), ["b"]);
+        assert!(layout.replica_racks("t", 2).is_empty());
+        assert_eq!(layout.partition_count("missing"), None);
+
+        let mut cache = Metadata::new();
+        cache.apply(crate::time::Timestamp::ZERO, &resp);
+        let counts = TopicLayout::from_metadata(&cache);
+        assert_eq!(
+            counts.partition_count("t"),
+            cache.topic("t").map(|t| t.partitions.len() as i32)
+        );
     }
 
     #[test]

@@ -222,6 +222,12 @@ fn assign_with_rack_matching(states: &mut [TopicState<'_>], assigned: &mut [Vec<
         }
     }
     for group in groups {
+        // Members without racks match every partition: nothing to prefer
+        // (Java keys these groups by the size of an empty rack map, and
+        // its co-partitioned pass then has no partitions to place).
+        if states[group[0]].partition_racks.is_empty() {
+            continue;
+        }
         if group.len() > 1 {
             assign_co_partitioned(states, &group, assigned);
         } else if states[group[0]].needs_rack_aware {
