@@ -24,6 +24,17 @@
 //! cannot be decided; claims on topics a member no longer subscribes to
 //! are dropped.
 //!
+//! This is the rule of Java 3.0 to 3.4. Later Java resolves claims
+//! partition by partition instead (the higher generation wins a contested
+//! partition, and a stale member keeps what nobody newer claims), which is
+//! stickier for a member that missed one generation but trusts a member
+//! that may be a zombie. We keep the stricter rule; a cooperative plan
+//! still withholds what a stale member claims (see `cooperative.rs`), so
+//! nothing is consumed twice either way.
+//!
+//! Not here yet: Java 3.5's rack awareness for the sticky balancers
+//! (KIP-881 covers them too; [`super::RangeBalancer`] has it).
+//!
 //! # Two paths, as Java
 //!
 //! - **Equal subscriptions** (the common case; Java's `constrainedAssign`):
