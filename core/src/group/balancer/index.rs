@@ -57,6 +57,8 @@ pub(crate) struct Index<'a> {
     topic_of: Vec<u32>,
     /// Topic name to topic index.
     by_name: BTreeMap<&'a str, u32>,
+    /// Where the partition counts and replica racks came from.
+    layout: &'a TopicLayout,
 }
 
 impl<'a> Index<'a> {
@@ -138,6 +140,7 @@ impl<'a> Index<'a> {
             members: indexed,
             topic_of,
             by_name,
+            layout,
         })
     }
 
@@ -149,6 +152,18 @@ impl<'a> Index<'a> {
     /// The topic of partition `p`.
     pub(crate) fn topic_of(&self, p: Part) -> u32 {
         self.topic_of[p as usize]
+    }
+
+    /// The racks of partition `p`'s replicas (empty when unknown).
+    pub(crate) fn replica_racks(&self, p: Part) -> &'a [String] {
+        let topic = &self.topics[self.topic_of(p) as usize];
+        self.layout
+            .replica_racks(topic.name, (p - topic.first) as i32)
+    }
+
+    /// Partition `p`'s number within its topic.
+    pub(crate) fn partition_number(&self, p: Part) -> u32 {
+        p - self.topics[self.topic_of(p) as usize].first
     }
 
     /// Whether member `m` subscribes to the topic of partition `p`.

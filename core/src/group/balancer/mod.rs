@@ -27,7 +27,7 @@
 //! |---|---|---|
 //! | `"range"` | [`RangeBalancer`] | per topic, consecutive ranges in member order; same-rack first (KIP-881) |
 //! | `"roundrobin"` | [`RoundRobinBalancer`] | all partitions dealt in turn to subscribed members |
-//! | `"sticky"` | [`StickyBalancer`] | balanced, moving as few partitions as it can (KIP-54), eager |
+//! | `"sticky"` | [`StickyBalancer`] | balanced, moving as few partitions as it can (KIP-54), same-rack when balance allows (KIP-881); eager |
 //! | `"cooperative-sticky"` | [`CooperativeStickyBalancer`] | sticky, withholding moving partitions (KIP-429); the default |
 //!
 //! Every balancer is deterministic: the same members and topics give the
@@ -51,6 +51,7 @@ mod index;
 #[allow(clippy::unwrap_used)]
 mod properties;
 pub mod protocol;
+mod rack;
 mod range;
 mod round_robin;
 mod sticky;

@@ -509,3 +509,79 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(200))]
+
+    /// KIP-881: when each rack holds as many partitions as its members
+    /// can take at their quota, every member reads only from its own rack
+    /// (fresh), whatever the member and rack order.
+    #[test]
+    fn rack_aware_sticky_places_every_partition_locally_when_racks_allow(
+        racks in 1..4usize,
+        members_per_rack in 1..4usize,
+        per_member in 1..4usize,
+        topics in 1..3usize,
+    ) {
+        let rack = |i: usize| format!("rack-{i}");
+        // Partition p of each topic lives on rack (p / (members_per_rack * per_member)) % racks,
+        // so each rack holds members_per_rack * per_member partitions per topic.
+        let per_topic = racks * members_per_rack * per_member;
+        let layout = (0..topics).fold(TopicLayout::new(), |l, t| {
+            l.with_racks(
+                format!("topic-{t}"),
+                (0..per_topic).map(|p| vec![rack(p / (members_per_rack * per_member))]).collect(),
+            )
+        });
+        let names: Vec<String> = (0..topics).map(|t| format!("topic-{t}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let members: Vec<GroupMember> = (0..racks * members_per_rack)
+            .map(|m| {
+                // Interleave racks in member-id order.
+                let mut g = member(&member_id(m), &names);
+                g.subscription.rack = Some(rack(m % racks));
+                g
+            })
+            .collect();
+        for balancer in [&StickyBalancer as &dyn Balancer, &CooperativeStickyBalancer] {
+            let plan = balancer.assign(&members, &layout).unwrap();
+            for g in &members {
+                let mine = flat(&plan, &g.member_id);
+                prop_assert_eq!(mine.len(), topics * per_member);
+                for (t, p) in mine {
+                    prop_assert_eq!(
+                        layout.replica_racks(t, p),
+                        std::slice::from_ref(g.subscription.rack.as_ref().unwrap()),
+                        "{}: {} got {}-{}", balancer.protocol_name(), g.member_id, t, p
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rack_aware_sticky_plans_stay_complete_and_balanced(
+        scn in any_scenario(),
+        member_racks in proptest::collection::vec(proptest::option::of(0..3u8), MAX_MEMBERS),
+        partition_racks in proptest::collection::vec(proptest::collection::vec(0..3u8, 0..3), MAX_PARTITIONS),
+    ) {
+        let mut scn = scn;
+        scn.layout = scn.topics.iter().fold(TopicLayout::new(), |l, (t, n)| {
+            l.with_racks(
+                t.clone(),
+                (0..*n as usize)
+                    .map(|p| partition_racks[p].iter().map(|r| format!("r{r}")).collect())
+                    .collect(),
+            )
+        });
+        let mut members = scn.members();
+        for (m, g) in members.iter_mut().enumerate() {
+            g.subscription.rack = member_racks[m].map(|r| format!("r{r}"));
+        }
+        let plan = StickyBalancer.assign(&members, &scn.layout).unwrap();
+        check_valid(&scn, &plan, true)?;
+        check_balanced(&scn, &plan)?;
+        let coop = CooperativeStickyBalancer.assign(&members, &scn.layout).unwrap();
+        check_valid(&scn, &coop, false)?;
+    }
+}

@@ -32,8 +32,18 @@
 //! still withholds what a stale member claims (see `cooperative.rs`), so
 //! nothing is consumed twice either way.
 //!
-//! Not here yet: Java 3.5's rack awareness for the sticky balancers
-//! (KIP-881 covers them too; [`super::RangeBalancer`] has it).
+//! # Racks (KIP-881)
+//!
+//! When rack matching applies (see `rack.rs`), balance still comes
+//! first and racks second, as in Java 3.5:
+//!
+//! - equal subscriptions: a member gives up owned partitions it reads
+//!   from another rack; unowned partitions, those with the fewest local
+//!   members first, go to a member in one of their racks that is still
+//!   under quota; what no local member has room for is dealt as usual;
+//! - unequal subscriptions: among the least-loaded candidates for a
+//!   partition, a local member wins. Owned partitions stay put (Java's
+//!   general path may also move them for locality; we do not).
 //!
 //! # Two paths, as Java
 //!
@@ -54,7 +64,10 @@
 
 use bytes::Bytes;
 
+use std::collections::VecDeque;
+
 use super::index::{Index, MemberOrder, Part};
+use super::rack::RackMatch;
 use super::{
     protocol, BalanceError, Balancer, GroupMember, JoinSubscription, MemberSubscription,
     PartitionsByTopic, Plan, TopicLayout, NO_GENERATION,
@@ -158,11 +171,12 @@ pub(crate) fn assign_sticky(index: &Index<'_>, claims: &[Claim]) -> Vec<Vec<Part
         return Vec::new();
     }
     let owned = valid_claims(index, claims);
+    let racks = RackMatch::new(index);
     let first = &index.members[0].topics;
     if index.members.iter().all(|m| &m.topics == first) {
-        assign_equal_subscriptions(index, owned)
+        assign_equal_subscriptions(index, owned, racks.as_ref())
     } else {
-        assign_general(index, owned)
+        assign_general(index, owned, racks.as_ref())
     }
 }
 
@@ -216,76 +230,163 @@ pub(crate) fn valid_claims(index: &Index<'_>, claims: &[Claim]) -> Vec<Vec<Part>
 }
 
 /// Java's `constrainedAssign`, for members with equal subscriptions.
-fn assign_equal_subscriptions(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
+fn assign_equal_subscriptions(
+    index: &Index<'_>,
+    owned: Vec<Vec<Part>>,
+    racks: Option<&RackMatch>,
+) -> Vec<Vec<Part>> {
     let n = index.members.len();
     let total = index.partition_count();
-    let min_quota = total / n;
-    let max_quota = total.div_ceil(n);
-    let expected_over_min = total % n;
-    let mut over_min = 0usize;
+    let mut fill = Fill {
+        assigned: Vec::with_capacity(n),
+        under_min: Vec::new(),
+        at_min: VecDeque::new(),
+        cursor: 0,
+        min_quota: total / n,
+        max_quota: total.div_ceil(n),
+        expected_over_min: total % n,
+        over_min: 0,
+    };
 
     let mut taken = vec![false; total];
-    let mut assigned: Vec<Vec<Part>> = Vec::with_capacity(n);
-    // Members below the minimum quota, in member order.
-    let mut under_min: Vec<usize> = Vec::new();
-    // Members at the minimum that may still take one more.
-    let mut at_min: std::collections::VecDeque<usize> = std::collections::VecDeque::new();
-
     for (m, mut mine) in owned.into_iter().enumerate() {
-        if mine.len() < min_quota {
-            under_min.push(m);
-        } else if mine.len() >= max_quota && over_min < expected_over_min {
-            mine.truncate(max_quota);
-            over_min += 1;
-            if over_min == expected_over_min {
-                at_min.clear();
+        if let Some(racks) = racks {
+            // KIP-881: a partition read from another rack is given up, so
+            // that a member in one of its racks can take it.
+            mine.retain(|&p| !racks.is_remote(m, p));
+        }
+        // Like Java, keep the lowest partition numbers, across topics.
+        mine.sort_by_key(|&p| (index.partition_number(p), p));
+        if mine.len() < fill.min_quota {
+            fill.under_min.push(m);
+        } else if mine.len() >= fill.max_quota && fill.over_min < fill.expected_over_min {
+            mine.truncate(fill.max_quota);
+            fill.over_min += 1;
+            if fill.over_min == fill.expected_over_min {
+                fill.at_min.clear();
             }
         } else {
-            mine.truncate(min_quota);
-            if over_min < expected_over_min {
-                at_min.push_back(m);
+            mine.truncate(fill.min_quota);
+            if fill.over_min < fill.expected_over_min {
+                fill.at_min.push_back(m);
             }
         }
         for &p in &mine {
             taken[p as usize] = true;
         }
-        assigned.push(mine);
+        fill.assigned.push(mine);
     }
 
-    // Round-robin over the members under quota, then one more each to
-    // members at the minimum until the members over it are as many as
-    // expected.
-    let mut cursor = 0usize;
-    for p in (0..total as Part).filter(|&p| !taken[p as usize]) {
-        if !under_min.is_empty() {
-            if cursor >= under_min.len() {
-                cursor = 0;
+    let mut unassigned: Vec<Part> = (0..total as Part).filter(|&p| !taken[p as usize]).collect();
+    if let Some(racks) = racks {
+        // Partitions few members can read locally go first, while those
+        // members still have room.
+        unassigned.sort_by_key(|&p| racks.local_members(p));
+        unassigned.retain(|&p| !fill.give_local(p, racks));
+    }
+    for p in unassigned {
+        fill.give(p);
+    }
+    fill.assigned
+}
+
+/// The filling state of the equal-subscriptions path: who is below the
+/// minimum quota, who may still take one partition over it.
+///
+/// At every step the partitions left to give equal what the members below
+/// the minimum lack plus the members still allowed one over it, so the
+/// fill ends with every member at its quota.
+struct Fill {
+    assigned: Vec<Vec<Part>>,
+    /// Members below the minimum quota, in member order.
+    under_min: Vec<usize>,
+    /// Members at the minimum that may take one more.
+    at_min: VecDeque<usize>,
+    /// The round-robin position in `under_min`.
+    cursor: usize,
+    min_quota: usize,
+    max_quota: usize,
+    expected_over_min: usize,
+    over_min: usize,
+}
+
+impl Fill {
+    /// Member `m` (from `under_min[at]`) reached the minimum.
+    fn reached_min(&mut self, at: usize, m: usize) {
+        self.under_min.remove(at);
+        if self.min_quota < self.max_quota && self.over_min < self.expected_over_min {
+            self.at_min.push_back(m);
+        }
+    }
+
+    /// Round-robin over the members under quota, then one more each to
+    /// members at the minimum.
+    fn give(&mut self, p: Part) {
+        if !self.under_min.is_empty() {
+            if self.cursor >= self.under_min.len() {
+                self.cursor = 0;
             }
-            let m = under_min[cursor];
-            assigned[m].push(p);
-            if assigned[m].len() == min_quota {
-                under_min.remove(cursor);
-                at_min.push_back(m);
+            let m = self.under_min[self.cursor];
+            self.assigned[m].push(p);
+            if self.assigned[m].len() == self.min_quota {
+                self.reached_min(self.cursor, m);
             } else {
-                cursor += 1;
+                self.cursor += 1;
             }
-        } else if let Some(m) = at_min.pop_front() {
-            assigned[m].push(p);
+        } else if let Some(m) = self.at_min.pop_front() {
+            self.assigned[m].push(p);
+            self.over_min += 1;
         } else {
             // The quotas add up to the partition count, so this cannot
             // happen; should it, the partition still goes somewhere.
             debug_assert!(false, "sticky quotas exhausted with partitions left");
             tracing::error!("sticky quotas exhausted with partitions left");
-            if let Some(m) = (0..n).min_by_key(|&m| assigned[m].len()) {
-                assigned[m].push(p);
+            if let Some(m) = (0..self.assigned.len()).min_by_key(|&m| self.assigned[m].len()) {
+                self.assigned[m].push(p);
             }
         }
     }
-    assigned
+
+    /// Gives `p` to a member in one of its replicas' racks that has room:
+    /// the next one under quota in round-robin order, else one at the
+    /// minimum while members over it are still wanted. Returns whether it
+    /// found one.
+    fn give_local(&mut self, p: Part, racks: &RackMatch) -> bool {
+        let k = self.under_min.len();
+        for i in 0..k {
+            let at = (self.cursor + i) % k;
+            let m = self.under_min[at];
+            if !racks.is_local(m, p) {
+                continue;
+            }
+            self.assigned[m].push(p);
+            if self.assigned[m].len() == self.min_quota {
+                self.reached_min(at, m);
+                self.cursor = at;
+            } else {
+                self.cursor = at + 1;
+            }
+            return true;
+        }
+        if self.over_min < self.expected_over_min {
+            if let Some(j) = self.at_min.iter().position(|&m| racks.is_local(m, p)) {
+                if let Some(m) = self.at_min.remove(j) {
+                    self.assigned[m].push(p);
+                    self.over_min += 1;
+                    return true;
+                }
+            }
+        }
+        false
+    }
 }
 
 /// Java's `generalAssign`, for unequal subscriptions.
-fn assign_general(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
+fn assign_general(
+    index: &Index<'_>,
+    owned: Vec<Vec<Part>>,
+    racks: Option<&RackMatch>,
+) -> Vec<Vec<Part>> {
     let n = index.members.len();
     let total = index.partition_count();
     let mut owner = vec![NONE; total];
@@ -304,7 +405,9 @@ fn assign_general(index: &Index<'_>, owned: Vec<Vec<Part>>) -> Vec<Vec<Part>> {
             .subscribers
             .iter()
             .map(|&m| m as usize)
-            .min_by_key(|&m| (count[m], m))
+            // Among the least loaded, a member in one of the partition's
+            // replica racks (KIP-881).
+            .min_by_key(|&m| (count[m], !racks.is_some_and(|r| r.is_local(m, p)), m))
     };
 
     // Unowned partitions: those with the fewest candidates first, so
@@ -560,6 +663,83 @@ mod tests {
                 assert_eq!(after.get(tp), Some(m), "{tp:?} moved");
             }
         }
+    }
+
+    fn on_rack(mut m: GroupMember, rack: &str) -> GroupMember {
+        m.subscription.rack = Some(rack.to_owned());
+        m
+    }
+
+    /// One replica per partition, on racks a, b, c in turn.
+    fn one_rack_each(partitions: usize) -> TopicLayout {
+        let racks = ["a", "b", "c"];
+        TopicLayout::new().with_racks(
+            "t",
+            (0..partitions)
+                .map(|p| vec![racks[p % 3].to_owned()])
+                .collect(),
+        )
+    }
+
+    /// KIP-881: fresh, every member gets the partitions of its own rack.
+    #[test]
+    fn rack_aware_fresh_assignment_is_local() {
+        let members = vec![
+            on_rack(member("c1", &["t"]), "c"),
+            on_rack(member("c2", &["t"]), "a"),
+            on_rack(member("c3", &["t"]), "b"),
+        ];
+        for balancer in [&StickyBalancer as &dyn Balancer, &CooperativeStickyBalancer] {
+            let plan = balancer.assign(&members, &one_rack_each(6)).unwrap();
+            assert_eq!(plan.partitions_of("c1", "t"), &[2, 5]);
+            assert_eq!(plan.partitions_of("c2", "t"), &[0, 3]);
+            assert_eq!(plan.partitions_of("c3", "t"), &[1, 4]);
+        }
+    }
+
+    /// KIP-881: an owned partition read from another rack moves to a
+    /// member in its rack (the cooperative balancer withholds it first).
+    #[test]
+    fn rack_aware_assignment_moves_remote_partitions_home() {
+        let members = vec![
+            on_rack(owning("c1", &["t"], &[("t", 1), ("t", 3)], Some(2)), "a"),
+            on_rack(owning("c2", &["t"], &[("t", 0), ("t", 2)], Some(2)), "b"),
+        ];
+        let layout = TopicLayout::new().with_racks(
+            "t",
+            ["a", "b", "a", "b"]
+                .iter()
+                .map(|r| vec![r.to_string()])
+                .collect(),
+        );
+        let plan = StickyBalancer.assign(&members, &layout).unwrap();
+        assert_eq!(plan.partitions_of("c1", "t"), &[0, 2]);
+        assert_eq!(plan.partitions_of("c2", "t"), &[1, 3]);
+        let plan = CooperativeStickyBalancer.assign(&members, &layout).unwrap();
+        assert!(flat(&plan, "c1").is_empty() && flat(&plan, "c2").is_empty());
+    }
+
+    /// Balance beats locality: with every member in rack a, partitions on
+    /// rack b still get spread evenly.
+    #[test]
+    fn rack_matching_never_costs_balance() {
+        let members = vec![
+            on_rack(member("c1", &["t"]), "a"),
+            on_rack(member("c2", &["t"]), "a"),
+            on_rack(member("c3", &["t"]), "c"),
+        ];
+        // Partitions 0..4 on rack a, 4..6 on rack b.
+        let layout = TopicLayout::new().with_racks(
+            "t",
+            ["a", "a", "a", "a", "b", "b"]
+                .iter()
+                .map(|r| vec![r.to_string()])
+                .collect(),
+        );
+        let plan = StickyBalancer.assign(&members, &layout).unwrap();
+        assert_eq!(plan.partitions_of("c1", "t"), &[0, 2]);
+        assert_eq!(plan.partitions_of("c2", "t"), &[1, 3]);
+        assert_eq!(plan.partitions_of("c3", "t"), &[4, 5]);
     }
 
     /// The eager sticky balancer reads Java's StickyAssignorUserData, and
