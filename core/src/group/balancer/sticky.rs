@@ -444,6 +444,11 @@ fn assign_general(
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&m| (std::cmp::Reverse(count[m]), m));
         for (i, &a) in order.iter().enumerate() {
+            // Nobody is two lighter than `a`: none of its partitions can
+            // move, so skip scanning them.
+            if count.iter().all(|&c| c + 1 >= count[a]) {
+                continue;
+            }
             let mut candidates = std::mem::take(&mut lists[a]);
             // Partitions `a` was only just given move first.
             candidates.sort_by_key(|&p| (kept_owner[p as usize] == a as u32, p));
