@@ -6,7 +6,8 @@
 //!   them, and one member has left;
 //! - `mixed_subscriptions/<case>`: cooperative-sticky when each member
 //!   subscribes to two thirds of the topics (three different sets), which
-//!   takes the sticky algorithm's general path;
+//!   takes the sticky algorithm's general path, fresh, after one member
+//!   left, and from a skewed prior where one member claims everything;
 //! - `leader_round_trip/cooperative-sticky`: the same rebalance as the
 //!   leader runs it: decode every member's JoinGroup metadata, assign, and
 //!   encode every SyncGroup assignment.
@@ -130,6 +131,18 @@ fn bench(c: &mut Criterion) {
     let mut members = decode(&metadata_with(&balancer, Some(&first), 1, two_thirds));
     members.remove(MEMBERS / 2);
     mixed.bench_function("rebalance_one_gone", |b| {
+        b.iter(|| black_box(balancer.assign(black_box(&members), &layout).expect("plan")))
+    });
+    // A skewed prior: the first member claims every partition (of the
+    // topics it subscribes to), the rest nothing.
+    let mut members = decode(&metadata_with(&balancer, None, -1, two_thirds));
+    let all = topics()
+        .into_iter()
+        .map(|t| (t, (0..PARTITIONS).collect::<Vec<i32>>()))
+        .collect();
+    members[0].subscription.owned_partitions = all;
+    members[0].subscription.generation = Some(1);
+    mixed.bench_function("one_member_claims_all", |b| {
         b.iter(|| black_box(balancer.assign(black_box(&members), &layout).expect("plan")))
     });
     mixed.finish();
