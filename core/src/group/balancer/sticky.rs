@@ -9,8 +9,9 @@
 //!   that has at least two fewer partitions than its current member. With
 //!   equal subscriptions this is "counts differ by at most one".
 //! - Stickiness: a partition stays with the member that owned it unless
-//!   balance needs it elsewhere; with equal subscriptions, exactly the
-//!   fewest partitions that balance allows move.
+//!   balance (or, with racks, locality) needs it elsewhere; with equal
+//!   subscriptions and no racks, exactly the fewest partitions that
+//!   balance allows move.
 //!
 //! # Which ownership claims count
 //!
@@ -58,13 +59,16 @@
 //!   to the least-loaded subscribed member; then partitions move from
 //!   loaded members to subscribed members with at least two fewer until
 //!   none can (each move lowers the sum of squared counts, so this ends).
-//!   Partitions a member was just given move before ones it kept.
+//!   The heaviest give first, each only while still the heaviest, so a
+//!   newcomer takes one partition from each of many members rather than
+//!   draining one that others must then refill; partitions a member was
+//!   just given move before ones it kept.
 //!
 //! Ties break by member id and partition order, never by hash order.
 
-use bytes::Bytes;
-
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 
 use super::index::{Index, MemberOrder, Part};
 use super::rack::RackMatch;
