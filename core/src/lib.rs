@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod compression;
 pub mod conn;
 pub mod consumer;
+pub mod group;
 pub mod producer;
 pub mod protocol;
 pub mod record;
