@@ -36,6 +36,7 @@
 //! a stuck epoch bump) is fixed; `tests/core_bugs.rs` keeps their scripted
 //! reproductions as regression tests.
 
+pub mod clock;
 pub mod cluster;
 pub mod invariants;
 pub mod rng;
@@ -43,6 +44,7 @@ pub mod scenario;
 pub mod tcp;
 pub mod world;
 
+pub use clock::ClientClock;
 pub use cluster::{Cluster, ClusterConfig};
 pub use invariants::{Checker, Violation};
 pub use rng::SimRng;
