@@ -1006,9 +1006,8 @@ impl Group {
 
     /// The next instant [`Group::tick`] has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
-        if self.coordinator.is_none() {
-            return None; // nobody serves it: no clock runs
-        }
+        // Nobody serves it: no clock runs.
+        self.coordinator?;
         let sessions = self
             .members
             .values()
