@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use sansa_sim::cluster::OFFSETS_TOPIC;
 use sansa_sim::{ClusterConfig, TcpCluster};
 use sansa_tests::peers::librdkafka::{self, check_same_records, numbered_records};
 
@@ -111,8 +112,9 @@ fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<
 }
 
 /// Two librdkafka consumers share a topic through the simulated group
-/// coordinator, commit, and when one leaves the other takes over every
-/// partition; every record is consumed at least once.
+/// coordinator and commit; the coordinator moves; when one leaves the
+/// other takes over every partition and commits to the end; every record
+/// is consumed at least once.
 fn two_consumers_share_a_topic_and_hand_over(assignor: &str) {
     const PARTITIONS: i32 = 6;
     const RECORDS: usize = 600;
@@ -184,6 +186,21 @@ fn two_consumers_share_a_topic_and_hand_over(assignor: &str) {
         in_sim.is_some_and(|n| n > 0),
         "the coordinator holds the commits"
     );
+
+    // The coordinator moves (its offsets partition's leader does): the
+    // members hear NOT_COORDINATOR, find the new one and carry on.
+    let (before, after) = rt
+        .block_on(handle.with({
+            let group = group.clone();
+            move |c| {
+                let before = c.coordinator_of(&group);
+                let p = c.offsets_partition_of(&group);
+                c.move_leader(OFFSETS_TOPIC, p, None);
+                (before, c.coordinator_of(&group))
+            }
+        }))
+        .expect("server running");
+    assert_ne!(before, after, "the coordinator moved");
 
     // b leaves; a takes over every partition and reads the rest.
     drop(b);
