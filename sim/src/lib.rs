@@ -5,9 +5,13 @@
 //! over a network and runs no controller quorum. It models what a client
 //! can observe of a cluster (brokers that answer the real wire protocol,
 //! partitions with leaders, leader epochs and logs, idempotent producer
-//! state) and lets a test break it on purpose.
+//! state, the classic group coordinator) and lets a test break it on
+//! purpose.
 //!
-//! - [`cluster`]: the simulated brokers, a sans-IO machine of their own.
+//! - [`cluster`]: the simulated brokers, a sans-IO machine of their own,
+//!   with the group coordinator on the leader of each group's
+//!   `__consumer_offsets` partition.
+//! - [`clock`]: each client's own clocks (skew, drift, wall offset).
 //! - [`World`]: one seeded RNG, a virtual clock and a virtual network
 //!   between unmodified [`sansa_core::Client`] values and the brokers, with
 //!   faults and invariant checkers run on every step.
