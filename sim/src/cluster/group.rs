@@ -335,13 +335,15 @@ impl Group {
     /// KIP-345 fencing, then membership: the error a request from
     /// `member_id` (with `instance_id`) gets, if any.
     fn check_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ErrorCode> {
+        // Kafka's `isStaticMemberFenced`: only an instance id mapped to
+        // another member id is fenced.
         if let Some(inst) = instance_id {
-            match self.static_members.get(inst) {
-                Some(current) if current != member_id => return Err(ErrorCode::FencedInstanceId),
-                None if self.members.contains_key(member_id) => {
-                    return Err(ErrorCode::FencedInstanceId)
-                }
-                _ => {}
+            if self
+                .static_members
+                .get(inst)
+                .is_some_and(|current| current != member_id)
+            {
+                return Err(ErrorCode::FencedInstanceId);
             }
         }
         if self.members.contains_key(member_id) {
