@@ -36,6 +36,8 @@ struct Net {
     corr: i32,
     inbox: BTreeMap<ServerConnId, VecDeque<Bytes>>,
     closed: Vec<ServerConnId>,
+    /// Requests written per connection (by the hostile-input test).
+    written: BTreeMap<ServerConnId, usize>,
 }
 
 impl Net {
@@ -53,6 +55,7 @@ impl Net {
             corr: 0,
             inbox: BTreeMap::new(),
             closed: Vec::new(),
+            written: BTreeMap::new(),
         }
     }
 
@@ -1136,6 +1139,7 @@ impl Net {
         }
         let size = (b.len() - 4) as i32;
         b[..4].copy_from_slice(&size.to_be_bytes());
+        *self.written.entry(conn).or_default() += 1;
         self.cluster.handle_bytes(self.now, conn, &b);
         self.pump();
     }
@@ -1272,6 +1276,8 @@ impl Net {
                 b.extend_from_slice(&bytes);
                 let size = (b.len() - 4) as i32;
                 b[..4].copy_from_slice(&size.to_be_bytes());
+                // Answered if it decodes, else the connection closes.
+                *self.written.entry(conn).or_default() += 1;
                 self.cluster.handle_bytes(self.now, conn, &b);
                 self.pump();
             }
@@ -1311,10 +1317,17 @@ proptest! {
             }
         }
         // Time heals: every parked answer is given within the longest
-        // rebalance timeout.
+        // rebalance timeout, so every request on a connection still open
+        // has its answer, and members nobody beats for are gone.
         net.advance(Duration::from_secs(30 * 24 * 3600));
         for g in net.cluster.groups() {
             prop_assert!(g.members().count() == 0, "{} kept members nobody beats for", g.id());
+        }
+        for (conn, &n) in &net.written {
+            if net.cluster.is_connected(*conn) {
+                let answered = net.inbox.get(conn).map_or(0, VecDeque::len);
+                prop_assert_eq!(answered, n, "unanswered requests on {:?}", conn);
+            }
         }
     }
 }
