@@ -189,6 +189,8 @@ impl Cluster {
             }
         }
         self.send_group_replies(out);
+        // No input may come soon: read on behind the answers now.
+        self.resume_released(now);
     }
 
     /// Group deadlines due by `now` (sessions, rebalance timeouts).

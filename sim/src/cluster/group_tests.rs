@@ -1462,3 +1462,25 @@ fn leave_group_takes_one_member_below_v3_and_a_batch_from_v3() {
     );
     assert_eq!(err(r.error_code), ErrorCode::NotCoordinator);
 }
+
+#[test]
+fn requests_queued_behind_a_parked_join_are_answered_when_the_coordinator_moves() {
+    let mut net = Net::new(3);
+    let node = net.coordinator("g");
+    let (a, ca) = start_join(&mut net, node, "g", &["range"]);
+    net.recv::<JoinGroupRequest>(a.conn, 9, ca);
+    let (b, cb) = start_join(&mut net, node, "g", &["range"]);
+    // Kafka reads a connection's requests one at a time: b's heartbeat
+    // waits behind its parked join.
+    let hb_corr = net.send(b.conn, 4, &hb("g", &b.id, 1));
+    assert!(net.try_recv::<JoinGroupRequest>(b.conn, 9, cb).is_none());
+    let p = net.cluster.offsets_partition_of("g");
+    net.cluster
+        .move_leader(OFFSETS_TOPIC, p, None)
+        .expect("moved");
+    // No further input: both answers come from the move itself.
+    let j = net.recv::<JoinGroupRequest>(b.conn, 9, cb);
+    assert_eq!(err(j.error_code), ErrorCode::NotCoordinator);
+    let h = net.recv::<HeartbeatRequest>(b.conn, 4, hb_corr);
+    assert_eq!(err(h.error_code), ErrorCode::NotCoordinator);
+}
