@@ -545,7 +545,7 @@ impl World {
             .is_some_and(|sc| matches!(sc.running, Running::Stalled(_)))
     }
 
-    /// A client.
+    /// A client (for a crashed one, the state it crashed in).
     pub fn client(&self, c: ClientIdx) -> Option<&Client> {
         self.clients.get(c).map(|s| &s.client)
     }
