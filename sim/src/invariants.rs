@@ -37,7 +37,7 @@ use sansa_core::client::{Acks, Config};
 use sansa_core::producer::{ProduceId, RecordMeta};
 use sansa_core::record::Record;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, OFFSETS_TOPIC};
 
 /// What a client promises, from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +217,9 @@ enum Outcome {
     Pending,
     Delivered,
     Failed,
+    /// Its client crashed first: it may or may not be in the log, and no
+    /// promise covers it either way (it was never acknowledged).
+    Abandoned,
 }
 
 /// What the checker has read of one partition.
@@ -310,6 +313,18 @@ impl Checker {
             .count()
     }
 
+    /// A client crashed: its records without an outcome are abandoned
+    /// (never acknowledged, so not lost if missing; never failed, so not
+    /// wrong if written). They still count for duplicates and order when
+    /// they are in the log.
+    pub fn on_client_crashed(&mut self, client: usize) {
+        for (_, e) in self.expected.range_mut((client, 0)..(client + 1, 0)) {
+            if e.outcome == Outcome::Pending {
+                e.outcome = Outcome::Abandoned;
+            }
+        }
+    }
+
     /// A client reported a record delivered.
     pub fn on_delivered(&mut self, client: usize, id: ProduceId, meta: &RecordMeta) {
         match self.expected.get_mut(&(client, id.0)) {
@@ -370,7 +385,8 @@ impl Checker {
 
     /// Reads what changed in the cluster's logs and checks every rule.
     pub fn check(&mut self, cluster: &Cluster) {
-        for t in cluster.topics() {
+        // `__consumer_offsets` holds no workload records.
+        for t in cluster.topics().filter(|t| t.name() != OFFSETS_TOPIC) {
             for p in t.partitions() {
                 let key = (t.name().to_owned(), p.index());
                 let log = p.log();

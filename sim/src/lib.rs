@@ -5,9 +5,13 @@
 //! over a network and runs no controller quorum. It models what a client
 //! can observe of a cluster (brokers that answer the real wire protocol,
 //! partitions with leaders, leader epochs and logs, idempotent producer
-//! state) and lets a test break it on purpose.
+//! state, the classic group coordinator) and lets a test break it on
+//! purpose.
 //!
-//! - [`cluster`]: the simulated brokers, a sans-IO machine of their own.
+//! - [`cluster`]: the simulated brokers, a sans-IO machine of their own,
+//!   with the group coordinator on the leader of each group's
+//!   `__consumer_offsets` partition.
+//! - [`clock`]: each client's own clocks (skew, drift, wall offset).
 //! - [`World`]: one seeded RNG, a virtual clock and a virtual network
 //!   between unmodified [`sansa_core::Client`] values and the brokers, with
 //!   faults and invariant checkers run on every step.
@@ -36,6 +40,7 @@
 //! a stuck epoch bump) is fixed; `tests/core_bugs.rs` keeps their scripted
 //! reproductions as regression tests.
 
+pub mod clock;
 pub mod cluster;
 pub mod invariants;
 pub mod rng;
@@ -43,6 +48,7 @@ pub mod scenario;
 pub mod tcp;
 pub mod world;
 
+pub use clock::ClientClock;
 pub use cluster::{Cluster, ClusterConfig};
 pub use invariants::{Checker, Violation};
 pub use rng::SimRng;

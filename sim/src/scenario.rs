@@ -23,6 +23,7 @@ use sansa_core::cluster::Backoff;
 use sansa_core::compression::Compression;
 use sansa_core::protocol::ErrorCode;
 
+use crate::clock::ClientClock;
 use crate::cluster::{ClusterConfig, RandomProduceFaults, Sabotage, UnknownProducer};
 use crate::invariants::Violation;
 use crate::rng::SimRng;
@@ -81,6 +82,8 @@ pub struct ClientSpec {
     pub max_filler: usize,
     /// Flush after every this many records.
     pub flush_every: Option<usize>,
+    /// Its clocks against the world's (skew, drift, wall offset).
+    pub clock: ClientClock,
 }
 
 impl ClientSpec {
@@ -100,6 +103,7 @@ impl ClientSpec {
             keys: Some(16),
             max_filler: 64,
             flush_every: None,
+            clock: ClientClock::EXACT,
         }
     }
 
@@ -279,6 +283,7 @@ impl Scenario {
                     keys: r.chance(0.6).then(|| r.range(1, 50) as u32),
                     max_filler: *r.pick(&[0, 16, 200, 2000]).unwrap_or(&16),
                     flush_every: r.chance(0.3).then(|| r.range(1, 100) as usize),
+                    clock: ClientClock::EXACT,
                 }
             })
             .collect();
@@ -314,9 +319,10 @@ impl Scenario {
                 reset_before_append_rate: on(&mut r, 0.3, 0.0, 0.05),
                 stall_rate: on(&mut r, 0.2, 0.0, 0.02),
             },
+            ..FaultRates::default()
         };
         let window = Duration::from_millis(r.range(200, 3000));
-        Scenario {
+        let mut scenario = Scenario {
             seed,
             brokers,
             unknown_producer: if r.chance(0.5) {
@@ -333,7 +339,25 @@ impl Scenario {
             produce_window: window,
             fault_window: window + Duration::from_millis(r.range(0, 2000)),
             settle: Duration::from_secs(600),
+        };
+        // Drawn last, so that the draws above (and the seeds that
+        // exercise them) stay what they were before these faults existed.
+        scenario.faults.coordinator_moves_per_sec = on(&mut r, 0.3, 0.0, 3.0);
+        scenario.faults.stalls_per_sec = on(&mut r, 0.3, 0.0, 1.0);
+        scenario.faults.stall = (Duration::from_millis(10), Duration::from_secs(3));
+        scenario.faults.client_crashes_per_sec = on(&mut r, 0.2, 0.0, 0.5);
+        scenario.faults.client_downtime = (Duration::from_millis(10), Duration::from_secs(2));
+        scenario.faults.client_restart = 0.7;
+        for spec in &mut scenario.clients {
+            if r.chance(0.5) {
+                spec.clock = ClientClock {
+                    origin: Duration::from_secs(r.range(0, 10_000)),
+                    drift_ppm: r.range(0, 40_000) as i32 - 20_000,
+                    wall_offset_ms: r.range(0, 600_000) as i64 - 300_000,
+                };
+            }
         }
+        scenario
     }
 
     /// The world of this scenario with its workload and faults queued,
@@ -352,7 +376,7 @@ impl Scenario {
         // rate does not move every record.
         let mut r = w.rng().fork();
         for spec in &self.clients {
-            let c = w.add_client(spec.config())?;
+            let c = w.add_client_with_clock(spec.config(), spec.clock)?;
             let window = u64::try_from(self.produce_window.as_nanos()).unwrap_or(u64::MAX);
             let mut times: Vec<u64> = (0..spec.records).map(|_| r.below(window.max(1))).collect();
             times.sort_unstable();
@@ -406,9 +430,7 @@ impl Scenario {
         w.run_until(end, |w| {
             w.now() > heal_at
                 && w.pending_work() == 0
-                && (0..w.client_count()).all(|c| {
-                    w.client(c).is_some_and(|c| c.is_idle()) && w.checker().outstanding(c) == 0
-                })
+                && (0..w.client_count()).all(|c| w.client_settled(c))
         });
         w.check_outcomes();
         Ok(w)

@@ -31,10 +31,12 @@
 //! `api.version.request=true`) and picks its record format from the Fetch
 //! versions advertised: Fetch starts at v4 here, so it writes and reads
 //! magic v2 batches, and idempotent producing (`enable.idempotence=true`)
-//! works through InitProducerId. What it cannot do yet is join a consumer
-//! group or use transactions: those coordinators are not simulated, their
-//! APIs are not advertised, so consume with `assign()` (no `group.id`
-//! subscription) until they are. Topics are created on first use when the
+//! works through InitProducerId. Consumer groups work too (`group.id` and
+//! `subscribe`, with any assignor, eager or cooperative): the simulated
+//! group coordinator answers FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup and the offset APIs, its session and rebalance
+//! timeouts on the wall clock. Transactions do not work yet: that
+//! coordinator is not simulated and its APIs are not advertised. Topics are created on first use when the
 //! cluster allows it (`auto_create_topics`, on in [`serve`]), as Kafka's
 //! `auto.create.topics.enable`; the first Metadata answer for a new topic
 //! says LEADER_NOT_AVAILABLE, as Kafka's does, and librdkafka retries. The

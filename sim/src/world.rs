@@ -19,6 +19,16 @@
 //! both ways at once; a close by either side (FIN) arrives after the data
 //! sent before it.
 //!
+//! Clients need not agree with the world about time: each has a
+//! [`ClientClock`] (origin, drift, wall offset), and the world hands it
+//! its own `now` and fires its deadlines when its own clock reaches them.
+//! A client can also be stalled (not driven for a while: its connections
+//! stay open and what arrives for it waits, as for a process stopped by
+//! a long GC pause or SIGSTOP) or crashed (dropped without a goodbye: its
+//! connections are reset, its unacknowledged records are nobody's
+//! promise), and optionally restarted as a new client with the same
+//! configuration.
+//!
 //! Each step mixes what happened into a trace hash (FNV-1a over event
 //! kinds, ids, times and every byte on the wire): the same seed gives the
 //! same hash, which is how determinism is tested.
@@ -27,18 +37,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sansa_core::client::{ConfigBuilder, ConnId, Event, Input, Output};
+use sansa_core::client::{Config, ConfigBuilder, ConnId, Event, Input, Output};
 use sansa_core::producer::{ProduceError, ProduceId, Record};
 use sansa_core::{Client, Timestamp};
 
+pub use crate::clock::{ClientClock, WALL_CLOCK_ORIGIN_MS};
 use crate::cluster::{
     Cluster, ClusterConfig, ClusterOutput, NodeId, ProduceFault, RandomProduceFaults, ServerConnId,
+    OFFSETS_TOPIC,
 };
 use crate::invariants::{make_value, Checker, Promise, Violation};
 use crate::rng::SimRng;
-
-/// Wall-clock milliseconds at virtual time zero (record timestamps).
-pub const WALL_CLOCK_ORIGIN_MS: i64 = 1_700_000_000_000;
 
 /// How a client is known in the world.
 pub type ClientIdx = usize;
@@ -81,6 +90,22 @@ pub struct FaultRates {
     /// Retention events a second: a random partition's log start moves
     /// to its high watermark, and its producers are forgotten.
     pub retention_per_sec: f64,
+    /// Group coordinator moves a second: a random `__consumer_offsets`
+    /// partition's leader moves (the topic is created if missing).
+    pub coordinator_moves_per_sec: f64,
+    /// Client stalls a second: a random running client is not driven for
+    /// a duration drawn from `stall`.
+    pub stalls_per_sec: f64,
+    /// How long a stalled client stays stalled.
+    pub stall: (Duration, Duration),
+    /// Client crashes a second: a random running client is dropped
+    /// without a goodbye, and restarted after a duration drawn from
+    /// `client_downtime` with probability `client_restart`.
+    pub client_crashes_per_sec: f64,
+    /// How long a crashed client stays down before its restart.
+    pub client_downtime: (Duration, Duration),
+    /// Probability that a crashed client is restarted.
+    pub client_restart: f64,
     /// Faults the brokers draw for every produce.
     pub produce: RandomProduceFaults,
 }
@@ -121,6 +146,33 @@ pub enum Fault {
         /// What it meets.
         fault: ProduceFault,
     },
+    /// Move the leader of a `__consumer_offsets` partition (and with it
+    /// the coordinator of every group placed there): the partition, or
+    /// the one of a group.
+    MoveCoordinator {
+        /// The group whose coordinator moves.
+        group: String,
+    },
+    /// Stop driving a client for a while: no timers, no inputs (they wait
+    /// for it), no workload; its connections stay open.
+    StallClient {
+        /// Which client.
+        client: ClientIdx,
+        /// For how long.
+        duration: Duration,
+    },
+    /// Drop a client without a goodbye: its connections are reset and
+    /// its records without an outcome are abandoned. Restarted as a new
+    /// client with the same configuration after `restart_after`, if any.
+    CrashClient {
+        /// Which client.
+        client: ClientIdx,
+        /// When to restart it.
+        restart_after: Option<Duration>,
+    },
+    /// Start a crashed client again, as a new client with the same
+    /// configuration (and clock).
+    RestartClient(ClientIdx),
     /// Stop drawing faults and restart every crashed broker: from here on
     /// every record must reach an outcome.
     Heal,
@@ -150,6 +202,9 @@ enum Random {
     Crash,
     LeaderMove,
     Retention,
+    CoordinatorMove,
+    Stall,
+    ClientCrash,
 }
 
 #[derive(Debug)]
@@ -170,6 +225,8 @@ enum Ev {
     Fault(Fault),
     Random(Random),
     Work(Work),
+    /// A stalled client is driven again: what waited for it is delivered.
+    Unstall(ClientIdx),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,14 +249,39 @@ struct NetConn {
     b2c_last: Timestamp,
 }
 
+/// Whether the world drives a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Running {
+    Yes,
+    /// Not driven until then.
+    Stalled(Timestamp),
+    /// Dropped.
+    Crashed,
+}
+
 #[derive(Debug)]
 struct SimClient {
     client: Client,
+    /// Its configuration, to restart it after a crash.
+    config: Config,
+    clock: ClientClock,
+    running: Running,
+    /// Inputs and workload that arrived while it was stalled, in order.
+    backlog: VecDeque<Ev>,
+    /// Which client the checker knows this incarnation as (a restart is
+    /// a new client to the checker; workload values name it).
+    checker_id: usize,
     events: Vec<Event>,
     next_index: u64,
     /// Consecutive timeouts fed at the same instant.
     spins: u32,
     spin_at: Timestamp,
+}
+
+impl SimClient {
+    fn runs(&self) -> bool {
+        self.running == Running::Yes
+    }
 }
 
 /// FNV-1a, 64 bits: a stable hash (std's hashers may change between
@@ -333,9 +415,16 @@ impl World {
         self.now
     }
 
-    /// Wall-clock milliseconds now (record timestamps).
+    /// Wall-clock milliseconds now, by the world's clock.
     pub fn wall_ms(&self) -> i64 {
-        WALL_CLOCK_ORIGIN_MS + (self.now.as_nanos() / 1_000_000) as i64
+        ClientClock::EXACT.wall_ms(self.now)
+    }
+
+    /// A client's own monotonic time now.
+    fn local_now(&self, c: ClientIdx) -> Timestamp {
+        self.clients
+            .get(c)
+            .map_or(self.now, |sc| sc.clock.local(self.now))
     }
 
     /// Steps taken.
@@ -391,8 +480,18 @@ impl World {
     }
 
     /// Adds a client built from `config` (seed brokers and seed filled in
-    /// from the world); returns its index.
+    /// from the world) whose clocks agree with the world's; returns its
+    /// index.
     pub fn add_client(&mut self, config: ConfigBuilder) -> Result<ClientIdx, String> {
+        self.add_client_with_clock(config, ClientClock::EXACT)
+    }
+
+    /// [`World::add_client`] with clocks of its own.
+    pub fn add_client_with_clock(
+        &mut self,
+        config: ConfigBuilder,
+        clock: ClientClock,
+    ) -> Result<ClientIdx, String> {
         let seeds: Vec<String> = self
             .cluster
             .config()
@@ -406,19 +505,47 @@ impl World {
             .build()
             .map_err(|e| e.to_string())?;
         let promise = Promise::of(&config);
-        let client = Client::new(config).map_err(|e| e.to_string())?;
-        let idx = self.checker.add_client(promise);
+        let client = Client::new(config.clone()).map_err(|e| e.to_string())?;
+        let checker_id = self.checker.add_client(promise);
         self.clients.push(SimClient {
             client,
+            config,
+            clock,
+            running: Running::Yes,
+            backlog: VecDeque::new(),
+            checker_id,
             events: Vec::new(),
             next_index: 0,
             spins: 0,
             spin_at: Timestamp::ZERO,
         });
-        Ok(idx)
+        Ok(self.clients.len() - 1)
     }
 
-    /// A client.
+    /// Whether client `c` is done: crashed, or idle with every workload
+    /// record of its current incarnation given an outcome.
+    pub fn client_settled(&self, c: ClientIdx) -> bool {
+        self.clients.get(c).is_none_or(|sc| {
+            sc.running == Running::Crashed
+                || (sc.client.is_idle() && self.checker.outstanding(sc.checker_id) == 0)
+        })
+    }
+
+    /// Whether client `c` is crashed (and not restarted).
+    pub fn client_crashed(&self, c: ClientIdx) -> bool {
+        self.clients
+            .get(c)
+            .is_some_and(|sc| sc.running == Running::Crashed)
+    }
+
+    /// Whether client `c` is stalled.
+    pub fn client_stalled(&self, c: ClientIdx) -> bool {
+        self.clients
+            .get(c)
+            .is_some_and(|sc| matches!(sc.running, Running::Stalled(_)))
+    }
+
+    /// A client (for a crashed one, the state it crashed in).
     pub fn client(&self, c: ClientIdx) -> Option<&Client> {
         self.clients.get(c).map(|s| &s.client)
     }
@@ -442,17 +569,22 @@ impl World {
         key: Option<Bytes>,
         filler: usize,
     ) -> Result<ProduceId, ProduceError> {
-        let wall = self.wall_ms();
-        let now = self.now;
         let Some(sc) = self.clients.get_mut(c) else {
             return Err(ProduceError::Closed);
         };
-        let value = make_value(c, sc.next_index, filler);
+        if sc.running == Running::Crashed {
+            return Err(ProduceError::Closed);
+        }
+        let now = sc.clock.local(self.now);
+        let wall = sc.clock.wall_ms(self.now);
+        let checker_id = sc.checker_id;
+        let value = make_value(checker_id, sc.next_index, filler);
         sc.next_index += 1;
         let mut record = Record::new(topic, value.clone());
         record.key = key.clone();
         let id = sc.client.produce(now, record, wall)?;
-        self.checker.on_produce(c, id, topic, key, value);
+        let now = self.now;
+        self.checker.on_produce(checker_id, id, topic, key, value);
         self.trace.event(now, b'P', c as u64, id.0, &[]);
         self.drain();
         Ok(id)
@@ -460,8 +592,12 @@ impl World {
 
     /// Flushes a client now; returns the flush id.
     pub fn flush(&mut self, c: ClientIdx) -> Option<u64> {
-        let now = self.now;
-        let id = self.clients.get_mut(c)?.client.flush(now);
+        let now = self.local_now(c);
+        let sc = self.clients.get_mut(c)?;
+        if sc.running == Running::Crashed {
+            return None;
+        }
+        let id = sc.client.flush(now);
         self.drain();
         Some(id)
     }
@@ -486,11 +622,17 @@ impl World {
             .set_random_produce_faults(rates.produce.clone());
         self.faults = rates;
         self.faults_on = true;
+        if self.faults.coordinator_moves_per_sec > 0.0 {
+            self.cluster.ensure_offsets_topic();
+        }
         for kind in [
             Random::Reset,
             Random::Crash,
             Random::LeaderMove,
             Random::Retention,
+            Random::CoordinatorMove,
+            Random::Stall,
+            Random::ClientCrash,
         ] {
             self.schedule_random(kind);
         }
@@ -502,6 +644,9 @@ impl World {
             Random::Crash => self.faults.crashes_per_sec,
             Random::LeaderMove => self.faults.leader_moves_per_sec,
             Random::Retention => self.faults.retention_per_sec,
+            Random::CoordinatorMove => self.faults.coordinator_moves_per_sec,
+            Random::Stall => self.faults.stalls_per_sec,
+            Random::ClientCrash => self.faults.client_crashes_per_sec,
         }
     }
 
@@ -531,12 +676,7 @@ impl World {
         self.drain();
         let queued = self.queue.first_key_value().map(|(&(t, _), _)| t);
         let cluster = self.cluster.poll_timeout();
-        let client = self
-            .clients
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.client.poll_timeout().map(|t| (t.max(self.now), i)))
-            .min();
+        let client = self.next_client_deadline();
         let mut best: Option<(Timestamp, u8)> = None;
         for (t, rank) in [
             (queued, 0u8),
@@ -588,11 +728,27 @@ impl World {
         true
     }
 
+    /// The earliest deadline of a running client, in world time, and
+    /// whose it is.
+    fn next_client_deadline(&self) -> Option<(Timestamp, ClientIdx)> {
+        self.clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.runs())
+            .filter_map(|(i, c)| {
+                c.client
+                    .poll_timeout()
+                    .map(|t| (c.clock.world_at(t).max(self.now), i))
+            })
+            .min()
+    }
+
     fn client_timeout(&mut self, i: ClientIdx) {
         let now = self.now;
         let Some(sc) = self.clients.get_mut(i) else {
             return;
         };
+        let local = sc.clock.local(now);
         if sc.spin_at == now {
             sc.spins += 1;
         } else {
@@ -604,7 +760,7 @@ impl World {
             return;
         }
         self.trace.event(now, b'T', i as u64, 0, &[]);
-        sc.client.handle_input(now, Input::Timeout);
+        sc.client.handle_input(local, Input::Timeout);
     }
 
     /// Runs until `done` holds, nothing is left, or virtual time passes
@@ -643,17 +799,17 @@ impl World {
     /// `limit` of virtual time passes; returns whether all are idle.
     pub fn run_until_idle(&mut self, limit: Duration) -> bool {
         let end = self.now + limit;
-        self.run_until(end, |w| w.clients.iter().all(|c| c.client.is_idle()))
+        self.run_until(end, |w| {
+            w.clients
+                .iter()
+                .all(|c| c.running == Running::Crashed || c.client.is_idle())
+        })
     }
 
     fn next_due(&self) -> Option<Timestamp> {
         let q = self.queue.first_key_value().map(|(&(t, _), _)| t);
         let c = self.cluster.poll_timeout();
-        let cl = self
-            .clients
-            .iter()
-            .filter_map(|c| c.client.poll_timeout())
-            .min();
+        let cl = self.next_client_deadline().map(|(t, _)| t);
         [q, c, cl]
             .into_iter()
             .flatten()
@@ -665,7 +821,10 @@ impl World {
     /// healing and running long enough.
     pub fn check_outcomes(&mut self) {
         for c in 0..self.clients.len() {
-            let outstanding = self.checker.outstanding(c);
+            if self.clients[c].running == Running::Crashed {
+                continue;
+            }
+            let outstanding = self.checker.outstanding(self.clients[c].checker_id);
             let idle = self.clients[c].client.is_idle();
             if outstanding > 0 || !idle {
                 let detail = format!(
@@ -711,7 +870,17 @@ impl World {
                     }
                 }
             }
-            Ev::ToClient { net, input, force } => self.deliver_to_client(net, input, force),
+            Ev::ToClient { net, input, force } => {
+                let client = self.nets.get(&net).map(|n| n.client);
+                if let Some(sc) = client.and_then(|c| self.clients.get_mut(c)) {
+                    if let Running::Stalled(_) = sc.running {
+                        sc.backlog.push_back(Ev::ToClient { net, input, force });
+                        return;
+                    }
+                }
+                self.deliver_to_client(net, input, force)
+            }
+            Ev::Unstall(c) => self.unstall(c),
             Ev::Fault(f) => self.apply_fault(f),
             Ev::Random(kind) => {
                 if self.faults_on {
@@ -720,6 +889,17 @@ impl World {
                 }
             }
             Ev::Work(w) => {
+                let client = match &w {
+                    Work::Produce { client, .. } | Work::Flush(client) => *client,
+                };
+                if let Some(sc) = self.clients.get_mut(client) {
+                    if let Running::Stalled(_) = sc.running {
+                        // The application is stalled too: it produces when
+                        // it runs again.
+                        sc.backlog.push_back(Ev::Work(w));
+                        return;
+                    }
+                }
                 self.work_queued = self.work_queued.saturating_sub(1);
                 self.work(w);
             }
@@ -846,9 +1026,11 @@ impl World {
                 }
             }
         }
-        let now = self.now;
         if let Some(sc) = self.clients.get_mut(c) {
-            sc.client.handle_input(now, input);
+            if sc.runs() {
+                let now = sc.clock.local(self.now);
+                sc.client.handle_input(now, input);
+            }
         }
     }
 
@@ -888,7 +1070,10 @@ impl World {
         loop {
             let mut progressed = false;
             for c in 0..self.clients.len() {
-                let now = self.now;
+                if !self.clients[c].runs() {
+                    continue;
+                }
+                let now = self.clients[c].clock.local(self.now);
                 while let Some(o) = self.clients[c].client.poll_output(now) {
                     self.client_output(c, o);
                     progressed = true;
@@ -984,6 +1169,7 @@ impl World {
                 }
             }
             Output::Event(e) => {
+                let checker_id = self.clients.get(c).map_or(c, |sc| sc.checker_id);
                 match &e {
                     Event::Delivered { id, meta } => {
                         self.trace.event(now, b'D', c as u64, id.0, &[]);
@@ -993,13 +1179,13 @@ impl World {
                                 meta.topic, meta.partition, meta.offset
                             )
                         });
-                        self.checker.on_delivered(c, *id, meta);
+                        self.checker.on_delivered(checker_id, *id, meta);
                     }
                     Event::ProduceFailed { id, error, .. } => {
                         self.trace.event(now, b'E', c as u64, id.0, &[]);
                         self.trace
                             .line(now, || format!("c{c} failed {id:?}: {error}"));
-                        self.checker.on_failed(c, *id);
+                        self.checker.on_failed(checker_id, *id);
                     }
                     other => {
                         self.trace.event(now, b'V', c as u64, 0, &[]);
@@ -1125,6 +1311,23 @@ impl World {
                 partition,
                 fault,
             } => self.cluster.inject_produce_fault(&topic, partition, fault),
+            Fault::MoveCoordinator { group } => {
+                self.cluster.ensure_offsets_topic();
+                let partition = self.cluster.offsets_partition_of(&group);
+                if self
+                    .cluster
+                    .move_leader(OFFSETS_TOPIC, partition, None)
+                    .is_some()
+                {
+                    self.count("coordinator move");
+                }
+            }
+            Fault::StallClient { client, duration } => self.stall(client, duration),
+            Fault::CrashClient {
+                client,
+                restart_after,
+            } => self.crash_client(client, restart_after),
+            Fault::RestartClient(client) => self.restart_client(client),
             Fault::Heal => {
                 self.faults_on = false;
                 self.faults = FaultRates::default();
@@ -1142,6 +1345,133 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Stops driving `c` for `d` (longer if it is stalled already).
+    fn stall(&mut self, c: ClientIdx, d: Duration) {
+        let until = self.now + d;
+        let Some(sc) = self.clients.get_mut(c) else {
+            return;
+        };
+        match sc.running {
+            Running::Crashed => return,
+            Running::Stalled(t) if t >= until => return,
+            Running::Yes | Running::Stalled(_) => {}
+        }
+        sc.running = Running::Stalled(until);
+        self.count("client stall");
+        self.trace
+            .event(self.now, b'Z', c as u64, d.as_nanos() as u64, &[]);
+        self.trace
+            .line(self.now, || format!("c{c} stalled for {d:?}"));
+        self.push(until, Ev::Unstall(c));
+    }
+
+    /// A stall ends (unless a longer one replaced it): what waited for
+    /// the client is handed to it in arrival order.
+    fn unstall(&mut self, c: ClientIdx) {
+        let now = self.now;
+        let Some(sc) = self.clients.get_mut(c) else {
+            return;
+        };
+        match sc.running {
+            Running::Stalled(until) if until <= now => {}
+            _ => return,
+        }
+        sc.running = Running::Yes;
+        let backlog = std::mem::take(&mut sc.backlog);
+        self.trace
+            .event(now, b'z', c as u64, backlog.len() as u64, &[]);
+        self.trace.line(now, || {
+            format!("c{c} runs again; {} inputs waited", backlog.len())
+        });
+        for ev in backlog {
+            self.handle(ev);
+        }
+    }
+
+    /// Drops client `c` without a goodbye: every connection is reset at
+    /// once (the broker forgets them now; nothing more reaches the
+    /// client), its workload records without an outcome are abandoned.
+    fn crash_client(&mut self, c: ClientIdx, restart_after: Option<Duration>) {
+        let Some(sc) = self.clients.get_mut(c) else {
+            return;
+        };
+        if sc.running == Running::Crashed {
+            return;
+        }
+        sc.running = Running::Crashed;
+        // Workload it would have run after a stall dies with it.
+        let dropped_work = sc
+            .backlog
+            .iter()
+            .filter(|ev| matches!(ev, Ev::Work(_)))
+            .count();
+        sc.backlog.clear();
+        let checker_id = sc.checker_id;
+        self.work_queued = self.work_queued.saturating_sub(dropped_work);
+        let nets: Vec<u64> = self
+            .nets
+            .iter()
+            .filter(|(_, n)| n.client == c)
+            .map(|(&id, _)| id)
+            .collect();
+        for net in nets {
+            if let Some(n) = self.nets.remove(&net) {
+                if let Some(s) = n.server {
+                    self.by_server.remove(&s);
+                    self.cluster.disconnect(s);
+                }
+            }
+        }
+        self.by_client.retain(|&(client, _), _| client != c);
+        self.checker.on_client_crashed(checker_id);
+        self.count("client crash");
+        self.trace.event(self.now, b'Q', c as u64, 0, &[]);
+        self.trace.line(self.now, || format!("c{c} crashed"));
+        if let Some(d) = restart_after {
+            self.schedule(d, Fault::RestartClient(c));
+        }
+    }
+
+    /// Starts a crashed client again: a new `Client` with the same
+    /// configuration (a fresh seed), the same clock, and a new identity
+    /// for the checker.
+    fn restart_client(&mut self, c: ClientIdx) {
+        let seed = self.rng.next_u64();
+        let Some(sc) = self.clients.get(c) else {
+            return;
+        };
+        if sc.running != Running::Crashed {
+            return;
+        }
+        let mut config = sc.config.clone();
+        config.seed = seed;
+        let promise = Promise::of(&config);
+        let client = match Client::new(config.clone()) {
+            Ok(client) => client,
+            Err(e) => {
+                let detail = format!("c{c} could not restart: {e}");
+                self.checker.report(Violation::Cluster { detail });
+                return;
+            }
+        };
+        let checker_id = self.checker.add_client(promise);
+        let Some(sc) = self.clients.get_mut(c) else {
+            return;
+        };
+        sc.client = client;
+        sc.config = config;
+        sc.running = Running::Yes;
+        sc.checker_id = checker_id;
+        sc.next_index = 0;
+        sc.spins = 0;
+        self.count("client restart");
+        self.trace
+            .event(self.now, b'q', c as u64, checker_id as u64, &[]);
+        self.trace.line(self.now, || {
+            format!("c{c} restarted as checker client {checker_id}")
+        });
     }
 
     fn random_fault(&mut self, kind: Random) {
@@ -1170,10 +1500,52 @@ impl World {
                     self.schedule(down, Fault::Restart(node));
                 }
             }
+            Random::CoordinatorMove => {
+                let parts = self
+                    .cluster
+                    .topic(OFFSETS_TOPIC)
+                    .map_or(0, |t| t.partitions().len() as u64);
+                if parts > 0 {
+                    let p = self.fault_rng.below(parts) as i32;
+                    if self.cluster.move_leader(OFFSETS_TOPIC, p, None).is_some() {
+                        self.trace
+                            .line(self.now, || format!("fault: offsets partition {p} moves"));
+                        self.trace.mix(&p.to_le_bytes());
+                        self.count("coordinator move");
+                    }
+                }
+            }
+            Random::Stall | Random::ClientCrash => {
+                let running: Vec<ClientIdx> = (0..self.clients.len())
+                    .filter(|&c| self.clients[c].runs())
+                    .collect();
+                let Some(&client) = self.fault_rng.pick(&running) else {
+                    return;
+                };
+                let f = if kind == Random::Stall {
+                    let (lo, hi) = self.faults.stall;
+                    Fault::StallClient {
+                        client,
+                        duration: self.fault_rng.duration(lo, hi),
+                    }
+                } else {
+                    let (lo, hi) = self.faults.client_downtime;
+                    let down = self.fault_rng.duration(lo, hi);
+                    Fault::CrashClient {
+                        client,
+                        restart_after: self
+                            .fault_rng
+                            .chance(self.faults.client_restart)
+                            .then_some(down),
+                    }
+                };
+                self.apply_fault(f);
+            }
             Random::LeaderMove | Random::Retention => {
                 let parts: Vec<(String, i32)> = self
                     .cluster
                     .topics()
+                    .filter(|t| t.name() != OFFSETS_TOPIC)
                     .flat_map(|t| {
                         t.partitions()
                             .iter()

@@ -43,3 +43,34 @@ fn the_trace_hash_does_not_depend_on_keeping_trace_lines() {
         .trace_hash();
     assert_eq!(kept, not_kept);
 }
+
+#[test]
+fn a_swarm_run_with_client_faults_and_skewed_clocks_replays_byte_for_byte() {
+    // The first seed that turns on stalls, client crashes and coordinator
+    // moves, with a client whose clock is off the world's.
+    let seed = (0..10_000)
+        .find(|&s| {
+            let sc = Scenario::swarm(s);
+            sc.faults.stalls_per_sec > 0.0
+                && sc.faults.client_crashes_per_sec > 0.0
+                && sc.faults.coordinator_moves_per_sec > 0.0
+                && sc.clients.iter().any(|c| c.clock.drift_ppm != 0)
+        })
+        .expect("some seed draws every client fault");
+    let (hash_a, lines_a) = trace(seed);
+    let (hash_b, lines_b) = trace(seed);
+    assert!(
+        lines_a.len() > 50,
+        "seed {seed}: a trivial run proves little"
+    );
+    assert_eq!(lines_a, lines_b, "seed {seed}: the traces differ");
+    assert_eq!(hash_a, hash_b, "seed {seed}: the trace hashes differ");
+    let w = Scenario::swarm(seed).run_world(0).expect("builds");
+    let kinds = w.faults_applied();
+    assert!(
+        ["client stall", "client crash", "coordinator move"]
+            .iter()
+            .any(|k| kinds.contains_key(k)),
+        "seed {seed}: no client fault happened: {kinds:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Property tests over fault schedules: proptest generates a list of
 //! timed faults (crashes, restarts, leader moves, connection resets,
-//! produce errors, writes whose answer is lost), the scenario runs them on
+//! produce errors, writes whose answer is lost, the producer stalled or
+//! crashed and restarted, coordinator moves), the scenario runs them on
 //! a fixed cluster and workload, and every promise must hold. When one
 //! does not, proptest shrinks the schedule to the fewest, earliest faults
 //! that still break it, which is the report a human wants.
@@ -66,6 +67,15 @@ fn fault() -> impl Strategy<Value = Fault> {
             )
         )
             .prop_map(move |(p, f)| produce(p, f)),
+        (1u64..3000).prop_map(|ms| Fault::StallClient {
+            client: 0,
+            duration: Duration::from_millis(ms),
+        }),
+        (0u64..500).prop_map(|ms| Fault::CrashClient {
+            client: 0,
+            restart_after: Some(Duration::from_millis(ms)),
+        }),
+        Just(Fault::MoveCoordinator { group: "g".into() }),
     ]
 }
 

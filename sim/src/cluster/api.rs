@@ -48,6 +48,15 @@ pub const SERVED_APIS: &[(ApiKey, i16)] = &[
     (ApiKey::CreateTopics, 2),
     (ApiKey::DeleteTopics, 1),
     (ApiKey::InitProducerId, 0),
+    (ApiKey::FindCoordinator, 0),
+    (ApiKey::JoinGroup, 0),
+    (ApiKey::SyncGroup, 0),
+    (ApiKey::Heartbeat, 0),
+    (ApiKey::LeaveGroup, 0),
+    (ApiKey::OffsetCommit, 0),
+    (ApiKey::OffsetFetch, 0),
+    (ApiKey::DescribeGroups, 0),
+    (ApiKey::ListGroups, 0),
 ];
 
 /// The versions of `api` the simulated brokers serve, if any.
@@ -189,6 +198,39 @@ impl Cluster {
                 let body = self.init_producer_id(req);
                 self.respond(conn, api, v, corr, ResponseBody::InitProducerId(body));
             }
+            RequestBody::FindCoordinator(req) => {
+                let body = self.find_coordinator(v, req);
+                self.respond(conn, api, v, corr, ResponseBody::FindCoordinator(body));
+            }
+            RequestBody::JoinGroup(req) => {
+                let client_id = header.client_id.clone().unwrap_or_default();
+                self.join_group(now, conn, node, v, corr, client_id, req);
+            }
+            RequestBody::SyncGroup(req) => self.sync_group(now, conn, node, v, corr, req),
+            RequestBody::Heartbeat(req) => {
+                let body = self.heartbeat(now, node, req);
+                self.respond(conn, api, v, corr, ResponseBody::Heartbeat(body));
+            }
+            RequestBody::LeaveGroup(req) => {
+                let body = self.leave_group(now, node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::LeaveGroup(body));
+            }
+            RequestBody::OffsetCommit(req) => {
+                let body = self.offset_commit(now, node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::OffsetCommit(body));
+            }
+            RequestBody::OffsetFetch(req) => {
+                let body = self.offset_fetch(node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::OffsetFetch(body));
+            }
+            RequestBody::DescribeGroups(req) => {
+                let body = self.describe_groups(node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::DescribeGroups(body));
+            }
+            RequestBody::ListGroups(req) => {
+                let body = self.list_groups(node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::ListGroups(body));
+            }
             _ => {
                 // served_versions() said yes to an API with no arm: a bug.
                 self.stats.bad_requests += 1;
@@ -328,6 +370,7 @@ impl Cluster {
         MetadataResponseTopic {
             name: Some(t.name.clone()),
             topic_id: if v >= 10 { t.id } else { Uuid::ZERO },
+            is_internal: v >= 1 && t.name == super::OFFSETS_TOPIC,
             partitions: t
                 .partitions
                 .iter()

@@ -23,13 +23,19 @@
 //! - Requests on one connection are handled one at a time, in order, as
 //!   Kafka does (it mutes a connection while a request is in progress): a
 //!   Fetch waiting for data holds back the requests behind it.
-//! - Group and transaction coordinators do not exist yet: their APIs are
-//!   not advertised in ApiVersions, a request for them closes the
-//!   connection (what Kafka does with an API it does not serve), and
-//!   transactional produce and InitProducerId with a transactional id get
-//!   an error.
+//! - The classic group coordinator ([`group`], [`coordinator`]) lives
+//!   where Kafka puts it: on the leader of the group's
+//!   `__consumer_offsets` partition, so coordinators move with leaders.
+//!   Its timers (sessions, rebalance timeouts, the initial rebalance
+//!   delay) run on the `now` the driver passes in.
+//! - The transaction coordinator does not exist yet: its APIs are not
+//!   advertised in ApiVersions, a request for them closes the connection
+//!   (what Kafka does with an API it does not serve), and transactional
+//!   produce and InitProducerId with a transactional id get an error.
 
 mod api;
+pub mod coordinator;
+pub mod group;
 pub mod log;
 pub mod producer_state;
 
@@ -43,6 +49,9 @@ use sansa_core::Timestamp;
 
 use crate::rng::SimRng;
 pub use api::{served_versions, SERVED_APIS};
+pub use coordinator::{offsets_partition_for, OFFSETS_TOPIC};
+use group::Group;
+pub use group::{CommittedOffset, GroupSettings, GroupState, Member};
 use log::PartitionLog;
 use producer_state::ProducerStates;
 pub use producer_state::UnknownProducer;
@@ -121,6 +130,8 @@ pub struct ClusterConfig {
     pub unknown_producer: UnknownProducer,
     /// A broken behaviour, for the checker tests.
     pub sabotage: Sabotage,
+    /// The group coordinator's settings.
+    pub groups: GroupSettings,
 }
 
 impl ClusterConfig {
@@ -144,6 +155,7 @@ impl ClusterConfig {
             max_request_bytes: 100 * 1024 * 1024,
             unknown_producer: UnknownProducer::default(),
             sabotage: Sabotage::None,
+            groups: GroupSettings::default(),
         }
     }
 }
@@ -340,6 +352,9 @@ struct ServerConn {
     parked: Option<ParkedFetch>,
     /// A request will never be answered; nothing behind it is read.
     stalled: bool,
+    /// A JoinGroup or SyncGroup waits for the group; nothing behind it is
+    /// read until it is answered.
+    awaiting_group: bool,
 }
 
 /// The simulated cluster.
@@ -360,6 +375,14 @@ pub struct Cluster {
     outputs: VecDeque<ClusterOutput>,
     stats: ClusterStats,
     journal: Option<Vec<String>>,
+    /// Consumer groups, by id.
+    groups: BTreeMap<String, Group>,
+    /// The latest time the driver gave (for changes made between inputs,
+    /// such as a crash that moves a group coordinator).
+    now: Timestamp,
+    /// Connections whose parked answer was just sent: their queued
+    /// requests are read next.
+    resume: Vec<ServerConnId>,
 }
 
 impl Cluster {
@@ -394,6 +417,9 @@ impl Cluster {
             outputs: VecDeque::new(),
             stats: ClusterStats::default(),
             journal: None,
+            groups: BTreeMap::new(),
+            now: Timestamp::ZERO,
+            resume: Vec::new(),
         }
     }
 
@@ -598,6 +624,7 @@ impl Cluster {
                 }
             }
         }
+        self.groups_after_leader_change();
         true
     }
 
@@ -630,6 +657,7 @@ impl Cluster {
                 }
             }
         }
+        self.groups_after_leader_change();
         true
     }
 
@@ -671,6 +699,7 @@ impl Cluster {
         };
         p.leader = Some(next);
         p.leader_epoch += 1;
+        self.groups_after_leader_change();
         Some(next)
     }
 
@@ -729,6 +758,7 @@ impl Cluster {
                 queue: VecDeque::new(),
                 parked: None,
                 stalled: false,
+                awaiting_group: false,
             },
         );
         Some(id)
@@ -747,6 +777,7 @@ impl Cluster {
 
     /// Bytes a client wrote on `conn`: whole requests are handled in order.
     pub fn handle_bytes(&mut self, now: Timestamp, conn: ServerConnId, data: &[u8]) {
+        self.now = self.now.max(now);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -764,10 +795,22 @@ impl Cluster {
             }
         }
         self.process(now, conn);
+        self.resume_released(now);
     }
 
-    /// The time passed: Fetches whose wait is over are answered.
+    /// Reads on from connections whose parked group answer was sent.
+    fn resume_released(&mut self, now: Timestamp) {
+        while let Some(conn) = self.resume.pop() {
+            self.process(now, conn);
+        }
+    }
+
+    /// The time passed: Fetches whose wait is over are answered, and group
+    /// sessions and rebalances that timed out are acted on.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+        self.group_timeout(now);
+        self.resume_released(now);
         let due: Vec<ServerConnId> = self
             .conns
             .iter()
@@ -777,14 +820,20 @@ impl Cluster {
         for id in due {
             self.retry_parked(now, id, true);
         }
+        self.resume_released(now);
     }
 
     /// When [`Cluster::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.conns
+        let fetches = self
+            .conns
             .values()
             .filter_map(|c| c.parked.as_ref().map(|p| p.deadline))
-            .min()
+            .min();
+        match (fetches, self.group_poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next thing to do for the cluster.
@@ -805,7 +854,7 @@ impl Cluster {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            if c.parked.is_some() || c.stalled {
+            if c.parked.is_some() || c.stalled || c.awaiting_group {
                 return;
             }
             let Some(frame) = c.queue.pop_front() else {
@@ -884,5 +933,7 @@ impl Cluster {
     }
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

@@ -183,8 +183,23 @@ fn api_versions_advertises_what_is_served_with_fetch_from_v4() {
         let fetch = find(ApiKey::Fetch).expect("fetch");
         assert_eq!(fetch.min_version, 4);
         assert_eq!(find(ApiKey::Produce).expect("produce").min_version, 3);
-        assert!(find(ApiKey::FindCoordinator).is_none());
+        assert!(find(ApiKey::AddPartitionsToTxn).is_none());
         assert!(find(ApiKey::InitProducerId).is_some());
+        for api in [
+            ApiKey::FindCoordinator,
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::Heartbeat,
+            ApiKey::LeaveGroup,
+            ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
+        ] {
+            let a = find(api).expect("group APIs are served");
+            assert_eq!(
+                (a.min_version, a.max_version),
+                (0, api.max_stable_version())
+            );
+        }
     }
     // KIP-511: a version the broker cannot read gets a v0 answer listing
     // what it speaks.
@@ -207,7 +222,7 @@ fn api_versions_advertises_what_is_served_with_fetch_from_v4() {
 #[test]
 fn an_api_that_is_not_served_closes_the_connection() {
     let mut w = Wire::new(1);
-    let req = sansa_core::protocol::messages::FindCoordinatorRequest::default();
+    let req = sansa_core::protocol::messages::AddOffsetsToTxnRequest::default();
     w.send(T0, 3, &req);
     assert_eq!(
         w.cluster.poll_output(),

@@ -1,0 +1,944 @@
+//! The group coordinator's request handlers: FindCoordinator, JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+//! DescribeGroups and ListGroups, answered as Kafka's `KafkaApis` and
+//! `GroupCoordinator` answer them. The group state machine itself is in
+//! [`group`](super::group).
+//!
+//! Where a group lives follows Kafka: `__consumer_offsets` has a fixed
+//! number of partitions, a group belongs to partition
+//! `abs(javaHashCode(group)) % partitions`, and the coordinator is that
+//! partition's leader. So a leader move or a broker crash moves
+//! coordinators, and a request to a broker that is no longer the
+//! coordinator gets NOT_COORDINATOR, which is what makes clients look the
+//! coordinator up again. The offsets topic is created on the first
+//! FindCoordinator for a group, as Kafka creates it; its logs stay empty
+//! (the group state is the replicated state, like the partition logs, so
+//! a move loses nothing but the answers that were waiting on the old
+//! coordinator).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sansa_core::protocol::messages::describe_groups_response::{
+    DescribedGroup, DescribedGroupMember,
+};
+use sansa_core::protocol::messages::find_coordinator_response::Coordinator;
+use sansa_core::protocol::messages::leave_group_response::MemberResponse;
+use sansa_core::protocol::messages::list_groups_response::ListedGroup;
+use sansa_core::protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use sansa_core::protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use sansa_core::protocol::messages::{
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+};
+use sansa_core::protocol::{ApiKey, ErrorCode, ResponseBody};
+use sansa_core::Timestamp;
+
+use super::group::{
+    join_error, sync_error, Answer, CommittedOffset, Group, GroupState, JoinArgs, ParkedKind,
+    Pending, Reply,
+};
+use super::{Cluster, NodeId, ServerConnId};
+
+/// Kafka's internal topic of committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Java's `String.hashCode` (over UTF-16 code units), which Kafka uses to
+/// place a group.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition of `group` among `partitions`:
+/// Kafka's `Utils.abs(groupId.hashCode) % partitions` (where
+/// `abs(MIN_VALUE)` is 0).
+pub fn offsets_partition_for(group: &str, partitions: i32) -> i32 {
+    let h = java_string_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+/// Coordinator key types of FindCoordinator v1+.
+const KEY_TYPE_GROUP: i8 = 0;
+
+/// What a session or rebalance timeout of `ms` milliseconds is, if valid.
+fn millis(ms: i32) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+impl Cluster {
+    // ------------------------------------------------------------------
+    // Where groups live
+    // ------------------------------------------------------------------
+
+    /// Creates `__consumer_offsets` if it is missing (replication factor
+    /// up to 3); returns whether it exists now.
+    pub fn ensure_offsets_topic(&mut self) -> bool {
+        if self.topics.contains_key(OFFSETS_TOPIC) {
+            return true;
+        }
+        let rf = self.brokers.len().min(3) as i16;
+        let parts = self.config.groups.offsets_partitions.max(1);
+        self.create_topic(OFFSETS_TOPIC, parts, rf).is_ok()
+    }
+
+    /// The broker coordinating `group` now: the leader of its offsets
+    /// partition, `None` if the offsets topic does not exist or that
+    /// partition has no leader.
+    pub fn coordinator_of(&self, group: &str) -> Option<NodeId> {
+        let t = self.topics.get(OFFSETS_TOPIC)?;
+        let n = t.partitions.len() as i32;
+        t.partition(offsets_partition_for(group, n))?.leader
+    }
+
+    /// The offsets partition of `group` in this cluster.
+    pub fn offsets_partition_of(&self, group: &str) -> i32 {
+        let n = self
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(self.config.groups.offsets_partitions, |t| {
+                t.partitions.len() as i32
+            });
+        offsets_partition_for(group, n)
+    }
+
+    /// A group, if it exists.
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.get(id)
+    }
+
+    /// Every group, by id.
+    pub fn groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// The error a group request for `group` at `node` gets before the
+    /// group is looked at.
+    fn check_coordinator(&self, node: NodeId, group: &str) -> Result<(), ErrorCode> {
+        if group.is_empty() {
+            Err(ErrorCode::InvalidGroupId)
+        } else if self.coordinator_of(group) != Some(node) {
+            Err(ErrorCode::NotCoordinator)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A new group at `node`, unless the cluster holds its maximum.
+    fn create_group(&mut self, id: &str, node: NodeId) -> Result<&mut Group, ErrorCode> {
+        if !self.groups.contains_key(id) && self.groups.len() >= self.config.groups.max_groups {
+            return Err(ErrorCode::CoordinatorNotAvailable);
+        }
+        Ok(self
+            .groups
+            .entry(id.to_owned())
+            .or_insert_with(|| Group::new(id, Some(node))))
+    }
+
+    /// Drops a group left with nothing in it.
+    fn dispose_if_empty(&mut self, id: &str) {
+        if self.groups.get(id).is_some_and(Group::is_disposable) {
+            self.groups.remove(id);
+        }
+    }
+
+    /// A member id as Kafka makes them: `<client or instance id>-<uuid>`,
+    /// the uuid drawn from the seed.
+    fn fresh_member_id(&mut self, prefix: &str) -> String {
+        let a = self.rng.next_u64();
+        let b = self.rng.next_u64();
+        format!(
+            "{prefix}-{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xffff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    /// After any leadership change: groups whose offsets partition moved
+    /// get their new coordinator (what waited on the old one hears
+    /// NOT_COORDINATOR).
+    pub(super) fn groups_after_leader_change(&mut self) {
+        if self.groups.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let moves: Vec<(String, Option<NodeId>)> = self
+            .groups
+            .values()
+            .filter_map(|g| {
+                let to = self.coordinator_of(g.id());
+                (to != g.coordinator()).then(|| (g.id().to_owned(), to))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, to) in moves {
+            tracing::debug!(group = %id, ?to, "coordinator moved");
+            if let Some(g) = self.groups.get_mut(&id) {
+                g.move_coordinator(now, to, &mut out);
+            }
+        }
+        self.send_group_replies(out);
+        // No input may come soon: read on behind the answers now.
+        self.resume_released(now);
+    }
+
+    /// Group deadlines due by `now` (sessions, rebalance timeouts).
+    pub(super) fn group_timeout(&mut self, now: Timestamp) {
+        let due: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.next_deadline().is_some_and(|t| t <= now))
+            .map(|g| g.id().to_owned())
+            .collect();
+        let mut out = Vec::new();
+        for id in &due {
+            if let Some(g) = self.groups.get_mut(id) {
+                g.tick(now, &self.config.groups, &mut out);
+            }
+        }
+        self.send_group_replies(out);
+        for id in &due {
+            self.dispose_if_empty(id);
+        }
+    }
+
+    /// The earliest group deadline.
+    pub(super) fn group_poll_timeout(&self) -> Option<Timestamp> {
+        self.groups.values().filter_map(Group::next_deadline).min()
+    }
+
+    /// Sends answers that were parked and lets their connections read on.
+    fn send_group_replies(&mut self, out: Vec<Reply>) {
+        for r in out {
+            let Some(c) = self.conns.get_mut(&r.to.conn) else {
+                continue; // the client went away meanwhile
+            };
+            c.awaiting_group = false;
+            let api = match r.to.kind {
+                ParkedKind::Join => ApiKey::JoinGroup,
+                ParkedKind::Sync => ApiKey::SyncGroup,
+            };
+            self.respond(r.to.conn, api, r.to.version, r.to.corr, r.body);
+            self.resume.push(r.to.conn);
+        }
+    }
+
+    /// Holds `conn`'s next requests until its parked answer is sent (Kafka
+    /// mutes a connection while a request is in progress).
+    fn park(&mut self, conn: ServerConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.awaiting_group = true;
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // FindCoordinator
+    // ------------------------------------------------------------------
+
+    pub(super) fn find_coordinator(
+        &mut self,
+        v: i16,
+        req: FindCoordinatorRequest,
+    ) -> FindCoordinatorResponse {
+        let keys = if v >= 4 {
+            req.coordinator_keys
+        } else {
+            vec![req.key]
+        };
+        let found: Vec<Coordinator> = keys
+            .into_iter()
+            .map(|key| self.locate(req.key_type, key))
+            .collect();
+        if v >= 4 {
+            return FindCoordinatorResponse {
+                coordinators: found,
+                ..Default::default()
+            };
+        }
+        let c = found.into_iter().next().unwrap_or_default();
+        FindCoordinatorResponse {
+            error_code: c.error_code,
+            error_message: if v >= 1 { c.error_message } else { None },
+            node_id: c.node_id,
+            host: c.host,
+            port: c.port,
+            ..Default::default()
+        }
+    }
+
+    /// One key of a FindCoordinator.
+    fn locate(&mut self, key_type: i8, key: String) -> Coordinator {
+        let fail = |key: String, code: ErrorCode, why: &str| Coordinator {
+            key,
+            node_id: -1,
+            host: String::new(),
+            port: -1,
+            error_code: code.code(),
+            error_message: Some(why.to_owned()),
+            ..Default::default()
+        };
+        if key_type != KEY_TYPE_GROUP {
+            return fail(
+                key,
+                ErrorCode::InvalidRequest,
+                "the simulator has no transaction or share coordinator",
+            );
+        }
+        if key.is_empty() {
+            return fail(key, ErrorCode::InvalidRequest, "empty group id");
+        }
+        if !self.ensure_offsets_topic() {
+            return fail(key, ErrorCode::CoordinatorNotAvailable, "no offsets topic");
+        }
+        let Some(addr) = self
+            .coordinator_of(&key)
+            .and_then(|n| self.brokers.get(&n))
+            .filter(|b| b.up)
+            .map(|b| b.addr.clone())
+        else {
+            return fail(
+                key,
+                ErrorCode::CoordinatorNotAvailable,
+                "the group's offsets partition has no leader",
+            );
+        };
+        Coordinator {
+            key,
+            node_id: addr.node,
+            host: addr.host,
+            port: addr.port,
+            error_code: 0,
+            error_message: None,
+            ..Default::default()
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // JoinGroup, SyncGroup, Heartbeat, LeaveGroup
+    // ------------------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn join_group(
+        &mut self,
+        now: Timestamp,
+        conn: ServerConnId,
+        node: NodeId,
+        v: i16,
+        corr: i32,
+        client_id: String,
+        req: JoinGroupRequest,
+    ) {
+        let at = Pending {
+            conn,
+            version: v,
+            corr,
+            kind: ParkedKind::Join,
+        };
+        let answer = self.join_answer(now, node, at, client_id, req);
+        if let Answer::Now(body) = answer {
+            self.respond(
+                conn,
+                ApiKey::JoinGroup,
+                v,
+                corr,
+                ResponseBody::JoinGroup(body),
+            );
+        }
+    }
+
+    fn join_answer(
+        &mut self,
+        now: Timestamp,
+        node: NodeId,
+        at: Pending,
+        client_id: String,
+        req: JoinGroupRequest,
+    ) -> Answer<sansa_core::protocol::messages::JoinGroupResponse> {
+        let v = at.version;
+        let fail = |code: ErrorCode| Answer::Now(join_error(v, code, &req.member_id));
+        if let Err(e) = self.check_coordinator(node, &req.group_id) {
+            return fail(e);
+        }
+        let s = &self.config.groups;
+        let Some(session) = millis(req.session_timeout_ms)
+            .filter(|d| *d >= s.min_session_timeout && *d <= s.max_session_timeout)
+        else {
+            return fail(ErrorCode::InvalidSessionTimeout);
+        };
+        // v0 has no rebalance timeout: the session timeout serves.
+        let rebalance = if v == 0 {
+            session
+        } else {
+            millis(req.rebalance_timeout_ms).unwrap_or(session)
+        };
+        if !self.groups.contains_key(&req.group_id) && !req.member_id.is_empty() {
+            return fail(ErrorCode::UnknownMemberId);
+        }
+        let fresh = if req.member_id.is_empty() {
+            let prefix = req
+                .group_instance_id
+                .clone()
+                .unwrap_or_else(|| client_id.clone());
+            self.fresh_member_id(&prefix)
+        } else {
+            String::new()
+        };
+        let args = JoinArgs {
+            member_id: req.member_id.clone(),
+            instance_id: if v >= 5 { req.group_instance_id } else { None },
+            client_id,
+            session_timeout: session,
+            rebalance_timeout: rebalance,
+            protocol_type: req.protocol_type,
+            protocols: req
+                .protocols
+                .into_iter()
+                .map(|p| (p.name, p.metadata))
+                .collect(),
+        };
+        let settings = self.config.groups.clone();
+        let group = match self.create_group(&req.group_id, node) {
+            Ok(g) => g,
+            Err(e) => return fail(e),
+        };
+        let mut out = Vec::new();
+        let answer = group.join(now, &settings, args, fresh, at, &mut out);
+        if matches!(answer, Answer::Parked) {
+            self.park(at.conn);
+        }
+        self.send_group_replies(out);
+        self.dispose_if_empty(&req.group_id);
+        answer
+    }
+
+    pub(super) fn sync_group(
+        &mut self,
+        now: Timestamp,
+        conn: ServerConnId,
+        node: NodeId,
+        v: i16,
+        corr: i32,
+        req: SyncGroupRequest,
+    ) {
+        let at = Pending {
+            conn,
+            version: v,
+            corr,
+            kind: ParkedKind::Sync,
+        };
+        let answer = match self.check_coordinator(node, &req.group_id) {
+            Err(e) => Answer::Now(sync_error(v, e)),
+            Ok(()) => match self.groups.get_mut(&req.group_id) {
+                None => Answer::Now(sync_error(v, ErrorCode::UnknownMemberId)),
+                Some(g) => {
+                    let mut out = Vec::new();
+                    let assignments = req
+                        .assignments
+                        .into_iter()
+                        .map(|a| (a.member_id, a.assignment))
+                        .collect();
+                    let answer = g.sync(
+                        now,
+                        &req.member_id,
+                        req.group_instance_id.as_deref(),
+                        req.generation_id,
+                        (req.protocol_type.as_deref(), req.protocol_name.as_deref()),
+                        assignments,
+                        at,
+                        &mut out,
+                    );
+                    if matches!(answer, Answer::Parked) {
+                        self.park(conn);
+                    }
+                    self.send_group_replies(out);
+                    answer
+                }
+            },
+        };
+        if let Answer::Now(body) = answer {
+            self.respond(
+                conn,
+                ApiKey::SyncGroup,
+                v,
+                corr,
+                ResponseBody::SyncGroup(body),
+            );
+        }
+    }
+
+    pub(super) fn heartbeat(
+        &mut self,
+        now: Timestamp,
+        node: NodeId,
+        req: HeartbeatRequest,
+    ) -> HeartbeatResponse {
+        let code = match self.check_coordinator(node, &req.group_id) {
+            Err(e) => e,
+            Ok(()) => match self.groups.get_mut(&req.group_id) {
+                None => ErrorCode::UnknownMemberId,
+                Some(g) => g.heartbeat(
+                    now,
+                    &req.member_id,
+                    req.group_instance_id.as_deref(),
+                    req.generation_id,
+                ),
+            },
+        };
+        HeartbeatResponse {
+            error_code: code.code(),
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn leave_group(
+        &mut self,
+        now: Timestamp,
+        node: NodeId,
+        v: i16,
+        req: LeaveGroupRequest,
+    ) -> LeaveGroupResponse {
+        let leaving: Vec<(String, Option<String>)> = if v >= 3 {
+            req.members
+                .into_iter()
+                .map(|m| (m.member_id, m.group_instance_id))
+                .collect()
+        } else {
+            vec![(req.member_id, None)]
+        };
+        let top = self.check_coordinator(node, &req.group_id).err();
+        let settings = self.config.groups.clone();
+        let mut out = Vec::new();
+        let results: Vec<MemberResponse> = leaving
+            .into_iter()
+            .map(|(member_id, instance_id)| {
+                let code = match (top, self.groups.get_mut(&req.group_id)) {
+                    (Some(e), _) => e,
+                    (None, None) => ErrorCode::UnknownMemberId,
+                    (None, Some(g)) => {
+                        g.leave(now, &settings, &member_id, instance_id.as_deref(), &mut out)
+                    }
+                };
+                MemberResponse {
+                    member_id,
+                    group_instance_id: instance_id,
+                    error_code: code.code(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        self.send_group_replies(out);
+        self.dispose_if_empty(&req.group_id);
+        if v >= 3 {
+            LeaveGroupResponse {
+                error_code: top.map_or(0, ErrorCode::code),
+                members: if top.is_some() { Vec::new() } else { results },
+                ..Default::default()
+            }
+        } else {
+            LeaveGroupResponse {
+                error_code: results.first().map_or(0, |r| r.error_code),
+                ..Default::default()
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // OffsetCommit, OffsetFetch
+    // ------------------------------------------------------------------
+
+    pub(super) fn offset_commit(
+        &mut self,
+        now: Timestamp,
+        node: NodeId,
+        v: i16,
+        req: OffsetCommitRequest,
+    ) -> OffsetCommitResponse {
+        let (generation, member_id, instance_id) = if v == 0 {
+            (-1, String::new(), None)
+        } else {
+            (
+                req.generation_id_or_member_epoch,
+                req.member_id.clone(),
+                req.group_instance_id.clone(),
+            )
+        };
+        let verdict = self.check_coordinator(node, &req.group_id).and_then(|()| {
+            if !self.groups.contains_key(&req.group_id) && generation >= 0 {
+                // A generation for a group that does not exist: a
+                // member of a group that is gone.
+                return Err(ErrorCode::IllegalGeneration);
+            }
+            let g = self.create_group(&req.group_id, node)?;
+            g.check_commit(now, generation, &member_id, instance_id.as_deref())
+        });
+        let max_metadata = self.config.groups.max_metadata_bytes;
+        let mut topics = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in t.partitions {
+                let code = match verdict {
+                    Err(e) => e,
+                    Ok(()) if self.partition(&t.name, p.partition_index).is_none() => {
+                        ErrorCode::UnknownTopicOrPartition
+                    }
+                    Ok(())
+                        if p.committed_metadata
+                            .as_ref()
+                            .is_some_and(|m| m.len() > max_metadata) =>
+                    {
+                        ErrorCode::OffsetMetadataTooLarge
+                    }
+                    Ok(()) => {
+                        if let Some(g) = self.groups.get_mut(&req.group_id) {
+                            g.store_offset(
+                                &t.name,
+                                p.partition_index,
+                                CommittedOffset {
+                                    offset: p.committed_offset,
+                                    leader_epoch: if v >= 6 {
+                                        p.committed_leader_epoch
+                                    } else {
+                                        -1
+                                    },
+                                    metadata: p.committed_metadata,
+                                },
+                            );
+                        }
+                        ErrorCode::None
+                    }
+                };
+                parts.push(OffsetCommitResponsePartition {
+                    partition_index: p.partition_index,
+                    error_code: code.code(),
+                    ..Default::default()
+                });
+            }
+            topics.push(OffsetCommitResponseTopic {
+                name: t.name,
+                partitions: parts,
+                ..Default::default()
+            });
+        }
+        self.dispose_if_empty(&req.group_id);
+        OffsetCommitResponse {
+            topics,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn offset_fetch(
+        &mut self,
+        node: NodeId,
+        v: i16,
+        req: OffsetFetchRequest,
+    ) -> OffsetFetchResponse {
+        if v >= 8 {
+            let groups = req
+                .groups
+                .into_iter()
+                .map(|g| {
+                    let wanted = g.topics.map(|ts| {
+                        ts.into_iter()
+                            .map(|t| (t.name, t.partition_indexes))
+                            .collect::<Vec<_>>()
+                    });
+                    match self.fetch_offsets(node, &g.group_id, wanted) {
+                        Err(e) => OffsetFetchResponseGroup {
+                            group_id: g.group_id,
+                            error_code: e.code(),
+                            ..Default::default()
+                        },
+                        Ok(found) => OffsetFetchResponseGroup {
+                            group_id: g.group_id,
+                            topics: found
+                                .into_iter()
+                                .map(|(name, parts)| OffsetFetchResponseTopics {
+                                    name,
+                                    partitions: parts
+                                        .into_iter()
+                                        .map(|(i, o)| OffsetFetchResponsePartitions {
+                                            partition_index: i,
+                                            committed_offset: o.offset,
+                                            committed_leader_epoch: o.leader_epoch,
+                                            metadata: o.metadata,
+                                            error_code: 0,
+                                            ..Default::default()
+                                        })
+                                        .collect(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        },
+                    }
+                })
+                .collect();
+            return OffsetFetchResponse {
+                groups,
+                ..Default::default()
+            };
+        }
+        // v0 and v1 always name their partitions.
+        let wanted = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name, t.partition_indexes))
+                .collect::<Vec<_>>()
+        });
+        match self.fetch_offsets(node, &req.group_id, wanted.clone()) {
+            Ok(found) => OffsetFetchResponse {
+                topics: found
+                    .into_iter()
+                    .map(|(name, parts)| OffsetFetchResponseTopic {
+                        name,
+                        partitions: parts
+                            .into_iter()
+                            .map(|(i, o)| OffsetFetchResponsePartition {
+                                partition_index: i,
+                                committed_offset: o.offset,
+                                committed_leader_epoch: o.leader_epoch,
+                                metadata: o.metadata,
+                                error_code: 0,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            // From v2 the error is the response's; before, each
+            // partition's.
+            Err(e) if v >= 2 => OffsetFetchResponse {
+                error_code: e.code(),
+                ..Default::default()
+            },
+            Err(e) => OffsetFetchResponse {
+                topics: wanted
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, parts)| OffsetFetchResponseTopic {
+                        name,
+                        partitions: parts
+                            .into_iter()
+                            .map(|i| OffsetFetchResponsePartition {
+                                partition_index: i,
+                                committed_offset: -1,
+                                metadata: Some(String::new()),
+                                error_code: e.code(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The committed offsets of `group` for `wanted` partitions (every
+    /// committed one when `None`); -1 for a partition with no commit.
+    #[allow(clippy::type_complexity)]
+    fn fetch_offsets(
+        &self,
+        node: NodeId,
+        group: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, CommittedOffset)>)>, ErrorCode> {
+        self.check_coordinator(node, group)?;
+        let g = self.groups.get(group);
+        let none = CommittedOffset {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: Some(String::new()),
+        };
+        Ok(match wanted {
+            Some(ts) => ts
+                .into_iter()
+                .map(|(name, parts)| {
+                    let found = parts
+                        .into_iter()
+                        .map(|i| {
+                            let o = g
+                                .and_then(|g| g.committed(&name, i))
+                                .cloned()
+                                .unwrap_or_else(|| none.clone());
+                            (i, o)
+                        })
+                        .collect();
+                    (name, found)
+                })
+                .collect(),
+            None => {
+                let mut all: Vec<(String, Vec<(i32, CommittedOffset)>)> = Vec::new();
+                for ((t, p), o) in g.map(Group::offsets).into_iter().flatten() {
+                    match all.last_mut() {
+                        Some((name, parts)) if name == t => parts.push((*p, o.clone())),
+                        _ => all.push((t.clone(), vec![(*p, o.clone())])),
+                    }
+                }
+                all
+            }
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // DescribeGroups, ListGroups
+    // ------------------------------------------------------------------
+
+    pub(super) fn describe_groups(
+        &self,
+        node: NodeId,
+        v: i16,
+        req: DescribeGroupsRequest,
+    ) -> DescribeGroupsResponse {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|id| {
+                let mut d = DescribedGroup {
+                    group_id: id.clone(),
+                    authorized_operations: if v >= 3 && req.include_authorized_operations {
+                        0
+                    } else {
+                        i32::MIN
+                    },
+                    ..Default::default()
+                };
+                if let Err(e) = self.check_coordinator(node, &id) {
+                    d.error_code = e.code();
+                    return d;
+                }
+                let Some(g) = self.groups.get(&id) else {
+                    d.group_state = "Dead".into();
+                    return d;
+                };
+                let stable = g.state() == GroupState::Stable;
+                let protocol = if stable {
+                    g.protocol().unwrap_or("")
+                } else {
+                    ""
+                };
+                d.group_state = g.state().name().into();
+                d.protocol_type = g.protocol_type().unwrap_or("").into();
+                d.protocol_data = protocol.into();
+                d.members = g
+                    .members()
+                    .map(|m| DescribedGroupMember {
+                        member_id: m.id().to_owned(),
+                        group_instance_id: if v >= 4 {
+                            m.instance_id().map(str::to_owned)
+                        } else {
+                            None
+                        },
+                        client_id: m.client_id().to_owned(),
+                        member_metadata: if stable {
+                            m.metadata(protocol).cloned().unwrap_or_default()
+                        } else {
+                            Bytes::new()
+                        },
+                        member_assignment: if stable {
+                            m.assignment().clone()
+                        } else {
+                            Bytes::new()
+                        },
+                        ..Default::default()
+                    })
+                    .collect();
+                d
+            })
+            .collect();
+        DescribeGroupsResponse {
+            groups,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn list_groups(
+        &self,
+        node: NodeId,
+        v: i16,
+        req: ListGroupsRequest,
+    ) -> ListGroupsResponse {
+        let groups = self
+            .groups
+            .values()
+            .filter(|g| g.coordinator() == Some(node) && self.coordinator_of(g.id()) == Some(node))
+            .filter(|g| {
+                v < 4
+                    || req.states_filter.is_empty()
+                    || req
+                        .states_filter
+                        .iter()
+                        .any(|s| s.eq_ignore_ascii_case(g.state().name()))
+            })
+            .filter(|_| {
+                v < 5
+                    || req.types_filter.is_empty()
+                    || req
+                        .types_filter
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case("classic"))
+            })
+            .map(|g| ListedGroup {
+                group_id: g.id().to_owned(),
+                protocol_type: g.protocol_type().unwrap_or("").to_owned(),
+                group_state: if v >= 4 {
+                    g.state().name().to_owned()
+                } else {
+                    String::new()
+                },
+                group_type: if v >= 5 {
+                    "classic".to_owned()
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            })
+            .collect();
+        ListGroupsResponse {
+            groups,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_string_hash_matches_java() {
+        // Values from Java's "...".hashCode().
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(java_string_hash("consumer-group"), -1_738_392_088);
+        // Non-ASCII counts UTF-16 code units: U+1F600 is a surrogate pair.
+        assert_eq!(java_string_hash("\u{1F600}"), 1_772_899);
+    }
+
+    #[test]
+    fn offsets_partition_is_abs_hash_mod_partitions() {
+        assert_eq!(offsets_partition_for("hello", 50), 99_162_322 % 50);
+        assert_eq!(
+            offsets_partition_for("consumer-group", 50),
+            1_738_392_088 % 50
+        );
+        for g in ["", "a", "group-1", "\u{1F600}", "x".repeat(300).as_str()] {
+            let p = offsets_partition_for(g, 7);
+            assert!((0..7).contains(&p), "{g}: {p}");
+        }
+    }
+}
