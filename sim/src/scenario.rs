@@ -129,6 +129,16 @@ impl ClientSpec {
     }
 }
 
+/// A consumer's settings: defaults, with the producers' short retry
+/// backoff so it follows faults at the simulation's pace.
+fn consumer_config() -> sansa_core::client::ConfigBuilder {
+    Config::builder().retry_backoff(Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_secs(1),
+        jitter: 0.2,
+    })
+}
+
 /// A whole scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -144,6 +154,9 @@ pub struct Scenario {
     pub topics: Vec<(String, i32, i16)>,
     /// The producers.
     pub clients: Vec<ClientSpec>,
+    /// Consumers of every topic, from the earliest offset (checked by
+    /// [`invariants::consumer`](crate::invariants::consumer)).
+    pub consumers: usize,
     /// Network delays.
     pub net: NetConfig,
     /// Random fault rates while faults are on.
@@ -175,6 +188,8 @@ pub struct Report {
     pub failed: usize,
     /// Records reported failed that the log held (allowed, counted).
     pub failed_but_written: u64,
+    /// Records handed to consumers (and checked).
+    pub consumed: u64,
     /// Batches the brokers appended.
     pub batches_appended: u64,
     /// Duplicates the brokers recognised.
@@ -232,6 +247,7 @@ impl Scenario {
             sabotage: Sabotage::None,
             topics: vec![("t".into(), 4, 3)],
             clients: vec![ClientSpec::new(200)],
+            consumers: 0,
             net: NetConfig::default(),
             faults: FaultRates::default(),
             scripted: Vec::new(),
@@ -333,6 +349,7 @@ impl Scenario {
             sabotage: Sabotage::None,
             topics,
             clients,
+            consumers: 0,
             net,
             faults,
             scripted: Vec::new(),
@@ -348,6 +365,7 @@ impl Scenario {
         scenario.faults.client_crashes_per_sec = on(&mut r, 0.2, 0.0, 0.5);
         scenario.faults.client_downtime = (Duration::from_millis(10), Duration::from_secs(2));
         scenario.faults.client_restart = 0.7;
+        scenario.consumers = r.range(0, 2) as usize;
         for spec in &mut scenario.clients {
             if r.chance(0.5) {
                 spec.clock = ClientClock {
@@ -403,6 +421,11 @@ impl Scenario {
                     w.schedule_work(at, Work::Flush(c));
                 }
             }
+        }
+        let names: Vec<String> = self.topics.iter().map(|t| t.0.clone()).collect();
+        for _ in 0..self.consumers {
+            let c = w.add_client(consumer_config())?;
+            w.consume(c, &names);
         }
         for (at, f) in &self.scripted {
             w.schedule(*at, f.clone());
@@ -478,6 +501,7 @@ impl Scenario {
             delivered,
             failed,
             failed_but_written: w.checker().failed_but_written(),
+            consumed: w.checker().consumed_count(),
             batches_appended: stats.batches_appended,
             duplicates: stats.duplicates,
             faults_injected: stats.faults_injected,

@@ -273,6 +273,11 @@ struct SimClient {
     checker_id: usize,
     events: Vec<Event>,
     next_index: u64,
+    /// The topics it consumes (from the earliest offset), if any; a
+    /// restarted incarnation subscribes again.
+    consumes: Vec<String>,
+    /// `Event::FetchesReady` came: records wait to be polled.
+    fetches_ready: bool,
     /// Consecutive timeouts fed at the same instant.
     spins: u32,
     spin_at: Timestamp,
@@ -516,6 +521,8 @@ impl World {
             checker_id,
             events: Vec::new(),
             next_index: 0,
+            consumes: Vec::new(),
+            fetches_ready: false,
             spins: 0,
             spin_at: Timestamp::ZERO,
         });
@@ -527,7 +534,13 @@ impl World {
     pub fn client_settled(&self, c: ClientIdx) -> bool {
         self.clients.get(c).is_none_or(|sc| {
             sc.running == Running::Crashed
-                || (sc.client.is_idle() && self.checker.outstanding(sc.checker_id) == 0)
+                || (sc.client.is_idle()
+                    && self.checker.outstanding(sc.checker_id) == 0
+                    && (sc.consumes.is_empty()
+                        || self
+                            .checker
+                            .consumer_lag(&self.cluster, sc.checker_id, &sc.consumes)
+                            .is_empty()))
         })
     }
 
@@ -600,6 +613,67 @@ impl World {
         let id = sc.client.flush(now);
         self.drain();
         Some(id)
+    }
+
+    /// Makes client `c` consume `topics` from the earliest offset; every
+    /// record it is handed is checked (see
+    /// [`invariants::consumer`](crate::invariants::consumer)), and it
+    /// counts as settled only once it caught up with every partition.
+    pub fn consume(&mut self, c: ClientIdx, topics: &[String]) {
+        let now = self.local_now(c);
+        let Some(sc) = self.clients.get_mut(c) else {
+            return;
+        };
+        sc.consumes.extend(topics.iter().cloned());
+        sc.consumes.sort();
+        sc.consumes.dedup();
+        if sc.running != Running::Crashed {
+            sc.client.consume_topics(now, topics.iter().cloned());
+            self.drain();
+        }
+    }
+
+    /// Hands client `c` what it has fetched, and the checker what it was
+    /// handed. Returns whether there was anything.
+    fn take_fetches(&mut self, c: ClientIdx) -> bool {
+        let now = self.local_now(c);
+        let Some(sc) = self.clients.get_mut(c) else {
+            return false;
+        };
+        if !std::mem::take(&mut sc.fetches_ready) {
+            return false;
+        }
+        let checker_id = sc.checker_id;
+        let fetched = sc.client.poll_fetches(now, None);
+        for f in &fetched {
+            let log_start = self
+                .cluster
+                .partition(&f.topic, f.partition)
+                .map_or(0, |p| p.log().log_start_offset());
+            if let Some(e) = &f.error {
+                self.trace.line(self.now, || {
+                    format!("c{c} fetch error {}/{}: {e}", f.topic, f.partition)
+                });
+            }
+            for r in &f.records {
+                self.trace.event(
+                    self.now,
+                    b'F',
+                    c as u64,
+                    r.offset as u64,
+                    f.topic.as_bytes(),
+                );
+                self.checker.on_consumed(
+                    checker_id,
+                    &f.topic,
+                    f.partition,
+                    r.offset,
+                    r.value.clone(),
+                    log_start,
+                );
+            }
+        }
+        true
     }
 
     /// Queues a fault `after` from now.
@@ -837,6 +911,15 @@ impl World {
                     outstanding,
                     detail,
                 });
+            }
+            let sc = &self.clients[c];
+            if !sc.consumes.is_empty() {
+                for v in self
+                    .checker
+                    .consumer_lag(&self.cluster, sc.checker_id, &sc.consumes)
+                {
+                    self.checker.report(v);
+                }
             }
         }
     }
@@ -1078,6 +1161,7 @@ impl World {
                     self.client_output(c, o);
                     progressed = true;
                 }
+                progressed |= self.take_fetches(c);
             }
             while let Some(o) = self.cluster.poll_output() {
                 self.cluster_output(o);
@@ -1193,7 +1277,11 @@ impl World {
                     }
                 }
                 if let Some(sc) = self.clients.get_mut(c) {
-                    sc.events.push(e);
+                    if matches!(e, Event::FetchesReady) {
+                        sc.fetches_ready = true;
+                    } else {
+                        sc.events.push(e);
+                    }
                 }
             }
             other => {
@@ -1466,6 +1554,12 @@ impl World {
         sc.checker_id = checker_id;
         sc.next_index = 0;
         sc.spins = 0;
+        sc.fetches_ready = false;
+        if !sc.consumes.is_empty() {
+            // A new incarnation reads from the earliest offset again.
+            let now = sc.clock.local(self.now);
+            sc.client.consume_topics(now, sc.consumes.iter().cloned());
+        }
         self.count("client restart");
         self.trace
             .event(self.now, b'q', c as u64, checker_id as u64, &[]);

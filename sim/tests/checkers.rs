@@ -162,3 +162,25 @@ fn records_left_without_an_outcome_after_healing_break_liveness() {
         "{f}"
     );
 }
+
+#[test]
+fn a_broker_serving_fetches_from_the_wrong_batch_breaks_consumers_skip_nothing() {
+    let mut s = single_partition(16, 60);
+    s.consumers = 1;
+    // Small batches, so the partition holds many of them.
+    s.clients[0].batch_max_bytes = 512;
+    s.clients[0].max_filler = 100;
+    let v = control_and_sabotage(s, Sabotage::FetchSkipsBatch);
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::ConsumerSkipped { .. })),
+        "{v:?}"
+    );
+    assert!(
+        v.iter().all(|v| matches!(
+            v,
+            Violation::ConsumerSkipped { .. } | Violation::ConsumerBehind { .. }
+        )),
+        "{v:?}"
+    );
+}

@@ -25,6 +25,7 @@ fn producer_swarm_keeps_every_promise_under_random_faults() {
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for r in &reports {
         *totals.entry("delivered").or_default() += r.delivered as u64;
+        *totals.entry("consumed").or_default() += r.consumed;
         *totals.entry("failed").or_default() += r.failed as u64;
         *totals.entry("failed but written").or_default() += r.failed_but_written;
         *totals.entry("duplicates recognised").or_default() += r.duplicates;

@@ -841,7 +841,17 @@ impl Cluster {
                         .min(remaining);
                     // KIP-74: the first batch of the response is whole
                     // even past the limits, so a consumer never sticks.
-                    let data = log.read(fp.fetch_offset, max, total == 0);
+                    let from = if self.config.sabotage == Sabotage::FetchSkipsBatch {
+                        // The batch after the one asked for; none yet:
+                        // nothing, until one comes.
+                        log.batches()
+                            .iter()
+                            .find(|b| b.base_offset > fp.fetch_offset)
+                            .map_or(log.log_end_offset(), |b| b.base_offset)
+                    } else {
+                        fp.fetch_offset
+                    };
+                    let data = log.read(from, max, total == 0);
                     total += data.len();
                     remaining = remaining.saturating_sub(data.len());
                     pd.records = Some(data);

@@ -104,6 +104,10 @@ pub enum Sabotage {
     /// A batch answered with an error that means "not written" is written
     /// anyway, just before the partition's next produce.
     AppendRejectedLater,
+    /// A fetch is answered from the batch after the one it asks for (or
+    /// with nothing while there is none): the consumer never sees the
+    /// batch it asked for.
+    FetchSkipsBatch,
 }
 
 /// Settings of a simulated cluster.
@@ -717,6 +721,30 @@ impl Cluster {
             p.producers.expire_before(start);
         }
         moved
+    }
+
+    /// Appends one record holding `value` to a partition's log, as a
+    /// produce would, for checker tests; returns its offset.
+    #[cfg(test)]
+    pub(crate) fn append_for_test(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        value: Bytes,
+    ) -> Option<i64> {
+        use sansa_core::record::{Batch, BatchBuilder, BatchOptions, BatchStamp, Header};
+        let p = self
+            .topics
+            .get_mut(topic)?
+            .partitions
+            .get_mut(usize::try_from(partition).ok()?)?;
+        let mut builder = BatchBuilder::new(BatchOptions::default());
+        builder
+            .try_append(0, None, Some(&value), &[] as &[Header])
+            .ok()?;
+        let sealed = builder.seal(&BatchStamp::default()).ok()?;
+        let batch = Batch::parse(sealed.into_bytes()).ok()?;
+        Some(p.log.append(&batch, p.leader_epoch).base_offset)
     }
 
     /// Scripts the next produce of a partition to meet `fault` (faults

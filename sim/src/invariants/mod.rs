@@ -20,6 +20,10 @@
 //!   that was not in the log then must never appear afterwards: the client
 //!   fails a batch only when no copy of it can still reach a broker.
 //! - **No double report.** A record is reported delivered or failed once.
+//! - **Consumers** (see [`consumer`]): offsets handed to a consumer rise
+//!   strictly per partition; each record handed out is the one the log
+//!   holds at its offset; no record still in the log is skipped; after
+//!   healing, every consumer catches up with every partition's end.
 //!
 //! The checker keeps a mirror of every partition: what it has read of the
 //! log so far. Appends are read incrementally; a change that is not an
@@ -38,6 +42,8 @@ use sansa_core::producer::{ProduceId, RecordMeta};
 use sansa_core::record::Record;
 
 use crate::cluster::{Cluster, OFFSETS_TOPIC};
+
+pub mod consumer;
 
 /// What a client promises, from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +154,62 @@ pub enum Violation {
         /// What happened.
         detail: String,
     },
+    /// A consumer was handed an offset not above the one before it in
+    /// the same partition.
+    ConsumedOutOfOrder {
+        /// The consumer.
+        client: usize,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset handed out before.
+        previous: i64,
+        /// The offset handed out now.
+        offset: i64,
+    },
+    /// A consumer was handed a record that is not what the log holds at
+    /// its offset.
+    ConsumedWrongRecord {
+        /// The consumer.
+        client: usize,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// What the consumer got.
+        got: String,
+        /// What the log holds there.
+        log: String,
+    },
+    /// A consumer passed over a record the log still held.
+    ConsumerSkipped {
+        /// The consumer.
+        client: usize,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The first offset passed over.
+        skipped: i64,
+        /// The offset handed out after it.
+        next: i64,
+    },
+    /// After healing, a consumer never caught up with a partition's end.
+    ConsumerBehind {
+        /// The consumer.
+        client: usize,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The next offset it would be handed.
+        position: i64,
+        /// The partition's high watermark.
+        high_watermark: i64,
+    },
     /// The simulator's log could not be read back.
     Unreadable {
         /// Topic.
@@ -171,6 +233,10 @@ impl Violation {
             Violation::Stuck { .. } => "liveness after healing",
             Violation::ClientSpins { .. } => "client spins on a past deadline",
             Violation::Cluster { .. } => "simulator health",
+            Violation::ConsumedOutOfOrder { .. } => "consumed offsets rise per partition",
+            Violation::ConsumedWrongRecord { .. } => "consumed record is the log's",
+            Violation::ConsumerSkipped { .. } => "consumer skips nothing the log holds",
+            Violation::ConsumerBehind { .. } => "consumer catches up after healing",
             Violation::Unreadable { .. } => "log readable",
         }
     }
@@ -259,6 +325,8 @@ pub struct Checker {
     pending: Vec<(usize, u64, RecordMeta)>,
     mirrors: BTreeMap<(String, i32), Mirror>,
     violations: Vec<Violation>,
+    /// What consumers were handed, and what waits to be checked.
+    consumption: consumer::Consumption,
 }
 
 impl Checker {
@@ -421,6 +489,7 @@ impl Checker {
         for (client, id) in failed {
             self.judge_failure(client, id);
         }
+        self.check_consumed();
     }
 
     fn verify_delivery(&mut self, cluster: &Cluster, client: usize, id: u64, meta: &RecordMeta) {
