@@ -22,9 +22,23 @@
 //!   lists only partitions whose fetch position changed and forgets those no
 //!   longer wanted; a session error or a lost fetch starts a new session.
 //!
-//! Not yet here (issue 4 continues): OffsetForLeaderEpoch truncation
-//! detection, topic ids (Fetch is capped at v12, the last version that
-//! names topics).
+//! - Leader epoch validation (KIP-320): when metadata shows a partition's
+//!   leader epoch moved past the one the cursor fetched under, the cursor
+//!   is validated before it fetches again: OffsetForLeaderEpoch asks the new
+//!   leader where the epoch of the last fetched batch ends. An end before
+//!   the cursor means the log was truncated under us (an unclean leader
+//!   election): the cursor moves back to the end offset and the poll result
+//!   carries [`FetchError::DataLoss`], never silently. An unknown epoch
+//!   falls back to the reset policy. A broker without OffsetForLeaderEpoch
+//!   v2 (no current leader epoch to fence a stale answer) is not asked.
+//! - Leader moves are followed without a stall: a fetch error that names a
+//!   stale leader asks for metadata at once (see `FetchOutcome`), and a
+//!   partition whose leader changed is fetched again at once, not after its
+//!   retry backoff.
+//!
+//! Not yet here: topic ids (Fetch is capped at v12, the last version that
+//! names topics), so Fetch v16's `current_leader` hint (KIP-951) is not
+//! used either: a leader move costs one metadata round trip.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -35,8 +49,12 @@ use bytes::Bytes;
 use crate::cluster::{Metadata, NodeId};
 use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use crate::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use crate::protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use crate::protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use crate::protocol::ErrorCode;
 use crate::record::{Batches, ControlRecord, ControlRecordKind, Headers, ReadOptions};
@@ -47,6 +65,11 @@ pub const MAX_FETCH_VERSION: i16 = 12;
 
 /// The first Fetch version with `LastFetchedEpoch` (KIP-595).
 const LAST_FETCHED_EPOCH_VERSION: i16 = 12;
+
+/// The first OffsetForLeaderEpoch version with `current_leader_epoch`:
+/// without it a deposed leader would answer from its stale log, so older
+/// brokers are not asked (as Java's client does).
+pub const MIN_VALIDATION_VERSION: i16 = 2;
 
 /// Where to start consuming a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +207,21 @@ pub enum FetchError {
     /// The broker answered with an error that retrying cannot fix.
     #[error("fetch failed: {0}")]
     Broker(ErrorCode),
+    /// The log was truncated below records already handed out (an unclean
+    /// leader election, KIP-320): the records from `end_offset` up to
+    /// `fetch_offset` that were consumed are gone from the log, and other
+    /// records may take their offsets. Consumption goes on from
+    /// `end_offset`; this report is the only sign, so log or act on it.
+    #[error(
+        "data loss: the log was truncated to {end_offset}, below the fetch offset {fetch_offset}"
+    )]
+    DataLoss {
+        /// Where the partition was about to fetch.
+        fetch_offset: i64,
+        /// Where the log now ends for the epoch last fetched; consumption
+        /// goes on from here.
+        end_offset: i64,
+    },
     /// The fetched data could not be read.
     #[error("corrupt data at offset {offset}: {reason}")]
     Corrupt {
@@ -219,6 +257,8 @@ enum CursorState {
     Ready,
     /// A fetch is in flight.
     Fetching,
+    /// An OffsetForLeaderEpoch for it is in flight.
+    Validating,
     /// Stopped by an error the user must see (reset policy None).
     Stopped,
 }
@@ -227,8 +267,17 @@ enum CursorState {
 struct Cursor {
     state: CursorState,
     offset: i64,
+    /// The newest leader epoch seen for the partition, sent as the current
+    /// leader epoch of every request.
     leader_epoch: i32,
+    /// The leader epoch of the last batch fetched (-1: none since the
+    /// cursor was placed): what validation asks about.
     last_fetched_epoch: i32,
+    /// The leader the last metadata named, to notice a move.
+    leader: Option<NodeId>,
+    /// The leader epoch moved past the one fetched under: validate with
+    /// OffsetForLeaderEpoch before fetching again.
+    awaiting_validation: bool,
     paused: bool,
     retry_at: Option<Timestamp>,
 }
@@ -284,6 +333,8 @@ pub struct Consumer {
     /// the front cannot take every fetch's `max_bytes` (KIP-74 fairness).
     fetch_rounds: BTreeMap<NodeId, usize>,
     listing: BTreeSet<NodeId>,
+    /// Brokers with an OffsetForLeaderEpoch in flight.
+    validating: BTreeSet<NodeId>,
     sessions: BTreeMap<NodeId, FetchSession>,
     wants_metadata: bool,
 }
@@ -305,6 +356,7 @@ impl Consumer {
             fetching: BTreeMap::new(),
             fetch_rounds: BTreeMap::new(),
             listing: BTreeSet::new(),
+            validating: BTreeSet::new(),
             sessions: BTreeMap::new(),
             wants_metadata: false,
         }
@@ -473,8 +525,30 @@ impl Consumer {
         // Leader epochs move forward with metadata (KIP-320).
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
-                if let Some((_, epoch)) = metadata.leader(topic, p) {
-                    c.leader_epoch = c.leader_epoch.max(epoch);
+                let Some((leader, epoch)) = metadata.leader(topic, p) else {
+                    continue;
+                };
+                let epoch_moved = epoch > c.leader_epoch;
+                if epoch_moved || c.leader != Some(leader) {
+                    // A partition that backed off after a NOT_LEADER or
+                    // FENCED answer goes to its new leader at once: the
+                    // backoff was for the stale route, not the new one.
+                    c.retry_at = None;
+                    c.leader = Some(leader);
+                }
+                if epoch_moved {
+                    // Only a cursor that fetched under an older epoch can
+                    // have run past a truncation; a fresh start position
+                    // came from the new leader itself.
+                    if c.last_fetched_epoch >= 0
+                        && matches!(
+                            c.state,
+                            CursorState::Ready | CursorState::Fetching | CursorState::Validating
+                        )
+                    {
+                        c.awaiting_validation = true;
+                    }
+                    c.leader_epoch = epoch;
                 }
             }
         }
@@ -662,6 +736,8 @@ impl Consumer {
                 c.offset = a.offset;
                 c.state = CursorState::Ready;
                 c.retry_at = None;
+                c.last_fetched_epoch = -1;
+                c.awaiting_validation = false;
                 if a.leader_epoch >= 0 {
                     c.leader_epoch = c.leader_epoch.max(a.leader_epoch);
                 }
@@ -675,6 +751,207 @@ impl Consumer {
                 c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 stale |= error.invalidates_metadata() || error == ErrorCode::FencedLeaderEpoch;
+            }
+        }
+        stale
+    }
+
+    /// Leaders of partitions waiting for leader-epoch validation that may
+    /// be asked now (one OffsetForLeaderEpoch per broker at a time).
+    pub fn validation_brokers(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        for (topic, cursors) in &self.cursors {
+            for (&p, c) in cursors {
+                if !c.wants_validation(now) {
+                    continue;
+                }
+                if let Some((leader, _)) = metadata.leader(topic, p) {
+                    if !self.validating.contains(&leader) {
+                        out.insert(leader);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The OffsetForLeaderEpoch for `broker`: every partition it leads
+    /// that waits for validation, asking where the epoch of its last
+    /// fetched batch ends, fenced by the current leader epoch.
+    pub fn validation_request(
+        &mut self,
+        now: Timestamp,
+        broker: NodeId,
+        metadata: &Metadata,
+    ) -> Option<(OffsetForLeaderEpochRequest, ConsumerInFlight)> {
+        if self.validating.contains(&broker) {
+            return None;
+        }
+        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+        let mut carried = Vec::new();
+        for (topic, cursors) in &mut self.cursors {
+            for (&p, c) in cursors.iter_mut() {
+                if !c.wants_validation(now)
+                    || metadata.leader(topic, p).map(|l| l.0) != Some(broker)
+                {
+                    continue;
+                }
+                c.state = CursorState::Validating;
+                carried.push((topic.clone(), p));
+                let part = OffsetForLeaderPartition {
+                    partition: p,
+                    current_leader_epoch: c.leader_epoch,
+                    leader_epoch: c.last_fetched_epoch,
+                    ..Default::default()
+                };
+                match topics.last_mut() {
+                    Some(t) if *t.topic == **topic => t.partitions.push(part),
+                    _ => topics.push(OffsetForLeaderTopic {
+                        topic: topic.to_string(),
+                        partitions: vec![part],
+                        ..Default::default()
+                    }),
+                }
+            }
+        }
+        if carried.is_empty() {
+            return None;
+        }
+        self.validating.insert(broker);
+        let req = OffsetForLeaderEpochRequest {
+            // v3+: a consumer, not a follower replica.
+            replica_id: -1,
+            topics,
+            ..Default::default()
+        };
+        Some((
+            req,
+            ConsumerInFlight {
+                broker,
+                partitions: carried,
+            },
+        ))
+    }
+
+    /// `broker` cannot validate (no OffsetForLeaderEpoch v2+): its
+    /// partitions fetch on without it, as Java's client does.
+    pub fn skip_validation(&mut self, broker: NodeId, metadata: &Metadata) {
+        for (topic, cursors) in &mut self.cursors {
+            for (&p, c) in cursors.iter_mut() {
+                if c.awaiting_validation && metadata.leader(topic, p).map(|l| l.0) == Some(broker) {
+                    tracing::debug!(
+                        topic = &**topic,
+                        partition = p,
+                        broker = broker.0,
+                        "broker cannot validate leader epochs; fetching on"
+                    );
+                    c.awaiting_validation = false;
+                }
+            }
+        }
+    }
+
+    /// Handles an OffsetForLeaderEpoch answer (`None`: lost). Returns
+    /// whether metadata looks stale.
+    pub fn on_offset_for_leader_epoch(
+        &mut self,
+        now: Timestamp,
+        inflight: ConsumerInFlight,
+        resp: Option<&OffsetForLeaderEpochResponse>,
+    ) -> bool {
+        self.validating.remove(&inflight.broker);
+        let mut stale = false;
+        let retry = now + self.retry_backoff;
+        let reset = self.config.reset;
+        for (topic, p) in inflight.partitions {
+            let Some(c) = cursors_mut(&mut self.cursors, &topic, p) else {
+                continue;
+            };
+            if c.state != CursorState::Validating {
+                continue;
+            }
+            c.state = CursorState::Ready;
+            let answer = resp.and_then(|r| {
+                r.topics
+                    .iter()
+                    .filter(|t| *t.topic == *topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|x| x.partition == p)
+            });
+            let Some(a) = answer else {
+                c.retry_at = Some(retry);
+                continue;
+            };
+            let error = ErrorCode::from_code(a.error_code);
+            match error {
+                ErrorCode::None => {}
+                e if e.is_retriable() || e.invalidates_metadata() => {
+                    // NOT_LEADER, FENCED_LEADER_EPOCH (our epoch is old),
+                    // UNKNOWN_LEADER_EPOCH (the broker's is): ask again
+                    // on fresh metadata.
+                    tracing::debug!(topic = &*topic, partition = p, error = %e, "leader epoch validation retried");
+                    stale |= e.invalidates_metadata() || e == ErrorCode::UnknownLeaderEpoch;
+                    c.retry_at = Some(retry);
+                    continue;
+                }
+                e => {
+                    // The broker will not say (an authorization error,
+                    // say): fetch on; the fetch surfaces what is wrong.
+                    tracing::warn!(topic = &*topic, partition = p, error = %e, "leader epoch validation failed; fetching on");
+                    c.awaiting_validation = false;
+                    continue;
+                }
+            }
+            c.awaiting_validation = false;
+            c.retry_at = None;
+            if a.end_offset < 0 || a.leader_epoch < 0 {
+                // The leader knows no epoch at or before ours: where we
+                // were cannot be placed in its log.
+                tracing::warn!(
+                    topic = &*topic,
+                    partition = p,
+                    offset = c.offset,
+                    ?reset,
+                    "leader epoch unknown to the new leader; resetting"
+                );
+                match reset {
+                    ResetPolicy::Earliest => c.reset_to(StartOffset::Earliest),
+                    ResetPolicy::Latest => c.reset_to(StartOffset::Latest),
+                    ResetPolicy::None => {
+                        c.state = CursorState::Stopped;
+                        let offset = c.offset;
+                        self.push(FetchedPartition {
+                            topic: topic.clone(),
+                            partition: p,
+                            records: Vec::new(),
+                            error: Some(FetchError::OffsetOutOfRange { offset }),
+                            high_watermark: -1,
+                        });
+                    }
+                }
+                continue;
+            }
+            if a.end_offset < c.offset {
+                let fetch_offset = c.offset;
+                tracing::warn!(
+                    topic = &*topic,
+                    partition = p,
+                    fetch_offset,
+                    end_offset = a.end_offset,
+                    "log truncated below consumed records: data loss"
+                );
+                c.offset = a.end_offset;
+                c.last_fetched_epoch = a.leader_epoch;
+                self.push(FetchedPartition {
+                    topic: topic.clone(),
+                    partition: p,
+                    records: Vec::new(),
+                    error: Some(FetchError::DataLoss {
+                        fetch_offset,
+                        end_offset: a.end_offset,
+                    }),
+                    high_watermark: -1,
+                });
             }
         }
         stale
@@ -699,8 +976,7 @@ impl Consumer {
         let mut out = BTreeSet::new();
         for (topic, cursors) in &self.cursors {
             for (&p, c) in cursors {
-                if c.state == CursorState::Ready && !c.paused && c.retry_at.is_none_or(|t| t <= now)
-                {
+                if c.fetchable(now) {
                     if let Some((leader, _)) = metadata.leader(topic, p) {
                         if !self.fetching.contains_key(&leader) {
                             out.insert(leader);
@@ -739,8 +1015,7 @@ impl Consumer {
         let mut wanted: Vec<((Arc<str>, i32), SessionPartition)> = Vec::new();
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
-                if c.state != CursorState::Ready || c.paused || c.retry_at.is_some_and(|t| t > now)
-                {
+                if !c.fetchable(now) {
                     continue;
                 }
                 if metadata.leader(topic, p).map(|l| l.0) != Some(broker) {
@@ -955,12 +1230,8 @@ impl Consumer {
                 ErrorCode::None => {}
                 ErrorCode::OffsetOutOfRange => {
                     match reset {
-                        ResetPolicy::Earliest => {
-                            c.state = CursorState::NeedsOffset(StartOffset::Earliest)
-                        }
-                        ResetPolicy::Latest => {
-                            c.state = CursorState::NeedsOffset(StartOffset::Latest)
-                        }
+                        ResetPolicy::Earliest => c.reset_to(StartOffset::Earliest),
+                        ResetPolicy::Latest => c.reset_to(StartOffset::Latest),
                         ResetPolicy::None => {
                             c.state = CursorState::Stopped;
                             let offset = c.offset;
@@ -981,11 +1252,11 @@ impl Consumer {
                     );
                     continue;
                 }
-                e if e.is_retriable()
-                    || e.invalidates_metadata()
-                    || e == ErrorCode::FencedLeaderEpoch =>
-                {
-                    stale |= e.invalidates_metadata() || e == ErrorCode::FencedLeaderEpoch;
+                e if e.is_retriable() || e.invalidates_metadata() => {
+                    // UNKNOWN_LEADER_EPOCH: the broker is behind our
+                    // metadata, or we are behind it; either way fresh
+                    // metadata settles it.
+                    stale |= e.invalidates_metadata() || e == ErrorCode::UnknownLeaderEpoch;
                     c.retry_at = Some(retry);
                     continue;
                 }
@@ -1065,9 +1336,39 @@ impl Cursor {
             offset: -1,
             leader_epoch: -1,
             last_fetched_epoch: -1,
+            leader: None,
+            awaiting_validation: false,
             paused: false,
             retry_at: None,
         }
+    }
+
+    fn backed_off(&self, now: Timestamp) -> bool {
+        self.retry_at.is_some_and(|t| t > now)
+    }
+
+    /// Ready, validated, not paused nor backing off.
+    fn fetchable(&self, now: Timestamp) -> bool {
+        self.state == CursorState::Ready
+            && !self.awaiting_validation
+            && !self.paused
+            && !self.backed_off(now)
+    }
+
+    /// Whether an OffsetForLeaderEpoch for it may go out now.
+    fn wants_validation(&self, now: Timestamp) -> bool {
+        self.state == CursorState::Ready
+            && self.awaiting_validation
+            && !self.paused
+            && !self.backed_off(now)
+    }
+
+    /// Sends the cursor to ListOffsets for `spec`: a fresh position, so
+    /// nothing fetched before it needs validating.
+    fn reset_to(&mut self, spec: StartOffset) {
+        self.state = CursorState::NeedsOffset(spec);
+        self.last_fetched_epoch = -1;
+        self.awaiting_validation = false;
     }
 }
 
