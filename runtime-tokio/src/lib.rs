@@ -55,6 +55,7 @@ mod client;
 mod conn;
 mod driver;
 mod produce;
+mod stream;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};
@@ -62,6 +63,7 @@ pub use sansa_core::consumer::{
     ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
     StartOffset,
 };
+pub use stream::{PartitionError, RecordStream};
 
 /// The sans-IO core this crate drives, for its configuration types and
 /// protocol.
