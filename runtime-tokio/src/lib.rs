@@ -44,6 +44,10 @@
 //!   down to the cluster's pace; [`Client::try_produce`] refuses instead.
 //! - Many records, one answer: [`FirstError`] is franz-go's
 //!   `FirstErrPromise`.
+//! - Consuming: [`Client::poll_fetches`] (by partition, with errors),
+//!   [`Client::poll_records`] (flat), or [`Client::record_stream`], a
+//!   `futures_core::Stream` of records and [`PartitionError`]s. Records
+//!   own their bytes (`Bytes`), so they outlive the poll and the client.
 //! - Shutdown: [`Client::close`] flushes, then closes every connection and
 //!   ends the driver. Dropping the last handle does the same in the
 //!   background.

@@ -162,6 +162,44 @@ fn leader_moves_during_consumption_skip_and_repeat_nothing() {
 }
 
 #[test]
+fn leader_epoch_validation_errors_are_retried_without_skips_or_repeats() {
+    let errors = [
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::RequestTimedOut,
+    ];
+    let mock = faulty_consumption(
+        Scenario::new("validation-errors", 4, 1_000, 2_000),
+        |mock| {
+            // Queued before sansa starts: its first OffsetForLeaderEpoch
+            // requests (after the first moves) meet them.
+            mock.request_errors(ApiKey::OffsetForLeaderEpoch, &errors)
+                .expect("inject");
+            mock.start_request_tracking();
+        },
+        |mock, topic| {
+            for round in 0..4 {
+                std::thread::sleep(Duration::from_millis(300));
+                for p in 0..4 {
+                    mock.partition_leader(topic, p, Some(1 + (p + round + 1) % 3))
+                        .expect("move");
+                }
+            }
+        },
+    );
+    let validations = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == Some(ApiKey::OffsetForLeaderEpoch))
+        .count();
+    assert!(
+        validations > errors.len(),
+        "{validations} OffsetForLeaderEpoch requests: the errors were not all met"
+    );
+}
+
+#[test]
 fn a_partition_without_leader_for_a_while_resumes() {
     faulty_consumption(
         Scenario::new("leaderless", 4, 1_000, 2_000),

@@ -191,6 +191,12 @@ fn check_all_there(bootstrap: &str, o: &Options) -> Result<(), Error> {
         }
         total += high;
     }
+    // Tansu's ListOffsets "latest" is the last batch's base offset + 1,
+    // not the high watermark (BROKERS.md): its total falls short by
+    // design. The children still check they read all N records and bytes.
+    if o.broker == Broker::Tansu {
+        return Ok(());
+    }
     if u64::try_from(total).ok() != Some(o.records) {
         return Err(format!("the topic holds {total} records, not {}", o.records).into());
     }
