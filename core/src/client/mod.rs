@@ -517,7 +517,11 @@ impl Client {
                 // Connections to brokers that changed address are replaced
                 // lazily: the node map points at the newest address.
                 self.producer.on_metadata(now, &self.metadata, &changes);
-                self.consumer.on_metadata(&self.metadata);
+                if self.consumer.on_metadata(&self.metadata) {
+                    // A partition between leaders: ask again soon, not in
+                    // `metadata_max_age`.
+                    self.refresh.trigger_urgent();
+                }
                 if !changes.failed.is_empty() && self.producer.wants_metadata() {
                     self.refresh.trigger();
                 }

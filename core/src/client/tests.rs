@@ -2172,3 +2172,39 @@ fn a_fetch_held_past_the_request_timeout_but_within_its_max_wait_is_not_a_dead_b
         "a held fetch was taken for a dead broker"
     );
 }
+
+#[test]
+fn a_connection_lost_under_a_fetch_is_reopened_and_consumption_goes_on() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(cluster, Config::builder());
+    produce_batch(&mut h, 0..10);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // Broker 1 closes every connection while fetches wait there.
+    let conns: Vec<ConnId> = h
+        .cluster
+        .conns
+        .iter()
+        .filter(|(_, (node, _))| *node == 1)
+        .map(|(&id, _)| id)
+        .collect();
+    assert!(!conns.is_empty());
+    for id in conns {
+        h.cluster.drop_conn(id);
+    }
+    let lost_at = h.now;
+    produce_batch(&mut h, 10..20);
+    let rest = consume_records(&mut h, 10, Duration::from_secs(30));
+    assert_eq!(
+        rest.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10,
+        "{rest:?}"
+    );
+    let took = rest.last().map(|r| r.0.saturating_duration_since(lost_at));
+    assert!(took <= Some(Duration::from_secs(1)), "took {took:?}");
+}

@@ -475,8 +475,12 @@ impl Consumer {
 
     /// Creates cursors for partitions of consumed topics that appeared, and
     /// follows regex subscriptions: new matching topics are consumed,
-    /// deleted ones are dropped.
-    pub fn on_metadata(&mut self, metadata: &Metadata) {
+    /// deleted ones are dropped. Returns whether a consumed partition has
+    /// no leader, or one whose address the answer left out (a broker that
+    /// is down drops out of Metadata answers while still leading):
+    /// nothing else would ask for metadata again (no request goes to such
+    /// a partition), so the caller must.
+    pub fn on_metadata(&mut self, metadata: &Metadata) -> bool {
         let start = self.config.start_offset;
         if !self.regexes.is_empty() {
             let now_matching: BTreeSet<String> = metadata
@@ -523,9 +527,19 @@ impl Consumer {
             }
         }
         // Leader epochs move forward with metadata (KIP-320).
+        let mut leaderless = false;
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
-                let Some((leader, epoch)) = metadata.leader(topic, p) else {
+                let found = metadata.leader(topic, p);
+                if let Some((leader, _)) = found {
+                    leaderless |=
+                        metadata.broker(leader).is_none() && c.state != CursorState::Stopped;
+                }
+                let Some((leader, epoch)) = found else {
+                    let exists = metadata
+                        .topic(topic)
+                        .is_some_and(|t| usize::try_from(p).is_ok_and(|i| i < t.partitions.len()));
+                    leaderless |= exists && c.state != CursorState::Stopped;
                     continue;
                 };
                 let epoch_moved = epoch > c.leader_epoch;
@@ -550,8 +564,20 @@ impl Consumer {
                     }
                     c.leader_epoch = epoch;
                 }
+                if epoch_moved {
+                    tracing::debug!(
+                        topic = &**topic,
+                        partition = p,
+                        leader = leader.0,
+                        epoch,
+                        state = ?c.state,
+                        validate = c.awaiting_validation,
+                        "partition leader"
+                    );
+                }
             }
         }
+        leaderless
     }
 
     /// Records waiting to be polled.
@@ -748,6 +774,7 @@ impl Consumer {
                 c.retry_at = None;
             } else {
                 // Try again later with the same spec.
+                tracing::debug!(topic = &*topic, partition = p, error = %error, "list offsets retried");
                 c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 stale |= error.invalidates_metadata() || error == ErrorCode::FencedLeaderEpoch;
@@ -1253,6 +1280,7 @@ impl Consumer {
                     continue;
                 }
                 e if e.is_retriable() || e.invalidates_metadata() => {
+                    tracing::debug!(topic = &*topic, partition = p, error = %e, "fetch retried");
                     // UNKNOWN_LEADER_EPOCH: the broker is behind our
                     // metadata, or we are behind it; either way fresh
                     // metadata settles it.

@@ -28,14 +28,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    cpu_seconds, median, peak_rss_kb, read_report, value, value_pool, Broker,
-    ClientKind, Error, Options, Run, RunningBroker, TOPIC,
+    cpu_seconds, median, peak_rss_kb, read_report, value, value_pool, Broker, ClientKind, Error,
+    Options, Run, RunningBroker, TOPIC,
 };
 
 /// What the mock cluster keeps per partition, less a margin.
@@ -243,7 +243,11 @@ pub(super) fn child(args: &[String]) -> Result<(), Error> {
         other => return Err(format!("child-consume: unknown client {other}").into()),
     };
     if bytes != records * size as u64 {
-        return Err(format!("{client} read {bytes} value bytes, not {}", records * size as u64).into());
+        return Err(format!(
+            "{client} read {bytes} value bytes, not {}",
+            records * size as u64
+        )
+        .into());
     }
     let cpu = cpu_seconds("/proc/self/stat")?;
     let peak = peak_rss_kb()?;
