@@ -188,9 +188,8 @@ impl Cluster {
         log.epoch_starts.push((epoch, start));
     }
 
-    /// An unclean leader election: the new leader's log ends at
-    /// `truncate_to` (a batch boundary), and its new epoch starts there.
-    fn unclean_leader_move(&mut self, topic: &str, partition: i32, leader: i32, truncate_to: i64) {
+    /// Cuts the log at `truncate_to` (a batch boundary).
+    fn truncate(&mut self, topic: &str, partition: i32, truncate_to: i64) {
         let log = self.partition_mut(topic, partition);
         log.batches.retain(|b| {
             let base = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
@@ -199,6 +198,13 @@ impl Cluster {
         log.records.truncate(truncate_to as usize);
         log.timestamps.truncate(truncate_to as usize);
         log.epoch_starts.retain(|&(_, start)| start <= truncate_to);
+    }
+
+    /// An unclean leader election: the new leader's log ends at
+    /// `truncate_to` (a batch boundary), and its new epoch starts there.
+    fn unclean_leader_move(&mut self, topic: &str, partition: i32, leader: i32, truncate_to: i64) {
+        self.truncate(topic, partition, truncate_to);
+        let log = self.partition_mut(topic, partition);
         log.leader = leader;
         log.leader_epoch += 1;
         let epoch = log.leader_epoch;
@@ -2207,4 +2213,43 @@ fn a_connection_lost_under_a_fetch_is_reopened_and_consumption_goes_on() {
     );
     let took = rest.last().map(|r| r.0.saturating_duration_since(lost_at));
     assert!(took <= Some(Duration::from_secs(1)), "took {took:?}");
+}
+
+#[test]
+fn out_of_range_after_consuming_resets_to_the_last_consumed_timestamp_not_the_policy() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    let base = 1_700_000_000_000;
+    let mut produce = |h: &mut Harness, range: std::ops::Range<usize>, ts: i64| {
+        for i in range {
+            h.client
+                .produce(h.now, keyed(i), ts + i as i64 * 1000)
+                .expect("buffered");
+        }
+        h.run(|h| h.client.is_idle());
+    };
+    produce(&mut h, 0..6, base);
+    produce(&mut h, 6..10, base);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // The log loses offsets 6..10 (no leader change to validate), and new
+    // records, later in time, take offsets 6.. again.
+    h.cluster.truncate("t", 0, 6);
+    produce(&mut h, 100..103, base);
+    let rest = consume_records(&mut h, 3, Duration::from_secs(10));
+    let records: Vec<(i64, String)> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| (r.offset, value_of(r))))
+        .collect();
+    // Not the whole log again (the earliest policy): from where the last
+    // consumed record sits in time.
+    assert_eq!(
+        records,
+        vec![(6, "v100".into()), (7, "v101".into()), (8, "v102".into())]
+    );
 }

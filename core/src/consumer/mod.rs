@@ -31,6 +31,10 @@
 //!   carries [`FetchError::DataLoss`], never silently. An unknown epoch
 //!   falls back to the reset policy. A broker without OffsetForLeaderEpoch
 //!   v2 (no current leader epoch to fence a stale answer) is not asked.
+//! - Offset out of range: the reset policy on a cursor that has handed
+//!   nothing out yet; after consuming, a reset to the timestamp of the last
+//!   record handed out, with a warning (franz-go's rule), so neither the
+//!   whole log is replayed nor what came since skipped.
 //! - Leader moves are followed without a stall: a fetch error that names a
 //!   stale leader asks for metadata at once (see `FetchOutcome`), and a
 //!   partition whose leader changed is fetched again at once, not after its
@@ -275,6 +279,10 @@ struct Cursor {
     last_fetched_epoch: i32,
     /// The leader the last metadata named, to notice a move.
     leader: Option<NodeId>,
+    /// The timestamp of the last record handed out since the cursor was
+    /// placed or last reset by it: an out-of-range offset after consuming
+    /// resets to it rather than by the policy.
+    last_timestamp: Option<i64>,
     /// The leader epoch moved past the one fetched under: validate with
     /// OffsetForLeaderEpoch before fetching again.
     awaiting_validation: bool,
@@ -1255,6 +1263,26 @@ impl Consumer {
             let error = ErrorCode::from_code(a.error_code);
             match error {
                 ErrorCode::None => {}
+                ErrorCode::OffsetOutOfRange
+                    if reset != ResetPolicy::None && c.last_timestamp.is_some() =>
+                {
+                    // After consuming, the policy would replay the whole
+                    // log (earliest) or skip what came since (latest):
+                    // franz-go resets to where the last record handed out
+                    // sits in time instead, and warns. Once: a second out
+                    // of range before anything new is consumed uses the
+                    // policy.
+                    let ts = c.last_timestamp.take().unwrap_or_default();
+                    tracing::warn!(
+                        topic = &*topic,
+                        partition = p,
+                        offset = c.offset,
+                        timestamp = ts,
+                        "offset out of range after consuming; resetting to the last consumed record's timestamp"
+                    );
+                    c.reset_to(StartOffset::AtTimestamp(ts));
+                    continue;
+                }
                 ErrorCode::OffsetOutOfRange => {
                     match reset {
                         ResetPolicy::Earliest => c.reset_to(StartOffset::Earliest),
@@ -1317,6 +1345,9 @@ impl Consumer {
             if next > c.offset {
                 c.offset = next;
             }
+            if let Some(r) = records.last() {
+                c.last_timestamp = Some(r.timestamp);
+            }
             if last_epoch >= 0 {
                 c.last_fetched_epoch = last_epoch;
             }
@@ -1365,6 +1396,7 @@ impl Cursor {
             leader_epoch: -1,
             last_fetched_epoch: -1,
             leader: None,
+            last_timestamp: None,
             awaiting_validation: false,
             paused: false,
             retry_at: None,
