@@ -139,6 +139,10 @@ struct Cluster {
     now: Timestamp,
     /// Connections the client opened.
     connects: usize,
+    /// Brokers that are down: they refuse connections and drop out of
+    /// Metadata answers while still leading their partitions, as Kafka's
+    /// and librdkafka's mock cluster's do.
+    down: std::collections::BTreeSet<i32>,
 }
 
 fn port(node: i32) -> i32 {
@@ -171,11 +175,26 @@ impl Cluster {
             fetch_hold: None,
             now: Timestamp::ZERO,
             connects: 0,
+            down: Default::default(),
         }
     }
 
     fn partition_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionLog {
         &mut self.topics.get_mut(topic).expect("topic")[partition as usize]
+    }
+
+    /// Takes broker `n` down: its connections drop, new ones are refused.
+    fn broker_down(&mut self, n: i32) {
+        self.down.insert(n);
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, (node, _))| *node == n)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in conns {
+            self.drop_conn(id);
+        }
     }
 
     /// A clean leader move: a new epoch starting at the log end.
@@ -257,7 +276,7 @@ impl Cluster {
                     .rsplit_once(':')
                     .and_then(|(_, p)| p.parse::<i32>().ok())
                     .map(|p| p - 9000)
-                    .filter(|n| self.brokers.contains(n));
+                    .filter(|n| self.brokers.contains(n) && !self.down.contains(n));
                 match node {
                     Some(n) => {
                         self.conns.insert(conn, (n, FrameReader::new(1 << 26)));
@@ -351,6 +370,7 @@ impl Cluster {
                     brokers: self
                         .brokers
                         .iter()
+                        .filter(|n| !self.down.contains(n))
                         .map(|&n| MetadataResponseBroker {
                             node_id: n,
                             host: "127.0.0.1".into(),
@@ -2252,4 +2272,35 @@ fn out_of_range_after_consuming_resets_to_the_last_consumed_timestamp_not_the_po
         records,
         vec![(6, "v100".into()), (7, "v101".into()), (8, "v102".into())]
     );
+}
+
+#[test]
+fn a_leader_that_drops_out_of_metadata_while_down_is_found_again_once_up() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(cluster, Config::builder());
+    produce_batch(&mut h, 0..10);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // Broker 2 goes down under a fetch; the metadata refresh that follows
+    // no longer names it, though it still leads partition 1.
+    h.cluster.broker_down(2);
+    h.run_for(Duration::from_secs(2));
+    h.cluster.down.clear();
+    let up_at = h.now;
+    produce_batch(&mut h, 10..20);
+    let rest = consume_records(&mut h, 10, Duration::from_secs(30));
+    assert_eq!(
+        rest.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10,
+        "{rest:?}"
+    );
+    // Found again by the consumer's own refreshes, not the next one that
+    // `metadata_min_age` (5 s) would allow.
+    let took = rest.last().map(|r| r.0.saturating_duration_since(up_at));
+    assert!(took <= Some(Duration::from_secs(1)), "took {took:?}");
 }
