@@ -2304,3 +2304,54 @@ fn a_leader_that_drops_out_of_metadata_while_down_is_found_again_once_up() {
     let took = rest.last().map(|r| r.0.saturating_duration_since(up_at));
     assert!(took <= Some(Duration::from_secs(1)), "took {took:?}");
 }
+
+#[test]
+fn fetches_of_compressed_data_are_sized_by_the_expansion_seen() {
+    // zstd shrinks these records about tenfold: sized in wire bytes, a
+    // fetch for the room left brings back ten times the bound.
+    let bound = 16 * 1024;
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .compression(Compression::Zstd)
+            .consumer(ConsumerConfig {
+                max_buffered_bytes: bound,
+                ..Default::default()
+            }),
+    );
+    let n = 400;
+    for i in 0..n {
+        // One record per batch, each ~1 KiB, compressing to ~60 bytes.
+        h.produce(Record::new("t", "x".repeat(1000)).with_key(format!("k{i}")));
+        h.run(|h| h.client.is_idle());
+    }
+    h.client.consume_topics(h.now, ["t"]);
+    let mut read = 0;
+    let mut peaks = Vec::new();
+    for _ in 0..2000 {
+        h.run_for(Duration::from_millis(100));
+        peaks.push(h.client.consumer.buffered_bytes());
+        read += consumed_some(&mut h, 3);
+        if read == n {
+            break;
+        }
+    }
+    assert_eq!(read, n);
+    // The first fetch, before any answer, asks for the whole bound and
+    // overshoots by the compression ratio; every later one asks for the
+    // room left over the expansion seen (over 10 here).
+    let asked = &h.cluster.fetch_max_bytes;
+    assert_eq!(asked.first(), Some(&(bound as i32)));
+    assert!(
+        asked[1..].iter().all(|&m| m as usize <= bound / 8),
+        "fetch max_bytes {asked:?}"
+    );
+    // Once that first answer is read, the buffer stays near the bound.
+    let late_peak = peaks[peaks.len() / 2..].iter().copied().max().unwrap_or(0);
+    assert!(
+        late_peak <= 2 * bound,
+        "buffered {late_peak} bytes with a bound of {bound}: {peaks:?}"
+    );
+}

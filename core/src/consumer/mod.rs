@@ -67,6 +67,10 @@ use crate::time::Timestamp;
 /// The highest Fetch version used: v13+ names topics by id.
 pub const MAX_FETCH_VERSION: i16 = 12;
 
+/// The largest buffer-bytes-per-wire-byte a fetch is sized for: zstd
+/// text can expand more, and then the buffer overshoots by the rest.
+const MAX_EXPANSION: f64 = 64.0;
+
 /// The first Fetch version with `LastFetchedEpoch` (KIP-595).
 const LAST_FETCHED_EPOCH_VERSION: i16 = 12;
 
@@ -143,9 +147,10 @@ pub struct ConsumerConfig {
     /// flight may bring back, stay under this many bytes: each fetch asks
     /// for at most its broker's share of the room left (a broker may still
     /// return one whole batch past it, KIP-74), and none is sent while
-    /// there is no room. Counted in wire bytes for what is in flight, so
-    /// compressed data can expand past it by its compression ratio.
-    /// Default 64 MiB.
+    /// there is no room. What is in flight is sized by the expansion seen
+    /// in recent answers (compressed bytes to buffered bytes), so the first
+    /// fetch of compressed data, before any is seen, can still overshoot
+    /// by its compression ratio. Default 64 MiB.
     pub max_buffered_bytes: usize,
     /// Fetch requests in flight at most (one per broker at most). Default
     /// unbounded.
@@ -333,9 +338,16 @@ pub struct Consumer {
     cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
     buffered: VecDeque<FetchedPartition>,
     buffered_bytes: usize,
-    /// Brokers with a fetch in flight, and the bytes each may bring back
-    /// (its `max_bytes`), reserved in the buffer until it answers.
+    /// Brokers with a fetch in flight, and the buffer bytes each may bring
+    /// back (its `max_bytes` times `expansion`), reserved until it answers.
     fetching: BTreeMap<NodeId, usize>,
+    /// Buffer bytes per wire byte in recent fetch answers (compression,
+    /// and the per-record overhead the buffer counts): fetches ask for the
+    /// room left divided by it, so compressed data does not overshoot the
+    /// bound by its compression ratio.
+    expansion: f64,
+    /// Whether `expansion` was measured yet.
+    expansion_seen: bool,
     /// Per broker, how many fetches it was sent: each fetch lists its
     /// partitions rotated by this, so a partition with a long backlog at
     /// the front cannot take every fetch's `max_bytes` (KIP-74 fairness).
@@ -362,6 +374,8 @@ impl Consumer {
             buffered: VecDeque::new(),
             buffered_bytes: 0,
             fetching: BTreeMap::new(),
+            expansion: 1.0,
+            expansion_seen: false,
             fetch_rounds: BTreeMap::new(),
             listing: BTreeSet::new(),
             validating: BTreeSet::new(),
@@ -1039,7 +1053,9 @@ impl Consumer {
         // still returns one whole batch when the first is larger, KIP-74)
         // and a broker fetched first cannot leave none to the others.
         let wanting = self.wanting(now, metadata).len().max(1);
-        let share = (self.room_left() / wanting)
+        let expansion = self.expansion;
+        let share = ((self.room_left() / wanting) as f64 / expansion) as usize;
+        let share = share
             .min(usize::try_from(self.config.fetch_max_bytes).unwrap_or(0))
             .max(1);
         let partition_max_bytes = self
@@ -1151,7 +1167,8 @@ impl Consumer {
                 }),
             }
         }
-        self.fetching.insert(broker, budget);
+        self.fetching
+            .insert(broker, (budget as f64 * expansion) as usize);
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
@@ -1228,6 +1245,7 @@ impl Consumer {
         // session.
         let resp = resp.filter(|r| r.error_code == 0);
         let mut stale = false;
+        let (mut wire_bytes, mut buffer_bytes) = (0usize, 0usize);
         let retry = now + self.retry_backoff;
         for (topic, p) in inflight.partitions {
             let answer = resp.and_then(|r| {
@@ -1340,8 +1358,11 @@ impl Consumer {
                     .unwrap_or_default(),
                 IsolationLevel::ReadUncommitted => Vec::new(),
             };
+            wire_bytes += data.len();
             let (records, next, last_epoch, error) =
                 read_partition(&topic, p, data, c.offset, isolation, aborted, limit);
+            let records_bytes: usize = records.iter().map(record_bytes).sum();
+            buffer_bytes += records_bytes;
             if next > c.offset {
                 c.offset = next;
             }
@@ -1355,7 +1376,8 @@ impl Consumer {
                 c.state = CursorState::Stopped;
             }
             if !records.is_empty() || error.is_some() {
-                self.push(FetchedPartition {
+                self.buffered_bytes += records_bytes;
+                self.buffered.push_back(FetchedPartition {
                     topic: topic.clone(),
                     partition: p,
                     records,
@@ -1364,7 +1386,25 @@ impl Consumer {
                 });
             }
         }
+        self.learn_expansion(wire_bytes, buffer_bytes);
         stale
+    }
+
+    /// Folds one answer's buffer bytes per wire byte into `expansion`
+    /// (the first as it is, then half the old estimate, half the new),
+    /// ignoring answers too small to say much.
+    fn learn_expansion(&mut self, wire_bytes: usize, buffer_bytes: usize) {
+        const MIN_SAMPLE: usize = 1024;
+        if wire_bytes < MIN_SAMPLE {
+            return;
+        }
+        let ratio = (buffer_bytes as f64 / wire_bytes as f64).clamp(1.0, MAX_EXPANSION);
+        self.expansion = if self.expansion_seen {
+            (self.expansion + ratio) / 2.0
+        } else {
+            ratio
+        };
+        self.expansion_seen = true;
     }
 
     fn push(&mut self, f: FetchedPartition) {
