@@ -2241,7 +2241,7 @@ fn out_of_range_after_consuming_resets_to_the_last_consumed_timestamp_not_the_po
     cluster.create_topic("t", 1);
     let mut h = Harness::new(cluster, Config::builder());
     let base = 1_700_000_000_000;
-    let mut produce = |h: &mut Harness, range: std::ops::Range<usize>, ts: i64| {
+    let produce = |h: &mut Harness, range: std::ops::Range<usize>, ts: i64| {
         for i in range {
             h.client
                 .produce(h.now, keyed(i), ts + i as i64 * 1000)
