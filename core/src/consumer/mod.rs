@@ -1702,6 +1702,100 @@ mod tests {
         assert!(total <= 3 << 20, "{sent:?}");
     }
 
+    mod validation {
+        use super::*;
+        use crate::protocol::messages::offset_for_leader_epoch_response::{
+            EpochEndOffset, OffsetForLeaderTopicResult,
+        };
+        use proptest::prelude::*;
+
+        const ERRORS: [ErrorCode; 5] = [
+            ErrorCode::None,
+            ErrorCode::NotLeaderOrFollower,
+            ErrorCode::FencedLeaderEpoch,
+            ErrorCode::UnknownLeaderEpoch,
+            ErrorCode::TopicAuthorizationFailed,
+        ];
+
+        proptest! {
+            #[test]
+            fn validation_never_moves_a_cursor_forward_and_reports_loss_exactly_when_the_log_ends_before_it(
+                offset in 0i64..1_000,
+                fetched_epoch in 0i32..10,
+                end_offset in -1i64..1_100,
+                answered_epoch in -1i32..10,
+                error in 0usize..ERRORS.len(),
+            ) {
+                let m = metadata(3);
+                let mut c = ready(ConsumerConfig::default(), &m);
+                {
+                    let cur = cursors_mut(&mut c.cursors, "t", 0).expect("cursor");
+                    cur.offset = offset;
+                    cur.last_fetched_epoch = fetched_epoch;
+                    cur.leader_epoch = fetched_epoch + 1;
+                    cur.awaiting_validation = true;
+                }
+                let now = Timestamp::ZERO;
+                prop_assert!(!c.fetch_brokers(now, &m).contains(&NodeId(1)), "fetched before validation");
+                let (req, inflight) = c.validation_request(now, NodeId(1), &m).expect("a request");
+                let asked = &req.topics[0].partitions[0];
+                prop_assert_eq!(asked.current_leader_epoch, fetched_epoch + 1);
+                prop_assert_eq!(asked.leader_epoch, fetched_epoch);
+                let error = ERRORS[error];
+                let resp = OffsetForLeaderEpochResponse {
+                    topics: vec![OffsetForLeaderTopicResult {
+                        topic: "t".into(),
+                        partitions: vec![EpochEndOffset {
+                            error_code: error.code(),
+                            partition: 0,
+                            leader_epoch: answered_epoch,
+                            end_offset,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                c.on_offset_for_leader_epoch(now, inflight, Some(&resp));
+                let taken = c.take(None);
+                let losses: Vec<&FetchError> = taken.iter().filter_map(|f| f.error.as_ref()).collect();
+                let cur = cursors_mut(&mut c.cursors, "t", 0).expect("cursor");
+                prop_assert!(cur.offset <= offset, "moved forward: {} -> {}", offset, cur.offset);
+                match error {
+                    ErrorCode::None if end_offset < 0 || answered_epoch < 0 => {
+                        // Unknown to the leader: the reset policy (earliest).
+                        prop_assert_eq!(cur.state, CursorState::NeedsOffset(StartOffset::Earliest));
+                        prop_assert!(losses.is_empty());
+                    }
+                    ErrorCode::None => {
+                        prop_assert!(!cur.awaiting_validation);
+                        prop_assert_eq!(cur.offset, offset.min(end_offset));
+                        if end_offset < offset {
+                            let want = FetchError::DataLoss { fetch_offset: offset, end_offset };
+                            prop_assert_eq!(losses, vec![&want]);
+                        } else {
+                            prop_assert!(losses.is_empty());
+                        }
+                    }
+                    e if e.is_retriable() => {
+                        // Asked again after the backoff, never fetched first.
+                        prop_assert!(cur.awaiting_validation);
+                        prop_assert_eq!(cur.offset, offset);
+                        prop_assert!(cur.retry_at.is_some());
+                        prop_assert!(losses.is_empty());
+                    }
+                    _ => {
+                        // The broker will not say: fetch on; the fetch
+                        // reports what is wrong.
+                        prop_assert!(!cur.awaiting_validation);
+                        prop_assert_eq!(cur.offset, offset);
+                        prop_assert!(losses.is_empty());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn max_concurrent_fetches_holds_across_brokers() {
         let m = metadata(3);
