@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{self, Command, ProduceCommand};
 use crate::produce::ProduceFuture;
+use crate::stream::RecordStream;
 
 /// Why a client could not be built.
 ///
@@ -224,6 +225,30 @@ impl Client {
             out.extend(f.records);
         }
         out
+    }
+
+    /// The consumed records as a [`futures_core::Stream`]: each item is a
+    /// record, or a partition's error (after the records fetched before
+    /// it). The stream owns a handle to the client, so it can move to
+    /// another task; it ends when the client is closed. Use one stream (or
+    /// one polling loop) per client: each record goes to one taker.
+    ///
+    /// ```no_run
+    /// # async fn f(client: sansa_tokio::Client) {
+    /// use futures_util::StreamExt;
+    ///
+    /// client.consume_topics(["events"]);
+    /// let mut records = client.record_stream();
+    /// while let Some(item) = records.next().await {
+    ///     match item {
+    ///         Ok(r) => println!("{}/{}@{} {:?}", r.topic, r.partition, r.offset, r.value),
+    ///         Err(e) => eprintln!("{e}"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn record_stream(&self) -> RecordStream {
+        RecordStream::new(self.clone())
     }
 
     fn send(&self, cmd: Command) {

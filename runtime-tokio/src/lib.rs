@@ -44,6 +44,10 @@
 //!   down to the cluster's pace; [`Client::try_produce`] refuses instead.
 //! - Many records, one answer: [`FirstError`] is franz-go's
 //!   `FirstErrPromise`.
+//! - Consuming: [`Client::poll_fetches`] (by partition, with errors),
+//!   [`Client::poll_records`] (flat), or [`Client::record_stream`], a
+//!   `futures_core::Stream` of records and [`PartitionError`]s. Records
+//!   own their bytes (`Bytes`), so they outlive the poll and the client.
 //! - Shutdown: [`Client::close`] flushes, then closes every connection and
 //!   ends the driver. Dropping the last handle does the same in the
 //!   background.
@@ -55,6 +59,7 @@ mod client;
 mod conn;
 mod driver;
 mod produce;
+mod stream;
 mod waiters;
 
 pub use client::{Client, ClientBuilder, Error};
@@ -63,6 +68,7 @@ pub use sansa_core::consumer::{
     ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
     StartOffset,
 };
+pub use stream::{PartitionError, RecordStream};
 
 /// The sans-IO core this crate drives, for its configuration types and
 /// protocol.

@@ -199,3 +199,69 @@ fn a_regex_subscription_sees_a_topic_created_after_start_on_tansu() {
     });
     assert_eq!(seen, vec!["audit-1".to_string(), "audit-2".to_string()]);
 }
+
+#[test]
+fn the_record_stream_yields_what_librdkafka_wrote_on_the_mock_cluster() {
+    use futures_util::StreamExt;
+
+    let mock = MockCluster::new(3).expect("mock cluster");
+    let bootstrap = mock.bootstrap();
+    let topic = "consume-stream";
+    mock.create_topic(topic, 4, 3).expect("topic");
+    let sent: Vec<TestRecord> = (0..RECORDS).map(|i| TestRecord::numbered(i, 100)).collect();
+    let producer = librdkafka::producer(&bootstrap, &[]).expect("librdkafka producer");
+    librdkafka::produce_blocking(&producer, topic, &sent).expect("produce");
+    let rt = runtime();
+    let consumed = rt.block_on(async {
+        let client = Client::builder()
+            .seed_brokers(bootstrap.split(','))
+            .build()
+            .await
+            .expect("sansa client");
+        client.consume_topics([topic]);
+        // The stream owns its client handle: it moves to another task.
+        let stream = client.record_stream();
+        let reader = tokio::spawn(async move {
+            stream
+                .take(RECORDS)
+                .map(|item| {
+                    let r = item.unwrap_or_else(|e| panic!("{e}"));
+                    Consumed {
+                        partition: r.partition,
+                        offset: r.offset,
+                        key: r.key.map(|k| k.to_vec()),
+                        value: r.value.map(|v| v.to_vec()).unwrap_or_default(),
+                        headers: r
+                            .headers
+                            .iter_ref()
+                            .map(|h| {
+                                (
+                                    String::from_utf8_lossy(h.key).into_owned(),
+                                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                )
+                            })
+                            .collect(),
+                        timestamp_ms: Some(r.timestamp),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .await
+        });
+        let consumed = tokio::time::timeout(WAIT, reader)
+            .await
+            .expect("stream read everything in time")
+            .expect("reader task");
+        // After close the stream ends instead of waiting forever.
+        let mut after = client.record_stream();
+        client.close().await;
+        assert!(
+            tokio::time::timeout(WAIT, after.next())
+                .await
+                .expect("ends")
+                .is_none(),
+            "a stream of a closed client ends"
+        );
+        consumed
+    });
+    check_same_records(&sent, &consumed).unwrap_or_else(|e| panic!("{e}"));
+}

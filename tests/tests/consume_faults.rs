@@ -133,9 +133,9 @@ fn faulty_consumption(
 
 #[test]
 fn leader_moves_during_consumption_skip_and_repeat_nothing() {
-    faulty_consumption(
+    let mock = faulty_consumption(
         Scenario::new("leader-moves", 6, 2_000, 3_000),
-        |_| {},
+        MockCluster::start_request_tracking,
         |mock, topic| {
             for round in 0..10 {
                 for p in 0..6 {
@@ -145,6 +145,57 @@ fn leader_moves_during_consumption_skip_and_repeat_nothing() {
                 std::thread::sleep(Duration::from_millis(250));
             }
         },
+    );
+    // Each move bumps the leader epoch: cursors that fetched under the old
+    // one are validated (KIP-320) before fetching on, and found no
+    // truncation (the ledger saw no data loss and no gap).
+    let validations = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == Some(ApiKey::OffsetForLeaderEpoch))
+        .count();
+    assert!(
+        validations > 0,
+        "no OffsetForLeaderEpoch after 10 rounds of leader moves"
+    );
+    eprintln!("leader-moves: {validations} OffsetForLeaderEpoch requests");
+}
+
+#[test]
+fn leader_epoch_validation_errors_are_retried_without_skips_or_repeats() {
+    let errors = [
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::RequestTimedOut,
+    ];
+    let mock = faulty_consumption(
+        Scenario::new("validation-errors", 4, 1_000, 2_000),
+        |mock| {
+            // Queued before sansa starts: its first OffsetForLeaderEpoch
+            // requests (after the first moves) meet them.
+            mock.request_errors(ApiKey::OffsetForLeaderEpoch, &errors)
+                .expect("inject");
+            mock.start_request_tracking();
+        },
+        |mock, topic| {
+            for round in 0..4 {
+                std::thread::sleep(Duration::from_millis(300));
+                for p in 0..4 {
+                    mock.partition_leader(topic, p, Some(1 + (p + round + 1) % 3))
+                        .expect("move");
+                }
+            }
+        },
+    );
+    let validations = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api_key == Some(ApiKey::OffsetForLeaderEpoch))
+        .count();
+    assert!(
+        validations > errors.len(),
+        "{validations} OffsetForLeaderEpoch requests: the errors were not all met"
     );
 }
 

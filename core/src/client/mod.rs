@@ -27,6 +27,7 @@ use crate::cluster::{Metadata, NodeId, RefreshSchedule};
 use crate::conn::{ConnError, Connection, RequestToken, Response};
 use crate::consumer::{
     Consumer, ConsumerInFlight, FetchedPartition, StartOffset, MAX_FETCH_VERSION,
+    MIN_VALIDATION_VERSION,
 };
 use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record, WhenFull};
 use crate::protocol::{ApiKey, ResponseBody};
@@ -48,6 +49,8 @@ enum Pending {
     Produce(ProduceInFlight),
     ListOffsets(ConsumerInFlight),
     Fetch(ConsumerInFlight),
+    /// OffsetForLeaderEpoch, validating cursors after a leader change.
+    ValidateEpochs(ConsumerInFlight),
 }
 
 #[derive(Debug)]
@@ -123,7 +126,8 @@ impl Client {
         config.validate()?;
         Ok(Client {
             rng: SeededRng::new(config.seed),
-            refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age),
+            refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age)
+                .with_urgent_min_age(config.retry_backoff.initial),
             producer: Producer::new(&config),
             consumer: Consumer::new(config.consumer.clone(), config.retry_backoff.initial),
             fetches_signalled: false,
@@ -252,6 +256,8 @@ impl Client {
         self.tick(now);
         self.consumer
             .consume_topics(topics.into_iter().map(Into::into));
+        // What the cache knows is used at once; the refresh adds the rest.
+        self.consumer.on_metadata(&self.metadata);
         self.refresh.trigger();
     }
 
@@ -278,6 +284,8 @@ impl Client {
         self.tick(now);
         self.consumer.consume_partitions(partitions);
         self.consumer.settle_exact_offsets();
+        // Leaders and epochs the cache knows are used at once.
+        self.consumer.on_metadata(&self.metadata);
         self.refresh.trigger();
     }
 
@@ -443,6 +451,7 @@ impl Client {
                     .delay(entry.attempts, &mut self.rng);
         }
         let mut stale = false;
+        let mut consumer_stalled = false;
         for orphan in slot.conn.close() {
             match self.pending.remove(&orphan.token) {
                 Some(Pending::Metadata(_)) => self.metadata_failed(now),
@@ -451,17 +460,30 @@ impl Client {
                     stale = true;
                     self.producer.on_lost(now, inflight, orphan.written);
                 }
+                // A lost consumer request may mean a broker that is gone:
+                // its partitions wait on metadata that names their new
+                // leader, so it is asked for at once.
                 Some(Pending::ListOffsets(inflight)) => {
-                    stale |= self.consumer.on_list_offsets(now, inflight, None);
+                    self.consumer.on_list_offsets(now, inflight, None);
+                    consumer_stalled = true;
                 }
                 Some(Pending::Fetch(inflight)) => {
-                    stale |= self.consumer.on_fetch(now, inflight, None);
+                    self.consumer.on_fetch(now, inflight, None);
+                    consumer_stalled = true;
+                }
+                Some(Pending::ValidateEpochs(inflight)) => {
+                    self.consumer
+                        .on_offset_for_leader_epoch(now, inflight, None);
+                    consumer_stalled = true;
                 }
                 None => {}
             }
         }
         if stale {
             self.refresh.trigger();
+        }
+        if consumer_stalled && !self.closed {
+            self.refresh.trigger_urgent();
         }
         tracing::trace!(conn = %id, reason, "dropped");
         if tell_driver {
@@ -502,7 +524,11 @@ impl Client {
                 // Connections to brokers that changed address are replaced
                 // lazily: the node map points at the newest address.
                 self.producer.on_metadata(now, &self.metadata, &changes);
-                self.consumer.on_metadata(&self.metadata);
+                if self.consumer.on_metadata(&self.metadata) {
+                    // A partition between leaders: ask again soon, not in
+                    // `metadata_max_age`.
+                    self.refresh.trigger_urgent();
+                }
                 if !changes.failed.is_empty() && self.producer.wants_metadata() {
                     self.refresh.trigger();
                 }
@@ -515,14 +541,25 @@ impl Client {
                     self.refresh.trigger();
                 }
             }
+            // A consumer that sees a stale leader asks for metadata at
+            // once (within the retry backoff, not `metadata_min_age`): its
+            // partitions wait on the answer.
             (Pending::ListOffsets(inflight), ResponseBody::ListOffsets(resp)) => {
                 if self.consumer.on_list_offsets(now, inflight, Some(&resp)) {
-                    self.refresh.trigger();
+                    self.refresh.trigger_urgent();
                 }
             }
             (Pending::Fetch(inflight), ResponseBody::Fetch(resp)) => {
                 if self.consumer.on_fetch(now, inflight, Some(&resp)) {
-                    self.refresh.trigger();
+                    self.refresh.trigger_urgent();
+                }
+            }
+            (Pending::ValidateEpochs(inflight), ResponseBody::OffsetForLeaderEpoch(resp)) => {
+                if self
+                    .consumer
+                    .on_offset_for_leader_epoch(now, inflight, Some(&resp))
+                {
+                    self.refresh.trigger_urgent();
                 }
             }
             (p, body) => {
@@ -823,6 +860,43 @@ impl Client {
                 self.consumer.on_list_offsets(now, inflight, None);
             }
         }
+        for broker in self.consumer.validation_brokers(now, &self.metadata) {
+            let Some(id) = self.conn_to(now, broker) else {
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            if !slot.conn.is_ready() {
+                continue;
+            }
+            let version = match slot.conn.version_for(ApiKey::OffsetForLeaderEpoch, None) {
+                Ok(v) if v >= MIN_VALIDATION_VERSION => v,
+                _ => {
+                    self.consumer.skip_validation(broker, &self.metadata);
+                    continue;
+                }
+            };
+            let Some((req, inflight)) =
+                self.consumer
+                    .validation_request(now, broker, &self.metadata)
+            else {
+                continue;
+            };
+            self.next_token += 1;
+            let token = RequestToken(self.next_token);
+            match slot.conn.send(now, &req, version, token, true) {
+                Ok(_) => {
+                    self.pending
+                        .insert(token, Pending::ValidateEpochs(inflight));
+                }
+                Err(e) => {
+                    self.consumer
+                        .on_offset_for_leader_epoch(now, inflight, None);
+                    self.conn_failed(now, id, &e);
+                }
+            }
+        }
         for broker in self.consumer.fetch_brokers(now, &self.metadata) {
             let Some(id) = self.conn_to(now, broker) else {
                 continue;
@@ -852,7 +926,10 @@ impl Client {
             };
             self.next_token += 1;
             let token = RequestToken(self.next_token);
-            match slot.conn.send(now, &req, version, token, true) {
+            // The broker may hold a fetch for its max wait before
+            // answering: that is no sign of a dead broker.
+            let hold = self.consumer.config().fetch_max_wait;
+            match slot.conn.send_held(now, &req, version, token, true, hold) {
                 Ok(_) => {
                     self.pending.insert(token, Pending::Fetch(inflight));
                 }

@@ -23,10 +23,13 @@ use crate::protocol::messages::list_offsets_response::{
 use crate::protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use crate::protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use crate::protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use crate::protocol::messages::{
     ApiVersionsResponse, FetchResponse, InitProducerIdResponse, ListOffsetsResponse,
-    MetadataResponse, ProduceResponse,
+    MetadataResponse, OffsetForLeaderEpochResponse, ProduceResponse,
 };
 use crate::protocol::{ApiKey, Codec, ErrorCode, RequestBody, ResponseHeader};
 use crate::record::Batches;
@@ -60,10 +63,36 @@ struct PartitionLog {
     next_seq: BTreeMap<i64, (i16, i32)>,
     leader: i32,
     log_start_offset: i64,
+    /// The current leader epoch.
+    leader_epoch: i32,
+    /// (epoch, its first offset), oldest first: the leader-epoch cache
+    /// OffsetForLeaderEpoch answers from.
+    epoch_starts: Vec<(i32, i64)>,
 }
 
-/// A fetch session's partitions and their fetch offsets.
-type SessionOffsets = BTreeMap<(String, i32), (i64, i32)>;
+impl PartitionLog {
+    /// Kafka's answer to OffsetForLeaderEpoch for `epoch`: the largest
+    /// epoch at or below it and where that epoch ends (the next epoch's
+    /// start, or the log end); (-1, -1) if no epoch is that old.
+    fn epoch_end(&self, epoch: i32) -> (i32, i64) {
+        let Some(&(found, _)) = self.epoch_starts.iter().rev().find(|(e, _)| *e <= epoch) else {
+            return (-1, -1);
+        };
+        let end = self
+            .epoch_starts
+            .iter()
+            .find(|(e, _)| *e > found)
+            .map_or(self.records.len() as i64, |&(_, start)| start);
+        (found, end)
+    }
+}
+
+/// A partition in a fetch session.
+type SessionKey = (String, i32);
+/// (fetch offset, max bytes, current leader epoch) of a session partition.
+type SessionEntry = (i64, i32, i32);
+/// A fetch session's partitions.
+type SessionOffsets = BTreeMap<SessionKey, SessionEntry>;
 
 struct Cluster {
     brokers: Vec<i32>,
@@ -74,8 +103,9 @@ struct Cluster {
     /// Frames to deliver to the client.
     inbox: VecDeque<Input>,
     /// Fetch answers with no records, held as a broker holds a fetch for
-    /// up to its max wait: released when data arrives or time passes.
-    parked: Vec<Input>,
+    /// up to its max wait: released when data arrives or time passes (at
+    /// the time given, with `fetch_hold`).
+    parked: Vec<(Option<Timestamp>, Input)>,
     /// Fetch sessions (KIP-227): id -> (next epoch, partition -> offset).
     sessions: BTreeMap<i32, (i32, SessionOffsets)>,
     /// Partitions listed in each fetch request, for the session test.
@@ -97,6 +127,22 @@ struct Cluster {
     list_errors: VecDeque<ErrorCode>,
     /// ListOffsets requests received.
     lists: usize,
+    /// OffsetForLeaderEpoch requests received: (topic, partition,
+    /// current leader epoch, leader epoch) of every partition in them.
+    validations: Vec<(String, i32, i32, i32)>,
+    /// Errors for the next OffsetForLeaderEpoch requests, one per request.
+    validation_errors: VecDeque<ErrorCode>,
+    /// How long an empty fetch is held before its answer (a broker's max
+    /// wait); `None`: until the harness has nothing else to do.
+    fetch_hold: Option<Duration>,
+    /// The harness's clock.
+    now: Timestamp,
+    /// Connections the client opened.
+    connects: usize,
+    /// Brokers that are down: they refuse connections and drop out of
+    /// Metadata answers while still leading their partitions, as Kafka's
+    /// and librdkafka's mock cluster's do.
+    down: std::collections::BTreeSet<i32>,
 }
 
 fn port(node: i32) -> i32 {
@@ -124,13 +170,71 @@ impl Cluster {
             fetch_max_bytes: Vec::new(),
             list_errors: VecDeque::new(),
             lists: 0,
+            validations: Vec::new(),
+            validation_errors: VecDeque::new(),
+            fetch_hold: None,
+            now: Timestamp::ZERO,
+            connects: 0,
+            down: Default::default(),
         }
+    }
+
+    fn partition_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionLog {
+        &mut self.topics.get_mut(topic).expect("topic")[partition as usize]
+    }
+
+    /// Takes broker `n` down: its connections drop, new ones are refused.
+    fn broker_down(&mut self, n: i32) {
+        self.down.insert(n);
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, (node, _))| *node == n)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in conns {
+            self.drop_conn(id);
+        }
+    }
+
+    /// A clean leader move: a new epoch starting at the log end.
+    fn move_leader(&mut self, topic: &str, partition: i32, leader: i32) {
+        let log = self.partition_mut(topic, partition);
+        log.leader = leader;
+        log.leader_epoch += 1;
+        let start = log.records.len() as i64;
+        let epoch = log.leader_epoch;
+        log.epoch_starts.push((epoch, start));
+    }
+
+    /// Cuts the log at `truncate_to` (a batch boundary).
+    fn truncate(&mut self, topic: &str, partition: i32, truncate_to: i64) {
+        let log = self.partition_mut(topic, partition);
+        log.batches.retain(|b| {
+            let base = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+            base < truncate_to
+        });
+        log.records.truncate(truncate_to as usize);
+        log.timestamps.truncate(truncate_to as usize);
+        log.epoch_starts.retain(|&(_, start)| start <= truncate_to);
+    }
+
+    /// An unclean leader election: the new leader's log ends at
+    /// `truncate_to` (a batch boundary), and its new epoch starts there.
+    fn unclean_leader_move(&mut self, topic: &str, partition: i32, leader: i32, truncate_to: i64) {
+        self.truncate(topic, partition, truncate_to);
+        let log = self.partition_mut(topic, partition);
+        log.leader = leader;
+        log.leader_epoch += 1;
+        let epoch = log.leader_epoch;
+        log.epoch_starts.push((epoch, truncate_to));
     }
 
     fn create_topic(&mut self, name: &str, partitions: i32) {
         let logs = (0..partitions)
             .map(|p| PartitionLog {
                 leader: self.brokers[(p as usize) % self.brokers.len()],
+                epoch_starts: vec![(0, 0)],
                 ..Default::default()
             })
             .collect();
@@ -167,11 +271,12 @@ impl Cluster {
     fn on_output(&mut self, out: Output, events: &mut Vec<Event>) {
         match out {
             Output::Connect { conn, addr } => {
+                self.connects += 1;
                 let node = addr
                     .rsplit_once(':')
                     .and_then(|(_, p)| p.parse::<i32>().ok())
                     .map(|p| p - 9000)
-                    .filter(|n| self.brokers.contains(n));
+                    .filter(|n| self.brokers.contains(n) && !self.down.contains(n));
                 match node {
                     Some(n) => {
                         self.conns.insert(conn, (n, FrameReader::new(1 << 26)));
@@ -248,7 +353,7 @@ impl Cluster {
                                 .map(|(i, p)| MetadataResponsePartition {
                                     partition_index: i as i32,
                                     leader_id: p.leader,
-                                    leader_epoch: 0,
+                                    leader_epoch: p.leader_epoch,
                                     ..Default::default()
                                 })
                                 .collect(),
@@ -265,6 +370,7 @@ impl Cluster {
                     brokers: self
                         .brokers
                         .iter()
+                        .filter(|n| !self.down.contains(n))
                         .map(|&n| MetadataResponseBroker {
                             node_id: n,
                             host: "127.0.0.1".into(),
@@ -304,7 +410,7 @@ impl Cluster {
             }
             RequestBody::Produce(req) => {
                 self.produce_requests += 1;
-                self.inbox.extend(self.parked.drain(..));
+                self.inbox.extend(self.parked.drain(..).map(|(_, i)| i));
                 let mut responses = Vec::new();
                 let mut action = None;
                 for t in req.topic_data {
@@ -410,14 +516,18 @@ impl Cluster {
                 // Which partitions to answer for, at which offsets and
                 // sizes: the request's, or for an incremental fetch the
                 // session's after applying the request (KIP-227).
-                let mut wanted: BTreeMap<(String, i32), (i64, i32)> = req
+                let mut wanted: SessionOffsets = req
                     .topics
                     .iter()
                     .flat_map(|t| {
                         t.partitions.iter().map(|p| {
                             (
                                 (t.topic.clone(), p.partition),
-                                (p.fetch_offset, p.partition_max_bytes),
+                                (
+                                    p.fetch_offset,
+                                    p.partition_max_bytes,
+                                    p.current_leader_epoch,
+                                ),
                             )
                         })
                     })
@@ -465,7 +575,7 @@ impl Cluster {
                 // A full fetch is answered in request order (a broker fills
                 // partitions in that order up to max_bytes); an
                 // incremental one in the session's.
-                let order: Vec<((String, i32), (i64, i32))> = if incremental {
+                let order: Vec<(SessionKey, SessionEntry)> = if incremental {
                     wanted.into_iter().collect()
                 } else {
                     req.topics
@@ -474,13 +584,17 @@ impl Cluster {
                             t.partitions.iter().map(|p| {
                                 (
                                     (t.topic.clone(), p.partition),
-                                    (p.fetch_offset, p.partition_max_bytes),
+                                    (
+                                        p.fetch_offset,
+                                        p.partition_max_bytes,
+                                        p.current_leader_epoch,
+                                    ),
                                 )
                             })
                         })
                         .collect()
                 };
-                for ((topic, partition), (fetch_offset, partition_max)) in order {
+                for ((topic, partition), (fetch_offset, partition_max, epoch)) in order {
                     let Some(log) = self
                         .topics
                         .get(&topic)
@@ -494,6 +608,26 @@ impl Cluster {
                         continue;
                     };
                     let hw = log.records.len() as i64;
+                    // Leadership and epoch fencing (KIP-320), as Kafka
+                    // checks them before the offset.
+                    let fenced = if log.leader != node {
+                        Some(ErrorCode::NotLeaderOrFollower)
+                    } else if epoch >= 0 && epoch < log.leader_epoch {
+                        Some(ErrorCode::FencedLeaderEpoch)
+                    } else if epoch > log.leader_epoch {
+                        Some(ErrorCode::UnknownLeaderEpoch)
+                    } else {
+                        None
+                    };
+                    if let Some(e) = fenced {
+                        entry(&mut by_topic, &topic).push(PartitionData {
+                            partition_index: partition,
+                            error_code: e.code(),
+                            high_watermark: -1,
+                            ..Default::default()
+                        });
+                        continue;
+                    }
                     if fetch_offset > hw || fetch_offset < 0 {
                         entry(&mut by_topic, &topic).push(PartitionData {
                             partition_index: partition,
@@ -547,9 +681,71 @@ impl Cluster {
                 self.answer(conn, corr, ApiKey::Fetch, v, resp);
                 if empty {
                     if let Some(answer) = self.inbox.pop_back() {
-                        self.parked.push(answer);
+                        let release = self.fetch_hold.map(|d| self.now + d);
+                        self.parked.push((release, answer));
                     }
                 }
+            }
+            RequestBody::OffsetForLeaderEpoch(req) => {
+                assert_eq!(req.replica_id, -1, "a consumer, not a replica");
+                let error = self.validation_errors.pop_front();
+                let topics = req
+                    .topics
+                    .into_iter()
+                    .map(|t| OffsetForLeaderTopicResult {
+                        partitions: t
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                self.validations.push((
+                                    t.topic.clone(),
+                                    p.partition,
+                                    p.current_leader_epoch,
+                                    p.leader_epoch,
+                                ));
+                                let mut answer = EpochEndOffset {
+                                    partition: p.partition,
+                                    leader_epoch: -1,
+                                    end_offset: -1,
+                                    ..Default::default()
+                                };
+                                let log = self
+                                    .topics
+                                    .get(&t.topic)
+                                    .and_then(|l| l.get(p.partition as usize));
+                                let error = match log {
+                                    _ if error.is_some() => error,
+                                    None => Some(ErrorCode::UnknownTopicOrPartition),
+                                    Some(l) if l.leader != node => {
+                                        Some(ErrorCode::NotLeaderOrFollower)
+                                    }
+                                    Some(l) if p.current_leader_epoch < l.leader_epoch => {
+                                        Some(ErrorCode::FencedLeaderEpoch)
+                                    }
+                                    Some(l) if p.current_leader_epoch > l.leader_epoch => {
+                                        Some(ErrorCode::UnknownLeaderEpoch)
+                                    }
+                                    Some(l) => {
+                                        (answer.leader_epoch, answer.end_offset) =
+                                            l.epoch_end(p.leader_epoch);
+                                        None
+                                    }
+                                };
+                                if let Some(e) = error {
+                                    answer.error_code = e.code();
+                                }
+                                answer
+                            })
+                            .collect(),
+                        topic: t.topic,
+                        ..Default::default()
+                    })
+                    .collect();
+                let resp = OffsetForLeaderEpochResponse {
+                    topics,
+                    ..Default::default()
+                };
+                self.answer(conn, corr, ApiKey::OffsetForLeaderEpoch, v, resp);
             }
             other => panic!("unexpected request {:?}", other.api_key()),
         }
@@ -626,9 +822,9 @@ impl Cluster {
         resp.base_offset = log.records.len() as i64;
         let mut stored = BytesMut::from(batch.as_bytes().as_ref());
         // The base offset and the partition leader epoch sit outside the
-        // CRC: the broker stamps them (the epoch is always 0 here).
+        // CRC: the broker stamps them.
         stored[..8].copy_from_slice(&resp.base_offset.to_be_bytes());
-        stored[12..16].copy_from_slice(&0i32.to_be_bytes());
+        stored[12..16].copy_from_slice(&log.leader_epoch.to_be_bytes());
         log.batches.push(stored.freeze());
         for r in batch.records().expect("records") {
             let r = r.expect("record");
@@ -671,6 +867,7 @@ impl Harness {
     fn run(&mut self, mut until: impl FnMut(&Harness) -> bool) {
         for _ in 0..200_000 {
             let mut progressed = false;
+            self.cluster.now = self.now;
             while let Some(o) = self.client.poll_output(self.now) {
                 self.cluster.on_output(o, &mut self.events);
                 progressed = true;
@@ -682,11 +879,34 @@ impl Harness {
                 self.client.handle_input(self.now, i);
                 progressed = true;
             }
+            let release = self.cluster.parked.iter().filter_map(|p| p.0).min();
+            if let Some(release) = release.filter(|_| !progressed) {
+                // Held fetches answer at their time, unless a deadline of
+                // the client comes first.
+                match self.client.poll_timeout() {
+                    Some(t) if t < release => {
+                        self.now = self.now.max(t);
+                        self.client.handle_input(self.now, Input::Timeout);
+                    }
+                    _ => {
+                        self.now = self.now.max(release);
+                        let now = self.now;
+                        let (due, held): (Vec<_>, Vec<_>) = self
+                            .cluster
+                            .parked
+                            .drain(..)
+                            .partition(|p| p.0.is_some_and(|t| t <= now));
+                        self.cluster.parked = held;
+                        self.cluster.inbox.extend(due.into_iter().map(|p| p.1));
+                    }
+                }
+                continue;
+            }
             if !progressed && !self.cluster.parked.is_empty() {
                 // Nothing else happens: held fetches answer at their max
                 // wait.
                 self.now = self.now + Duration::from_millis(500);
-                let parked: Vec<Input> = self.cluster.parked.drain(..).collect();
+                let parked: Vec<Input> = self.cluster.parked.drain(..).map(|p| p.1).collect();
                 self.cluster.inbox.extend(parked);
                 continue;
             }
@@ -1717,5 +1937,421 @@ fn a_partition_with_a_long_backlog_does_not_starve_the_others() {
     assert!(
         first1_after < 20,
         "partition 1's first record came after {first1_after} of partition 0's"
+    );
+}
+
+/// Produces `values` as one batch (one linger) and waits for it.
+fn produce_batch(h: &mut Harness, values: std::ops::Range<usize>) {
+    for i in values {
+        h.produce(keyed(i));
+    }
+    h.run(|h| h.client.is_idle());
+}
+
+/// Polls until `n` records arrived or `limit` of virtual time passed:
+/// every partition result, in order, with when it was polled.
+fn consume_records(
+    h: &mut Harness,
+    n: usize,
+    limit: Duration,
+) -> Vec<(Timestamp, FetchedPartition)> {
+    let end = h.now + limit;
+    let mut out = Vec::new();
+    let mut records = 0;
+    while records < n && h.now < end {
+        h.run(|h| h.client.consumer.has_buffered() || h.now >= end);
+        for f in consumed(h) {
+            records += f.records.len();
+            out.push((h.now, f));
+        }
+    }
+    out
+}
+
+fn value_of(r: &crate::consumer::ConsumedRecord) -> String {
+    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+}
+
+/// A consumer of `t`/0 holding one fetched batch at a time: the buffer
+/// bound (smaller than a batch) stops the next fetch until a poll, so a
+/// test can move the leader between two fetches.
+fn one_batch_at_a_time() -> ConfigBuilder {
+    Config::builder().consumer(ConsumerConfig {
+        max_buffered_bytes: 200,
+        fetch_max_partition_bytes: 1,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_truncated_log_is_reported_as_data_loss_and_consumption_goes_on_from_its_end() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    produce_batch(&mut h, 0..6);
+    produce_batch(&mut h, 6..10);
+    h.client.consume_partitions(
+        h.now,
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::Earliest)]),
+        )]),
+    );
+    let before = consume_records(&mut h, 10, Duration::from_secs(10));
+    let offsets: Vec<i64> = before
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
+
+    // An unclean election: broker 2 never had offsets 6..10, leads from
+    // there with epoch 1, and takes new writes at those offsets.
+    h.cluster.unclean_leader_move("t", 0, 2, 6);
+    produce_batch(&mut h, 100..103);
+    let after = consume_records(&mut h, 3, Duration::from_secs(30));
+    let errors: Vec<&FetchError> = after.iter().filter_map(|(_, f)| f.error.as_ref()).collect();
+    assert_eq!(
+        errors,
+        vec![&FetchError::DataLoss {
+            fetch_offset: 10,
+            end_offset: 6
+        }],
+        "{after:?}"
+    );
+    let records: Vec<(i64, String)> = after
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| (r.offset, value_of(r))))
+        .collect();
+    assert_eq!(
+        records,
+        vec![(6, "v100".into()), (7, "v101".into()), (8, "v102".into())]
+    );
+    // Asked the new leader, fenced by its epoch, about the epoch of the
+    // last batch fetched.
+    assert!(
+        h.cluster.validations.contains(&("t".into(), 0, 1, 0)),
+        "{:?}",
+        h.cluster.validations
+    );
+}
+
+#[test]
+fn a_leader_move_is_validated_followed_at_once_and_consumption_goes_on_at_the_same_offset() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, one_batch_at_a_time());
+    produce_batch(&mut h, 0..10);
+    produce_batch(&mut h, 10..15);
+    h.client.consume_partitions(
+        h.now,
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::Earliest)]),
+        )]),
+    );
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // A clean move: broker 2 has every record; the consumer's next fetch
+    // goes to broker 1 and is told NOT_LEADER_OR_FOLLOWER.
+    let moved_at = h.now;
+    h.cluster.move_leader("t", 0, 2);
+    let rest = consume_records(&mut h, 5, Duration::from_secs(30));
+    let offsets: Vec<i64> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, (10..15).collect::<Vec<_>>(), "{rest:?}");
+    assert!(rest.iter().all(|(_, f)| f.error.is_none()), "{rest:?}");
+    assert_eq!(h.cluster.validations, vec![("t".into(), 0, 1, 0)]);
+    // The stall: one urgent metadata refresh (bounded by the retry
+    // backoff, 250 ms), not `metadata_min_age` (5 s).
+    let stall = rest[0].0.saturating_duration_since(moved_at);
+    assert!(stall <= Duration::from_millis(600), "stalled {stall:?}");
+}
+
+#[test]
+fn leader_epoch_validation_errors_refresh_metadata_and_are_retried() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    for e in [
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::UnknownLeaderEpoch,
+    ] {
+        cluster.validation_errors.push_back(e);
+    }
+    let mut h = Harness::new(cluster, one_batch_at_a_time());
+    produce_batch(&mut h, 0..10);
+    produce_batch(&mut h, 10..15);
+    h.client.consume_partitions(
+        h.now,
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::Earliest)]),
+        )]),
+    );
+    consume_records(&mut h, 10, Duration::from_secs(10));
+    h.cluster.move_leader("t", 0, 2);
+    let rest = consume_records(&mut h, 5, Duration::from_secs(30));
+    let offsets: Vec<i64> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, (10..15).collect::<Vec<_>>(), "{rest:?}");
+    assert!(rest.iter().all(|(_, f)| f.error.is_none()), "{rest:?}");
+    // Three refused, the fourth answered; never a fetch in between.
+    assert_eq!(
+        h.cluster.validations.len(),
+        4,
+        "{:?}",
+        h.cluster.validations
+    );
+}
+
+#[test]
+fn a_leader_epoch_the_new_leader_does_not_know_falls_back_to_the_reset_policy() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, one_batch_at_a_time());
+    produce_batch(&mut h, 0..10);
+    produce_batch(&mut h, 10..15);
+    h.client.consume_partitions(
+        h.now,
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::Earliest)]),
+        )]),
+    );
+    consume_records(&mut h, 10, Duration::from_secs(10));
+    h.cluster.move_leader("t", 0, 2);
+    // The new leader's epoch cache starts after the epoch we fetched in.
+    h.cluster.partition_mut("t", 0).epoch_starts.remove(0);
+    let rest = consume_records(&mut h, 15, Duration::from_secs(30));
+    // Reset to earliest (the default policy): everything again from 0.
+    let offsets: Vec<i64> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, (0..15).collect::<Vec<_>>(), "{rest:?}");
+}
+
+#[test]
+fn a_broker_without_offset_for_leader_epoch_v2_is_not_asked() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    cluster.max_versions.insert(ApiKey::OffsetForLeaderEpoch, 1);
+    let mut h = Harness::new(cluster, one_batch_at_a_time());
+    produce_batch(&mut h, 0..10);
+    produce_batch(&mut h, 10..15);
+    h.client.consume_partitions(
+        h.now,
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::Earliest)]),
+        )]),
+    );
+    consume_records(&mut h, 10, Duration::from_secs(10));
+    h.cluster.move_leader("t", 0, 2);
+    let rest = consume_records(&mut h, 5, Duration::from_secs(30));
+    let offsets: Vec<i64> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, (10..15).collect::<Vec<_>>(), "{rest:?}");
+    assert!(h.cluster.validations.is_empty());
+}
+
+#[test]
+fn a_fetch_held_past_the_request_timeout_but_within_its_max_wait_is_not_a_dead_broker() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    // Held 4 s: past the 2 s request timeout, within 2 s + 5 s max wait.
+    cluster.fetch_hold = Some(Duration::from_secs(4));
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .request_timeout(Duration::from_secs(2))
+            .conn_idle_timeout(Duration::from_secs(600))
+            .consumer(ConsumerConfig {
+                fetch_max_wait: Duration::from_secs(5),
+                ..Default::default()
+            }),
+    );
+    produce_batch(&mut h, 0..3);
+    h.client.consume_partitions(
+        h.now,
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::Earliest)]),
+        )]),
+    );
+    assert_eq!(consume_records(&mut h, 3, Duration::from_secs(5)).len(), 1);
+    let connects = h.cluster.connects;
+    // Nothing to read: the next fetches are held 4 s each.
+    h.run_for(Duration::from_secs(20));
+    assert!(h.cluster.fetches >= 4, "{} fetches", h.cluster.fetches);
+    assert_eq!(
+        h.cluster.connects, connects,
+        "a held fetch was taken for a dead broker"
+    );
+}
+
+#[test]
+fn a_connection_lost_under_a_fetch_is_reopened_and_consumption_goes_on() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(cluster, Config::builder());
+    produce_batch(&mut h, 0..10);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // Broker 1 closes every connection while fetches wait there.
+    let conns: Vec<ConnId> = h
+        .cluster
+        .conns
+        .iter()
+        .filter(|(_, (node, _))| *node == 1)
+        .map(|(&id, _)| id)
+        .collect();
+    assert!(!conns.is_empty());
+    for id in conns {
+        h.cluster.drop_conn(id);
+    }
+    let lost_at = h.now;
+    produce_batch(&mut h, 10..20);
+    let rest = consume_records(&mut h, 10, Duration::from_secs(30));
+    assert_eq!(
+        rest.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10,
+        "{rest:?}"
+    );
+    let took = rest.last().map(|r| r.0.saturating_duration_since(lost_at));
+    assert!(took <= Some(Duration::from_secs(1)), "took {took:?}");
+}
+
+#[test]
+fn out_of_range_after_consuming_resets_to_the_last_consumed_timestamp_not_the_policy() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    let base = 1_700_000_000_000;
+    let produce = |h: &mut Harness, range: std::ops::Range<usize>, ts: i64| {
+        for i in range {
+            h.client
+                .produce(h.now, keyed(i), ts + i as i64 * 1000)
+                .expect("buffered");
+        }
+        h.run(|h| h.client.is_idle());
+    };
+    produce(&mut h, 0..6, base);
+    produce(&mut h, 6..10, base);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // The log loses offsets 6..10 (no leader change to validate), and new
+    // records, later in time, take offsets 6.. again.
+    h.cluster.truncate("t", 0, 6);
+    produce(&mut h, 100..103, base);
+    let rest = consume_records(&mut h, 3, Duration::from_secs(10));
+    let records: Vec<(i64, String)> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| (r.offset, value_of(r))))
+        .collect();
+    // Not the whole log again (the earliest policy): from where the last
+    // consumed record sits in time.
+    assert_eq!(
+        records,
+        vec![(6, "v100".into()), (7, "v101".into()), (8, "v102".into())]
+    );
+}
+
+#[test]
+fn a_leader_that_drops_out_of_metadata_while_down_is_found_again_once_up() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 2);
+    let mut h = Harness::new(cluster, Config::builder());
+    produce_batch(&mut h, 0..10);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 10, Duration::from_secs(10));
+    assert_eq!(
+        first.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10
+    );
+    // Broker 2 goes down under a fetch; the metadata refresh that follows
+    // no longer names it, though it still leads partition 1.
+    h.cluster.broker_down(2);
+    h.run_for(Duration::from_secs(2));
+    h.cluster.down.clear();
+    let up_at = h.now;
+    produce_batch(&mut h, 10..20);
+    let rest = consume_records(&mut h, 10, Duration::from_secs(30));
+    assert_eq!(
+        rest.iter().map(|(_, f)| f.records.len()).sum::<usize>(),
+        10,
+        "{rest:?}"
+    );
+    // Found again by the consumer's own refreshes, not the next one that
+    // `metadata_min_age` (5 s) would allow.
+    let took = rest.last().map(|r| r.0.saturating_duration_since(up_at));
+    assert!(took <= Some(Duration::from_secs(1)), "took {took:?}");
+}
+
+#[test]
+fn fetches_of_compressed_data_are_sized_by_the_expansion_seen() {
+    // zstd shrinks these records about tenfold: sized in wire bytes, a
+    // fetch for the room left brings back ten times the bound.
+    let bound = 16 * 1024;
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder()
+            .compression(Compression::Zstd)
+            .consumer(ConsumerConfig {
+                max_buffered_bytes: bound,
+                ..Default::default()
+            }),
+    );
+    let n = 400;
+    for i in 0..n {
+        // One record per batch, each ~1 KiB, compressing to ~60 bytes.
+        h.produce(Record::new("t", "x".repeat(1000)).with_key(format!("k{i}")));
+        h.run(|h| h.client.is_idle());
+    }
+    h.client.consume_topics(h.now, ["t"]);
+    let mut read = 0;
+    let mut peaks = Vec::new();
+    for _ in 0..2000 {
+        h.run_for(Duration::from_millis(100));
+        peaks.push(h.client.consumer.buffered_bytes());
+        read += consumed_some(&mut h, 3);
+        if read == n {
+            break;
+        }
+    }
+    assert_eq!(read, n);
+    // The first fetch, before any answer, asks for the whole bound and
+    // overshoots by the compression ratio; every later one asks for the
+    // room left over the expansion seen (over 10 here).
+    let asked = &h.cluster.fetch_max_bytes;
+    assert_eq!(asked.first(), Some(&(bound as i32)));
+    assert!(
+        asked[1..].iter().all(|&m| m as usize <= bound / 8),
+        "fetch max_bytes {asked:?}"
+    );
+    // Once that first answer is read, the buffer stays near the bound.
+    let late_peak = peaks[peaks.len() / 2..].iter().copied().max().unwrap_or(0);
+    assert!(
+        late_peak <= 2 * bound,
+        "buffered {late_peak} bytes with a bound of {bound}: {peaks:?}"
     );
 }

@@ -312,8 +312,11 @@ pub struct RefreshSchedule {
     pub max_age: Duration,
     /// Never refresh more often than this. Default 5 s.
     pub min_age: Duration,
+    /// The shorter bound for an urgent refresh. Default `min_age`.
+    pub urgent_min_age: Duration,
     last_start: Option<Timestamp>,
     wanted: bool,
+    urgent: bool,
 }
 
 impl Default for RefreshSchedule {
@@ -328,9 +331,17 @@ impl RefreshSchedule {
         RefreshSchedule {
             max_age,
             min_age,
+            urgent_min_age: min_age,
             last_start: None,
             wanted: true,
+            urgent: false,
         }
+    }
+
+    /// With a shorter bound for urgent refreshes (never above `min_age`).
+    pub fn with_urgent_min_age(mut self, urgent_min_age: Duration) -> Self {
+        self.urgent_min_age = urgent_min_age.min(self.min_age);
+        self
     }
 
     /// Something saw stale metadata: refresh as soon as `min_age` allows.
@@ -338,10 +349,21 @@ impl RefreshSchedule {
         self.wanted = true;
     }
 
+    /// Something waits on fresh metadata to make progress at all (a
+    /// consumer told its leader is gone): refresh as soon as
+    /// `urgent_min_age` allows. Java's client bounds such forced updates
+    /// by its retry backoff only, so a leader move costs one round trip,
+    /// not `min_age`.
+    pub fn trigger_urgent(&mut self) {
+        self.wanted = true;
+        self.urgent = true;
+    }
+
     /// When the next refresh should start.
     pub fn due_at(&self) -> Timestamp {
         match self.last_start {
             None => Timestamp::ZERO,
+            Some(t) if self.urgent => t + self.urgent_min_age,
             Some(t) if self.wanted => t + self.min_age,
             Some(t) => t + self.max_age,
         }
@@ -356,6 +378,7 @@ impl RefreshSchedule {
     pub fn started(&mut self, now: Timestamp) {
         self.last_start = Some(now);
         self.wanted = false;
+        self.urgent = false;
     }
 }
 
@@ -446,6 +469,28 @@ mod tests {
         s.trigger();
         assert!(!s.is_due(Timestamp::ZERO + Duration::from_secs(1)));
         assert!(s.is_due(Timestamp::ZERO + s5));
+    }
+
+    #[test]
+    fn an_urgent_refresh_waits_the_short_bound_and_a_plain_one_the_long() {
+        let ms = Duration::from_millis;
+        let mut s = RefreshSchedule::new(Duration::from_secs(300), Duration::from_secs(5))
+            .with_urgent_min_age(ms(250));
+        s.started(Timestamp::ZERO);
+        s.trigger();
+        assert_eq!(s.due_at(), Timestamp::ZERO + Duration::from_secs(5));
+        s.trigger_urgent();
+        assert_eq!(s.due_at(), Timestamp::ZERO + ms(250));
+        // Started: back to the long bounds until the next trigger.
+        s.started(Timestamp::ZERO + ms(250));
+        assert_eq!(
+            s.due_at(),
+            Timestamp::ZERO + ms(250) + Duration::from_secs(300)
+        );
+        // Never shorter than asked, never longer than min_age.
+        let s = RefreshSchedule::new(Duration::from_secs(300), ms(100))
+            .with_urgent_min_age(Duration::from_secs(1));
+        assert_eq!(s.urgent_min_age, ms(100));
     }
 
     #[test]

@@ -280,12 +280,37 @@ impl Connection {
         token: RequestToken,
         expect_response: bool,
     ) -> Result<i32, ConnError> {
+        self.send_held(
+            now,
+            request,
+            version,
+            token,
+            expect_response,
+            Duration::ZERO,
+        )
+    }
+
+    /// As [`Connection::send`], for a request the broker may hold before
+    /// answering (a Fetch waits up to its `max_wait_ms` for data): its
+    /// deadline is the request timeout plus `hold`, so a long poll is not
+    /// taken for a dead broker (Java's and franz-go's rule).
+    pub fn send_held<R: Request>(
+        &mut self,
+        now: Timestamp,
+        request: &R,
+        version: i16,
+        token: RequestToken,
+        expect_response: bool,
+        hold: Duration,
+    ) -> Result<i32, ConnError> {
         if self.state != State::Ready {
             return Err(ConnError::NotReady);
         }
         let id = self.write_request(now, request, version, Some(token))?;
         if !expect_response {
             self.in_flight.pop_back();
+        } else if let Some(f) = self.in_flight.back_mut() {
+            f.deadline = f.deadline + hold;
         }
         Ok(id)
     }
@@ -483,14 +508,14 @@ impl Connection {
 
     /// When the oldest request in flight times out.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        // Deadlines grow with send order (one timeout for all requests),
-        // so the oldest request has the earliest deadline.
-        self.in_flight.front().map(|f| f.deadline)
+        // A held request (`send_held`) can outlive a later one, so the
+        // oldest is not always the first due; in flight are few.
+        self.in_flight.iter().map(|f| f.deadline).min()
     }
 
     /// Checks request deadlines; an expired one fails the connection.
     pub fn handle_timeout(&mut self, now: Timestamp) -> Result<(), ConnError> {
-        match self.in_flight.front() {
+        match self.in_flight.iter().min_by_key(|f| f.deadline) {
             Some(f) if f.deadline <= now => {
                 let e = ConnError::RequestTimedOut {
                     api: f.api,
@@ -779,6 +804,54 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_held_request_gets_its_hold_on_top_of_the_timeout_and_later_ones_still_expire() {
+        let config = ConnConfig {
+            request_timeout: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let mut conn = Connection::new(config);
+        let mut broker = Broker::new(3);
+        handshake(&mut conn, &mut broker);
+        let v = conn.version_for(ApiKey::Metadata, None).expect("version");
+        let hold = Duration::from_millis(500);
+        conn.send_held(
+            t(10),
+            &MetadataRequest::default(),
+            v,
+            RequestToken(1),
+            true,
+            hold,
+        )
+        .expect("send");
+        assert_eq!(conn.poll_timeout(), Some(t(610)));
+        // A plain request sent after it is due first.
+        conn.send(t(20), &MetadataRequest::default(), v, RequestToken(2), true)
+            .expect("send");
+        assert_eq!(conn.poll_timeout(), Some(t(120)));
+        assert!(conn.handle_timeout(t(119)).is_ok());
+        assert!(conn.handle_timeout(t(120)).is_err());
+
+        let mut conn = Connection::new(ConnConfig {
+            request_timeout: Duration::from_millis(100),
+            ..Default::default()
+        });
+        let mut broker = Broker::new(3);
+        handshake(&mut conn, &mut broker);
+        conn.send_held(
+            t(10),
+            &MetadataRequest::default(),
+            v,
+            RequestToken(1),
+            true,
+            hold,
+        )
+        .expect("send");
+        // Past the request timeout but within the hold: still waiting.
+        assert!(conn.handle_timeout(t(609)).is_ok());
+        assert!(conn.handle_timeout(t(610)).is_err());
     }
 
     #[test]

@@ -22,9 +22,27 @@
 //!   lists only partitions whose fetch position changed and forgets those no
 //!   longer wanted; a session error or a lost fetch starts a new session.
 //!
-//! Not yet here (issue 4 continues): OffsetForLeaderEpoch truncation
-//! detection, topic ids (Fetch is capped at v12, the last version that
-//! names topics).
+//! - Leader epoch validation (KIP-320): when metadata shows a partition's
+//!   leader epoch moved past the one the cursor fetched under, the cursor
+//!   is validated before it fetches again: OffsetForLeaderEpoch asks the new
+//!   leader where the epoch of the last fetched batch ends. An end before
+//!   the cursor means the log was truncated under us (an unclean leader
+//!   election): the cursor moves back to the end offset and the poll result
+//!   carries [`FetchError::DataLoss`], never silently. An unknown epoch
+//!   falls back to the reset policy. A broker without OffsetForLeaderEpoch
+//!   v2 (no current leader epoch to fence a stale answer) is not asked.
+//! - Offset out of range: the reset policy on a cursor that has handed
+//!   nothing out yet; after consuming, a reset to the timestamp of the last
+//!   record handed out, with a warning (franz-go's rule), so neither the
+//!   whole log is replayed nor what came since skipped.
+//! - Leader moves are followed without a stall: a fetch error that names a
+//!   stale leader asks for metadata at once (see `FetchOutcome`), and a
+//!   partition whose leader changed is fetched again at once, not after its
+//!   retry backoff.
+//!
+//! Not yet here: topic ids (Fetch is capped at v12, the last version that
+//! names topics), so Fetch v16's `current_leader` hint (KIP-951) is not
+//! used either: a leader move costs one metadata round trip.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -35,8 +53,12 @@ use bytes::Bytes;
 use crate::cluster::{Metadata, NodeId};
 use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use crate::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use crate::protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use crate::protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use crate::protocol::ErrorCode;
 use crate::record::{Batches, ControlRecord, ControlRecordKind, Headers, ReadOptions};
@@ -45,8 +67,17 @@ use crate::time::Timestamp;
 /// The highest Fetch version used: v13+ names topics by id.
 pub const MAX_FETCH_VERSION: i16 = 12;
 
+/// The largest buffer-bytes-per-wire-byte a fetch is sized for: zstd
+/// text can expand more, and then the buffer overshoots by the rest.
+const MAX_EXPANSION: f64 = 64.0;
+
 /// The first Fetch version with `LastFetchedEpoch` (KIP-595).
 const LAST_FETCHED_EPOCH_VERSION: i16 = 12;
+
+/// The first OffsetForLeaderEpoch version with `current_leader_epoch`:
+/// without it a deposed leader would answer from its stale log, so older
+/// brokers are not asked (as Java's client does).
+pub const MIN_VALIDATION_VERSION: i16 = 2;
 
 /// Where to start consuming a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +147,10 @@ pub struct ConsumerConfig {
     /// flight may bring back, stay under this many bytes: each fetch asks
     /// for at most its broker's share of the room left (a broker may still
     /// return one whole batch past it, KIP-74), and none is sent while
-    /// there is no room. Counted in wire bytes for what is in flight, so
-    /// compressed data can expand past it by its compression ratio.
-    /// Default 64 MiB.
+    /// there is no room. What is in flight is sized by the expansion seen
+    /// in recent answers (compressed bytes to buffered bytes), so the first
+    /// fetch of compressed data, before any is seen, can still overshoot
+    /// by its compression ratio. Default 64 MiB.
     pub max_buffered_bytes: usize,
     /// Fetch requests in flight at most (one per broker at most). Default
     /// unbounded.
@@ -184,6 +216,21 @@ pub enum FetchError {
     /// The broker answered with an error that retrying cannot fix.
     #[error("fetch failed: {0}")]
     Broker(ErrorCode),
+    /// The log was truncated below records already handed out (an unclean
+    /// leader election, KIP-320): the records from `end_offset` up to
+    /// `fetch_offset` that were consumed are gone from the log, and other
+    /// records may take their offsets. Consumption goes on from
+    /// `end_offset`; this report is the only sign, so log or act on it.
+    #[error(
+        "data loss: the log was truncated to {end_offset}, below the fetch offset {fetch_offset}"
+    )]
+    DataLoss {
+        /// Where the partition was about to fetch.
+        fetch_offset: i64,
+        /// Where the log now ends for the epoch last fetched; consumption
+        /// goes on from here.
+        end_offset: i64,
+    },
     /// The fetched data could not be read.
     #[error("corrupt data at offset {offset}: {reason}")]
     Corrupt {
@@ -219,6 +266,8 @@ enum CursorState {
     Ready,
     /// A fetch is in flight.
     Fetching,
+    /// An OffsetForLeaderEpoch for it is in flight.
+    Validating,
     /// Stopped by an error the user must see (reset policy None).
     Stopped,
 }
@@ -227,8 +276,21 @@ enum CursorState {
 struct Cursor {
     state: CursorState,
     offset: i64,
+    /// The newest leader epoch seen for the partition, sent as the current
+    /// leader epoch of every request.
     leader_epoch: i32,
+    /// The leader epoch of the last batch fetched (-1: none since the
+    /// cursor was placed): what validation asks about.
     last_fetched_epoch: i32,
+    /// The leader the last metadata named, to notice a move.
+    leader: Option<NodeId>,
+    /// The timestamp of the last record handed out since the cursor was
+    /// placed or last reset by it: an out-of-range offset after consuming
+    /// resets to it rather than by the policy.
+    last_timestamp: Option<i64>,
+    /// The leader epoch moved past the one fetched under: validate with
+    /// OffsetForLeaderEpoch before fetching again.
+    awaiting_validation: bool,
     paused: bool,
     retry_at: Option<Timestamp>,
 }
@@ -276,14 +338,23 @@ pub struct Consumer {
     cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
     buffered: VecDeque<FetchedPartition>,
     buffered_bytes: usize,
-    /// Brokers with a fetch in flight, and the bytes each may bring back
-    /// (its `max_bytes`), reserved in the buffer until it answers.
+    /// Brokers with a fetch in flight, and the buffer bytes each may bring
+    /// back (its `max_bytes` times `expansion`), reserved until it answers.
     fetching: BTreeMap<NodeId, usize>,
+    /// Buffer bytes per wire byte in recent fetch answers (compression,
+    /// and the per-record overhead the buffer counts): fetches ask for the
+    /// room left divided by it, so compressed data does not overshoot the
+    /// bound by its compression ratio.
+    expansion: f64,
+    /// Whether `expansion` was measured yet.
+    expansion_seen: bool,
     /// Per broker, how many fetches it was sent: each fetch lists its
     /// partitions rotated by this, so a partition with a long backlog at
     /// the front cannot take every fetch's `max_bytes` (KIP-74 fairness).
     fetch_rounds: BTreeMap<NodeId, usize>,
     listing: BTreeSet<NodeId>,
+    /// Brokers with an OffsetForLeaderEpoch in flight.
+    validating: BTreeSet<NodeId>,
     sessions: BTreeMap<NodeId, FetchSession>,
     wants_metadata: bool,
 }
@@ -303,8 +374,11 @@ impl Consumer {
             buffered: VecDeque::new(),
             buffered_bytes: 0,
             fetching: BTreeMap::new(),
+            expansion: 1.0,
+            expansion_seen: false,
             fetch_rounds: BTreeMap::new(),
             listing: BTreeSet::new(),
+            validating: BTreeSet::new(),
             sessions: BTreeMap::new(),
             wants_metadata: false,
         }
@@ -423,8 +497,12 @@ impl Consumer {
 
     /// Creates cursors for partitions of consumed topics that appeared, and
     /// follows regex subscriptions: new matching topics are consumed,
-    /// deleted ones are dropped.
-    pub fn on_metadata(&mut self, metadata: &Metadata) {
+    /// deleted ones are dropped. Returns whether a consumed partition has
+    /// no leader, or one whose address the answer left out (a broker that
+    /// is down drops out of Metadata answers while still leading):
+    /// nothing else would ask for metadata again (no request goes to such
+    /// a partition), so the caller must.
+    pub fn on_metadata(&mut self, metadata: &Metadata) -> bool {
         let start = self.config.start_offset;
         if !self.regexes.is_empty() {
             let now_matching: BTreeSet<String> = metadata
@@ -471,13 +549,57 @@ impl Consumer {
             }
         }
         // Leader epochs move forward with metadata (KIP-320).
+        let mut leaderless = false;
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
-                if let Some((_, epoch)) = metadata.leader(topic, p) {
-                    c.leader_epoch = c.leader_epoch.max(epoch);
+                let found = metadata.leader(topic, p);
+                if let Some((leader, _)) = found {
+                    leaderless |=
+                        metadata.broker(leader).is_none() && c.state != CursorState::Stopped;
+                }
+                let Some((leader, epoch)) = found else {
+                    let exists = metadata
+                        .topic(topic)
+                        .is_some_and(|t| usize::try_from(p).is_ok_and(|i| i < t.partitions.len()));
+                    leaderless |= exists && c.state != CursorState::Stopped;
+                    continue;
+                };
+                let epoch_moved = epoch > c.leader_epoch;
+                if epoch_moved || c.leader != Some(leader) {
+                    // A partition that backed off after a NOT_LEADER or
+                    // FENCED answer goes to its new leader at once: the
+                    // backoff was for the stale route, not the new one.
+                    c.retry_at = None;
+                    c.leader = Some(leader);
+                }
+                if epoch_moved {
+                    // Only a cursor that fetched under an older epoch can
+                    // have run past a truncation; a fresh start position
+                    // came from the new leader itself.
+                    if c.last_fetched_epoch >= 0
+                        && matches!(
+                            c.state,
+                            CursorState::Ready | CursorState::Fetching | CursorState::Validating
+                        )
+                    {
+                        c.awaiting_validation = true;
+                    }
+                    c.leader_epoch = epoch;
+                }
+                if epoch_moved {
+                    tracing::debug!(
+                        topic = &**topic,
+                        partition = p,
+                        leader = leader.0,
+                        epoch,
+                        state = ?c.state,
+                        validate = c.awaiting_validation,
+                        "partition leader"
+                    );
                 }
             }
         }
+        leaderless
     }
 
     /// Records waiting to be polled.
@@ -662,6 +784,8 @@ impl Consumer {
                 c.offset = a.offset;
                 c.state = CursorState::Ready;
                 c.retry_at = None;
+                c.last_fetched_epoch = -1;
+                c.awaiting_validation = false;
                 if a.leader_epoch >= 0 {
                     c.leader_epoch = c.leader_epoch.max(a.leader_epoch);
                 }
@@ -672,9 +796,211 @@ impl Consumer {
                 c.retry_at = None;
             } else {
                 // Try again later with the same spec.
+                tracing::debug!(topic = &*topic, partition = p, error = %error, "list offsets retried");
                 c.state = CursorState::NeedsOffset(spec);
                 c.retry_at = Some(retry);
                 stale |= error.invalidates_metadata() || error == ErrorCode::FencedLeaderEpoch;
+            }
+        }
+        stale
+    }
+
+    /// Leaders of partitions waiting for leader-epoch validation that may
+    /// be asked now (one OffsetForLeaderEpoch per broker at a time).
+    pub fn validation_brokers(&self, now: Timestamp, metadata: &Metadata) -> BTreeSet<NodeId> {
+        let mut out = BTreeSet::new();
+        for (topic, cursors) in &self.cursors {
+            for (&p, c) in cursors {
+                if !c.wants_validation(now) {
+                    continue;
+                }
+                if let Some((leader, _)) = metadata.leader(topic, p) {
+                    if !self.validating.contains(&leader) {
+                        out.insert(leader);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The OffsetForLeaderEpoch for `broker`: every partition it leads
+    /// that waits for validation, asking where the epoch of its last
+    /// fetched batch ends, fenced by the current leader epoch.
+    pub fn validation_request(
+        &mut self,
+        now: Timestamp,
+        broker: NodeId,
+        metadata: &Metadata,
+    ) -> Option<(OffsetForLeaderEpochRequest, ConsumerInFlight)> {
+        if self.validating.contains(&broker) {
+            return None;
+        }
+        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+        let mut carried = Vec::new();
+        for (topic, cursors) in &mut self.cursors {
+            for (&p, c) in cursors.iter_mut() {
+                if !c.wants_validation(now)
+                    || metadata.leader(topic, p).map(|l| l.0) != Some(broker)
+                {
+                    continue;
+                }
+                c.state = CursorState::Validating;
+                carried.push((topic.clone(), p));
+                let part = OffsetForLeaderPartition {
+                    partition: p,
+                    current_leader_epoch: c.leader_epoch,
+                    leader_epoch: c.last_fetched_epoch,
+                    ..Default::default()
+                };
+                match topics.last_mut() {
+                    Some(t) if *t.topic == **topic => t.partitions.push(part),
+                    _ => topics.push(OffsetForLeaderTopic {
+                        topic: topic.to_string(),
+                        partitions: vec![part],
+                        ..Default::default()
+                    }),
+                }
+            }
+        }
+        if carried.is_empty() {
+            return None;
+        }
+        self.validating.insert(broker);
+        let req = OffsetForLeaderEpochRequest {
+            // v3+: a consumer, not a follower replica.
+            replica_id: -1,
+            topics,
+            ..Default::default()
+        };
+        Some((
+            req,
+            ConsumerInFlight {
+                broker,
+                partitions: carried,
+            },
+        ))
+    }
+
+    /// `broker` cannot validate (no OffsetForLeaderEpoch v2+): its
+    /// partitions fetch on without it, as Java's client does.
+    pub fn skip_validation(&mut self, broker: NodeId, metadata: &Metadata) {
+        for (topic, cursors) in &mut self.cursors {
+            for (&p, c) in cursors.iter_mut() {
+                if c.awaiting_validation && metadata.leader(topic, p).map(|l| l.0) == Some(broker) {
+                    tracing::debug!(
+                        topic = &**topic,
+                        partition = p,
+                        broker = broker.0,
+                        "broker cannot validate leader epochs; fetching on"
+                    );
+                    c.awaiting_validation = false;
+                }
+            }
+        }
+    }
+
+    /// Handles an OffsetForLeaderEpoch answer (`None`: lost). Returns
+    /// whether metadata looks stale.
+    pub fn on_offset_for_leader_epoch(
+        &mut self,
+        now: Timestamp,
+        inflight: ConsumerInFlight,
+        resp: Option<&OffsetForLeaderEpochResponse>,
+    ) -> bool {
+        self.validating.remove(&inflight.broker);
+        let mut stale = false;
+        let retry = now + self.retry_backoff;
+        let reset = self.config.reset;
+        for (topic, p) in inflight.partitions {
+            let Some(c) = cursors_mut(&mut self.cursors, &topic, p) else {
+                continue;
+            };
+            if c.state != CursorState::Validating {
+                continue;
+            }
+            c.state = CursorState::Ready;
+            let answer = resp.and_then(|r| {
+                r.topics
+                    .iter()
+                    .filter(|t| *t.topic == *topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|x| x.partition == p)
+            });
+            let Some(a) = answer else {
+                c.retry_at = Some(retry);
+                continue;
+            };
+            let error = ErrorCode::from_code(a.error_code);
+            match error {
+                ErrorCode::None => {}
+                e if e.is_retriable() || e.invalidates_metadata() => {
+                    // NOT_LEADER, FENCED_LEADER_EPOCH (our epoch is old),
+                    // UNKNOWN_LEADER_EPOCH (the broker's is): ask again
+                    // on fresh metadata.
+                    tracing::debug!(topic = &*topic, partition = p, error = %e, "leader epoch validation retried");
+                    stale |= e.invalidates_metadata() || e == ErrorCode::UnknownLeaderEpoch;
+                    c.retry_at = Some(retry);
+                    continue;
+                }
+                e => {
+                    // The broker will not say (an authorization error,
+                    // say): fetch on; the fetch surfaces what is wrong.
+                    tracing::warn!(topic = &*topic, partition = p, error = %e, "leader epoch validation failed; fetching on");
+                    c.awaiting_validation = false;
+                    continue;
+                }
+            }
+            c.awaiting_validation = false;
+            c.retry_at = None;
+            if a.end_offset < 0 || a.leader_epoch < 0 {
+                // The leader knows no epoch at or before ours: where we
+                // were cannot be placed in its log.
+                tracing::warn!(
+                    topic = &*topic,
+                    partition = p,
+                    offset = c.offset,
+                    ?reset,
+                    "leader epoch unknown to the new leader; resetting"
+                );
+                match reset {
+                    ResetPolicy::Earliest => c.reset_to(StartOffset::Earliest),
+                    ResetPolicy::Latest => c.reset_to(StartOffset::Latest),
+                    ResetPolicy::None => {
+                        c.state = CursorState::Stopped;
+                        let offset = c.offset;
+                        self.push(FetchedPartition {
+                            topic: topic.clone(),
+                            partition: p,
+                            records: Vec::new(),
+                            error: Some(FetchError::OffsetOutOfRange { offset }),
+                            high_watermark: -1,
+                        });
+                    }
+                }
+                continue;
+            }
+            if a.end_offset < c.offset {
+                let fetch_offset = c.offset;
+                tracing::warn!(
+                    topic = &*topic,
+                    partition = p,
+                    fetch_offset,
+                    end_offset = a.end_offset,
+                    "log truncated below consumed records: data loss"
+                );
+                c.offset = a.end_offset;
+                c.last_fetched_epoch = a.leader_epoch;
+                self.push(FetchedPartition {
+                    topic: topic.clone(),
+                    partition: p,
+                    records: Vec::new(),
+                    error: Some(FetchError::DataLoss {
+                        fetch_offset,
+                        end_offset: a.end_offset,
+                    }),
+                    high_watermark: -1,
+                });
             }
         }
         stale
@@ -699,8 +1025,7 @@ impl Consumer {
         let mut out = BTreeSet::new();
         for (topic, cursors) in &self.cursors {
             for (&p, c) in cursors {
-                if c.state == CursorState::Ready && !c.paused && c.retry_at.is_none_or(|t| t <= now)
-                {
+                if c.fetchable(now) {
                     if let Some((leader, _)) = metadata.leader(topic, p) {
                         if !self.fetching.contains_key(&leader) {
                             out.insert(leader);
@@ -728,7 +1053,9 @@ impl Consumer {
         // still returns one whole batch when the first is larger, KIP-74)
         // and a broker fetched first cannot leave none to the others.
         let wanting = self.wanting(now, metadata).len().max(1);
-        let share = (self.room_left() / wanting)
+        let expansion = self.expansion;
+        let share = ((self.room_left() / wanting) as f64 / expansion) as usize;
+        let share = share
             .min(usize::try_from(self.config.fetch_max_bytes).unwrap_or(0))
             .max(1);
         let partition_max_bytes = self
@@ -739,8 +1066,7 @@ impl Consumer {
         let mut wanted: Vec<((Arc<str>, i32), SessionPartition)> = Vec::new();
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
-                if c.state != CursorState::Ready || c.paused || c.retry_at.is_some_and(|t| t > now)
-                {
+                if !c.fetchable(now) {
                     continue;
                 }
                 if metadata.leader(topic, p).map(|l| l.0) != Some(broker) {
@@ -841,7 +1167,8 @@ impl Consumer {
                 }),
             }
         }
-        self.fetching.insert(broker, budget);
+        self.fetching
+            .insert(broker, (budget as f64 * expansion) as usize);
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
@@ -918,6 +1245,7 @@ impl Consumer {
         // session.
         let resp = resp.filter(|r| r.error_code == 0);
         let mut stale = false;
+        let (mut wire_bytes, mut buffer_bytes) = (0usize, 0usize);
         let retry = now + self.retry_backoff;
         for (topic, p) in inflight.partitions {
             let answer = resp.and_then(|r| {
@@ -953,14 +1281,30 @@ impl Consumer {
             let error = ErrorCode::from_code(a.error_code);
             match error {
                 ErrorCode::None => {}
+                ErrorCode::OffsetOutOfRange
+                    if reset != ResetPolicy::None && c.last_timestamp.is_some() =>
+                {
+                    // After consuming, the policy would replay the whole
+                    // log (earliest) or skip what came since (latest):
+                    // franz-go resets to where the last record handed out
+                    // sits in time instead, and warns. Once: a second out
+                    // of range before anything new is consumed uses the
+                    // policy.
+                    let ts = c.last_timestamp.take().unwrap_or_default();
+                    tracing::warn!(
+                        topic = &*topic,
+                        partition = p,
+                        offset = c.offset,
+                        timestamp = ts,
+                        "offset out of range after consuming; resetting to the last consumed record's timestamp"
+                    );
+                    c.reset_to(StartOffset::AtTimestamp(ts));
+                    continue;
+                }
                 ErrorCode::OffsetOutOfRange => {
                     match reset {
-                        ResetPolicy::Earliest => {
-                            c.state = CursorState::NeedsOffset(StartOffset::Earliest)
-                        }
-                        ResetPolicy::Latest => {
-                            c.state = CursorState::NeedsOffset(StartOffset::Latest)
-                        }
+                        ResetPolicy::Earliest => c.reset_to(StartOffset::Earliest),
+                        ResetPolicy::Latest => c.reset_to(StartOffset::Latest),
                         ResetPolicy::None => {
                             c.state = CursorState::Stopped;
                             let offset = c.offset;
@@ -981,11 +1325,12 @@ impl Consumer {
                     );
                     continue;
                 }
-                e if e.is_retriable()
-                    || e.invalidates_metadata()
-                    || e == ErrorCode::FencedLeaderEpoch =>
-                {
-                    stale |= e.invalidates_metadata() || e == ErrorCode::FencedLeaderEpoch;
+                e if e.is_retriable() || e.invalidates_metadata() => {
+                    tracing::debug!(topic = &*topic, partition = p, error = %e, "fetch retried");
+                    // UNKNOWN_LEADER_EPOCH: the broker is behind our
+                    // metadata, or we are behind it; either way fresh
+                    // metadata settles it.
+                    stale |= e.invalidates_metadata() || e == ErrorCode::UnknownLeaderEpoch;
                     c.retry_at = Some(retry);
                     continue;
                 }
@@ -1013,10 +1358,16 @@ impl Consumer {
                     .unwrap_or_default(),
                 IsolationLevel::ReadUncommitted => Vec::new(),
             };
+            wire_bytes += data.len();
             let (records, next, last_epoch, error) =
                 read_partition(&topic, p, data, c.offset, isolation, aborted, limit);
+            let records_bytes: usize = records.iter().map(record_bytes).sum();
+            buffer_bytes += records_bytes;
             if next > c.offset {
                 c.offset = next;
+            }
+            if let Some(r) = records.last() {
+                c.last_timestamp = Some(r.timestamp);
             }
             if last_epoch >= 0 {
                 c.last_fetched_epoch = last_epoch;
@@ -1025,7 +1376,8 @@ impl Consumer {
                 c.state = CursorState::Stopped;
             }
             if !records.is_empty() || error.is_some() {
-                self.push(FetchedPartition {
+                self.buffered_bytes += records_bytes;
+                self.buffered.push_back(FetchedPartition {
                     topic: topic.clone(),
                     partition: p,
                     records,
@@ -1034,7 +1386,25 @@ impl Consumer {
                 });
             }
         }
+        self.learn_expansion(wire_bytes, buffer_bytes);
         stale
+    }
+
+    /// Folds one answer's buffer bytes per wire byte into `expansion`
+    /// (the first as it is, then half the old estimate, half the new),
+    /// ignoring answers too small to say much.
+    fn learn_expansion(&mut self, wire_bytes: usize, buffer_bytes: usize) {
+        const MIN_SAMPLE: usize = 1024;
+        if wire_bytes < MIN_SAMPLE {
+            return;
+        }
+        let ratio = (buffer_bytes as f64 / wire_bytes as f64).clamp(1.0, MAX_EXPANSION);
+        self.expansion = if self.expansion_seen {
+            (self.expansion + ratio) / 2.0
+        } else {
+            ratio
+        };
+        self.expansion_seen = true;
     }
 
     fn push(&mut self, f: FetchedPartition) {
@@ -1065,9 +1435,40 @@ impl Cursor {
             offset: -1,
             leader_epoch: -1,
             last_fetched_epoch: -1,
+            leader: None,
+            last_timestamp: None,
+            awaiting_validation: false,
             paused: false,
             retry_at: None,
         }
+    }
+
+    fn backed_off(&self, now: Timestamp) -> bool {
+        self.retry_at.is_some_and(|t| t > now)
+    }
+
+    /// Ready, validated, not paused nor backing off.
+    fn fetchable(&self, now: Timestamp) -> bool {
+        self.state == CursorState::Ready
+            && !self.awaiting_validation
+            && !self.paused
+            && !self.backed_off(now)
+    }
+
+    /// Whether an OffsetForLeaderEpoch for it may go out now.
+    fn wants_validation(&self, now: Timestamp) -> bool {
+        self.state == CursorState::Ready
+            && self.awaiting_validation
+            && !self.paused
+            && !self.backed_off(now)
+    }
+
+    /// Sends the cursor to ListOffsets for `spec`: a fresh position, so
+    /// nothing fetched before it needs validating.
+    fn reset_to(&mut self, spec: StartOffset) {
+        self.state = CursorState::NeedsOffset(spec);
+        self.last_fetched_epoch = -1;
+        self.awaiting_validation = false;
     }
 }
 
@@ -1299,6 +1700,100 @@ mod tests {
         let total: i32 = sent.iter().map(|s| s.1).sum();
         assert!(sent.iter().all(|&(_, max)| max > 0), "{sent:?}");
         assert!(total <= 3 << 20, "{sent:?}");
+    }
+
+    mod validation {
+        use super::*;
+        use crate::protocol::messages::offset_for_leader_epoch_response::{
+            EpochEndOffset, OffsetForLeaderTopicResult,
+        };
+        use proptest::prelude::*;
+
+        const ERRORS: [ErrorCode; 5] = [
+            ErrorCode::None,
+            ErrorCode::NotLeaderOrFollower,
+            ErrorCode::FencedLeaderEpoch,
+            ErrorCode::UnknownLeaderEpoch,
+            ErrorCode::TopicAuthorizationFailed,
+        ];
+
+        proptest! {
+            #[test]
+            fn validation_never_moves_a_cursor_forward_and_reports_loss_exactly_when_the_log_ends_before_it(
+                offset in 0i64..1_000,
+                fetched_epoch in 0i32..10,
+                end_offset in -1i64..1_100,
+                answered_epoch in -1i32..10,
+                error in 0usize..ERRORS.len(),
+            ) {
+                let m = metadata(3);
+                let mut c = ready(ConsumerConfig::default(), &m);
+                {
+                    let cur = cursors_mut(&mut c.cursors, "t", 0).expect("cursor");
+                    cur.offset = offset;
+                    cur.last_fetched_epoch = fetched_epoch;
+                    cur.leader_epoch = fetched_epoch + 1;
+                    cur.awaiting_validation = true;
+                }
+                let now = Timestamp::ZERO;
+                prop_assert!(!c.fetch_brokers(now, &m).contains(&NodeId(1)), "fetched before validation");
+                let (req, inflight) = c.validation_request(now, NodeId(1), &m).expect("a request");
+                let asked = &req.topics[0].partitions[0];
+                prop_assert_eq!(asked.current_leader_epoch, fetched_epoch + 1);
+                prop_assert_eq!(asked.leader_epoch, fetched_epoch);
+                let error = ERRORS[error];
+                let resp = OffsetForLeaderEpochResponse {
+                    topics: vec![OffsetForLeaderTopicResult {
+                        topic: "t".into(),
+                        partitions: vec![EpochEndOffset {
+                            error_code: error.code(),
+                            partition: 0,
+                            leader_epoch: answered_epoch,
+                            end_offset,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                c.on_offset_for_leader_epoch(now, inflight, Some(&resp));
+                let taken = c.take(None);
+                let losses: Vec<&FetchError> = taken.iter().filter_map(|f| f.error.as_ref()).collect();
+                let cur = cursors_mut(&mut c.cursors, "t", 0).expect("cursor");
+                prop_assert!(cur.offset <= offset, "moved forward: {} -> {}", offset, cur.offset);
+                match error {
+                    ErrorCode::None if end_offset < 0 || answered_epoch < 0 => {
+                        // Unknown to the leader: the reset policy (earliest).
+                        prop_assert_eq!(cur.state, CursorState::NeedsOffset(StartOffset::Earliest));
+                        prop_assert!(losses.is_empty());
+                    }
+                    ErrorCode::None => {
+                        prop_assert!(!cur.awaiting_validation);
+                        prop_assert_eq!(cur.offset, offset.min(end_offset));
+                        if end_offset < offset {
+                            let want = FetchError::DataLoss { fetch_offset: offset, end_offset };
+                            prop_assert_eq!(losses, vec![&want]);
+                        } else {
+                            prop_assert!(losses.is_empty());
+                        }
+                    }
+                    e if e.is_retriable() => {
+                        // Asked again after the backoff, never fetched first.
+                        prop_assert!(cur.awaiting_validation);
+                        prop_assert_eq!(cur.offset, offset);
+                        prop_assert!(cur.retry_at.is_some());
+                        prop_assert!(losses.is_empty());
+                    }
+                    _ => {
+                        // The broker will not say: fetch on; the fetch
+                        // reports what is wrong.
+                        prop_assert!(!cur.awaiting_validation);
+                        prop_assert_eq!(cur.offset, offset);
+                        prop_assert!(losses.is_empty());
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Produce benchmark: sansa and librdkafka side by side against the same
-//! broker, each round of each client in its own child process so CPU time
-//! and peak memory are that client's alone.
+//! Produce and consume benchmarks: sansa and librdkafka side by side
+//! against the same broker, each round of each client in its own child
+//! process so CPU time and peak memory are that client's alone. This page
+//! documents `produce`; `consume` is documented in `bench/consume.rs`.
 //!
 //! ```text
 //! cargo run --release -p sansa-tests --bin sansa-bench -- produce \
@@ -43,6 +44,9 @@
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
+#[path = "bench/consume.rs"]
+mod consume;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
@@ -64,6 +68,8 @@ use sansa_tests::peers::{KafkaPeer, MockCluster, Tansu};
 const USAGE: &str = "usage: sansa-bench produce --broker mock|tansu --records N --size S \
 --compression none|gzip|snappy|lz4|zstd [--rounds R] [--partitions P] \
 [--sansa-mode window|buffered] [--runtime multi|current]
+       sansa-bench consume --broker mock|tansu --records N --size S \
+--compression C [--rounds R] [--partitions P]
        sansa-bench serve (same options): start the broker and topic, print the address, wait for stdin to close";
 
 const TOPIC: &str = "bench";
@@ -85,7 +91,14 @@ fn run() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("produce") => parent(&Options::parse(&args[1..])?),
+        Some("consume") => {
+            let mut o = Options::parse(&args[1..])?;
+            let asked = args.iter().any(|a| a == "--partitions");
+            o.partitions = consume::partitions(&o, asked);
+            consume::parent(&o)
+        }
         Some("child") => child(&args[1..]),
+        Some("child-consume") => consume::child(&args[1..]),
         Some("serve") => serve(&Options::parse(&args[1..])?),
         _ => Err(USAGE.into()),
     }
@@ -355,7 +368,7 @@ fn run_child(
     bootstrap: &str,
     o: &Options,
 ) -> Result<Run, Error> {
-    let mut child = Command::new(exe)
+    let child = Command::new(exe)
         .args([
             "child",
             &client.to_string(),
@@ -371,6 +384,15 @@ fn run_child(
         .stderr(Stdio::inherit())
         .spawn()?;
     let limit = Duration::from_secs(10) + Duration::from_micros(100) * o.records as u32;
+    read_report(child, client, limit)
+}
+
+/// Waits for a child (killing it past `limit`) and reads its RESULT line.
+fn read_report(
+    mut child: std::process::Child,
+    client: ClientKind,
+    limit: Duration,
+) -> Result<Run, Error> {
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
