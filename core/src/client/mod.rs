@@ -536,9 +536,12 @@ impl Client {
             (Pending::InitProducerId, ResponseBody::InitProducerId(resp)) => {
                 self.producer.on_producer_id(now, Some(&resp));
             }
+            // A producer told its leader moved asks at once too (within
+            // the retry backoff): the partition's records wait on the
+            // answer, and `metadata_min_age` would stall them for seconds.
             (Pending::Produce(inflight), ResponseBody::Produce(resp)) => {
                 if self.producer.on_response(now, inflight, &resp) {
-                    self.refresh.trigger();
+                    self.refresh.trigger_urgent();
                 }
             }
             // A consumer that sees a stale leader asks for metadata at

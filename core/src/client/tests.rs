@@ -1053,6 +1053,27 @@ fn retriable_errors_are_retried_and_leader_moves_followed() {
 }
 
 #[test]
+fn a_produce_told_its_leader_moved_follows_it_without_waiting_metadata_min_age() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder().linger(Duration::ZERO));
+    h.produce(keyed(0));
+    h.run(|h| h.delivered().len() == 1);
+    // The leader moves; the next produce goes to broker 1 and is told
+    // NOT_LEADER_OR_FOLLOWER.
+    let moved_at = h.now;
+    h.cluster.move_leader("t", 0, 2);
+    h.produce(keyed(1));
+    h.run(|h| h.delivered().len() == 2);
+    // One urgent refresh, bounded by the retry backoff (250 ms), not
+    // `metadata_min_age` (5 s) after the last one.
+    let stall = h.now.saturating_duration_since(moved_at);
+    assert!(stall <= Duration::from_millis(600), "stalled {stall:?}");
+    assert!(h.failed().is_empty(), "{:?}", h.failed());
+    assert_exactly_once_in_order(&h, 2, 1);
+}
+
+#[test]
 fn a_connection_lost_after_the_write_is_retried_without_duplicates() {
     let mut cluster = Cluster::new(1);
     cluster.create_topic("t", 1);
