@@ -597,6 +597,7 @@ impl Member {
                 let owned = std::mem::take(&mut self.owned);
                 if !owned.is_empty() {
                     self.drop_partitions(&owned);
+                    self.outputs.push_back(GroupOutput::Revoke(owned.clone()));
                     self.emit(GroupEvent::PartitionsRevoked(owned));
                 }
                 self.start_leave_request();
@@ -1089,7 +1090,8 @@ impl Member {
             );
             let owned = std::mem::take(&mut self.owned);
             self.drop_partitions(&owned);
-            self.emit(GroupEvent::PartitionsRevoked(owned));
+            self.outputs.push_back(GroupOutput::Revoke(owned.clone()));
+            self.emit_blocking(GroupEvent::PartitionsRevoked(owned));
         }
         self.cooperative = cooperative;
         self.failures = 0;
