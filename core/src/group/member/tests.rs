@@ -941,3 +941,301 @@ fn an_acknowledged_revoke_waits_for_allow_rebalance() {
     assert_eq!(count(s.m.owned()), 1);
     assert!(matches!(s.expect().0, GroupRequest::JoinGroup(_)));
 }
+
+mod properties {
+    //! Random coordinator answers, in random order, against the member's
+    //! promises: one assignment at a time, commits only of owned
+    //! partitions in a live generation, committed offsets never backwards.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Build every request that is due.
+        Send,
+        /// Answer the i-th outstanding request; `choice` picks the answer.
+        Answer(usize, u8, u8),
+        /// The i-th outstanding request is lost.
+        Lose(usize),
+        /// The application polled up to these offsets (partition, offset).
+        Poll(Vec<(i32, i64)>),
+        /// Virtual time passes.
+        Wait(u64),
+        /// A manual commit of everything polled.
+        Commit,
+        /// A manual commit of these positions.
+        CommitAt(Vec<(i32, i64)>),
+        /// The application acknowledges a rebalance step.
+        Allow,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => Just(Step::Send),
+            6 => (any::<usize>(), any::<u8>(), any::<u8>()).prop_map(|(i, c, d)| Step::Answer(i, c, d)),
+            1 => any::<usize>().prop_map(Step::Lose),
+            2 => proptest::collection::vec((0..4i32, 0..1000i64), 0..4).prop_map(Step::Poll),
+            2 => (0..10_000u64).prop_map(Step::Wait),
+            1 => Just(Step::Commit),
+            1 => proptest::collection::vec((0..4i32, 0..1000i64), 1..4).prop_map(Step::CommitAt),
+            1 => Just(Step::Allow),
+        ]
+    }
+
+    const ERRORS: [ErrorCode; 8] = [
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::UnstableOffsetCommit,
+        ErrorCode::GroupAuthorizationFailed,
+        ErrorCode::FencedInstanceId,
+    ];
+
+    /// Mostly success; sometimes one of the errors (fencing rarest).
+    fn error(choice: u8) -> ErrorCode {
+        if choice < 200 {
+            ErrorCode::None
+        } else {
+            let i = usize::from(choice - 200) % ERRORS.len();
+            if ERRORS[i] == ErrorCode::FencedInstanceId && choice < 250 {
+                ErrorCode::RebalanceInProgress
+            } else {
+                ERRORS[i]
+            }
+        }
+    }
+
+    struct World {
+        s: Script,
+        outstanding: Vec<(GroupRequest, GroupInFlight)>,
+        /// What the coordinator holds committed.
+        committed: BTreeMap<(String, i32), i64>,
+        /// What the consumer is consuming (Assign minus Revoke).
+        active: BTreeSet<(String, i32)>,
+        /// Commits the coordinator accepted, to check the runs reach them.
+        commits_ok: usize,
+    }
+
+    impl World {
+        fn observe(&mut self) {
+            for o in self.s.take() {
+                match o {
+                    GroupOutput::Assign(a) => {
+                        for (t, ps) in a {
+                            for p in ps.keys() {
+                                assert!(
+                                    self.active.insert((t.clone(), *p)),
+                                    "{t}-{p} assigned twice without a revoke"
+                                );
+                            }
+                        }
+                    }
+                    GroupOutput::Revoke(r) => {
+                        for (t, ps) in r {
+                            for p in ps {
+                                self.active.remove(&(t.clone(), p));
+                            }
+                        }
+                    }
+                    GroupOutput::Event(_) => {}
+                }
+            }
+            for (t, p) in &self.active {
+                assert!(
+                    owns(self.s.m.owned(), t, *p),
+                    "{t}-{p} consumed but not owned"
+                );
+            }
+        }
+
+        fn answer(&mut self, req: GroupRequest, f: GroupInFlight, c: u8, d: u8) {
+            let e = error(c);
+            let resp = match req {
+                GroupRequest::FindCoordinator(_) => {
+                    if e.is_ok() {
+                        found(1 + i32::from(d % 3))
+                    } else {
+                        GroupResponse::FindCoordinator(FindCoordinatorResponse {
+                            coordinators: vec![WireCoordinator {
+                                key: "g".into(),
+                                error_code: ErrorCode::CoordinatorNotAvailable.code(),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        })
+                    }
+                }
+                GroupRequest::JoinGroup(j) => {
+                    if !e.is_ok() {
+                        join_error(e, "m")
+                    } else {
+                        let offered = &j.protocols[usize::from(d) % j.protocols.len()];
+                        let leader = d % 2 == 0;
+                        GroupResponse::JoinGroup(JoinGroupResponse {
+                            generation_id: i32::from(c) + 1000 * i32::from(d),
+                            protocol_name: Some(offered.name.clone()),
+                            leader: if leader { "m".into() } else { "other".into() },
+                            member_id: "m".into(),
+                            members: if leader {
+                                vec![JoinGroupResponseMember {
+                                    member_id: "m".into(),
+                                    metadata: offered.metadata.clone(),
+                                    ..Default::default()
+                                }]
+                            } else {
+                                Vec::new()
+                            },
+                            ..Default::default()
+                        })
+                    }
+                }
+                GroupRequest::SyncGroup(_) => {
+                    if e.is_ok() {
+                        let parts: Vec<i32> = (0..4).filter(|p| d & (1 << p) != 0).collect();
+                        synced(&[("t", &parts)])
+                    } else {
+                        sync_error(e)
+                    }
+                }
+                GroupRequest::Heartbeat(_) => heartbeat(e),
+                GroupRequest::LeaveGroup(_) => {
+                    GroupResponse::LeaveGroup(LeaveGroupResponse::default())
+                }
+                GroupRequest::OffsetFetch(r) => {
+                    let topics = r
+                        .topics
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| OffsetFetchResponseTopic {
+                            partitions: t
+                                .partition_indexes
+                                .iter()
+                                .map(|&p| OffsetFetchResponsePartition {
+                                    partition_index: p,
+                                    committed_offset: self
+                                        .committed
+                                        .get(&(t.name.clone(), p))
+                                        .copied()
+                                        .unwrap_or(-1),
+                                    error_code: if e == ErrorCode::UnstableOffsetCommit {
+                                        e.code()
+                                    } else {
+                                        0
+                                    },
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            name: t.name,
+                            ..Default::default()
+                        })
+                        .collect();
+                    GroupResponse::OffsetFetch(OffsetFetchResponse {
+                        topics,
+                        ..Default::default()
+                    })
+                }
+                GroupRequest::OffsetCommit(r) => {
+                    if e.is_ok() {
+                        self.commits_ok += 1;
+                        for (t, p, o) in committed_in(&r) {
+                            let before = self.committed.insert((t.clone(), p), o);
+                            assert!(
+                                before.is_none_or(|b| b <= o),
+                                "{t}-{p} committed backwards: {before:?} then {o}"
+                            );
+                        }
+                    }
+                    commit_answer(&r, e)
+                }
+            };
+            self.s.answer(f, resp);
+        }
+
+        fn send(&mut self) {
+            if let Some(topics) = self.s.m.layout_wanted() {
+                let layout = topics
+                    .into_iter()
+                    .fold(TopicLayout::new(), |l, t| l.with_topic(t, 4));
+                self.s.m.provide_layout(self.s.now, &layout);
+                self.s.collect();
+            }
+            while let Some((req, f)) = self.s.next() {
+                if let GroupRequest::OffsetCommit(r) = &req {
+                    assert!(!self.s.m.is_rebalancing(), "a commit between join and sync");
+                    assert!(self.s.m.generation() >= 0);
+                    assert_eq!(r.generation_id_or_member_epoch, self.s.m.generation());
+                    for (t, p, _) in committed_in(r) {
+                        assert!(
+                            owns(self.s.m.owned(), &t, p),
+                            "commit of {t}-{p}, not owned in generation {}",
+                            self.s.m.generation()
+                        );
+                    }
+                }
+                self.outstanding.push((req, f));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn one_assignment_at_a_time_commits_only_owned_partitions_never_backwards(
+            steps in proptest::collection::vec(step(), 1..300),
+            eager_too in any::<bool>(),
+            ack in any::<bool>(),
+        ) {
+            let mut c = config();
+            if eager_too {
+                c.balancers.push(Arc::new(RangeBalancer));
+            }
+            c.require_rebalance_ack = ack;
+            let mut w = World {
+                s: Script::new(c),
+                outstanding: Vec::new(),
+                committed: BTreeMap::new(),
+                active: BTreeSet::new(),
+                commits_ok: 0,
+            };
+            for step in steps {
+                match step {
+                    Step::Send => w.send(),
+                    Step::Answer(i, c, d) if !w.outstanding.is_empty() => {
+                        let (req, f) = w.outstanding.remove(i % w.outstanding.len());
+                        w.answer(req, f, c, d);
+                    }
+                    Step::Lose(i) if !w.outstanding.is_empty() => {
+                        let (_, f) = w.outstanding.remove(i % w.outstanding.len());
+                        w.s.lose(f);
+                    }
+                    Step::Answer(..) | Step::Lose(_) => {}
+                    Step::Poll(polled) => {
+                        let polled: Vec<(i32, EpochOffset)> =
+                            polled.into_iter().map(|(p, o)| (p, at(o))).collect();
+                        w.s.m.on_polled(polled.iter().map(|(p, a)| ("t", *p, *a)));
+                    }
+                    Step::Wait(ms) => w.s.wait(Duration::from_millis(ms)),
+                    Step::Commit => {
+                        w.s.m.commit_uncommitted();
+                    }
+                    Step::CommitAt(at_offsets) => {
+                        let offsets = at_offsets
+                            .into_iter()
+                            .map(|(p, o)| (("t".to_string(), p), at(o)))
+                            .collect();
+                        w.s.m.commit_offsets(offsets, false);
+                    }
+                    Step::Allow => w.s.m.allow_rebalance(w.s.now),
+                }
+                w.observe();
+            }
+            if std::env::var_os("SANSA_GROUP_PROP_STATS").is_some() {
+                eprintln!("commits accepted: {}", w.commits_ok);
+            }
+        }
+    }
+}
