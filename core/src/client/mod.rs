@@ -17,6 +17,7 @@
 //! decides what may be retried or failed.
 
 pub mod config;
+mod group;
 pub mod io;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use crate::conn::{ConnError, Connection, RequestToken, Response};
 use crate::consumer::{
     Consumer, ConsumerInFlight, FetchedPartition, StartOffset, MAX_FETCH_VERSION,
 };
+use crate::group::member::{GroupInFlight, GroupResponse, Member};
 use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record, WhenFull};
 use crate::protocol::{ApiKey, ResponseBody};
 use crate::rng::SeededRng;
@@ -48,6 +50,8 @@ enum Pending {
     Produce(ProduceInFlight),
     ListOffsets(ConsumerInFlight),
     Fetch(ConsumerInFlight),
+    /// A consumer-group request (`group.rs`).
+    Group(GroupInFlight),
 }
 
 #[derive(Debug)]
@@ -107,6 +111,16 @@ pub struct Client {
     next_token: u64,
     outputs: VecDeque<Output>,
     closed: bool,
+    /// The consumer-group member, when a group is configured (`group.rs`).
+    group: Option<Member>,
+    /// Metadata answers so far, so a group leader knows when the layout
+    /// it asked for has been refreshed.
+    metadata_answers: u64,
+    /// The `metadata_answers` count when the group leader asked for a
+    /// topic layout.
+    layout_asked_at: Option<u64>,
+    /// `close` waits for the member to leave its group.
+    close_after_leave: bool,
 }
 
 impl Client {
@@ -114,7 +128,19 @@ impl Client {
     /// `poll_output` asks for a connection when there is work.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
+        let group = config.group.clone().map(|g| {
+            Member::new(
+                g,
+                config.consumer.start_offset,
+                config.retry_backoff,
+                config.seed ^ 0x6772_6f75_70,
+            )
+        });
         Ok(Client {
+            group,
+            metadata_answers: 0,
+            layout_asked_at: None,
+            close_after_leave: false,
             rng: SeededRng::new(config.seed),
             refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age),
             producer: Producer::new(&config),
@@ -243,6 +269,12 @@ impl Client {
         S: Into<String>,
     {
         self.tick(now);
+        if let Some(g) = &mut self.group {
+            // A group member consumes what the group assigns.
+            g.subscribe(now, topics.into_iter().map(Into::into));
+            self.refresh.trigger();
+            return;
+        }
         self.consumer
             .consume_topics(topics.into_iter().map(Into::into));
         self.refresh.trigger();
@@ -297,6 +329,7 @@ impl Client {
         self.tick(now);
         let out = self.consumer.take(max_records);
         self.fetches_signalled = self.consumer.has_buffered();
+        self.note_polled(&out);
         out
     }
 
@@ -315,6 +348,9 @@ impl Client {
     /// to deliver what is buffered.
     pub fn close(&mut self, now: Timestamp) {
         self.tick(now);
+        if self.leave_before_close(now) {
+            return;
+        }
         self.closed = true;
         self.producer.fail_all(ProduceError::Closed);
         let ids: Vec<ConnId> = self.slots.keys().copied().collect();
@@ -402,6 +438,9 @@ impl Client {
             }
         }
         self.producer.handle_timeout(now);
+        if let Some(g) = &mut self.group {
+            g.handle_timeout(now);
+        }
     }
 
     fn conn_failed(&mut self, now: Timestamp, id: ConnId, e: &ConnError) {
@@ -450,6 +489,11 @@ impl Client {
                 Some(Pending::Fetch(inflight)) => {
                     stale |= self.consumer.on_fetch(now, inflight, None);
                 }
+                Some(Pending::Group(inflight)) => {
+                    if let Some(g) = &mut self.group {
+                        g.on_response(now, inflight, None);
+                    }
+                }
                 None => {}
             }
         }
@@ -487,6 +531,7 @@ impl Client {
                 }
                 self.metadata_failures = 0;
                 self.metadata_retry_at = None;
+                self.metadata_answers += 1;
                 let changes = if all {
                     self.metadata.apply_all(now, &resp)
                 } else {
@@ -516,6 +561,11 @@ impl Client {
             (Pending::Fetch(inflight), ResponseBody::Fetch(resp)) => {
                 if self.consumer.on_fetch(now, inflight, Some(&resp)) {
                     self.refresh.trigger();
+                }
+            }
+            (Pending::Group(inflight), body) => {
+                if let Some(g) = &mut self.group {
+                    g.on_response(now, inflight, GroupResponse::from_body(body));
                 }
             }
             (p, body) => {
@@ -576,7 +626,12 @@ impl Client {
         if let Some(c) = self.consumer.poll_timeout(now) {
             min(c);
         }
-        if (self.producer.topics().next().is_some() || self.consumer.is_active())
+        if let Some(g) = self.group.as_ref().and_then(|g| g.poll_timeout(now)) {
+            min(g);
+        }
+        if (self.producer.topics().next().is_some()
+            || self.consumer.is_active()
+            || self.group_wants_metadata())
             && !self.metadata_in_flight
         {
             let due = self.refresh.due_at();
@@ -610,6 +665,7 @@ impl Client {
             self.drive_producer_id(now);
             self.drive_produce(now);
             self.drive_consume(now);
+            self.drive_group(now);
         }
         for (&id, slot) in &mut self.slots {
             while let Some(data) = slot.conn.poll_transmit() {
@@ -633,6 +689,7 @@ impl Client {
             .topics()
             .chain(self.consumer.topics())
             .cloned()
+            .chain(self.group_topics())
             .collect();
         topics.sort();
         topics.dedup();
@@ -640,7 +697,9 @@ impl Client {
     }
 
     fn drive_metadata(&mut self, now: Timestamp) {
-        let wanted = self.producer.topics().next().is_some() || self.consumer.is_active();
+        let wanted = self.producer.topics().next().is_some()
+            || self.consumer.is_active()
+            || self.group_wants_metadata();
         if !wanted || self.metadata_in_flight || !self.refresh.is_due(now) {
             return;
         }
