@@ -240,21 +240,30 @@ impl Client {
         }
     }
 
-    /// The connection to the coordinator: by node when the metadata knows
-    /// it, else to the address FindCoordinator gave.
+    /// The group's own connection to the coordinator, opened if needed.
+    ///
+    /// Not the coordinator's shared connection: a broker answers each
+    /// connection's requests in order, so a JoinGroup (held up to the
+    /// rebalance timeout) would stall fetches behind it, and a fetch held
+    /// for its max wait would delay heartbeats. franz-go keeps a separate
+    /// group connection for the same reason.
     fn conn_to_coordinator(&mut self, now: Timestamp, c: &Coordinator) -> Option<ConnId> {
-        if let Some(&id) = self.by_node.get(&c.node) {
-            return Some(id);
+        if let Some(id) = self.group_conn {
+            if self.slots.get(&id).is_some_and(|s| s.node == Some(c.node)) {
+                return Some(id);
+            }
+            // The coordinator moved: the old connection idles out.
+            self.group_conn = None;
         }
-        if self.metadata.broker(c.node).is_some() {
-            return self.conn_to(now, c.node);
-        }
-        let addr = c.address();
+        let addr = self
+            .metadata
+            .broker(c.node)
+            .map_or_else(|| c.address(), |b| b.address());
         if self.backoff.get(&addr).is_some_and(|b| b.until > now) {
             return None;
         }
         let id = self.open(now, addr, Some(c.node));
-        self.by_node.insert(c.node, id);
+        self.group_conn = Some(id);
         Some(id)
     }
 }

@@ -121,6 +121,8 @@ pub struct Client {
     layout_asked_at: Option<u64>,
     /// `close` waits for the member to leave its group.
     close_after_leave: bool,
+    /// The group's own connection to its coordinator (`group.rs`).
+    group_conn: Option<ConnId>,
 }
 
 impl Client {
@@ -141,6 +143,7 @@ impl Client {
             metadata_answers: 0,
             layout_asked_at: None,
             close_after_leave: false,
+            group_conn: None,
             rng: SeededRng::new(config.seed),
             refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age),
             producer: Producer::new(&config),
@@ -460,6 +463,9 @@ impl Client {
         }
         if self.seed_conn == Some(id) {
             self.seed_conn = None;
+        }
+        if self.group_conn == Some(id) {
+            self.group_conn = None;
         }
         let failed_early = !slot.conn.is_ready();
         if failed_early && !self.closed {
@@ -911,7 +917,9 @@ impl Client {
         if let Some((&id, _)) = self
             .slots
             .iter()
-            .filter(|(_, s)| s.conn.is_ready())
+            // Not the group's connection: a JoinGroup may hold it for the
+            // whole rebalance timeout.
+            .filter(|(id, s)| s.conn.is_ready() && self.group_conn != Some(**id))
             .min_by_key(|(_, s)| s.conn.in_flight())
         {
             return Some(id);

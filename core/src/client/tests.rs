@@ -31,6 +31,8 @@ use crate::protocol::messages::{
 use crate::protocol::{ApiKey, Codec, ErrorCode, RequestBody, ResponseHeader};
 use crate::record::Batches;
 
+mod group;
+
 /// What the fake broker does with the next produce request for a
 /// partition.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,6 +99,8 @@ struct Cluster {
     list_errors: VecDeque<ErrorCode>,
     /// ListOffsets requests received.
     lists: usize,
+    /// The consumer-group coordinator (`tests/group.rs`).
+    group: group::Coordinator,
 }
 
 fn port(node: i32) -> i32 {
@@ -124,6 +128,7 @@ impl Cluster {
             fetch_max_bytes: Vec::new(),
             list_errors: VecDeque::new(),
             lists: 0,
+            group: group::Coordinator::default(),
         }
     }
 
@@ -550,6 +555,9 @@ impl Cluster {
                         self.parked.push(answer);
                     }
                 }
+            }
+            other if group::is_group_api(other.api_key()) => {
+                self.on_group_request(conn, corr, v, other)
             }
             other => panic!("unexpected request {:?}", other.api_key()),
         }
