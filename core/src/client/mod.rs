@@ -135,7 +135,7 @@ impl Client {
                 g,
                 config.consumer.start_offset,
                 config.retry_backoff,
-                config.seed ^ 0x6772_6f75_70,
+                config.seed ^ 0x0067_726f_7570,
             )
         });
         Ok(Client {

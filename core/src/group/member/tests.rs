@@ -1073,7 +1073,7 @@ mod properties {
                         join_error(e, "m")
                     } else {
                         let offered = &j.protocols[usize::from(d) % j.protocols.len()];
-                        let leader = d % 2 == 0;
+                        let leader = d.is_multiple_of(2);
                         GroupResponse::JoinGroup(JoinGroupResponse {
                             generation_id: i32::from(c) + 1000 * i32::from(d),
                             protocol_name: Some(offered.name.clone()),
