@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::{Client, ConnId, Event, Output, Pending};
-use crate::conn::RequestToken;
+use crate::conn::{Connection, RequestToken};
 use crate::consumer::FetchedPartition;
 use crate::group::balancer::TopicLayout;
 use crate::group::member::{Coordinator, GroupOutput, GroupRequest, Target};
@@ -263,6 +263,17 @@ impl Client {
             return None;
         }
         let id = self.open(now, addr, Some(c.node));
+        // The broker holds a JoinGroup until every member rejoined, up to
+        // the rebalance timeout: the request timeout on this connection
+        // covers that on top of the usual one, as franz-go's does. A
+        // heartbeat stuck on it is caught by the session watchdog.
+        if let (Some(slot), Some(g)) = (self.slots.get_mut(&id), &self.group) {
+            let mut conn = self.config.conn.clone();
+            conn.request_timeout = conn
+                .request_timeout
+                .saturating_add(g.config().rebalance_timeout);
+            slot.conn = Connection::new(conn);
+        }
         self.group_conn = Some(id);
         Some(id)
     }

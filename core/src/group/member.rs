@@ -578,6 +578,9 @@ impl Member {
     /// LeaveGroup unless the member is static (KIP-345: a static member's
     /// assignment waits for it to come back within the session timeout).
     pub fn leave(&mut self, now: Timestamp) {
+        // Closing is the application's last word: it waits for no
+        // acknowledgement of its own.
+        self.blocked = false;
         match self.phase {
             Phase::Idle | Phase::Done => {
                 self.phase = Phase::Done;
@@ -1600,7 +1603,11 @@ impl Member {
                     continue;
                 }
                 let ev = GroupEvent::PartitionsRevoked(r.partitions.clone());
-                self.emit_blocking(ev);
+                if r.then == AfterRevoke::Leave {
+                    self.emit(ev);
+                } else {
+                    self.emit_blocking(ev);
+                }
                 continue;
             }
             if self.blocked {

@@ -10,7 +10,7 @@ use super::*;
 use crate::group::balancer::{
     Balancer, CooperativeStickyBalancer, JoinSubscription, PartitionsByTopic,
 };
-use crate::group::{CommitReason, GroupConfig};
+use crate::group::{CommitReason, GroupConfig, Member};
 use crate::protocol::messages::find_coordinator_response::Coordinator as WireCoordinator;
 use crate::protocol::messages::join_group_response::JoinGroupResponseMember;
 use crate::protocol::messages::offset_commit_response::{
@@ -460,6 +460,33 @@ fn commits_during_a_rebalance_wait_for_the_new_generation() {
             Some(&log_len(&h, p))
         );
     }
+}
+
+#[test]
+fn a_join_held_past_the_request_timeout_keeps_its_connection() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    stable_member(&mut h);
+    h.cluster.group.hold_joins = true;
+    h.cluster.group.rebalance = true;
+    h.run(|h| !h.cluster.group.held.is_empty());
+    let joins = h.cluster.group.joins.len();
+    // The coordinator waits for other members for 40 s, past the 30 s
+    // request timeout but within the 60 s rebalance timeout.
+    h.run_for(Duration::from_secs(40));
+    assert_eq!(
+        h.cluster.group.joins.len(),
+        joins,
+        "the join was not given up"
+    );
+    h.cluster.group.hold_joins = false;
+    let held: Vec<Input> = h.cluster.group.held.drain(..).collect();
+    h.cluster.inbox.extend(held);
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.client.group_member().map(Member::generation), Some(2));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::PartitionsLost(_) | Event::PartitionsRevoked(_))));
 }
 
 fn close_and_count_leaves(instance_id: Option<&str>) -> (usize, Harness) {
