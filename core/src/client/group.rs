@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::{Client, ConnId, Event, Output, Pending};
 use crate::conn::{Connection, RequestToken};
-use crate::consumer::FetchedPartition;
+use crate::consumer::{ConsumedRecord, FetchedPartition};
 use crate::group::balancer::TopicLayout;
 use crate::group::member::{Coordinator, GroupOutput, GroupRequest, Target};
 use crate::group::{CommitId, EpochOffset, GroupEvent, Member, TopicPartition};
@@ -49,6 +49,32 @@ impl Client {
         self.group
             .as_mut()
             .map(|g| g.commit_offsets(offsets, allow_backwards))
+    }
+
+    /// Commits past these records: per partition, the offset after the
+    /// highest record given (franz-go's `CommitRecords`). Forward only.
+    /// `None` without a consumer group.
+    pub fn commit_records(
+        &mut self,
+        now: Timestamp,
+        records: &[ConsumedRecord],
+    ) -> Option<CommitId> {
+        let mut offsets: BTreeMap<TopicPartition, EpochOffset> = BTreeMap::new();
+        for r in records {
+            let at = EpochOffset {
+                offset: r.offset.saturating_add(1),
+                leader_epoch: r.leader_epoch,
+            };
+            offsets
+                .entry((r.topic.to_string(), r.partition))
+                .and_modify(|e| {
+                    if e.offset < at.offset {
+                        *e = at;
+                    }
+                })
+                .or_insert(at);
+        }
+        self.commit_offsets(now, offsets, false)
     }
 
     /// Lets a rebalance step held for the application go on (with

@@ -401,6 +401,8 @@ struct Revoking {
 struct LeaderJoin {
     protocol: String,
     members: Vec<JoinGroupResponseMember>,
+    /// Every member's subscribed topics (those that decode), decoded once.
+    topics: BTreeSet<String>,
 }
 
 /// The classic-protocol group member. See the module doc.
@@ -1110,9 +1112,16 @@ impl Member {
             "joined the group"
         );
         if leader && !r.skip_assignment {
+            let mut topics: BTreeSet<String> = self.topics.iter().cloned().collect();
+            for m in &r.members {
+                if let Ok(sub) = protocol::decode_subscription(m.metadata.clone()) {
+                    topics.extend(sub.topics);
+                }
+            }
             self.leader_join = Some(LeaderJoin {
                 protocol,
                 members: r.members,
+                topics,
             });
             self.phase = Phase::AwaitingLayout;
         } else {
@@ -1121,6 +1130,7 @@ impl Member {
             self.leader_join = Some(LeaderJoin {
                 protocol,
                 members: Vec::new(),
+                topics: BTreeSet::new(),
             });
             self.sync_assignments.clear();
             self.phase = Phase::Syncing;
@@ -1141,14 +1151,7 @@ impl Member {
         if self.phase != Phase::AwaitingLayout {
             return None;
         }
-        let join = self.leader_join.as_ref()?;
-        let mut topics: BTreeSet<String> = self.topics.iter().cloned().collect();
-        for m in &join.members {
-            if let Ok(sub) = protocol::decode_subscription(m.metadata.clone()) {
-                topics.extend(sub.topics);
-            }
-        }
-        Some(topics)
+        self.leader_join.as_ref().map(|j| j.topics.clone())
     }
 
     /// Gives the leader the partition layout of [`Member::layout_wanted`]'s
@@ -1193,6 +1196,7 @@ impl Member {
                 self.leader_join = Some(LeaderJoin {
                     protocol: join.protocol,
                     members: Vec::new(),
+                    topics: BTreeSet::new(),
                 });
                 self.phase = Phase::Syncing;
             }
@@ -1219,7 +1223,13 @@ impl Member {
             PartitionsByTopic::new()
         } else {
             match protocol::decode_assignment(r.assignment) {
-                Ok(a) => a.partitions,
+                // A partition number below zero names no partition.
+                Ok(a) => a
+                    .partitions
+                    .into_iter()
+                    .map(|(t, ps)| (t, ps.into_iter().filter(|&p| p >= 0).collect::<Vec<_>>()))
+                    .filter(|(_, ps)| !ps.is_empty())
+                    .collect(),
                 Err(e) => {
                     self.emit(GroupEvent::Error(GroupError::InvalidAssignment(e)));
                     self.rejoin_later(now);

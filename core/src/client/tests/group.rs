@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use super::*;
+use crate::consumer::ConsumedRecord;
 use crate::group::balancer::{
     Balancer, CooperativeStickyBalancer, JoinSubscription, PartitionsByTopic,
 };
@@ -460,6 +461,39 @@ fn commits_during_a_rebalance_wait_for_the_new_generation() {
             Some(&log_len(&h, p))
         );
     }
+}
+
+#[test]
+fn commit_records_commits_past_the_highest_record_of_each_partition() {
+    let mut config = GroupConfig::new("g");
+    config.auto_commit = None;
+    let mut h = group_harness(40, config);
+    stable_member(&mut h);
+    h.run(|h| h.client.consumer.has_buffered());
+    let records: Vec<ConsumedRecord> = consumed(&mut h)
+        .into_iter()
+        .flat_map(|f| f.records)
+        .collect();
+    let last = records.last().expect("records").clone();
+    let id = h.client.commit_records(h.now, &records).expect("a group");
+    h.run(|h| {
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::CommitFinished(c) if c.id == id))
+    });
+    let highest = records
+        .iter()
+        .filter(|r| r.partition == last.partition)
+        .map(|r| r.offset)
+        .max();
+    assert_eq!(
+        h.cluster
+            .group
+            .committed
+            .get(&("t".to_string(), last.partition))
+            .copied(),
+        highest.map(|o| o + 1)
+    );
 }
 
 #[test]

@@ -888,6 +888,45 @@ fn a_commit_refused_for_a_rebalance_is_reported_and_never_moves_backwards() {
 }
 
 #[test]
+fn a_commit_answered_not_coordinator_is_sent_again_to_the_new_coordinator() {
+    let mut s = Script::new(config());
+    s.stable_with(&[("t", &[0])]);
+    s.m.on_polled([("t", 0, at(10))]);
+    let id = s.m.commit_uncommitted();
+    let first = s.answer_commit(ErrorCode::NotCoordinator);
+    assert!(s.m.coordinator().is_none());
+    assert!(
+        !events(&s.take())
+            .iter()
+            .any(|e| matches!(e, GroupEvent::CommitFinished(_))),
+        "not finished: retried"
+    );
+    s.wait_for_timer();
+    let (req, f) = s.expect();
+    assert!(matches!(req, GroupRequest::FindCoordinator(_)), "{req:?}");
+    s.answer(f, found(2));
+    s.wait_for_timer();
+    let mut again = None;
+    while let Some((req, f)) = s.next() {
+        match req {
+            GroupRequest::OffsetCommit(r) => {
+                s.answer(f, commit_answer(&r, ErrorCode::None));
+                again = Some(r);
+            }
+            GroupRequest::Heartbeat(_) => s.answer(f, heartbeat(ErrorCode::None)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        committed_in(&again.expect("sent again")),
+        committed_in(&first)
+    );
+    assert!(events(&s.take()).iter().any(
+        |e| matches!(e, GroupEvent::CommitFinished(c) if c.id == id && c.committed.len() == 1)
+    ));
+}
+
+#[test]
 fn join_errors_are_reported_and_retried_with_backoff() {
     let mut s = Script::new(config());
     s.find();
@@ -1163,6 +1202,15 @@ mod properties {
                 self.s.collect();
             }
             while let Some((req, f)) = self.s.next() {
+                if let GroupRequest::JoinGroup(_) = &req {
+                    assert!(
+                        !self
+                            .outstanding
+                            .iter()
+                            .any(|(r, _)| matches!(r, GroupRequest::OffsetCommit(_))),
+                        "a JoinGroup while a commit is in flight"
+                    );
+                }
                 if let GroupRequest::OffsetCommit(r) = &req {
                     assert!(!self.s.m.is_rebalancing(), "a commit between join and sync");
                     assert!(self.s.m.generation() >= 0);
