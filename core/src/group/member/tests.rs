@@ -15,6 +15,7 @@ use crate::protocol::messages::offset_commit_response::{
 use crate::protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
+use crate::protocol::messages::{HeartbeatResponse, LeaveGroupResponse};
 
 pub(super) struct Script {
     pub m: Member,
