@@ -45,6 +45,13 @@ pub struct GroupConfig {
     /// that blocks the rebalance, as an event). Default off: each step
     /// completes at once.
     pub require_rebalance_ack: bool,
+    /// After a poll that returned records, hold any rebalance (no
+    /// JoinGroup, no revoke completes) until the application calls
+    /// [`Client::allow_rebalance`](crate::client::Client::allow_rebalance)
+    /// (franz-go's `BlockRebalanceOnPoll`): what it polled cannot move to
+    /// another member while it processes. It must allow within the
+    /// rebalance timeout, or the coordinator expels it. Default off.
+    pub block_rebalance_on_poll: bool,
     /// The member's rack (`client.rack`), for rack-aware balancers.
     pub rack: Option<String>,
 }
@@ -62,6 +69,7 @@ impl GroupConfig {
             auto_commit: Some(Duration::from_secs(5)),
             commit_on_revoke: true,
             require_rebalance_ack: false,
+            block_rebalance_on_poll: false,
             rack: None,
         }
     }
@@ -107,6 +115,7 @@ impl fmt::Debug for GroupConfig {
             .field("auto_commit", &self.auto_commit)
             .field("commit_on_revoke", &self.commit_on_revoke)
             .field("require_rebalance_ack", &self.require_rebalance_ack)
+            .field("block_rebalance_on_poll", &self.block_rebalance_on_poll)
             .field("rack", &self.rack)
             .finish()
     }

@@ -368,7 +368,12 @@ impl Member {
     /// Records what the application polled: for each partition, the
     /// offset after its last record and that record's leader epoch.
     pub fn on_polled<'a>(&mut self, polled: impl IntoIterator<Item = (&'a str, i32, EpochOffset)>) {
-        self.book.on_polled(polled);
+        let mut any = false;
+        self.book
+            .on_polled(polled.into_iter().inspect(|_| any = true));
+        if any && self.config.block_rebalance_on_poll {
+            self.blocked = true;
+        }
     }
 
     /// Commits everything polled and not yet committed.

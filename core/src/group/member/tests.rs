@@ -957,6 +957,35 @@ fn sync_rebalance_in_progress_rejoins() {
 }
 
 #[test]
+fn a_rebalance_waits_for_allow_after_a_poll_when_blocking_on_poll() {
+    let mut c = config();
+    c.block_rebalance_on_poll = true;
+    c.balancers = vec![Arc::new(RangeBalancer)];
+    let mut s = Script::new(c);
+    s.find();
+    let (_, f) = s.expect();
+    s.answer(f, joined("m-1", "leader", 1, "range"));
+    s.sync(&[("t", &[0])]);
+    s.fetch_offsets(&[]);
+    s.m.on_polled([("t", 0, at(4))]);
+    s.take();
+    s.wait(Duration::from_secs(3));
+    let (_, f) = s.expect();
+    s.answer(f, heartbeat(ErrorCode::RebalanceInProgress));
+    // The eager revoke commits what was polled, but does not complete.
+    s.answer_commit(ErrorCode::None);
+    assert!(
+        !matches!(s.next(), Some((GroupRequest::JoinGroup(_), _))),
+        "no rejoin while the poll is being processed"
+    );
+    assert_eq!(count(s.m.owned()), 1);
+    s.m.allow_rebalance(s.now);
+    s.m.handle_timeout(s.now);
+    assert!(s.m.owned().is_empty());
+    assert!(matches!(s.expect().0, GroupRequest::JoinGroup(_)));
+}
+
+#[test]
 fn an_acknowledged_revoke_waits_for_allow_rebalance() {
     let mut c = config();
     c.require_rebalance_ack = true;
@@ -1243,6 +1272,7 @@ mod properties {
                 c.balancers.push(Arc::new(RangeBalancer));
             }
             c.require_rebalance_ack = ack;
+            c.block_rebalance_on_poll = ack;
             let mut w = World {
                 s: Script::new(c),
                 outstanding: Vec::new(),
