@@ -94,6 +94,7 @@ impl Client {
         let Some(g) = &mut self.group else {
             return;
         };
+        g.note_poll(self.now);
         g.on_polled(polled.iter().filter_map(|f| {
             let last = f.records.last()?;
             Some((

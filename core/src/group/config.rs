@@ -52,6 +52,14 @@ pub struct GroupConfig {
     /// another member while it processes. It must allow within the
     /// rebalance timeout, or the coordinator expels it. Default off.
     pub block_rebalance_on_poll: bool,
+    /// Leave the group when the application has not polled for this long
+    /// while it owns partitions (Java's `max.poll.interval.ms`, which
+    /// franz-go lacks and its users ask for, franz-go #708): a stuck
+    /// application gives its partitions up instead of holding them with
+    /// heartbeats. The partitions count as lost (nothing is committed for
+    /// an application that stopped); the member rejoins at its next poll.
+    /// Default none (franz-go); Java's default is 5 min.
+    pub max_poll_interval: Option<Duration>,
     /// The member's rack (`client.rack`), for rack-aware balancers.
     pub rack: Option<String>,
 }
@@ -70,6 +78,7 @@ impl GroupConfig {
             commit_on_revoke: true,
             require_rebalance_ack: false,
             block_rebalance_on_poll: false,
+            max_poll_interval: None,
             rack: None,
         }
     }
@@ -116,6 +125,7 @@ impl fmt::Debug for GroupConfig {
             .field("commit_on_revoke", &self.commit_on_revoke)
             .field("require_rebalance_ack", &self.require_rebalance_ack)
             .field("block_rebalance_on_poll", &self.block_rebalance_on_poll)
+            .field("max_poll_interval", &self.max_poll_interval)
             .field("rack", &self.rack)
             .finish()
     }

@@ -136,6 +136,9 @@ enum Phase {
     Stable,
     /// A LeaveGroup is due or in flight.
     Leaving,
+    /// Out of the group because the application stopped polling; rejoins
+    /// at its next poll.
+    OutUntilPoll,
     /// Out of the group for good (left or fatal).
     Done,
 }
@@ -155,9 +158,11 @@ enum Timer {
     FetchRetry,
     /// Backoff before the next OffsetCommit.
     CommitRetry,
+    /// No poll by then: the member leaves (`max_poll_interval`).
+    PollInterval,
 }
 
-const TIMERS: usize = 6;
+const TIMERS: usize = 7;
 
 #[derive(Debug, Default)]
 struct Timers([Option<Timestamp>; TIMERS]);
@@ -248,6 +253,8 @@ pub struct Member {
     revoking: Option<Revoking>,
     /// The application must call `allow_rebalance` before the next step.
     blocked: bool,
+    /// The member left for exceeding `max_poll_interval`.
+    poll_expired: bool,
     book: OffsetBook,
     commits: VecDeque<QueuedCommit>,
     next_commit: u64,
@@ -284,6 +291,7 @@ impl Member {
             sync_assignments: Vec::new(),
             revoking: None,
             blocked: false,
+            poll_expired: false,
             book: OffsetBook::default(),
             commits: VecDeque::new(),
             next_commit: 0,
@@ -326,6 +334,20 @@ impl Member {
     /// The coordinator, once found.
     pub fn coordinator(&self) -> Option<&Coordinator> {
         self.coordinator.as_ref()
+    }
+
+    /// The application polled (records or not): restarts the
+    /// `max_poll_interval` bound, and rejoins a member that left for
+    /// exceeding it.
+    pub fn note_poll(&mut self, now: Timestamp) {
+        if let Some(max) = self.config.max_poll_interval {
+            self.timers.set(Timer::PollInterval, now + max);
+        }
+        if self.phase == Phase::OutUntilPoll {
+            tracing::info!("polled again: rejoining the group");
+            self.poll_expired = false;
+            self.phase = Phase::Joining;
+        }
     }
 
     /// Whether the member left the group or stopped for good.
@@ -405,7 +427,7 @@ impl Member {
         // acknowledgement of its own.
         self.blocked = false;
         match self.phase {
-            Phase::Idle | Phase::Done => {
+            Phase::Idle | Phase::Done | Phase::OutUntilPoll => {
                 self.phase = Phase::Done;
                 self.fail_queued_commits();
             }
@@ -644,6 +666,23 @@ impl Member {
     /// (Heartbeats and retries are due requests: see
     /// [`Member::next_target`].)
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        if let Some(max) = self.config.max_poll_interval {
+            if self.phase == Phase::Stable && self.timers.fired(Timer::PollInterval, now) {
+                tracing::warn!(?max, "no poll within max_poll_interval; leaving the group");
+                self.timers.stop(Timer::PollInterval);
+                self.lose_all(now);
+                self.revoking = None;
+                self.poll_expired = true;
+                self.phase = if self.config.instance_id.is_some() || self.member_id.is_empty() {
+                    // A static member does not leave (KIP-345); its
+                    // session timeout decides.
+                    Phase::OutUntilPoll
+                } else {
+                    Phase::Leaving
+                };
+                self.emit(GroupEvent::Error(GroupError::PollIntervalExceeded(max)));
+            }
+        }
         let holding = !self.owned.is_empty() && !self.membership_in_flight;
         if holding && self.timers.fired(Timer::Session, now) {
             // franz-go and Java alike: with no heartbeat answered for a
@@ -673,7 +712,7 @@ impl Member {
                 at = Some(at.map_or(t, |a| a.min(t)));
             }
         };
-        if matches!(self.phase, Phase::Idle | Phase::Done) {
+        if matches!(self.phase, Phase::Idle | Phase::Done | Phase::OutUntilPoll) {
             return None;
         }
         min(self.timers.get(Timer::Retry));
@@ -682,6 +721,9 @@ impl Member {
             min(self.timers.get(Timer::Heartbeat));
             min(self.timers.get(Timer::FetchRetry));
             min(self.timers.get(Timer::CommitRetry));
+            if self.config.max_poll_interval.is_some() {
+                min(self.timers.get(Timer::PollInterval));
+            }
         }
         if !self.owned.is_empty() {
             min(self.timers.get(Timer::Session));

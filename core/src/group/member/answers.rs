@@ -33,7 +33,7 @@ impl Member {
                 if !e.is_ok() {
                     tracing::info!(error = %e, "LeaveGroup failed; the session timeout expels the member");
                 }
-                self.phase = Phase::Done;
+                self.after_leave_request();
             }
             (Lane::OffsetFetch { partitions }, Some(GroupResponse::OffsetFetch(r))) => {
                 self.on_offset_fetch(now, partitions, &r)
@@ -68,7 +68,7 @@ impl Member {
                 // A static member never gets here; a dynamic one that
                 // cannot say goodbye is expelled by its session timeout.
                 self.membership_in_flight = false;
-                self.phase = Phase::Done;
+                self.after_leave_request();
             }
             Lane::OffsetFetch { .. } => self.fetch_in_flight = false,
             Lane::Commit(c) => self.on_commit(now, c, None),
@@ -82,6 +82,17 @@ impl Member {
         self.failures += 1;
         let d = self.backoff.delay(self.failures, &mut self.rng);
         self.timers.set(Timer::Retry, now + d);
+    }
+
+    /// Out for good, or until the next poll when the member left for not
+    /// polling (with a new member id then: it left).
+    fn after_leave_request(&mut self) {
+        if self.poll_expired && self.phase == Phase::Leaving {
+            self.member_id.clear();
+            self.phase = Phase::OutUntilPoll;
+        } else {
+            self.phase = Phase::Done;
+        }
     }
 
     pub(super) fn backoff_delay(&mut self) -> Duration {

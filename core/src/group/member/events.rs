@@ -103,6 +103,10 @@ pub enum GroupError {
     /// the wire).
     #[error("cannot encode the assignment: {0}")]
     EncodeAssignment(String),
+    /// The application did not poll within `max_poll_interval`: the member
+    /// left the group, its partitions lost; it rejoins at the next poll.
+    #[error("no poll for {0:?} (max_poll_interval): left the group until the next poll")]
+    PollIntervalExceeded(std::time::Duration),
     /// The assignment from SyncGroup could not be decoded.
     #[error("undecodable assignment: {0}")]
     InvalidAssignment(DecodeError),

@@ -18,7 +18,7 @@ impl Member {
     }
 
     fn next_lane(&self, now: Timestamp) -> Option<(LaneKind, Target)> {
-        if matches!(self.phase, Phase::Idle | Phase::Done) {
+        if matches!(self.phase, Phase::Idle | Phase::Done | Phase::OutUntilPoll) {
             return None;
         }
         let Some(coordinator) = &self.coordinator else {

@@ -986,6 +986,50 @@ fn a_rebalance_waits_for_allow_after_a_poll_when_blocking_on_poll() {
 }
 
 #[test]
+fn an_application_that_stops_polling_leaves_and_rejoins_at_its_next_poll() {
+    let mut c = config();
+    c.max_poll_interval = Some(Duration::from_secs(10));
+    let mut s = Script::new(c);
+    s.stable_with(&[("t", &[0])]);
+    s.m.note_poll(s.now);
+    s.m.on_polled([("t", 0, at(3))]);
+    s.take();
+    let mut left = false;
+    for _ in 0..10 {
+        s.wait(Duration::from_secs(3));
+        while let Some((req, f)) = s.next() {
+            match req {
+                GroupRequest::Heartbeat(_) => s.answer(f, heartbeat(ErrorCode::None)),
+                GroupRequest::LeaveGroup(_) => {
+                    s.answer(f, GroupResponse::LeaveGroup(LeaveGroupResponse::default()));
+                    left = true;
+                }
+                other => panic!("nothing else, and no commit for a stuck application: {other:?}"),
+            }
+        }
+    }
+    assert!(left, "a dynamic member says goodbye");
+    let outs = s.take();
+    let evs = events(&outs);
+    assert!(evs.contains(&&GroupEvent::PartitionsLost(by_topic(&[("t", &[0])]))));
+    assert!(
+        evs.contains(&&GroupEvent::Error(GroupError::PollIntervalExceeded(
+            Duration::from_secs(10)
+        )))
+    );
+    assert!(
+        !s.m.is_done() && s.next().is_none(),
+        "out until the next poll"
+    );
+    s.m.note_poll(s.now);
+    let (req, _) = s.expect();
+    assert!(
+        matches!(req, GroupRequest::JoinGroup(ref j) if j.member_id.is_empty()),
+        "{req:?}"
+    );
+}
+
+#[test]
 fn an_acknowledged_revoke_waits_for_allow_rebalance() {
     let mut c = config();
     c.require_rebalance_ack = true;
