@@ -1317,6 +1317,7 @@ mod properties {
             }
             c.require_rebalance_ack = ack;
             c.block_rebalance_on_poll = ack;
+            c.max_poll_interval = eager_too.then(|| Duration::from_secs(20));
             let mut w = World {
                 s: Script::new(c),
                 outstanding: Vec::new(),
@@ -1339,6 +1340,7 @@ mod properties {
                     Step::Poll(polled) => {
                         let polled: Vec<(i32, EpochOffset)> =
                             polled.into_iter().map(|(p, o)| (p, at(o))).collect();
+                        w.s.m.note_poll(w.s.now);
                         w.s.m.on_polled(polled.iter().map(|(p, a)| ("t", *p, *a)));
                     }
                     Step::Wait(ms) => w.s.wait(Duration::from_millis(ms)),
