@@ -11,6 +11,7 @@ use crate::cluster::Backoff;
 use crate::compression::Compression;
 use crate::conn::ConnConfig;
 use crate::consumer::ConsumerConfig;
+use crate::group::GroupConfig;
 use crate::producer::partitioner::{DefaultPartitioner, PartitionerFactory};
 use std::sync::Arc;
 
@@ -139,6 +140,9 @@ pub struct Config {
     /// Consumer settings (fetch sizes and waits, isolation, start and reset
     /// offsets, buffering bound).
     pub consumer: ConsumerConfig,
+    /// Consumer-group membership: with it, `consume_topics` joins the
+    /// group and consumes what the group assigns. Default none.
+    pub group: Option<GroupConfig>,
     /// Seed of every random choice the client makes (backoff jitter,
     /// sticky partitions). The same seed and inputs give the same outputs.
     pub seed: u64,
@@ -171,6 +175,7 @@ impl Default for Config {
             partitioner: Arc::new(DefaultPartitioner::default()),
             transactional_id: None,
             consumer: ConsumerConfig::default(),
+            group: None,
             seed: 0x5a45_5341,
         }
     }
@@ -238,6 +243,9 @@ impl Config {
             "produce_request_timeout",
             "at most i32::MAX milliseconds",
         )?;
+        if let Some((setting, rule)) = self.group.as_ref().and_then(GroupConfig::problem) {
+            return Err(ConfigError::OutOfRange { setting, rule });
+        }
         Ok(())
     }
 }
@@ -308,6 +316,13 @@ impl ConfigBuilder {
     /// Transactional id; requires idempotence.
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.0.transactional_id = Some(id.into());
+        self
+    }
+
+    /// Joins this consumer group when consuming topics (franz-go's
+    /// `ConsumerGroup`).
+    pub fn consumer_group(mut self, g: GroupConfig) -> Self {
+        self.0.group = Some(g);
         self
     }
 

@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 
+use crate::group::balancer::PartitionsByTopic;
+use crate::group::{CommitOutcome, GroupError};
 use crate::producer::{ProduceError, ProduceId, Record, RecordMeta};
 
 /// A connection the core asked the driver to open. Chosen by the core,
@@ -102,4 +104,24 @@ pub enum Event {
         /// The partition.
         partition: i32,
     },
+    /// The consumer group assigned these partitions; they are consumed
+    /// from their committed offsets. With `require_rebalance_ack` the
+    /// group waits for [`Client::allow_rebalance`](super::Client::allow_rebalance).
+    PartitionsAssigned(PartitionsByTopic),
+    /// These partitions were revoked in a rebalance, after the commit on
+    /// revoke; nothing more of them is handed out. With
+    /// `require_rebalance_ack` the rebalance waits for
+    /// [`Client::allow_rebalance`](super::Client::allow_rebalance).
+    PartitionsRevoked(PartitionsByTopic),
+    /// These partitions were lost (session expired, fenced): dropped
+    /// without a commit, as another member may own them already.
+    PartitionsLost(PartitionsByTopic),
+    /// A group offset commit finished (auto, on revoke, on leave, manual).
+    CommitFinished(CommitOutcome),
+    /// The consumer group reported an error; fatal ones
+    /// ([`GroupError::is_fatal`]) stop group consumption.
+    GroupError(GroupError),
+    /// The member left its group (after the final commit); a `close`
+    /// waiting for it has closed the client.
+    GroupLeft,
 }

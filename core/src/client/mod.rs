@@ -17,6 +17,7 @@
 //! decides what may be retried or failed.
 
 pub mod config;
+mod group;
 pub mod io;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use crate::consumer::{
     Consumer, ConsumerInFlight, FetchedPartition, StartOffset, MAX_FETCH_VERSION,
     MIN_VALIDATION_VERSION,
 };
+use crate::group::member::{GroupInFlight, GroupResponse, Member};
 use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record, WhenFull};
 use crate::protocol::{ApiKey, ResponseBody};
 use crate::rng::SeededRng;
@@ -51,6 +53,8 @@ enum Pending {
     Fetch(ConsumerInFlight),
     /// OffsetForLeaderEpoch, validating cursors after a leader change.
     ValidateEpochs(ConsumerInFlight),
+    /// A consumer-group request (`group.rs`).
+    Group(GroupInFlight),
 }
 
 #[derive(Debug)]
@@ -117,6 +121,18 @@ pub struct Client {
     next_token: u64,
     outputs: VecDeque<Output>,
     closed: bool,
+    /// The consumer-group member, when a group is configured (`group.rs`).
+    group: Option<Member>,
+    /// Metadata answers so far, so a group leader knows when the layout
+    /// it asked for has been refreshed.
+    metadata_answers: u64,
+    /// The `metadata_answers` count when the group leader asked for a
+    /// topic layout.
+    layout_asked_at: Option<u64>,
+    /// `close` waits for the member to leave its group.
+    close_after_leave: bool,
+    /// The group's own connection to its coordinator (`group.rs`).
+    group_conn: Option<ConnId>,
 }
 
 impl Client {
@@ -124,7 +140,20 @@ impl Client {
     /// `poll_output` asks for a connection when there is work.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
+        let group = config.group.clone().map(|g| {
+            Member::new(
+                g,
+                config.consumer.start_offset,
+                config.retry_backoff,
+                config.seed ^ 0x0067_726f_7570,
+            )
+        });
         Ok(Client {
+            group,
+            metadata_answers: 0,
+            layout_asked_at: None,
+            close_after_leave: false,
+            group_conn: None,
             rng: SeededRng::new(config.seed),
             refresh: RefreshSchedule::new(config.metadata_max_age, config.metadata_min_age)
                 .with_urgent_min_age(config.retry_backoff.initial),
@@ -254,6 +283,12 @@ impl Client {
         S: Into<String>,
     {
         self.tick(now);
+        if let Some(g) = &mut self.group {
+            // A group member consumes what the group assigns.
+            g.subscribe(now, topics.into_iter().map(Into::into));
+            self.refresh.trigger();
+            return;
+        }
         self.consumer
             .consume_topics(topics.into_iter().map(Into::into));
         // What the cache knows is used at once; the refresh adds the rest.
@@ -312,6 +347,7 @@ impl Client {
         self.tick(now);
         let out = self.consumer.take(max_records);
         self.fetches_signalled = self.consumer.has_buffered();
+        self.note_polled(&out);
         out
     }
 
@@ -330,6 +366,9 @@ impl Client {
     /// to deliver what is buffered.
     pub fn close(&mut self, now: Timestamp) {
         self.tick(now);
+        if self.leave_before_close(now) {
+            return;
+        }
         self.closed = true;
         self.producer.fail_all(ProduceError::Closed);
         let ids: Vec<ConnId> = self.slots.keys().copied().collect();
@@ -417,6 +456,9 @@ impl Client {
             }
         }
         self.producer.handle_timeout(now);
+        if let Some(g) = &mut self.group {
+            g.handle_timeout(now);
+        }
     }
 
     fn conn_failed(&mut self, now: Timestamp, id: ConnId, e: &ConnError) {
@@ -436,6 +478,9 @@ impl Client {
         }
         if self.seed_conn == Some(id) {
             self.seed_conn = None;
+        }
+        if self.group_conn == Some(id) {
+            self.group_conn = None;
         }
         let failed_early = !slot.conn.is_ready();
         if failed_early && !self.closed {
@@ -475,6 +520,11 @@ impl Client {
                     self.consumer
                         .on_offset_for_leader_epoch(now, inflight, None);
                     consumer_stalled = true;
+                }
+                Some(Pending::Group(inflight)) => {
+                    if let Some(g) = &mut self.group {
+                        g.on_response(now, inflight, None);
+                    }
                 }
                 None => {}
             }
@@ -516,6 +566,7 @@ impl Client {
                 }
                 self.metadata_failures = 0;
                 self.metadata_retry_at = None;
+                self.metadata_answers += 1;
                 let changes = if all {
                     self.metadata.apply_all(now, &resp)
                 } else {
@@ -563,6 +614,11 @@ impl Client {
                     .on_offset_for_leader_epoch(now, inflight, Some(&resp))
                 {
                     self.refresh.trigger_urgent();
+                }
+            }
+            (Pending::Group(inflight), body) => {
+                if let Some(g) = &mut self.group {
+                    g.on_response(now, inflight, GroupResponse::from_body(body));
                 }
             }
             (p, body) => {
@@ -623,7 +679,12 @@ impl Client {
         if let Some(c) = self.consumer.poll_timeout(now) {
             min(c);
         }
-        if (self.producer.topics().next().is_some() || self.consumer.is_active())
+        if let Some(g) = self.group.as_ref().and_then(|g| g.poll_timeout(now)) {
+            min(g);
+        }
+        if (self.producer.topics().next().is_some()
+            || self.consumer.is_active()
+            || self.group_wants_metadata())
             && !self.metadata_in_flight
         {
             let due = self.refresh.due_at();
@@ -657,6 +718,7 @@ impl Client {
             self.drive_producer_id(now);
             self.drive_produce(now);
             self.drive_consume(now);
+            self.drive_group(now);
         }
         for (&id, slot) in &mut self.slots {
             while let Some(data) = slot.conn.poll_transmit() {
@@ -680,6 +742,7 @@ impl Client {
             .topics()
             .chain(self.consumer.topics())
             .cloned()
+            .chain(self.group_topics())
             .collect();
         topics.sort();
         topics.dedup();
@@ -687,7 +750,9 @@ impl Client {
     }
 
     fn drive_metadata(&mut self, now: Timestamp) {
-        let wanted = self.producer.topics().next().is_some() || self.consumer.is_active();
+        let wanted = self.producer.topics().next().is_some()
+            || self.consumer.is_active()
+            || self.group_wants_metadata();
         if !wanted || self.metadata_in_flight || !self.refresh.is_due(now) {
             return;
         }
@@ -950,7 +1015,9 @@ impl Client {
         if let Some((&id, _)) = self
             .slots
             .iter()
-            .filter(|(_, s)| s.conn.is_ready())
+            // Not the group's connection: a JoinGroup may hold it for the
+            // whole rebalance timeout.
+            .filter(|(id, s)| s.conn.is_ready() && self.group_conn != Some(**id))
             .min_by_key(|(_, s)| s.conn.in_flight())
         {
             return Some(id);

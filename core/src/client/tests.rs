@@ -34,6 +34,8 @@ use crate::protocol::messages::{
 use crate::protocol::{ApiKey, Codec, ErrorCode, RequestBody, ResponseHeader};
 use crate::record::Batches;
 
+mod group;
+
 /// What the fake broker does with the next produce request for a
 /// partition.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,6 +145,8 @@ struct Cluster {
     /// Metadata answers while still leading their partitions, as Kafka's
     /// and librdkafka's mock cluster's do.
     down: std::collections::BTreeSet<i32>,
+    /// The consumer-group coordinator (`tests/group.rs`).
+    group: group::Coordinator,
 }
 
 fn port(node: i32) -> i32 {
@@ -176,6 +180,7 @@ impl Cluster {
             now: Timestamp::ZERO,
             connects: 0,
             down: Default::default(),
+            group: group::Coordinator::default(),
         }
     }
 
@@ -746,6 +751,9 @@ impl Cluster {
                     ..Default::default()
                 };
                 self.answer(conn, corr, ApiKey::OffsetForLeaderEpoch, v, resp);
+            }
+            other if group::is_group_api(other.api_key()) => {
+                self.on_group_request(conn, corr, v, other)
             }
             other => panic!("unexpected request {:?}", other.api_key()),
         }

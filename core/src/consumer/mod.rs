@@ -1426,6 +1426,50 @@ impl Consumer {
     pub fn is_active(&self) -> bool {
         !self.cursors.is_empty() || !self.topics.is_empty() || !self.regexes.is_empty()
     }
+
+    /// Starts consuming partitions a consumer group assigned, at the
+    /// committed offsets (or the reset offset) the group fetched.
+    pub fn assign_group_partitions(
+        &mut self,
+        partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>,
+    ) {
+        self.consume_partitions(partitions);
+        self.settle_exact_offsets();
+    }
+
+    /// Stops consuming partitions a consumer group revoked or lost: their
+    /// cursors go, and so do their buffered records, which must never be
+    /// handed out after the revoke (another member may own them now). A
+    /// fetch in flight for them is ignored when it answers.
+    pub fn revoke_group_partitions(&mut self, partitions: &BTreeMap<String, Vec<i32>>) {
+        for (topic, ps) in partitions {
+            if let Some(cursors) = self.cursors.get_mut(topic.as_str()) {
+                for p in ps {
+                    cursors.remove(p);
+                }
+                if cursors.is_empty() {
+                    self.cursors.remove(topic.as_str());
+                }
+            }
+            if let Some(explicit) = self.explicit.get_mut(topic) {
+                for p in ps {
+                    explicit.remove(p);
+                }
+                if explicit.is_empty() {
+                    self.explicit.remove(topic);
+                }
+            }
+            let mut dropped = 0;
+            self.buffered.retain(|f| {
+                let hit = *f.topic == **topic && ps.contains(&f.partition);
+                if hit {
+                    dropped += f.records.iter().map(record_bytes).sum::<usize>();
+                }
+                !hit
+            });
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(dropped);
+        }
+    }
 }
 
 impl Cursor {

@@ -1,10 +1,22 @@
 //! Consumer groups (the classic protocol: JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup).
 //!
-//! What is here today: the [`balancer`]s, the pure functions the group
-//! leader runs to split the subscribed partitions among the members, and
-//! the codec of the member metadata and assignment bytes they exchange
-//! through the coordinator. The membership state machine that calls them
-//! comes later (issue 6).
+//! - [`balancer`]: the pure functions the group leader runs to split the
+//!   subscribed partitions among the members, and the codec of the member
+//!   metadata and assignment bytes they exchange through the coordinator;
+//! - [`member`]: the member state machine (coordinator, join, sync,
+//!   heartbeat, leave, revoke, offset fetch and commit);
+//! - [`offsets`]: what the member polled and committed, behind
+//!   auto-commit, commit on revoke and manual commits;
+//! - [`config`]: the member's settings.
 
 pub mod balancer;
+pub mod config;
+pub mod member;
+pub mod offsets;
+
+pub use config::GroupConfig;
+pub use member::{
+    CommitError, CommitId, CommitOutcome, CommitReason, GroupError, GroupEvent, GroupOutput, Member,
+};
+pub use offsets::{EpochOffset, TopicPartition};
