@@ -21,8 +21,8 @@ use sansa_core::protocol::messages::produce_response::{
 };
 use sansa_core::protocol::messages::{
     ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse,
+    DeleteTopicsResponse, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use sansa_core::protocol::{ApiKey, ErrorCode, RequestBody, ResponseBody, Uuid, VersionRange};
 use sansa_core::record::{Batches, ReadOptions, MAGIC_V2};
@@ -69,15 +69,18 @@ const VERSION_CAPS: &[(ApiKey, i16)] = &[(ApiKey::AddPartitionsToTxn, 3), (ApiKe
 
 /// The versions of `api` the simulated brokers serve, if any.
 pub fn served_versions(api: ApiKey) -> Option<VersionRange> {
-    SERVED_APIS.iter().find(|(k, _)| *k == api).map(|&(k, min)| {
-        let max = VERSION_CAPS
-            .iter()
-            .find(|(c, _)| *c == k)
-            .map_or(k.max_stable_version(), |&(_, cap)| {
-                cap.min(k.max_stable_version())
-            });
-        VersionRange::new(min, max)
-    })
+    SERVED_APIS
+        .iter()
+        .find(|(k, _)| *k == api)
+        .map(|&(k, min)| {
+            let max = VERSION_CAPS
+                .iter()
+                .find(|(c, _)| *c == k)
+                .map_or(k.max_stable_version(), |&(_, cap)| {
+                    cap.min(k.max_stable_version())
+                });
+            VersionRange::new(min, max)
+        })
 }
 
 /// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -449,7 +452,6 @@ impl Cluster {
         let mut after = AfterProduce::Answer;
         let mut any_error = false;
         let mut responses = Vec::with_capacity(req.topic_data.len());
-        let transactional = req.transactional_id.is_some();
         for t in req.topic_data {
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
@@ -468,14 +470,8 @@ impl Cluster {
                         })
                 });
                 let dups_before = self.stats.duplicates;
-                let (mut resp, then) = self.produce_partition(
-                    node,
-                    &t.name,
-                    p.index,
-                    records,
-                    req.acks,
-                    transactional,
-                );
+                let (mut resp, then) =
+                    self.produce_partition(node, &t.name, p.index, records, req.acks);
                 let dup = if self.stats.duplicates > dups_before {
                     " (duplicate)"
                 } else {
@@ -580,7 +576,6 @@ impl Cluster {
         partition: i32,
         records: Option<Bytes>,
         acks: i16,
-        transactional: bool,
     ) -> (PartitionProduceResponse, AfterProduce) {
         let mut resp = PartitionProduceResponse {
             index: partition,

@@ -979,3 +979,5 @@ impl Cluster {
 mod group_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

@@ -216,10 +216,7 @@ impl ProducerStates {
             if b.producer_id < 0 {
                 continue;
             }
-            if matches!(
-                b.txn_role,
-                TxnRole::Marker { .. } | TxnRole::OtherControl
-            ) {
+            if matches!(b.txn_role, TxnRole::Marker { .. } | TxnRole::OtherControl) {
                 s.mark(b.producer_id, b.producer_epoch);
                 continue;
             }

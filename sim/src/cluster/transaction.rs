@@ -183,8 +183,8 @@ impl Transaction {
         next_producer_id: &mut i64,
     ) -> Result<(i64, i16), ErrorCode> {
         if let Some((pid, epoch)) = expected {
-            let valid = pid == self.producer_id
-                || (pid == self.last_producer_id && epoch_exhausted(epoch));
+            let valid =
+                pid == self.producer_id || (pid == self.last_producer_id && epoch_exhausted(epoch));
             if !valid {
                 return Err(ErrorCode::ProducerFenced);
             }
@@ -198,7 +198,9 @@ impl Transaction {
             }
         }
         match self.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort => Err(ErrorCode::ConcurrentTransactions),
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                Err(ErrorCode::ConcurrentTransactions)
+            }
             TxnState::Ongoing => {
                 self.fence_and_abort(now);
                 Err(ErrorCode::ConcurrentTransactions)

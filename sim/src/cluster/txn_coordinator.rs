@@ -69,7 +69,8 @@ impl Cluster {
         }
         let rf = self.brokers.len().min(3) as i16;
         let parts = self.config.transactions.state_partitions.max(1);
-        self.create_topic(TRANSACTION_STATE_TOPIC, parts, rf).is_ok()
+        self.create_topic(TRANSACTION_STATE_TOPIC, parts, rf)
+            .is_ok()
     }
 
     /// The `__transaction_state` partition of `id`, and its leader and
@@ -149,7 +150,8 @@ impl Cluster {
                 ..Default::default()
             };
         };
-        let expected = (v >= 3 && req.producer_id >= 0).then_some((req.producer_id, req.producer_epoch));
+        let expected =
+            (v >= 3 && req.producer_id >= 0).then_some((req.producer_id, req.producer_epoch));
         match self.init_transactional(now, node, id, req.transaction_timeout_ms, expected) {
             Ok((producer_id, producer_epoch)) => InitProducerIdResponse {
                 producer_id,
@@ -225,16 +227,21 @@ impl Cluster {
         let verdict = if any_unknown {
             Err(ErrorCode::OperationNotAttempted)
         } else {
-            self.known_txn(node, &id, req.v3_and_below_producer_id, req.v3_and_below_producer_epoch)
-                .and_then(|t| {
-                    t.check_can_add()?;
-                    let parts = wanted
-                        .iter()
-                        .flat_map(|(t, ps)| ps.iter().map(move |&p| (t.clone(), p)));
-                    t.add(now, parts, None);
-                    Ok(())
-                })
-                .map_err(|e| fenced_error(e, v, 2))
+            self.known_txn(
+                node,
+                &id,
+                req.v3_and_below_producer_id,
+                req.v3_and_below_producer_epoch,
+            )
+            .and_then(|t| {
+                t.check_can_add()?;
+                let parts = wanted
+                    .iter()
+                    .flat_map(|(t, ps)| ps.iter().map(move |&p| (t.clone(), p)));
+                t.add(now, parts, None);
+                Ok(())
+            })
+            .map_err(|e| fenced_error(e, v, 2))
         };
         let results = wanted
             .into_iter()
@@ -277,12 +284,17 @@ impl Cluster {
         let verdict = if req.group_id.is_empty() {
             Err(ErrorCode::InvalidGroupId)
         } else {
-            self.known_txn(node, &req.transactional_id, req.producer_id, req.producer_epoch)
-                .and_then(|t| {
-                    t.check_can_add()?;
-                    t.add(now, [], Some(req.group_id.clone()));
-                    Ok(())
-                })
+            self.known_txn(
+                node,
+                &req.transactional_id,
+                req.producer_id,
+                req.producer_epoch,
+            )
+            .and_then(|t| {
+                t.check_can_add()?;
+                t.add(now, [], Some(req.group_id.clone()));
+                Ok(())
+            })
         };
         AddOffsetsToTxnResponse {
             error_code: verdict.err().map_or(0, |e| fenced_error(e, v, 2).code()),
@@ -303,7 +315,12 @@ impl Cluster {
     ) -> EndTxnResponse {
         let delay = self.config.transactions.marker_delay;
         let verdict = self
-            .known_txn(node, &req.transactional_id, req.producer_id, req.producer_epoch)
+            .known_txn(
+                node,
+                &req.transactional_id,
+                req.producer_id,
+                req.producer_epoch,
+            )
             .and_then(|t| t.end(now, req.committed, delay));
         if verdict == Ok(true) && delay.is_zero() {
             self.write_markers(now, &req.transactional_id);
@@ -480,34 +497,30 @@ impl Cluster {
         } else {
             (-1, String::new(), None)
         };
-        let verdict = self
-            .check_coordinator(node, &req.group_id)
-            .and_then(|()| {
-                let t = self
-                    .transactions
-                    .get(&req.transactional_id)
-                    .filter(|t| t.producer_id == req.producer_id)
-                    .ok_or(ErrorCode::InvalidProducerIdMapping)?;
-                if req.producer_epoch < t.producer_epoch {
-                    return Err(ErrorCode::InvalidProducerEpoch);
-                }
-                if req.producer_epoch != t.producer_epoch
-                    || t.state != TxnState::Ongoing
-                    || !t.groups.contains(&req.group_id)
-                {
-                    return Err(ErrorCode::InvalidTxnState);
-                }
-                match self.groups.get(&req.group_id) {
-                    Some(g) => g.check_txn_commit(generation, &member_id, instance_id.as_deref()),
-                    // A generation for a group that does not exist: a
-                    // member of a group that is gone.
-                    None if generation >= 0 => Err(ErrorCode::IllegalGeneration),
-                    None => Ok(()),
-                }
-            });
-        let verdict = verdict.and_then(|()| {
-            self.create_group(&req.group_id, node).map(|_| ())
+        let verdict = self.check_coordinator(node, &req.group_id).and_then(|()| {
+            let t = self
+                .transactions
+                .get(&req.transactional_id)
+                .filter(|t| t.producer_id == req.producer_id)
+                .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+            if req.producer_epoch < t.producer_epoch {
+                return Err(ErrorCode::InvalidProducerEpoch);
+            }
+            if req.producer_epoch != t.producer_epoch
+                || t.state != TxnState::Ongoing
+                || !t.groups.contains(&req.group_id)
+            {
+                return Err(ErrorCode::InvalidTxnState);
+            }
+            match self.groups.get(&req.group_id) {
+                Some(g) => g.check_txn_commit(generation, &member_id, instance_id.as_deref()),
+                // A generation for a group that does not exist: a
+                // member of a group that is gone.
+                None if generation >= 0 => Err(ErrorCode::IllegalGeneration),
+                None => Ok(()),
+            }
         });
+        let verdict = verdict.and_then(|()| self.create_group(&req.group_id, node).map(|_| ()));
         let max_metadata = self.config.groups.max_metadata_bytes;
         let mut topics = Vec::with_capacity(req.topics.len());
         for t in req.topics {
