@@ -293,9 +293,7 @@ impl Transaction {
     /// (`prepareFenceProducerEpoch`). The markers carry the new epoch, so
     /// the old producer is fenced at every partition of the transaction.
     pub(crate) fn fence_and_abort(&mut self, now: Timestamp) {
-        if self.producer_epoch < i16::MAX {
-            self.producer_epoch += 1;
-        }
+        self.producer_epoch = self.producer_epoch.saturating_add(1);
         self.last_producer_epoch = -1;
         self.prepare(now, false, Duration::ZERO);
     }
