@@ -512,13 +512,17 @@ impl Cluster {
             {
                 return Err(ErrorCode::InvalidTxnState);
             }
-            match self.groups.get(&req.group_id) {
-                Some(g) => g.check_txn_commit(generation, &member_id, instance_id.as_deref()),
-                // A generation for a group that does not exist: a
-                // member of a group that is gone.
-                None if generation >= 0 => Err(ErrorCode::IllegalGeneration),
-                None => Ok(()),
-            }
+            // Kafka's `handleTxnCommitOffsets` creates a missing group
+            // (empty, generation 0) and validates against that.
+            let fresh;
+            let g = match self.groups.get(&req.group_id) {
+                Some(g) => g,
+                None => {
+                    fresh = super::group::Group::new(&req.group_id, Some(node));
+                    &fresh
+                }
+            };
+            g.check_txn_commit(generation, &member_id, instance_id.as_deref())
         });
         let verdict = verdict.and_then(|()| self.create_group(&req.group_id, node).map(|_| ()));
         let max_metadata = self.config.groups.max_metadata_bytes;

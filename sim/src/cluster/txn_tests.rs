@@ -434,6 +434,91 @@ fn txn_offset_commit(net: &mut Net, pid: i64, epoch: i16, offset: i64) -> ErrorC
     err(r.topics[0].partitions[0].error_code)
 }
 
+/// TxnOffsetCommit v3 for `t`/1 as member `member` of `generation`.
+fn txn_offset_commit_as(
+    net: &mut Net,
+    pid: i64,
+    epoch: i16,
+    generation: i32,
+    member: &str,
+) -> ErrorCode {
+    let node = net.group_coordinator(GROUP);
+    let r = net.call(
+        node,
+        3,
+        &TxnOffsetCommitRequest {
+            transactional_id: TXN.into(),
+            group_id: GROUP.into(),
+            producer_id: pid,
+            producer_epoch: epoch,
+            generation_id: generation,
+            member_id: member.into(),
+            group_instance_id: None,
+            topics: vec![TxnOffsetCommitRequestTopic {
+                name: "t".into(),
+                partitions: vec![TxnOffsetCommitRequestPartition {
+                    partition_index: 1,
+                    committed_offset: 1,
+                    committed_leader_epoch: -1,
+                    committed_metadata: None,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    );
+    err(r.topics[0].partitions[0].error_code)
+}
+
+#[test]
+fn txn_offset_commit_checks_the_transaction_and_the_member() {
+    let mut net = Net::new(3);
+    let (node, pid, epoch) = start(&mut net);
+    // The group is not in the transaction yet.
+    assert_eq!(
+        txn_offset_commit(&mut net, pid, epoch, 1),
+        ErrorCode::InvalidTxnState
+    );
+    assert_eq!(add_offsets(&mut net, node, pid, epoch), ErrorCode::None);
+    assert_eq!(
+        txn_offset_commit(&mut net, pid + 1, epoch, 1),
+        ErrorCode::InvalidProducerIdMapping
+    );
+    // KIP-447 against the (new, empty) group: an unknown member and a
+    // wrong generation are refused; no member at all is accepted.
+    assert_eq!(
+        txn_offset_commit_as(&mut net, pid, epoch, 0, "m"),
+        ErrorCode::UnknownMemberId
+    );
+    assert_eq!(
+        txn_offset_commit_as(&mut net, pid, epoch, 4, ""),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        txn_offset_commit_as(&mut net, pid, epoch, -1, ""),
+        ErrorCode::None
+    );
+    assert_eq!(
+        net.committed(true),
+        vec![(-1, ErrorCode::None), (-1, ErrorCode::UnstableOffsetCommit)]
+    );
+    // A fence drops the pending offset with the aborted transaction, and
+    // the fenced producer's commit is refused.
+    assert_eq!(
+        net.init(node, 4, (-1, -1)).0,
+        ErrorCode::ConcurrentTransactions
+    );
+    assert_eq!(
+        net.committed(true),
+        vec![(-1, ErrorCode::None), (-1, ErrorCode::None)]
+    );
+    assert_eq!(
+        txn_offset_commit(&mut net, pid, epoch, 1),
+        ErrorCode::InvalidProducerEpoch
+    );
+}
+
 fn add_offsets(net: &mut Net, node: NodeId, pid: i64, epoch: i16) -> ErrorCode {
     let r = net.call(
         node,
