@@ -18,7 +18,7 @@
 //! state is the replicated state (kept in memory, never in the state
 //! topic's log), so a coordinator move loses nothing; markers are written
 //! straight into the partition logs (Kafka's `WriteTxnMarkers` to each
-//! leader), after [`TxnSettings::marker_delay`], and retried while a
+//! leader), after [`TxnSettings::marker_delay`](super::TxnSettings::marker_delay), and retried while a
 //! partition has no leader. The partition side (open transactions, the
 //! last stable offset, the aborted index) is derived from the logs, so it
 //! survives restarts and leader moves as the logs do.
