@@ -429,3 +429,64 @@ fn librdkafka_transactions_commit_and_abort_through_the_simulated_cluster() {
     drop(producer);
     rt.block_on(handle.shutdown());
 }
+
+/// A second librdkafka producer with the same `transactional.id` fences
+/// the first through the simulated coordinator: the first one's open
+/// transaction is aborted, its commit fails as fenced, and a
+/// read_committed reader sees only the second one's records.
+#[test]
+fn librdkafka_a_second_transactional_producer_fences_the_first() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    const TOPIC: &str = "txn-fence";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handle = rt.block_on(async {
+        let mut server = TcpCluster::bind("127.0.0.1".parse().unwrap(), ClusterConfig::new(3))
+            .await
+            .expect("bind");
+        server
+            .cluster_mut()
+            .create_topic(TOPIC, 1, 3)
+            .expect("topic");
+        server.spawn()
+    });
+    let bootstrap = handle.bootstrap();
+    let t = Duration::from_secs(30);
+    let producer = || -> ThreadedProducer<DefaultProducerContext> {
+        let p: ThreadedProducer<DefaultProducerContext> = librdkafka::config(
+            &bootstrap,
+            &[("transactional.id", "fenced-txn"), ("acks", "all")],
+        )
+        .create()
+        .expect("transactional librdkafka producer");
+        p.init_transactions(t).expect("init_transactions");
+        p
+    };
+    let send = |p: &ThreadedProducer<DefaultProducerContext>, value: &str| {
+        p.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(value))
+            .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+        p.flush(t).expect("flush");
+    };
+    let first = producer();
+    first.begin_transaction().expect("begin");
+    send(&first, "zombie");
+    let second = producer();
+    let fenced = first.commit_transaction(t);
+    assert!(
+        fenced.is_err(),
+        "the fenced producer's commit succeeded: {fenced:?}"
+    );
+    second.begin_transaction().expect("begin");
+    send(&second, "live");
+    second.commit_transaction(t).expect("commit");
+    let read = read_all(&bootstrap, TOPIC, 1, "read_committed", 1);
+    assert_eq!(read, vec![(0, "live".to_owned())]);
+    let all = read_all(&bootstrap, TOPIC, 1, "read_uncommitted", 2);
+    assert_eq!(all, vec![(0, "zombie".to_owned()), (0, "live".to_owned())]);
+    drop((first, second));
+    rt.block_on(handle.shutdown());
+}
