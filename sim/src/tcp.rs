@@ -35,8 +35,10 @@
 //! `subscribe`, with any assignor, eager or cooperative): the simulated
 //! group coordinator answers FindCoordinator, JoinGroup, SyncGroup,
 //! Heartbeat, LeaveGroup and the offset APIs, its session and rebalance
-//! timeouts on the wall clock. Transactions do not work yet: that
-//! coordinator is not simulated and its APIs are not advertised. Topics are created on first use when the
+//! timeouts on the wall clock. Transactions work too (transactions v1:
+//! `transactional.id`, `send_offsets_to_transaction`, read_committed
+//! consumers), their timeouts on the wall clock; KIP-890's v2 is not
+//! advertised. Topics are created on first use when the
 //! cluster allows it (`auto_create_topics`, on in [`serve`]), as Kafka's
 //! `auto.create.topics.enable`; the first Metadata answer for a new topic
 //! says LEADER_NOT_AVAILABLE, as Kafka's does, and librdkafka retries. The

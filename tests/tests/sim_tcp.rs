@@ -261,3 +261,232 @@ fn librdkafka_consumers_share_a_group_with_the_range_assignor() {
 fn librdkafka_consumers_share_a_group_with_the_cooperative_sticky_assignor() {
     two_consumers_share_a_topic_and_hand_over("cooperative-sticky");
 }
+
+/// Every data record of `topic`'s `partitions` from the beginning, as a
+/// librdkafka consumer with `isolation.level` reads them: `(partition,
+/// value)` in the order it hands them out. Reads until `expected` came and
+/// then a quiet second more, so a record too many is seen too.
+fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    expected: usize,
+) -> Vec<(i32, String)> {
+    let c: BaseConsumer = librdkafka::config(
+        bootstrap,
+        &[
+            ("group.id", "txn-readers"),
+            ("enable.auto.commit", "false"),
+            ("isolation.level", isolation),
+            ("enable.partition.eof", "false"),
+        ],
+    )
+    .create()
+    .expect("librdkafka reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quiet_until: Option<Instant> = None;
+    while Instant::now() < deadline && quiet_until.is_none_or(|q| Instant::now() < q) {
+        match c.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => got.push((
+                m.partition(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            )),
+            Some(Err(e)) => panic!("librdkafka {isolation} consumer error: {e}"),
+            None => {}
+        }
+        if got.len() >= expected && quiet_until.is_none() {
+            quiet_until = Some(Instant::now() + Duration::from_secs(1));
+        }
+    }
+    got
+}
+
+/// A transactional librdkafka producer commits some transactions (with
+/// consumer offsets in them) and aborts others through the simulated
+/// transaction coordinator; a read_committed librdkafka consumer sees
+/// exactly the committed records in order, a read_uncommitted one every
+/// data record, and the group's offset is the last committed
+/// transaction's.
+#[test]
+fn librdkafka_transactions_commit_and_abort_through_the_simulated_cluster() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    const TOPIC: &str = "txn-sim";
+    const GROUP: &str = "txn-group";
+    const TXNS: usize = 6;
+    const PER_TXN: usize = 10;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handle = rt.block_on(async {
+        let mut server = TcpCluster::bind("127.0.0.1".parse().unwrap(), ClusterConfig::new(3))
+            .await
+            .expect("bind");
+        server
+            .cluster_mut()
+            .create_topic(TOPIC, 2, 3)
+            .expect("topic");
+        server.spawn()
+    });
+    let bootstrap = handle.bootstrap();
+    // Threaded: delivery reports are served in the background, which
+    // commit and abort wait for.
+    let producer: ThreadedProducer<DefaultProducerContext> = librdkafka::config(
+        &bootstrap,
+        &[
+            ("transactional.id", "sim-txn"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("transaction.timeout.ms", "60000"),
+        ],
+    )
+    .create()
+    .expect("transactional librdkafka producer");
+    let t = Duration::from_secs(30);
+    producer
+        .init_transactions(t)
+        .unwrap_or_else(|e| panic!("init_transactions through the simulator: {e}"));
+    let group_reader: BaseConsumer = librdkafka::config(&bootstrap, &[("group.id", GROUP)])
+        .create()
+        .expect("group metadata consumer");
+    let group_meta = group_reader.group_metadata().expect("group metadata");
+    let mut committed_sent: Vec<(i32, String)> = Vec::new();
+    let mut all_sent: Vec<(i32, String)> = Vec::new();
+    for i in 0..TXNS {
+        let commit = i % 2 == 0;
+        producer.begin_transaction().expect("begin");
+        for j in 0..PER_TXN {
+            let partition = (j % 2) as i32;
+            let value = format!("txn{i}-rec{j}");
+            producer
+                .send(
+                    BaseRecord::<(), str>::to(TOPIC)
+                        .partition(partition)
+                        .payload(&value),
+                )
+                .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+            all_sent.push((partition, value.clone()));
+            if commit {
+                committed_sent.push((partition, value));
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(TOPIC, 0, Offset::Offset(i as i64 + 1))
+            .expect("offset");
+        producer
+            .send_offsets_to_transaction(&offsets, &group_meta, t)
+            .unwrap_or_else(|e| panic!("send_offsets_to_transaction {i}: {e}"));
+        // Every record reaches the log before the outcome, so a
+        // read_uncommitted reader sees the aborted ones too (an abort
+        // purges what was not yet sent).
+        producer.flush(t).expect("flush");
+        if commit {
+            producer
+                .commit_transaction(t)
+                .unwrap_or_else(|e| panic!("commit_transaction {i}: {e}"));
+        } else {
+            producer
+                .abort_transaction(t)
+                .unwrap_or_else(|e| panic!("abort_transaction {i}: {e}"));
+        }
+    }
+    let by_partition = |records: &[(i32, String)], p: i32| -> Vec<String> {
+        records
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let committed_read = read_all(&bootstrap, TOPIC, 2, "read_committed", committed_sent.len());
+    for p in 0..2 {
+        assert_eq!(
+            by_partition(&committed_read, p),
+            by_partition(&committed_sent, p),
+            "read_committed partition {p}"
+        );
+    }
+    let uncommitted_read = read_all(&bootstrap, TOPIC, 2, "read_uncommitted", all_sent.len());
+    for p in 0..2 {
+        assert_eq!(
+            by_partition(&uncommitted_read, p),
+            by_partition(&all_sent, p),
+            "read_uncommitted partition {p}"
+        );
+    }
+    // The last committed transaction (index 4) committed offset 5.
+    assert_eq!(committed(&bootstrap, GROUP, TOPIC, 1), vec![5]);
+    drop(producer);
+    rt.block_on(handle.shutdown());
+}
+
+/// A second librdkafka producer with the same `transactional.id` fences
+/// the first through the simulated coordinator: the first one's open
+/// transaction is aborted, its commit fails as fenced, and a
+/// read_committed reader sees only the second one's records.
+#[test]
+fn librdkafka_a_second_transactional_producer_fences_the_first() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    const TOPIC: &str = "txn-fence";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handle = rt.block_on(async {
+        let mut server = TcpCluster::bind("127.0.0.1".parse().unwrap(), ClusterConfig::new(3))
+            .await
+            .expect("bind");
+        server
+            .cluster_mut()
+            .create_topic(TOPIC, 1, 3)
+            .expect("topic");
+        server.spawn()
+    });
+    let bootstrap = handle.bootstrap();
+    let t = Duration::from_secs(30);
+    let producer = || -> ThreadedProducer<DefaultProducerContext> {
+        let p: ThreadedProducer<DefaultProducerContext> = librdkafka::config(
+            &bootstrap,
+            &[("transactional.id", "fenced-txn"), ("acks", "all")],
+        )
+        .create()
+        .expect("transactional librdkafka producer");
+        p.init_transactions(t).expect("init_transactions");
+        p
+    };
+    let send = |p: &ThreadedProducer<DefaultProducerContext>, value: &str| {
+        p.send(BaseRecord::<(), str>::to(TOPIC).partition(0).payload(value))
+            .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+        p.flush(t).expect("flush");
+    };
+    let first = producer();
+    first.begin_transaction().expect("begin");
+    send(&first, "zombie");
+    let second = producer();
+    let fenced = first.commit_transaction(t);
+    assert!(
+        fenced.is_err(),
+        "the fenced producer's commit succeeded: {fenced:?}"
+    );
+    second.begin_transaction().expect("begin");
+    send(&second, "live");
+    second.commit_transaction(t).expect("commit");
+    let read = read_all(&bootstrap, TOPIC, 1, "read_committed", 1);
+    assert_eq!(read, vec![(0, "live".to_owned())]);
+    let all = read_all(&bootstrap, TOPIC, 1, "read_uncommitted", 2);
+    assert_eq!(all, vec![(0, "zombie".to_owned()), (0, "live".to_owned())]);
+    drop((first, second));
+    rt.block_on(handle.shutdown());
+}

@@ -8,7 +8,7 @@ use sansa_core::protocol::messages::api_versions_response::ApiVersion;
 use sansa_core::protocol::messages::create_topics_response::CreatableTopicResult;
 use sansa_core::protocol::messages::delete_topics_response::DeletableTopicResult;
 use sansa_core::protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch as FetchLeader, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch as FetchLeader, PartitionData,
 };
 use sansa_core::protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -21,9 +21,8 @@ use sansa_core::protocol::messages::produce_response::{
 };
 use sansa_core::protocol::messages::{
     ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse,
+    DeleteTopicsResponse, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse,
 };
 use sansa_core::protocol::{ApiKey, ErrorCode, RequestBody, ResponseBody, Uuid, VersionRange};
 use sansa_core::record::{Batches, ReadOptions, MAGIC_V2};
@@ -57,14 +56,31 @@ pub const SERVED_APIS: &[(ApiKey, i16)] = &[
     (ApiKey::OffsetFetch, 0),
     (ApiKey::DescribeGroups, 0),
     (ApiKey::ListGroups, 0),
+    (ApiKey::AddPartitionsToTxn, 0),
+    (ApiKey::AddOffsetsToTxn, 0),
+    (ApiKey::EndTxn, 0),
+    (ApiKey::TxnOffsetCommit, 0),
 ];
+
+/// APIs served below the highest version the specs define, and the
+/// highest served: AddPartitionsToTxn v4+ is the batched broker-to-broker
+/// form and EndTxn v5 is KIP-890's transactions v2, neither modelled.
+const VERSION_CAPS: &[(ApiKey, i16)] = &[(ApiKey::AddPartitionsToTxn, 3), (ApiKey::EndTxn, 4)];
 
 /// The versions of `api` the simulated brokers serve, if any.
 pub fn served_versions(api: ApiKey) -> Option<VersionRange> {
     SERVED_APIS
         .iter()
         .find(|(k, _)| *k == api)
-        .map(|&(k, min)| VersionRange::new(min, k.max_stable_version()))
+        .map(|&(k, min)| {
+            let max = VERSION_CAPS
+                .iter()
+                .find(|(c, _)| *c == k)
+                .map_or(k.max_stable_version(), |&(_, cap)| {
+                    cap.min(k.max_stable_version())
+                });
+            VersionRange::new(min, max)
+        })
 }
 
 /// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -195,8 +211,24 @@ impl Cluster {
                 self.respond(conn, api, v, corr, ResponseBody::DeleteTopics(body));
             }
             RequestBody::InitProducerId(req) => {
-                let body = self.init_producer_id(req);
+                let body = self.init_producer_id(now, node, v, req);
                 self.respond(conn, api, v, corr, ResponseBody::InitProducerId(body));
+            }
+            RequestBody::AddPartitionsToTxn(req) => {
+                let body = self.add_partitions_to_txn(now, node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::AddPartitionsToTxn(body));
+            }
+            RequestBody::AddOffsetsToTxn(req) => {
+                let body = self.add_offsets_to_txn(now, node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::AddOffsetsToTxn(body));
+            }
+            RequestBody::EndTxn(req) => {
+                let body = self.end_txn(now, node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::EndTxn(body));
+            }
+            RequestBody::TxnOffsetCommit(req) => {
+                let body = self.txn_offset_commit(node, v, req);
+                self.respond(conn, api, v, corr, ResponseBody::TxnOffsetCommit(body));
             }
             RequestBody::FindCoordinator(req) => {
                 let body = self.find_coordinator(v, req);
@@ -370,7 +402,8 @@ impl Cluster {
         MetadataResponseTopic {
             name: Some(t.name.clone()),
             topic_id: if v >= 10 { t.id } else { Uuid::ZERO },
-            is_internal: v >= 1 && t.name == super::OFFSETS_TOPIC,
+            is_internal: v >= 1
+                && (t.name == super::OFFSETS_TOPIC || t.name == super::TRANSACTION_STATE_TOPIC),
             partitions: t
                 .partitions
                 .iter()
@@ -419,7 +452,6 @@ impl Cluster {
         let mut after = AfterProduce::Answer;
         let mut any_error = false;
         let mut responses = Vec::with_capacity(req.topic_data.len());
-        let transactional = req.transactional_id.is_some();
         for t in req.topic_data {
             let mut parts = Vec::with_capacity(t.partition_data.len());
             for p in t.partition_data {
@@ -438,14 +470,8 @@ impl Cluster {
                         })
                 });
                 let dups_before = self.stats.duplicates;
-                let (mut resp, then) = self.produce_partition(
-                    node,
-                    &t.name,
-                    p.index,
-                    records,
-                    req.acks,
-                    transactional,
-                );
+                let (mut resp, then) =
+                    self.produce_partition(node, &t.name, p.index, records, req.acks);
                 let dup = if self.stats.duplicates > dups_before {
                     " (duplicate)"
                 } else {
@@ -550,7 +576,6 @@ impl Cluster {
         partition: i32,
         records: Option<Bytes>,
         acks: i16,
-        transactional: bool,
     ) -> (PartitionProduceResponse, AfterProduce) {
         let mut resp = PartitionProduceResponse {
             index: partition,
@@ -604,10 +629,15 @@ impl Cluster {
         if batch.is_control() {
             return fail(resp, ErrorCode::InvalidRecord);
         }
-        // No transaction coordinator yet: Kafka answers a transactional
-        // batch for a partition not added to a transaction this way.
-        if transactional || batch.is_transactional() {
-            return fail(resp, ErrorCode::InvalidTxnState);
+        // A transactional batch must belong to the producer's ongoing
+        // transaction, which must hold this partition. What decides is the
+        // batch's attribute, as in Kafka; the request's transactional id
+        // only says which id to authorize.
+        if batch.is_transactional() {
+            let (pid, epoch) = (batch.producer_id(), batch.producer_epoch());
+            if let Err(e) = self.check_txn_produce(topic, partition, pid, epoch) {
+                return fail(resp, e);
+            }
         }
         // Offset deltas must run 0, 1, 2, ... (Kafka's LogValidator).
         let count = match batch.records() {
@@ -827,6 +857,19 @@ impl Cluster {
                 } else {
                     log.high_watermark()
                 };
+                if read_committed && fp.fetch_offset < end {
+                    pd.aborted_transactions = Some(
+                        log.txn_index()
+                            .aborted_between(fp.fetch_offset, end)
+                            .into_iter()
+                            .map(|a| AbortedTransaction {
+                                producer_id: a.producer_id,
+                                first_offset: a.first_offset,
+                                ..Default::default()
+                            })
+                            .collect(),
+                    );
+                }
                 if fp.fetch_offset < log.log_start_offset()
                     || fp.fetch_offset > log.log_end_offset()
                 {
@@ -851,7 +894,7 @@ impl Cluster {
                     } else {
                         fp.fetch_offset
                     };
-                    let data = log.read(from, max, total == 0);
+                    let data = log.read(from, max, total == 0, end);
                     total += data.len();
                     remaining = remaining.saturating_sub(data.len());
                     pd.records = Some(data);
@@ -1110,34 +1153,6 @@ impl Cluster {
             .collect();
         DeleteTopicsResponse {
             responses,
-            ..Default::default()
-        }
-    }
-
-    // ------------------------------------------------------------------
-    // InitProducerId
-    // ------------------------------------------------------------------
-
-    fn init_producer_id(&mut self, req: InitProducerIdRequest) -> InitProducerIdResponse {
-        if req.transactional_id.is_some() {
-            // No transaction coordinator yet: a clear refusal rather than
-            // COORDINATOR_NOT_AVAILABLE, which a client would retry
-            // forever.
-            return InitProducerIdResponse {
-                error_code: ErrorCode::InvalidRequest.code(),
-                producer_id: -1,
-                producer_epoch: -1,
-                ..Default::default()
-            };
-        }
-        // Kafka gives an idempotent producer without a transactional id a
-        // fresh id at epoch 0 every time, even when it names its current
-        // id and epoch (KIP-360 bumps are only kept for transactional ids).
-        let id = self.next_producer_id;
-        self.next_producer_id += 1;
-        InitProducerIdResponse {
-            producer_id: id,
-            producer_epoch: 0,
             ..Default::default()
         }
     }

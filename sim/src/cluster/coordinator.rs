@@ -68,6 +68,7 @@ pub fn offsets_partition_for(group: &str, partitions: i32) -> i32 {
 
 /// Coordinator key types of FindCoordinator v1+.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// What a session or rebalance timeout of `ms` milliseconds is, if valid.
 fn millis(ms: i32) -> Option<Duration> {
@@ -122,7 +123,7 @@ impl Cluster {
 
     /// The error a group request for `group` at `node` gets before the
     /// group is looked at.
-    fn check_coordinator(&self, node: NodeId, group: &str) -> Result<(), ErrorCode> {
+    pub(super) fn check_coordinator(&self, node: NodeId, group: &str) -> Result<(), ErrorCode> {
         if group.is_empty() {
             Err(ErrorCode::InvalidGroupId)
         } else if self.coordinator_of(group) != Some(node) {
@@ -133,7 +134,7 @@ impl Cluster {
     }
 
     /// A new group at `node`, unless the cluster holds its maximum.
-    fn create_group(&mut self, id: &str, node: NodeId) -> Result<&mut Group, ErrorCode> {
+    pub(super) fn create_group(&mut self, id: &str, node: NodeId) -> Result<&mut Group, ErrorCode> {
         if !self.groups.contains_key(id) && self.groups.len() >= self.config.groups.max_groups {
             return Err(ErrorCode::CoordinatorNotAvailable);
         }
@@ -144,7 +145,7 @@ impl Cluster {
     }
 
     /// Drops a group left with nothing in it.
-    fn dispose_if_empty(&mut self, id: &str) {
+    pub(super) fn dispose_if_empty(&mut self, id: &str) {
         if self.groups.get(id).is_some_and(Group::is_disposable) {
             self.groups.remove(id);
         }
@@ -288,21 +289,38 @@ impl Cluster {
             error_message: Some(why.to_owned()),
             ..Default::default()
         };
-        if key_type != KEY_TYPE_GROUP {
-            return fail(
-                key,
-                ErrorCode::InvalidRequest,
-                "the simulator has no transaction or share coordinator",
-            );
-        }
-        if key.is_empty() {
-            return fail(key, ErrorCode::InvalidRequest, "empty group id");
-        }
-        if !self.ensure_offsets_topic() {
-            return fail(key, ErrorCode::CoordinatorNotAvailable, "no offsets topic");
-        }
-        let Some(addr) = self
-            .coordinator_of(&key)
+        let node = match key_type {
+            KEY_TYPE_GROUP => {
+                if key.is_empty() {
+                    return fail(key, ErrorCode::InvalidRequest, "empty group id");
+                }
+                if !self.ensure_offsets_topic() {
+                    return fail(key, ErrorCode::CoordinatorNotAvailable, "no offsets topic");
+                }
+                self.coordinator_of(&key)
+            }
+            KEY_TYPE_TRANSACTION => {
+                if key.is_empty() {
+                    return fail(key, ErrorCode::InvalidRequest, "empty transactional id");
+                }
+                if !self.ensure_transaction_topic() {
+                    return fail(
+                        key,
+                        ErrorCode::CoordinatorNotAvailable,
+                        "no transaction state topic",
+                    );
+                }
+                self.transaction_coordinator_of(&key)
+            }
+            _ => {
+                return fail(
+                    key,
+                    ErrorCode::InvalidRequest,
+                    "the simulator has no share coordinator",
+                )
+            }
+        };
+        let Some(addr) = node
             .and_then(|n| self.brokers.get(&n))
             .filter(|b| b.up)
             .map(|b| b.addr.clone())
@@ -310,7 +328,7 @@ impl Cluster {
             return fail(
                 key,
                 ErrorCode::CoordinatorNotAvailable,
-                "the group's offsets partition has no leader",
+                "the coordinator's partition has no leader",
             );
         };
         Coordinator {
@@ -643,6 +661,9 @@ impl Cluster {
         v: i16,
         req: OffsetFetchRequest,
     ) -> OffsetFetchResponse {
+        // KIP-447: a v7+ client may ask to hear UNSTABLE_OFFSET_COMMIT for
+        // a partition a transaction holds an offset of.
+        let stable = v >= 7 && req.require_stable;
         if v >= 8 {
             let groups = req
                 .groups
@@ -653,7 +674,7 @@ impl Cluster {
                             .map(|t| (t.name, t.partition_indexes))
                             .collect::<Vec<_>>()
                     });
-                    match self.fetch_offsets(node, &g.group_id, wanted) {
+                    match self.fetch_offsets(node, &g.group_id, wanted, stable) {
                         Err(e) => OffsetFetchResponseGroup {
                             group_id: g.group_id,
                             error_code: e.code(),
@@ -667,12 +688,12 @@ impl Cluster {
                                     name,
                                     partitions: parts
                                         .into_iter()
-                                        .map(|(i, o)| OffsetFetchResponsePartitions {
+                                        .map(|(i, o, e)| OffsetFetchResponsePartitions {
                                             partition_index: i,
                                             committed_offset: o.offset,
                                             committed_leader_epoch: o.leader_epoch,
                                             metadata: o.metadata,
-                                            error_code: 0,
+                                            error_code: e.code(),
                                             ..Default::default()
                                         })
                                         .collect(),
@@ -695,7 +716,7 @@ impl Cluster {
                 .map(|t| (t.name, t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        match self.fetch_offsets(node, &req.group_id, wanted.clone()) {
+        match self.fetch_offsets(node, &req.group_id, wanted.clone(), stable) {
             Ok(found) => OffsetFetchResponse {
                 topics: found
                     .into_iter()
@@ -703,12 +724,12 @@ impl Cluster {
                         name,
                         partitions: parts
                             .into_iter()
-                            .map(|(i, o)| OffsetFetchResponsePartition {
+                            .map(|(i, o, e)| OffsetFetchResponsePartition {
                                 partition_index: i,
                                 committed_offset: o.offset,
                                 committed_leader_epoch: o.leader_epoch,
                                 metadata: o.metadata,
-                                error_code: 0,
+                                error_code: e.code(),
                                 ..Default::default()
                             })
                             .collect(),
@@ -748,20 +769,26 @@ impl Cluster {
     }
 
     /// The committed offsets of `group` for `wanted` partitions (every
-    /// committed one when `None`); -1 for a partition with no commit.
+    /// committed one when `None`); -1 for a partition with no commit, and
+    /// -1 with UNSTABLE_OFFSET_COMMIT for one a transaction holds an
+    /// offset of when `require_stable`.
     #[allow(clippy::type_complexity)]
     fn fetch_offsets(
         &self,
         node: NodeId,
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<Vec<(String, Vec<(i32, CommittedOffset)>)>, ErrorCode> {
+        require_stable: bool,
+    ) -> Result<Vec<(String, Vec<(i32, CommittedOffset, ErrorCode)>)>, ErrorCode> {
         self.check_coordinator(node, group)?;
         let g = self.groups.get(group);
         let none = CommittedOffset {
             offset: -1,
             leader_epoch: -1,
             metadata: Some(String::new()),
+        };
+        let unstable = |name: &str, i: i32| {
+            require_stable && g.is_some_and(|g| g.has_pending_txn_offset(name, i))
         };
         Ok(match wanted {
             Some(ts) => ts
@@ -770,22 +797,30 @@ impl Cluster {
                     let found = parts
                         .into_iter()
                         .map(|i| {
+                            if unstable(&name, i) {
+                                return (i, none.clone(), ErrorCode::UnstableOffsetCommit);
+                            }
                             let o = g
                                 .and_then(|g| g.committed(&name, i))
                                 .cloned()
                                 .unwrap_or_else(|| none.clone());
-                            (i, o)
+                            (i, o, ErrorCode::None)
                         })
                         .collect();
                     (name, found)
                 })
                 .collect(),
             None => {
-                let mut all: Vec<(String, Vec<(i32, CommittedOffset)>)> = Vec::new();
+                let mut all: Vec<(String, Vec<(i32, CommittedOffset, ErrorCode)>)> = Vec::new();
                 for ((t, p), o) in g.map(Group::offsets).into_iter().flatten() {
+                    let found = if unstable(t, *p) {
+                        (*p, none.clone(), ErrorCode::UnstableOffsetCommit)
+                    } else {
+                        (*p, o.clone(), ErrorCode::None)
+                    };
                     match all.last_mut() {
-                        Some((name, parts)) if name == t => parts.push((*p, o.clone())),
-                        _ => all.push((t.clone(), vec![(*p, o.clone())])),
+                        Some((name, parts)) if name == t => parts.push(found),
+                        _ => all.push((t.clone(), vec![found])),
                     }
                 }
                 all

@@ -227,6 +227,10 @@ pub struct Group {
     /// KIP-345: instance id to its current member id.
     static_members: BTreeMap<String, String>,
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// TxnOffsetCommit offsets by producer id, waiting for their
+    /// transaction's outcome: a commit marker makes them committed, an
+    /// abort drops them (Kafka's `pendingTransactionalOffsetCommits`).
+    pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
     /// The rebalance timeout of the current phase: joins or syncs that
     /// have not come by then are given up on.
     rebalance_deadline: Option<Timestamp>,
@@ -253,6 +257,7 @@ impl Group {
             pending_members: BTreeMap::new(),
             static_members: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
             rebalance_deadline: None,
             initial_delay: None,
             new_member_added: false,
@@ -326,6 +331,7 @@ impl Group {
             && self.members.is_empty()
             && self.pending_members.is_empty()
             && self.offsets.is_empty()
+            && self.pending_txn_offsets.is_empty()
     }
 
     // ------------------------------------------------------------------
@@ -1000,6 +1006,70 @@ impl Group {
 
     pub(crate) fn store_offset(&mut self, topic: &str, partition: i32, offset: CommittedOffset) {
         self.offsets.insert((topic.to_owned(), partition), offset);
+    }
+
+    /// Kafka's `validateOffsetCommit` for a TxnOffsetCommit (KIP-447):
+    /// member, instance and generation are checked only when given, the
+    /// group's state is not, and no session is refreshed.
+    pub(crate) fn check_txn_commit(
+        &self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ErrorCode> {
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return Ok(());
+        }
+        if let Some(inst) = instance_id {
+            if self
+                .static_members
+                .get(inst)
+                .is_some_and(|current| current != member_id)
+            {
+                return Err(ErrorCode::FencedInstanceId);
+            }
+        }
+        if !member_id.is_empty() && !self.members.contains_key(member_id) {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        if generation != self.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    /// Holds a transactional offset until its transaction ends.
+    pub(crate) fn store_txn_offset(
+        &mut self,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+        offset: CommittedOffset,
+    ) {
+        self.pending_txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .insert((topic.to_owned(), partition), offset);
+    }
+
+    /// The transaction of `producer_id` ended: its offsets become
+    /// committed, or are dropped.
+    pub(crate) fn end_txn(&mut self, producer_id: i64, commit: bool) {
+        if let Some(offsets) = self.pending_txn_offsets.remove(&producer_id) {
+            if commit {
+                self.offsets.extend(offsets);
+            }
+        }
+    }
+
+    /// Whether a transaction holds an offset of this partition not yet
+    /// committed (OffsetFetch with `require_stable` answers
+    /// UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn has_pending_txn_offset(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_owned(), partition);
+        self.pending_txn_offsets
+            .values()
+            .any(|o| o.contains_key(&key))
     }
 
     // ------------------------------------------------------------------

@@ -1002,8 +1002,8 @@ fn find_coordinator_answers_batched_keys_at_v4_and_refuses_other_key_types() {
         c,
         3,
         &FindCoordinatorRequest {
-            key: "tx".into(),
-            key_type: 1,
+            key: "share".into(),
+            key_type: 2,
             ..Default::default()
         },
     );

@@ -5,11 +5,15 @@
 //!
 //! The simulated log is the replicated log: every live replica has it the
 //! moment the leader appends (synchronous replication), so the high
-//! watermark is the log end offset and a leader move loses nothing. Until
-//! transactions exist the last stable offset is the high watermark.
+//! watermark is the log end offset and a leader move loses nothing. The
+//! log also keeps its [transaction index](super::txn_index), derived from
+//! the batches, so the last stable offset and the aborted list are always
+//! those of exactly the batches held.
 
 use bytes::{Bytes, BytesMut};
 use sansa_core::record::{Batch, Record, RecordError};
+
+use super::txn_index::{TxnIndex, TxnRole};
 
 /// Byte position of the base offset in a batch (`DefaultRecordBatch`).
 const BASE_OFFSET_AT: usize = 0;
@@ -33,6 +37,8 @@ pub struct StoredBatch {
     pub producer_epoch: i16,
     /// Sequence of the first record, -1 without idempotence.
     pub base_sequence: i32,
+    /// Transactional data, a transaction marker, or neither.
+    pub txn_role: TxnRole,
     /// The batch bytes with the broker's offset and epoch written in.
     pub bytes: Bytes,
 }
@@ -57,6 +63,7 @@ pub struct PartitionLog {
     log_start: i64,
     end: i64,
     generation: u64,
+    txns: TxnIndex,
 }
 
 impl PartitionLog {
@@ -81,10 +88,26 @@ impl PartitionLog {
         self.end
     }
 
-    /// The last stable offset: the high watermark until transactions
-    /// exist.
+    /// The last stable offset: the first offset of the earliest open
+    /// transaction, else the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
-        self.end
+        self.txns
+            .first_unstable_offset()
+            .map_or(self.end, |o| o.min(self.end))
+    }
+
+    /// Open and aborted transactions.
+    pub fn txn_index(&self) -> &TxnIndex {
+        &self.txns
+    }
+
+    /// Rebuilds the transaction index from the batches held.
+    fn reindex(&mut self) {
+        let mut ix = TxnIndex::default();
+        for b in &self.batches {
+            ix.observe(b.txn_role, b.producer_id, b.base_offset, b.last_offset);
+        }
+        self.txns = ix;
     }
 
     /// Bumped by every change other than an append at the end (deleting a
@@ -115,8 +138,15 @@ impl PartitionLog {
             producer_id: batch.producer_id(),
             producer_epoch: batch.producer_epoch(),
             base_sequence: batch.base_sequence(),
+            txn_role: TxnRole::of(batch),
             bytes: bytes.freeze(),
         };
+        self.txns.observe(
+            stored.txn_role,
+            stored.producer_id,
+            stored.base_offset,
+            stored.last_offset,
+        );
         self.end += count;
         self.batches.push(stored.clone());
         stored
@@ -137,6 +167,7 @@ impl PartitionLog {
             .map_or(self.log_start.max(0), |b| b.last_offset + 1)
             .max(self.log_start);
         self.generation += 1;
+        self.reindex();
     }
 
     /// Moves the log start to `offset` (retention, DeleteRecords): whole
@@ -150,6 +181,7 @@ impl PartitionLog {
         self.batches.drain(..gone);
         self.log_start = offset;
         self.generation += 1;
+        self.txns.expire_before(offset);
         true
     }
 
@@ -166,10 +198,15 @@ impl PartitionLog {
     /// holding `offset`, cut at `max_bytes` even inside a batch (as a
     /// Kafka segment read does, KIP-74), but never below the first batch
     /// when `at_least_one` (the first partition of a response with data).
-    pub fn read(&self, offset: i64, max_bytes: usize, at_least_one: bool) -> Bytes {
+    /// Batches starting at or after `upper` are left out (the last stable
+    /// offset of a read_committed fetch, which is always a batch boundary).
+    pub fn read(&self, offset: i64, max_bytes: usize, at_least_one: bool, upper: i64) -> Bytes {
         let Some(first) = self.batch_index(offset.max(self.log_start)) else {
             return Bytes::new();
         };
+        if self.batches[first].base_offset >= upper {
+            return Bytes::new();
+        }
         let limit = if at_least_one {
             max_bytes.max(self.batches[first].bytes.len())
         } else {
@@ -180,7 +217,7 @@ impl PartitionLog {
         }
         let mut out = BytesMut::new();
         for b in &self.batches[first..] {
-            if out.len() >= limit {
+            if out.len() >= limit || b.base_offset >= upper {
                 break;
             }
             let room = limit - out.len();

@@ -28,16 +28,22 @@
 //!   `__consumer_offsets` partition, so coordinators move with leaders.
 //!   Its timers (sessions, rebalance timeouts, the initial rebalance
 //!   delay) run on the `now` the driver passes in.
-//! - The transaction coordinator does not exist yet: its APIs are not
-//!   advertised in ApiVersions, a request for them closes the connection
-//!   (what Kafka does with an API it does not serve), and transactional
-//!   produce and InitProducerId with a transactional id get an error.
+//! - The transaction coordinator ([`transaction`], [`txn_coordinator`])
+//!   lives on the leader of the transactional id's `__transaction_state`
+//!   partition, like the group coordinator; its state is the replicated
+//!   state, and the partition side of transactions (open transactions,
+//!   last stable offset, aborted index, [`txn_index`]) is derived from the
+//!   logs. Transactions v1 only: KIP-890's v2 (EndTxn v5, AddPartitionsToTxn
+//!   v4+) is not advertised.
 
 mod api;
 pub mod coordinator;
 pub mod group;
 pub mod log;
 pub mod producer_state;
+pub mod transaction;
+pub mod txn_coordinator;
+pub mod txn_index;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -55,6 +61,7 @@ pub use group::{CommittedOffset, GroupSettings, GroupState, Member};
 use log::PartitionLog;
 use producer_state::ProducerStates;
 pub use producer_state::UnknownProducer;
+pub use transaction::{Transaction, TxnSettings, TxnState, TRANSACTION_STATE_TOPIC};
 
 /// A broker's id (`node.id`).
 pub type NodeId = i32;
@@ -136,6 +143,8 @@ pub struct ClusterConfig {
     pub sabotage: Sabotage,
     /// The group coordinator's settings.
     pub groups: GroupSettings,
+    /// The transaction coordinator's settings.
+    pub transactions: TxnSettings,
 }
 
 impl ClusterConfig {
@@ -160,6 +169,7 @@ impl ClusterConfig {
             unknown_producer: UnknownProducer::default(),
             sabotage: Sabotage::None,
             groups: GroupSettings::default(),
+            transactions: TxnSettings::default(),
         }
     }
 }
@@ -381,6 +391,8 @@ pub struct Cluster {
     journal: Option<Vec<String>>,
     /// Consumer groups, by id.
     groups: BTreeMap<String, Group>,
+    /// Transactional ids, by id.
+    transactions: BTreeMap<String, Transaction>,
     /// The latest time the driver gave (for changes made between inputs,
     /// such as a crash that moves a group coordinator).
     now: Timestamp,
@@ -422,6 +434,7 @@ impl Cluster {
             stats: ClusterStats::default(),
             journal: None,
             groups: BTreeMap::new(),
+            transactions: BTreeMap::new(),
             now: Timestamp::ZERO,
             resume: Vec::new(),
         }
@@ -838,6 +851,7 @@ impl Cluster {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
         self.group_timeout(now);
+        self.txn_timeout(now);
         self.resume_released(now);
         let due: Vec<ServerConnId> = self
             .conns
@@ -858,10 +872,10 @@ impl Cluster {
             .values()
             .filter_map(|c| c.parked.as_ref().map(|p| p.deadline))
             .min();
-        match (fetches, self.group_poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [fetches, self.group_poll_timeout(), self.txn_poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing to do for the cluster.
@@ -965,3 +979,5 @@ impl Cluster {
 mod group_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, VecDeque};
 use sansa_core::protocol::ErrorCode;
 
 use super::log::PartitionLog;
+use super::txn_index::TxnRole;
 
 /// How many batches per producer Kafka remembers for duplicate detection
 /// (`ProducerStateEntry.NUM_BATCHES_TO_RETAIN`), and so how many produce
@@ -192,11 +193,31 @@ impl ProducerStates {
         }
     }
 
+    /// A transaction marker of `producer_id` at `epoch` was written
+    /// (Kafka's `appendEndTxnMarker`): a newer epoch (the coordinator
+    /// fenced the producer, or a timeout aborted its transaction) replaces
+    /// the old one and forgets its batches, so a batch at the old epoch is
+    /// fenced from now on.
+    pub(crate) fn mark(&mut self, producer_id: i64, epoch: i16) {
+        let entry = self.producers.entry(producer_id).or_insert(Entry {
+            epoch,
+            batches: VecDeque::new(),
+        });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+    }
+
     /// Rebuilds the state from the log, as a restarting broker does.
     pub(crate) fn rebuild(log: &PartitionLog) -> ProducerStates {
         let mut s = ProducerStates::new();
         for b in log.batches() {
             if b.producer_id < 0 {
+                continue;
+            }
+            if matches!(b.txn_role, TxnRole::Marker { .. } | TxnRole::OtherControl) {
+                s.mark(b.producer_id, b.producer_epoch);
                 continue;
             }
             let meta = BatchMeta {

@@ -183,8 +183,14 @@ fn api_versions_advertises_what_is_served_with_fetch_from_v4() {
         let fetch = find(ApiKey::Fetch).expect("fetch");
         assert_eq!(fetch.min_version, 4);
         assert_eq!(find(ApiKey::Produce).expect("produce").min_version, 3);
-        assert!(find(ApiKey::AddPartitionsToTxn).is_none());
-        assert!(find(ApiKey::InitProducerId).is_some());
+        // Transactions v1: the client forms only, no KIP-890 v2.
+        let txn = |k: ApiKey| find(k).map(|a| (a.min_version, a.max_version));
+        assert_eq!(txn(ApiKey::AddPartitionsToTxn), Some((0, 3)));
+        assert_eq!(txn(ApiKey::EndTxn), Some((0, 4)));
+        assert_eq!(txn(ApiKey::AddOffsetsToTxn), Some((0, 4)));
+        assert_eq!(txn(ApiKey::TxnOffsetCommit), Some((0, 4)));
+        assert_eq!(txn(ApiKey::InitProducerId), Some((0, 5)));
+        assert!(find(ApiKey::WriteTxnMarkers).is_none());
         for api in [
             ApiKey::FindCoordinator,
             ApiKey::JoinGroup,
@@ -222,8 +228,8 @@ fn api_versions_advertises_what_is_served_with_fetch_from_v4() {
 #[test]
 fn an_api_that_is_not_served_closes_the_connection() {
     let mut w = Wire::new(1);
-    let req = sansa_core::protocol::messages::AddOffsetsToTxnRequest::default();
-    w.send(T0, 3, &req);
+    let req = sansa_core::protocol::messages::DescribeTransactionsRequest::default();
+    w.send(T0, 0, &req);
     assert_eq!(
         w.cluster.poll_output(),
         Some(ClusterOutput::Close { conn: w.conn })
@@ -500,7 +506,20 @@ fn produce_rejects_what_kafka_rejects() {
         produce(&mut w, 11, "t", 0, two.freeze()).0,
         ErrorCode::InvalidRecord
     );
-    let mut txn = produce_req("t", 0, good.clone(), -1);
+    // A transactional batch of a producer with no transaction.
+    let mut b = BatchBuilder::new(BatchOptions {
+        transactional: true,
+        ..Default::default()
+    });
+    b.append(0, None, Some(b"x"), NO_HEADERS).expect("fits");
+    let sealed = b
+        .seal(&BatchStamp {
+            producer: idem(77, 0, 0),
+            ..Default::default()
+        })
+        .expect("seals")
+        .into_bytes();
+    let mut txn = produce_req("t", 0, sealed, -1);
     txn.transactional_id = Some("tx".into());
     let resp = w.call(11, &txn);
     assert_eq!(
@@ -710,7 +729,7 @@ fn list_offsets_finds_earliest_latest_and_by_timestamp() {
 }
 
 #[test]
-fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
+fn init_producer_id_hands_out_fresh_ids_and_sends_transactions_to_their_coordinator() {
     let mut w = Wire::new(1);
     let mut seen = Vec::new();
     for v in versions(ApiKey::InitProducerId) {
@@ -739,7 +758,8 @@ fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
             ..Default::default()
         },
     );
-    assert_eq!(resp.error_code, ErrorCode::InvalidRequest.code());
+    // No FindCoordinator created `__transaction_state` yet.
+    assert_eq!(resp.error_code, ErrorCode::NotCoordinator.code());
 }
 
 #[test]
