@@ -24,6 +24,7 @@ pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod rng;
+pub mod session;
 pub mod time;
 
 pub use client::{Client, Config, Event, Input, Output};

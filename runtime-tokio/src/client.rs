@@ -14,7 +14,7 @@ use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use sansa_core::regex;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{self, Command, ProduceCommand};
+use crate::driver::{self, Command, ProduceCommand, TokioWaiters};
 use crate::produce::ProduceFuture;
 
 /// Why a client could not be built.
@@ -308,7 +308,7 @@ impl Client {
     /// ```
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Close(tx)).is_ok() {
+        if self.inner.commands.send(Command::Close(Some(tx))).is_ok() {
             let _ = rx.await;
         }
     }
@@ -340,7 +340,7 @@ impl Client {
         if let Err(mpsc::error::SendError(Command::Produce(cmd))) =
             self.inner.commands.send(Command::Produce(cmd))
         {
-            cmd.refuse(ProduceError::Closed);
+            cmd.refuse::<TokioWaiters>(ProduceError::Closed);
         }
     }
 }

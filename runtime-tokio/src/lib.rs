@@ -55,7 +55,6 @@ mod client;
 mod conn;
 mod driver;
 mod produce;
-mod waiters;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};
