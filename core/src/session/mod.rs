@@ -32,6 +32,7 @@
 //!   the core asked to hear nothing more about it.
 
 mod books;
+mod builder;
 mod outcome;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
