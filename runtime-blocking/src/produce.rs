@@ -1,0 +1,247 @@
+//! What a produce call gives back: a [`ProduceHandle`] per record, or a
+//! [`FirstError`] for a batch. The states are the core's
+//! ([`RecordState`], [`BatchState`]); what is here is how a thread
+//! blocks on them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sansa_core::producer::{ProduceError, Record, RecordMeta};
+use sansa_core::session::{BatchState, Outcome, RecordState};
+
+use crate::client::{Client, WeakClient};
+use crate::driver::{produce_command, Command};
+use crate::wait::{answer, RecordSlot, Reply, Watched};
+
+/// One record's place in a [`FirstError`]; counts as failed with
+/// [`ProduceError::Closed`] if dropped without a result.
+#[derive(Debug)]
+pub(crate) struct BatchTicket(Option<Arc<Watched<BatchState>>>);
+
+impl BatchTicket {
+    fn finish(&mut self, error: Option<ProduceError>) {
+        if let Some(batch) = self.0.take() {
+            batch.update(|b| b.finish(error));
+        }
+    }
+}
+
+impl Drop for BatchTicket {
+    fn drop(&mut self) {
+        self.finish(Some(ProduceError::Closed));
+    }
+}
+
+/// Where the driver sends a record's result; dropped without one (the
+/// driver is gone), the record fails with [`ProduceError::Closed`].
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// A [`ProduceHandle`] waits on it.
+    Handle(Option<RecordSlot>),
+    /// One record of a [`FirstError`], and who waits to hear whether it
+    /// was buffered (`FirstError::try_produce`).
+    Batch(BatchTicket, Option<Reply<Result<(), ProduceError>>>),
+}
+
+impl Sink {
+    /// The record is in the buffer.
+    pub(crate) fn buffered(&mut self) {
+        match self {
+            Sink::Handle(Some(slot)) => slot.update(RecordState::buffered),
+            Sink::Handle(None) => {}
+            Sink::Batch(_, admitted) => {
+                if let Some(reply) = admitted.take() {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Hands over the result.
+    pub(crate) fn complete(mut self, outcome: Outcome) {
+        match &mut self {
+            Sink::Handle(slot) => {
+                if let Some(slot) = slot.take() {
+                    slot.update(|s| s.complete(outcome));
+                }
+            }
+            Sink::Batch(ticket, admitted) => {
+                if let Some(reply) = admitted.take() {
+                    let _ = reply.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+                }
+                ticket.finish(outcome.err());
+            }
+        }
+    }
+
+    /// A `try_produce` record was refused before the core took it; it
+    /// does not count in a batch.
+    pub(crate) fn refuse(mut self, error: ProduceError) {
+        if let Sink::Batch(ticket, admitted) = &mut self {
+            if let Some(reply) = admitted.take() {
+                let _ = reply.send(Err(error));
+            }
+            return ticket.finish(None);
+        }
+        self.complete(Err(error));
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Sink::Handle(Some(slot)) = self {
+            slot.update(RecordState::abandoned);
+        }
+    }
+}
+
+/// The result of one produced record, to wait for. The record is on its
+/// way already: dropping the handle does not cancel it (use
+/// [`ProduceHandle::cancel`]).
+///
+/// ```no_run
+/// # fn f(client: sansa_blocking::Client) -> Result<(), sansa_blocking::ProduceError> {
+/// use std::time::Duration;
+/// use sansa_blocking::Record;
+///
+/// let delivery = client.produce(Record::new("events", "hello"));
+/// match delivery.wait_timeout(Duration::from_secs(5)) {
+///     Some(result) => println!("offset {}", result?.offset),
+///     None => println!("not yet delivered"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "the record is sent anyway; wait on the handle to learn whether it was delivered"]
+pub struct ProduceHandle {
+    slot: RecordSlot,
+    ticket: u64,
+    client: WeakClient,
+}
+
+impl ProduceHandle {
+    pub(crate) fn start(
+        client: &Client,
+        record: Record,
+        fail_when_full: bool,
+        urgent: bool,
+    ) -> Self {
+        let slot = RecordSlot::default();
+        let ticket = client.next_ticket();
+        let sink = Sink::Handle(Some(slot.clone()));
+        client.send_produce(produce_command(
+            record,
+            fail_when_full,
+            urgent,
+            ticket,
+            sink,
+        ));
+        ProduceHandle {
+            slot,
+            ticket,
+            client: client.downgrade(),
+        }
+    }
+
+    /// Blocks until the record is delivered or failed.
+    pub fn wait(self) -> Result<RecordMeta, ProduceError> {
+        self.slot
+            .wait(None, RecordState::take)
+            .unwrap_or(Err(ProduceError::Closed))
+    }
+
+    /// Blocks at most `timeout` for the result; `None` if it is not there
+    /// by then (the handle can be waited on again).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMeta, ProduceError>> {
+        self.slot.wait(Some(timeout), RecordState::take)
+    }
+
+    /// Blocks until the client has taken the record into its buffer (at
+    /// once unless the buffer is full); `Err` if it failed before that.
+    /// Calling this before producing more bounds a fast producer's
+    /// memory.
+    pub fn buffered(&self) -> Result<(), ProduceError> {
+        self.slot
+            .wait(None, |s| s.admission())
+            .unwrap_or(Err(ProduceError::Closed))
+    }
+
+    /// Asks the client to cancel the record: it fails with
+    /// [`ProduceError::Cancelled`] as soon as that is safe, or is
+    /// delivered anyway if the broker may already have it.
+    pub fn cancel(&self) {
+        self.client.send(Command::Cancel(self.ticket));
+    }
+}
+
+/// Waits for a batch of records and keeps the first failure (in
+/// completion order), like franz-go's `FirstErrPromise`. Cloning gives
+/// another handle on the same batch.
+///
+/// ```no_run
+/// # fn f(client: sansa_blocking::Client) -> Result<(), sansa_blocking::ProduceError> {
+/// use sansa_blocking::{FirstError, Record};
+///
+/// let batch = FirstError::new();
+/// for i in 0..1000 {
+///     batch.produce(&client, Record::new("events", format!("{i}")));
+/// }
+/// batch.wait()?; // every record delivered, or the first error
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FirstError {
+    batch: Arc<Watched<BatchState>>,
+}
+
+impl FirstError {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn ticket(&self) -> BatchTicket {
+        self.batch.with(BatchState::add);
+        BatchTicket(Some(self.batch.clone()))
+    }
+
+    /// Produces `record` as part of this batch (`Client::produce`
+    /// semantics: waits for buffer space inside the client).
+    pub fn produce(&self, client: &Client, record: Record) {
+        let sink = Sink::Batch(self.ticket(), None);
+        client.send_produce(produce_command(record, false, false, 0, sink));
+    }
+
+    /// Produces `record` as part of this batch, failing at once with
+    /// [`ProduceError::BufferFull`]; a refused record is not counted.
+    pub fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
+        let (admitted, reply) = answer();
+        let sink = Sink::Batch(self.ticket(), Some(reply));
+        client.send_produce(produce_command(record, true, false, 0, sink));
+        admitted.wait(None).unwrap_or(Err(ProduceError::Closed))
+    }
+
+    /// Records of the batch not yet delivered or failed.
+    pub fn outstanding(&self) -> usize {
+        self.batch.with(|b| b.outstanding())
+    }
+
+    /// The first failure so far, without waiting.
+    pub fn first_error(&self) -> Option<ProduceError> {
+        self.batch.with(|b| b.first_error())
+    }
+
+    /// Blocks until every record produced through this batch so far is
+    /// done, then returns the first failure, if any.
+    pub fn wait(&self) -> Result<(), ProduceError> {
+        self.batch.wait(None, |b| b.result()).unwrap_or(Ok(()))
+    }
+
+    /// [`FirstError::wait`] for at most `timeout`; `None` if records are
+    /// still outstanding then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<(), ProduceError>> {
+        self.batch.wait(Some(timeout), |b| b.result())
+    }
+}
