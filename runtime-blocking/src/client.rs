@@ -10,7 +10,7 @@ use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition, StartOffset};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use sansa_core::regex;
-use sansa_core::session::ProduceRequest;
+use sansa_core::session::{self, ProduceRequest};
 
 use crate::driver::{BlockingWaiters, Command, Driver, Msg};
 use crate::produce::{ProduceHandle, Sink};
@@ -167,13 +167,7 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let patterns: Vec<String> = patterns
-            .into_iter()
-            .map(|p| p.as_ref().to_string())
-            .collect();
-        for p in &patterns {
-            regex::Regex::new(p)?;
-        }
+        let patterns = session::check_patterns(patterns)?;
         self.send(Command::ConsumeRegex(patterns));
         Ok(())
     }
@@ -232,14 +226,7 @@ impl Client {
         max_records: Option<usize>,
         timeout: Duration,
     ) -> Vec<ConsumedRecord> {
-        let mut out = Vec::new();
-        for f in self.poll_fetches(max_records, timeout) {
-            if let Some(e) = &f.error {
-                tracing::warn!(topic = &*f.topic, partition = f.partition, error = %e, "partition error");
-            }
-            out.extend(f.records);
-        }
-        out
+        session::into_records(self.poll_fetches(max_records, timeout))
     }
 
     pub(crate) fn send(&self, cmd: Command) {
@@ -295,14 +282,10 @@ impl ClientBuilder {
         let core = sansa_core::Client::new(config)?;
         let (inbox, rx) = mpsc::sync_channel(INBOX);
         let closed = Arc::new(AtomicBool::new(false));
-        let driver = Driver::new(core, rx, inbox.clone());
-        let done = closed.clone();
+        let driver = Driver::new(core, rx, inbox.clone(), closed.clone());
         std::thread::Builder::new()
             .name("sansa-driver".into())
-            .spawn(move || {
-                driver.run();
-                done.store(true, Ordering::Release);
-            })?;
+            .spawn(move || driver.run())?;
         Ok(Client {
             inner: Arc::new(Inner {
                 inbox,

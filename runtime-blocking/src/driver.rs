@@ -5,8 +5,10 @@
 //! deadline.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
@@ -76,17 +78,14 @@ pub(crate) fn produce_command(
     ticket: u64,
     sink: Sink,
 ) -> ProduceRequest<Sink> {
-    let wall_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    ProduceRequest {
+    ProduceRequest::new(
         record,
-        wall_ms,
+        SystemTime::now(),
         fail_when_full,
         urgent,
         ticket,
-        waiter: sink,
-    }
+        sink,
+    )
 }
 
 pub(crate) struct Driver {
@@ -97,6 +96,8 @@ pub(crate) struct Driver {
     /// Handed to connection threads.
     inbox_tx: SyncSender<Msg>,
     conns: HashMap<ConnId, ConnHandle>,
+    /// Set once the core is closed, before close waiters hear of it.
+    closed: Arc<AtomicBool>,
 }
 
 impl Driver {
@@ -104,6 +105,7 @@ impl Driver {
         core: sansa_core::Client,
         inbox: Receiver<Msg>,
         inbox_tx: SyncSender<Msg>,
+        closed: Arc<AtomicBool>,
     ) -> Self {
         Driver {
             session: Session::new(core),
@@ -111,12 +113,12 @@ impl Driver {
             inbox,
             inbox_tx,
             conns: HashMap::new(),
+            closed,
         }
     }
 
     fn now(&self) -> Timestamp {
-        let nanos = self.origin.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        session::timestamp(self.origin.elapsed())
     }
 
     pub(crate) fn run(mut self) {
@@ -159,6 +161,7 @@ impl Driver {
             }
         }
         self.conns.clear();
+        self.closed.store(true, Ordering::Release);
         self.session.finish();
         tracing::debug!("driver stopped");
     }

@@ -7,93 +7,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{BatchState, Outcome, RecordState};
+use sansa_core::session::{self, BatchState, Cells, RecordState};
 
 use crate::client::{Client, WeakClient};
 use crate::driver::{produce_command, Command};
 use crate::wait::{answer, RecordSlot, Reply, Watched};
 
-/// One record's place in a [`FirstError`]; counts as failed with
-/// [`ProduceError::Closed`] if dropped without a result.
+/// The blocking cells behind a [`Sink`]: a watched [`RecordState`] per
+/// record, a watched [`BatchState`] per [`FirstError`], a [`Reply`] for
+/// a batch admission.
 #[derive(Debug)]
-pub(crate) struct BatchTicket(Option<Arc<Watched<BatchState>>>);
+pub(crate) struct BlockingCells;
 
-impl BatchTicket {
-    fn finish(&mut self, error: Option<ProduceError>) {
-        if let Some(batch) = self.0.take() {
-            batch.update(|b| b.finish(error));
-        }
+impl Cells for BlockingCells {
+    type Record = Watched<RecordState>;
+    type Batch = Watched<BatchState>;
+    type Admission = Reply<Result<(), ProduceError>>;
+
+    fn update(record: &Self::Record, f: impl FnOnce(&mut RecordState)) {
+        record.update(f);
+    }
+
+    fn finish(batch: &Self::Batch, error: Option<ProduceError>) {
+        batch.update(|b| b.finish(error));
+    }
+
+    fn admit(reply: Self::Admission, result: Result<(), ProduceError>) {
+        let _ = reply.send(result);
     }
 }
 
-impl Drop for BatchTicket {
-    fn drop(&mut self) {
-        self.finish(Some(ProduceError::Closed));
-    }
-}
-
-/// Where the driver sends a record's result; dropped without one (the
-/// driver is gone), the record fails with [`ProduceError::Closed`].
-#[derive(Debug)]
-pub(crate) enum Sink {
-    /// A [`ProduceHandle`] waits on it.
-    Handle(Option<RecordSlot>),
-    /// One record of a [`FirstError`], and who waits to hear whether it
-    /// was buffered (`FirstError::try_produce`).
-    Batch(BatchTicket, Option<Reply<Result<(), ProduceError>>>),
-}
-
-impl Sink {
-    /// The record is in the buffer.
-    pub(crate) fn buffered(&mut self) {
-        match self {
-            Sink::Handle(Some(slot)) => slot.update(RecordState::buffered),
-            Sink::Handle(None) => {}
-            Sink::Batch(_, admitted) => {
-                if let Some(reply) = admitted.take() {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-        }
-    }
-
-    /// Hands over the result.
-    pub(crate) fn complete(mut self, outcome: Outcome) {
-        match &mut self {
-            Sink::Handle(slot) => {
-                if let Some(slot) = slot.take() {
-                    slot.update(|s| s.complete(outcome));
-                }
-            }
-            Sink::Batch(ticket, admitted) => {
-                if let Some(reply) = admitted.take() {
-                    let _ = reply.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
-                }
-                ticket.finish(outcome.err());
-            }
-        }
-    }
-
-    /// A `try_produce` record was refused before the core took it; it
-    /// does not count in a batch.
-    pub(crate) fn refuse(mut self, error: ProduceError) {
-        if let Sink::Batch(ticket, admitted) = &mut self {
-            if let Some(reply) = admitted.take() {
-                let _ = reply.send(Err(error));
-            }
-            return ticket.finish(None);
-        }
-        self.complete(Err(error));
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        if let Sink::Handle(Some(slot)) = self {
-            slot.update(RecordState::abandoned);
-        }
-    }
-}
+/// Where the driver sends a record's result.
+pub(crate) type Sink = session::Sink<BlockingCells>;
 
 /// The result of one produced record, to wait for. The record is on its
 /// way already: dropping the handle does not cancel it (use
@@ -129,7 +74,7 @@ impl ProduceHandle {
     ) -> Self {
         let slot = RecordSlot::default();
         let ticket = client.next_ticket();
-        let sink = Sink::Handle(Some(slot.clone()));
+        let sink = Sink::Record(Some(slot.clone()));
         client.send_produce(produce_command(
             record,
             fail_when_full,
@@ -202,9 +147,9 @@ impl FirstError {
         Self::default()
     }
 
-    fn ticket(&self) -> BatchTicket {
+    fn ticket(&self) -> Option<Arc<Watched<BatchState>>> {
         self.batch.with(BatchState::add);
-        BatchTicket(Some(self.batch.clone()))
+        Some(self.batch.clone())
     }
 
     /// Produces `record` as part of this batch (`Client::produce`

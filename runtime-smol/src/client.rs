@@ -9,7 +9,7 @@ use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition, StartOffset};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use sansa_core::regex;
-use sansa_core::session::ProduceRequest;
+use sansa_core::session::{self, ProduceRequest};
 
 use crate::driver::{Command, Driver, SmolWaiters};
 use crate::produce::{ProduceFuture, Sink};
@@ -135,13 +135,7 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let patterns: Vec<String> = patterns
-            .into_iter()
-            .map(|p| p.as_ref().to_string())
-            .collect();
-        for p in &patterns {
-            regex::Regex::new(p)?;
-        }
+        let patterns = session::check_patterns(patterns)?;
         self.send(Command::ConsumeRegex(patterns));
         Ok(())
     }
@@ -181,14 +175,7 @@ impl Client {
     /// Like [`Client::poll_fetches`], flattened to records in order per
     /// partition (partition errors are logged and skipped).
     pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
-        let mut out = Vec::new();
-        for f in self.poll_fetches(max_records).await {
-            if let Some(e) = &f.error {
-                tracing::warn!(topic = &*f.topic, partition = f.partition, error = %e, "partition error");
-            }
-            out.extend(f.records);
-        }
-        out
+        session::into_records(self.poll_fetches(max_records).await)
     }
 
     fn send(&self, cmd: Command) {

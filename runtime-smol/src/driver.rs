@@ -5,7 +5,7 @@
 //! command, input or the core's deadline.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
@@ -72,17 +72,14 @@ pub(crate) fn produce_command(
     ticket: u64,
     sink: Sink,
 ) -> ProduceRequest<Sink> {
-    let wall_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    ProduceRequest {
+    ProduceRequest::new(
         record,
-        wall_ms,
+        SystemTime::now(),
         fail_when_full,
         urgent,
         ticket,
-        waiter: sink,
-    }
+        sink,
+    )
 }
 
 /// What woke the driver.
@@ -120,8 +117,7 @@ impl Driver {
     }
 
     fn now(&self) -> Timestamp {
-        let nanos = self.origin.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        session::timestamp(self.origin.elapsed())
     }
 
     pub(crate) async fn run(mut self) {
@@ -174,6 +170,9 @@ impl Driver {
             }
         }
         self.conns.clear();
+        // Closed before close waiters hear of it, so `is_closed` holds
+        // once `close` returns.
+        self.commands.close();
         self.session.finish();
         tracing::debug!("driver stopped");
     }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use async_channel::{Sender, WeakSender};
 use event_listener::Event;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{BatchState, Outcome, RecordState};
+use sansa_core::session::{self, BatchState, Cells, RecordState};
 
 use crate::client::Client;
 use crate::driver::{produce_command, Command};
@@ -55,89 +55,33 @@ impl Slot {
     }
 }
 
-/// One record's place in a [`FirstError`]; counts as failed with
-/// [`ProduceError::Closed`] if dropped without a result.
+/// The smol cells behind a [`Sink`]: a [`Slot`] per record, a
+/// [`Batch`] per [`FirstError`], a channel for a batch admission.
 #[derive(Debug)]
-pub(crate) struct BatchTicket(Option<Arc<Batch>>);
+pub(crate) struct SmolCells;
 
-impl BatchTicket {
-    fn finish(mut self, error: Option<ProduceError>) {
-        if let Some(batch) = self.0.take() {
-            batch.finish(error);
+impl Cells for SmolCells {
+    type Record = Slot;
+    type Batch = Batch;
+    type Admission = Sender<Result<(), ProduceError>>;
+
+    fn update(record: &Slot, f: impl FnOnce(&mut RecordState)) {
+        record.update(f);
+    }
+
+    fn finish(batch: &Batch, error: Option<ProduceError>) {
+        if lock(&batch.state).finish(error) {
+            batch.done.notify(usize::MAX);
         }
+    }
+
+    fn admit(reply: Self::Admission, result: Result<(), ProduceError>) {
+        let _ = reply.try_send(result);
     }
 }
 
-impl Drop for BatchTicket {
-    fn drop(&mut self) {
-        if let Some(batch) = self.0.take() {
-            batch.finish(Some(ProduceError::Closed));
-        }
-    }
-}
-
-/// Where the driver sends a record's result; dropped without one (the
-/// driver is gone), the record fails with [`ProduceError::Closed`].
-#[derive(Debug)]
-pub(crate) enum Sink {
-    /// A [`ProduceFuture`] waits on it.
-    Future(Option<Arc<Slot>>),
-    /// One record of a [`FirstError`], and who waits to hear whether it
-    /// was buffered (`FirstError::try_produce`).
-    Batch(BatchTicket, Option<Sender<Result<(), ProduceError>>>),
-}
-
-impl Sink {
-    /// The record is in the buffer.
-    pub(crate) fn buffered(&mut self) {
-        match self {
-            Sink::Future(Some(slot)) => slot.update(RecordState::buffered),
-            Sink::Future(None) => {}
-            Sink::Batch(_, admitted) => {
-                if let Some(tx) = admitted.take() {
-                    let _ = tx.try_send(Ok(()));
-                }
-            }
-        }
-    }
-
-    /// Hands over the result.
-    pub(crate) fn complete(mut self, outcome: Outcome) {
-        match &mut self {
-            Sink::Future(slot) => {
-                if let Some(slot) = slot.take() {
-                    slot.update(|s| s.complete(outcome));
-                }
-            }
-            Sink::Batch(ticket, admitted) => {
-                if let Some(tx) = admitted.take() {
-                    let _ = tx.try_send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
-                }
-                BatchTicket(ticket.0.take()).finish(outcome.err());
-            }
-        }
-    }
-
-    /// A `try_produce` record was refused before the core took it; it
-    /// does not count in a batch.
-    pub(crate) fn refuse(mut self, error: ProduceError) {
-        if let Sink::Batch(ticket, admitted) = &mut self {
-            if let Some(tx) = admitted.take() {
-                let _ = tx.try_send(Err(error));
-            }
-            return BatchTicket(ticket.0.take()).finish(None);
-        }
-        self.complete(Err(error));
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        if let Sink::Future(Some(slot)) = self {
-            slot.update(RecordState::abandoned);
-        }
-    }
-}
+/// Where the driver sends a record's result.
+pub(crate) type Sink = session::Sink<SmolCells>;
 
 /// The result of one produced record; resolves when it is delivered
 /// (`Ok` with where it landed) or failed. The record is on its way
@@ -160,7 +104,7 @@ impl ProduceFuture {
     ) -> Self {
         let slot = Arc::new(Slot::default());
         let ticket = client.next_ticket();
-        let sink = Sink::Future(Some(slot.clone()));
+        let sink = Sink::Record(Some(slot.clone()));
         client.send_produce(produce_command(
             record,
             fail_when_full,
@@ -206,14 +150,6 @@ pub(crate) struct Batch {
     done: Event,
 }
 
-impl Batch {
-    fn finish(&self, error: Option<ProduceError>) {
-        if lock(&self.state).finish(error) {
-            self.done.notify(usize::MAX);
-        }
-    }
-}
-
 /// Waits for a batch of records and keeps the first failure (in
 /// completion order), like franz-go's `FirstErrPromise`. Cloning gives
 /// another handle on the same batch.
@@ -241,9 +177,9 @@ impl FirstError {
         Self::default()
     }
 
-    fn ticket(&self) -> BatchTicket {
+    fn ticket(&self) -> Option<Arc<Batch>> {
         lock(&self.batch.state).add();
-        BatchTicket(Some(self.batch.clone()))
+        Some(self.batch.clone())
     }
 
     /// Produces `record` as part of this batch (`Client::produce`

@@ -199,6 +199,9 @@ impl Driver {
         // The core closed every connection it knew; drop any it had not
         // opened yet as well.
         self.conns.clear();
+        // Closed before close waiters hear of it, so `is_closed` holds
+        // once `close` returns.
+        self.commands.close();
         self.session.finish();
         tracing::debug!("driver stopped");
     }

@@ -33,7 +33,9 @@
 
 mod books;
 mod builder;
+mod helpers;
 mod outcome;
+mod sink;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -45,7 +47,9 @@ use crate::producer::{ProduceError, Record, WhenFull};
 use crate::{Client, Config, Event, Input, Output, Timestamp};
 
 use books::ById;
+pub use helpers::{check_patterns, into_records, timestamp, wall_ms};
 pub use outcome::{BatchState, Outcome, RecordState};
+pub use sink::{Cells, Sink};
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll
@@ -135,6 +139,25 @@ pub struct ProduceRequest<P> {
 }
 
 impl<P> ProduceRequest<P> {
+    /// A request stamped with the wall clock of the call.
+    pub fn new(
+        record: Record,
+        wall: std::time::SystemTime,
+        fail_when_full: bool,
+        urgent: bool,
+        ticket: u64,
+        waiter: P,
+    ) -> Self {
+        ProduceRequest {
+            record,
+            wall_ms: wall_ms(wall),
+            fail_when_full,
+            urgent,
+            ticket,
+            waiter,
+        }
+    }
+
     /// Fails the record before any session took it (the driver is gone):
     /// the same answer the session gives once it is closing.
     pub fn refuse<W: Waiters<Produce = P>>(self, error: ProduceError) {
