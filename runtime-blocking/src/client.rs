@@ -1,18 +1,16 @@
 //! The user's handle: [`Client`] and its [`ClientBuilder`].
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
-use sansa_core::consumer::{ConsumedRecord, FetchedPartition, StartOffset};
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::regex;
 use sansa_core::session::{self, ProduceRequest};
 
-use crate::driver::{BlockingWaiters, Command, Driver, Msg};
+use crate::driver::{Command, Driver, Msg};
 use crate::produce::{ProduceHandle, Sink};
 use crate::wait::answer;
 
@@ -149,66 +147,11 @@ impl Client {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// Consumes every partition of these topics (and partitions added
-    /// later) from the configured start offset.
-    pub fn consume_topics<I, S>(&self, topics: I)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.send(Command::ConsumeTopics(
-            topics.into_iter().map(Into::into).collect(),
-        ));
-    }
-
-    /// Consumes every topic whose whole name matches one of `patterns`.
-    pub fn consume_regex<I, S>(&self, patterns: I) -> Result<(), regex::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let patterns = session::check_patterns(patterns)?;
-        self.send(Command::ConsumeRegex(patterns));
-        Ok(())
-    }
-
-    /// Consumes exactly these partitions from these offsets.
-    pub fn consume_partitions(&self, partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>) {
-        self.send(Command::ConsumePartitions(partitions));
-    }
-
-    /// Pauses fetching a topic's partitions (all with `None`).
-    pub fn pause(&self, topic: &str, partitions: Option<&[i32]>) {
-        self.send(Command::Pause(
-            topic.into(),
-            partitions.map(<[i32]>::to_vec),
-            true,
-        ));
-    }
-
-    /// Resumes what [`Client::pause`] paused.
-    pub fn resume(&self, topic: &str, partitions: Option<&[i32]>) {
-        self.send(Command::Pause(
-            topic.into(),
-            partitions.map(<[i32]>::to_vec),
-            false,
-        ));
-    }
+    sansa_core::client_consume_methods!();
 
     /// Blocks for fetched records, at most `max_records` (all buffered
     /// with `None`) by partition, for at most `timeout`; empty when none
     /// came in time or the client is closed.
-    ///
-    /// ```no_run
-    /// # fn f(client: sansa_blocking::Client) {
-    /// use std::time::Duration;
-    ///
-    /// client.consume_topics(["events"]);
-    /// for p in client.poll_fetches(Some(500), Duration::from_secs(1)) {
-    ///     println!("{}/{}: {} records", p.topic, p.partition, p.records.len());
-    /// }
-    /// # }
-    /// ```
     pub fn poll_fetches(
         &self,
         max_records: Option<usize>,
@@ -249,7 +192,7 @@ impl Client {
             .inbox
             .send(Msg::Command(Command::Produce(request)))
         {
-            request.refuse::<BlockingWaiters>(ProduceError::Closed);
+            request.refuse(ProduceError::Closed);
         }
     }
 }

@@ -112,19 +112,27 @@ fn run(
     };
     // Kafka requests are whole frames; Nagle would only delay small ones.
     let _ = stream.set_nodelay(true);
-    let (reader, keep) = match (stream.try_clone(), stream.try_clone()) {
-        (Ok(r), Ok(k)) => (r, k),
-        (Err(e), _) | (_, Err(e)) => {
-            let _ = inbox.send(Msg::Input(Input::ConnectFailed(conn, e.to_string())));
-            return;
-        }
+    let clones = stream
+        .try_clone()
+        .and_then(|r| Ok((r, stream.try_clone()?)));
+    let Ok((reader, keep)) = clones else {
+        let _ = inbox.send(Msg::Input(Input::ConnectFailed(
+            conn,
+            "socket clone failed".into(),
+        )));
+        return;
     };
+    if std::mem::replace(
+        &mut *lock(socket),
+        Socket {
+            stream: Some(keep),
+            closed: false,
+        },
+    )
+    .closed
     {
-        let mut s = lock(socket);
-        if s.closed {
-            return;
-        }
-        s.stream = Some(keep);
+        // The driver dropped the connection while it was connecting.
+        return;
     }
     // Connected goes first, so the driver never sees bytes for a
     // connection it thinks is opening.

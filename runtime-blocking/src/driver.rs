@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
-use sansa_core::producer::{ProduceError, Record};
-use sansa_core::session::{self, Io, Outcome, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::producer::Record;
+use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
@@ -29,18 +29,6 @@ impl Waiters for BlockingWaiters {
     type Produce = Sink;
     type Flush = Reply<()>;
     type Fetch = Reply<Vec<FetchedPartition>>;
-
-    fn buffered(waiter: &mut Sink) {
-        waiter.buffered();
-    }
-
-    fn complete(waiter: Sink, outcome: Outcome) {
-        waiter.complete(outcome);
-    }
-
-    fn refused(waiter: Sink, error: ProduceError) {
-        waiter.refuse(error);
-    }
 
     fn flushed(waiter: Reply<()>) {
         let _ = waiter.send(());

@@ -43,20 +43,6 @@ pub(crate) type Sink = session::Sink<BlockingCells>;
 /// The result of one produced record, to wait for. The record is on its
 /// way already: dropping the handle does not cancel it (use
 /// [`ProduceHandle::cancel`]).
-///
-/// ```no_run
-/// # fn f(client: sansa_blocking::Client) -> Result<(), sansa_blocking::ProduceError> {
-/// use std::time::Duration;
-/// use sansa_blocking::Record;
-///
-/// let delivery = client.produce(Record::new("events", "hello"));
-/// match delivery.wait_timeout(Duration::from_secs(5)) {
-///     Some(result) => println!("offset {}", result?.offset),
-///     None => println!("not yet delivered"),
-/// }
-/// # Ok(())
-/// # }
-/// ```
 #[derive(Debug)]
 #[must_use = "the record is sent anyway; wait on the handle to learn whether it was delivered"]
 pub struct ProduceHandle {

@@ -1,17 +1,15 @@
 //! The user's handle: [`Client`] and its [`ClientBuilder`].
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_channel::{Sender, WeakSender};
 use sansa_core::client::{ConfigBuilder, ConfigError};
-use sansa_core::consumer::{ConsumedRecord, FetchedPartition, StartOffset};
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::regex;
 use sansa_core::session::{self, ProduceRequest};
 
-use crate::driver::{Command, Driver, SmolWaiters};
+use crate::driver::{Command, Driver};
 use crate::produce::{ProduceFuture, Sink};
 
 /// Why a client could not be built.
@@ -117,51 +115,7 @@ impl Client {
         self.inner.commands.is_closed()
     }
 
-    /// Consumes every partition of these topics (and partitions added
-    /// later) from the configured start offset.
-    pub fn consume_topics<I, S>(&self, topics: I)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.send(Command::ConsumeTopics(
-            topics.into_iter().map(Into::into).collect(),
-        ));
-    }
-
-    /// Consumes every topic whose whole name matches one of `patterns`.
-    pub fn consume_regex<I, S>(&self, patterns: I) -> Result<(), regex::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let patterns = session::check_patterns(patterns)?;
-        self.send(Command::ConsumeRegex(patterns));
-        Ok(())
-    }
-
-    /// Consumes exactly these partitions from these offsets.
-    pub fn consume_partitions(&self, partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>) {
-        self.send(Command::ConsumePartitions(partitions));
-    }
-
-    /// Pauses fetching a topic's partitions (all with `None`).
-    pub fn pause(&self, topic: &str, partitions: Option<&[i32]>) {
-        self.send(Command::Pause(
-            topic.into(),
-            partitions.map(<[i32]>::to_vec),
-            true,
-        ));
-    }
-
-    /// Resumes what [`Client::pause`] paused.
-    pub fn resume(&self, topic: &str, partitions: Option<&[i32]>) {
-        self.send(Command::Pause(
-            topic.into(),
-            partitions.map(<[i32]>::to_vec),
-            false,
-        ));
-    }
+    sansa_core::client_consume_methods!();
 
     /// Waits for fetched records and returns them by partition, at most
     /// `max_records` (all buffered with `None`). Empty only when the
@@ -195,7 +149,7 @@ impl Client {
     pub(crate) fn send_produce(&self, request: ProduceRequest<Sink>) {
         if let Err(e) = self.inner.commands.try_send(Command::Produce(request)) {
             if let Command::Produce(request) = e.into_inner() {
-                request.refuse::<SmolWaiters>(ProduceError::Closed);
+                request.refuse(ProduceError::Closed);
             }
         }
     }

@@ -14,7 +14,7 @@ use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use sansa_core::regex;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{self, Command, ProduceCommand, TokioWaiters};
+use crate::driver::{self, Command, ProduceCommand};
 use crate::produce::ProduceFuture;
 
 /// Why a client could not be built.
@@ -340,7 +340,7 @@ impl Client {
         if let Err(mpsc::error::SendError(Command::Produce(cmd))) =
             self.inner.commands.send(Command::Produce(cmd))
         {
-            cmd.refuse::<TokioWaiters>(ProduceError::Closed);
+            cmd.refuse(ProduceError::Closed);
         }
     }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
-use sansa_core::producer::{ProduceError, Record};
-use sansa_core::session::{self, Io, Outcome, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::producer::Record;
+use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
 use sansa_core::{Input, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -36,18 +36,6 @@ impl Waiters for TokioWaiters {
     type Produce = Sink;
     type Flush = oneshot::Sender<()>;
     type Fetch = oneshot::Sender<Vec<FetchedPartition>>;
-
-    fn buffered(waiter: &mut Sink) {
-        waiter.admit(Ok(()));
-    }
-
-    fn complete(waiter: Sink, outcome: Outcome) {
-        waiter.complete(outcome);
-    }
-
-    fn refused(waiter: Sink, error: ProduceError) {
-        waiter.refuse(error);
-    }
 
     fn flushed(waiter: oneshot::Sender<()>) {
         let _ = waiter.send(());

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use sansa_core::producer::{ProduceError, RecordMeta};
-use sansa_core::session::{BatchState, Outcome, RecordState};
+use sansa_core::session::{BatchState, Outcome, ProduceWaiter, RecordState};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::client::Client;
@@ -76,6 +76,20 @@ impl Drop for SlotHandle {
         if let Some(slot) = self.0.take() {
             slot.update(RecordState::abandoned);
         }
+    }
+}
+
+impl ProduceWaiter for Sink {
+    fn buffered(&mut self) {
+        self.admit(Ok(()));
+    }
+
+    fn complete(self, outcome: Outcome) {
+        Sink::complete(self, outcome);
+    }
+
+    fn refused(self, error: ProduceError) {
+        self.refuse(error);
     }
 }
 

@@ -132,3 +132,70 @@ macro_rules! client_builder_methods {
         }
     };
 }
+
+/// Expands to a client handle's consumer commands (`consume_topics`,
+/// `consume_regex`, `consume_partitions`, `pause`, `resume`), which only
+/// hand a [`Command`](crate::session::Command) to the driver. The handle
+/// must have a method `fn send(&self, cmd: Command<W>)` that ignores a
+/// closed driver.
+#[macro_export]
+macro_rules! client_consume_methods {
+    () => {
+        /// Consumes every partition of these topics (and partitions added
+        /// later) from the configured start offset.
+        pub fn consume_topics<I, S>(&self, topics: I)
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            let topics = topics.into_iter().map(Into::into).collect();
+            self.send($crate::session::Command::ConsumeTopics(topics));
+        }
+
+        /// Consumes every topic whose whole name matches one of
+        /// `patterns`, including topics created later; a bad pattern is
+        /// refused here.
+        pub fn consume_regex<I, S>(&self, patterns: I) -> Result<(), $crate::regex::Error>
+        where
+            I: IntoIterator<Item = S>,
+            S: AsRef<str>,
+        {
+            let patterns = $crate::session::check_patterns(patterns)?;
+            self.send($crate::session::Command::ConsumeRegex(patterns));
+            Ok(())
+        }
+
+        /// Consumes exactly these partitions from these offsets.
+        pub fn consume_partitions(
+            &self,
+            partitions: ::std::collections::BTreeMap<
+                String,
+                ::std::collections::BTreeMap<i32, $crate::consumer::StartOffset>,
+            >,
+        ) {
+            self.send($crate::session::Command::ConsumePartitions(partitions));
+        }
+
+        /// Pauses fetching a topic's partitions (all with `None`);
+        /// records buffered for them are dropped and fetched again on
+        /// resume.
+        pub fn pause(&self, topic: &str, partitions: Option<&[i32]>) {
+            let partitions = partitions.map(<[i32]>::to_vec);
+            self.send($crate::session::Command::Pause(
+                topic.into(),
+                partitions,
+                true,
+            ));
+        }
+
+        /// Resumes what `pause` paused.
+        pub fn resume(&self, topic: &str, partitions: Option<&[i32]>) {
+            let partitions = partitions.map(<[i32]>::to_vec);
+            self.send($crate::session::Command::Pause(
+                topic.into(),
+                partitions,
+                false,
+            ));
+        }
+    };
+}

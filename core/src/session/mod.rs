@@ -58,29 +58,34 @@ pub use sink::{Cells, Sink};
 /// back bytes that are ready to write.
 pub const BURST: usize = 256;
 
+/// Who waits for one record: whether it got into the buffer, and how it
+/// ended. [`Sink`] is one for any adapter's [`Cells`].
+pub trait ProduceWaiter {
+    /// The record is in the buffer.
+    fn buffered(&mut self);
+    /// The record was delivered or failed; a failure before it was
+    /// buffered is its refusal too.
+    fn complete(self, outcome: Outcome);
+    /// A `try_produce` record was refused before the core took it: the
+    /// refusal is the call's answer, and the record never counted (in a
+    /// batch, say).
+    fn refused(self, error: ProduceError);
+}
+
 /// How an adapter hands results to its callers: one type per kind of
 /// waiting caller, and what to do with each.
 ///
-/// Functions rather than methods on the waiter types, so an adapter can
-/// plug in a foreign type (a tokio oneshot sender) as it is.
+/// Functions rather than methods on the flush and fetch waiter types, so
+/// an adapter can plug in a foreign type (a tokio oneshot sender) as it
+/// is.
 pub trait Waiters {
-    /// Waits for one record: whether it got into the buffer, and how it
-    /// ended.
-    type Produce;
+    /// Waits for one record.
+    type Produce: ProduceWaiter;
     /// Waits for a flush or a close to finish.
     type Flush;
     /// Waits for fetched records (`poll_fetches`).
     type Fetch;
 
-    /// The record is in the buffer.
-    fn buffered(waiter: &mut Self::Produce);
-    /// The record was delivered or failed; a failure before it was
-    /// buffered is its refusal too.
-    fn complete(waiter: Self::Produce, outcome: Outcome);
-    /// A `try_produce` record was refused before the core took it: the
-    /// refusal is the call's answer, and the record never counted
-    /// (in a batch, say).
-    fn refused(waiter: Self::Produce, error: ProduceError);
     /// The flush or close is done.
     fn flushed(waiter: Self::Flush);
     /// The caller stopped waiting (dropped its future, timed out).
@@ -138,7 +143,7 @@ pub struct ProduceRequest<P> {
     pub waiter: P,
 }
 
-impl<P> ProduceRequest<P> {
+impl<P: ProduceWaiter> ProduceRequest<P> {
     /// A request stamped with the wall clock of the call.
     pub fn new(
         record: Record,
@@ -160,11 +165,11 @@ impl<P> ProduceRequest<P> {
 
     /// Fails the record before any session took it (the driver is gone):
     /// the same answer the session gives once it is closing.
-    pub fn refuse<W: Waiters<Produce = P>>(self, error: ProduceError) {
+    pub fn refuse(self, error: ProduceError) {
         if self.fail_when_full {
-            W::refused(self.waiter, error);
+            self.waiter.refused(error);
         } else {
-            W::complete(self.waiter, Err(error));
+            self.waiter.complete(Err(error));
         }
     }
 }
@@ -217,26 +222,29 @@ struct Entry<P> {
 ///
 /// ```
 /// use sansa_core::consumer::FetchedPartition;
-/// use sansa_core::session::{Command, Outcome, Session, Waiters};
+/// use sansa_core::session::{Command, Outcome, ProduceWaiter, Session, Waiters};
 /// use sansa_core::producer::ProduceError;
 /// use sansa_core::{Client, Config, Timestamp};
 ///
-/// /// Waiters that only count what happened.
-/// struct Counting;
-/// impl Waiters for Counting {
-///     type Produce = ();
+/// /// Waiters that only note that a close finished.
+/// struct Noting;
+/// struct Ignored;
+/// impl ProduceWaiter for Ignored {
+///     fn buffered(&mut self) {}
+///     fn complete(self, _: Outcome) {}
+///     fn refused(self, _: ProduceError) {}
+/// }
+/// impl Waiters for Noting {
+///     type Produce = Ignored;
 ///     type Flush = std::rc::Rc<std::cell::Cell<bool>>;
 ///     type Fetch = ();
-///     fn buffered(_: &mut ()) {}
-///     fn complete(_: (), _: Outcome) {}
-///     fn refused(_: (), _: ProduceError) {}
 ///     fn flushed(done: Self::Flush) { done.set(true) }
 ///     fn fetch_abandoned(_: &()) -> bool { false }
 ///     fn fetched(_: (), _: Vec<FetchedPartition>) -> Result<(), Vec<FetchedPartition>> { Ok(()) }
 /// }
 ///
 /// let config = Config::builder().seed_brokers(["localhost:9092"]).build()?;
-/// let mut session = Session::<Counting>::new(Client::new(config)?);
+/// let mut session = Session::<Noting>::new(Client::new(config)?);
 /// let closed = std::rc::Rc::new(std::cell::Cell::new(false));
 /// let now = Timestamp::from_nanos(0);
 /// session.handle_command(now, Command::Close(Some(closed.clone())));
@@ -405,7 +413,7 @@ impl<W: Waiters> Session<W> {
         }
         while let Some(id) = self.records.find(|_| true) {
             if let Some(e) = self.records.remove(id) {
-                W::complete(e.waiter, Err(ProduceError::Closed));
+                e.waiter.complete(Err(ProduceError::Closed));
             }
         }
         tracing::debug!("session finished");
@@ -413,7 +421,7 @@ impl<W: Waiters> Session<W> {
 
     fn produce(&mut self, now: Timestamp, p: ProduceRequest<W::Produce>) {
         if self.closing.is_some() {
-            return p.refuse::<W>(ProduceError::Closed);
+            return p.refuse(ProduceError::Closed);
         }
         let options = ProduceOptions {
             when_full: if p.fail_when_full {
@@ -439,16 +447,16 @@ impl<W: Waiters> Session<W> {
                 // `Event::Buffered`. A refused `try_produce` never gets
                 // here.
                 if fail_when_full || self.core.buffered_records() > before {
-                    W::buffered(&mut waiter);
+                    waiter.buffered();
                 }
                 if let Err(e) = self.records.insert(id, Entry { ticket, waiter }) {
                     // The core hands out ids in order; only a bug lands here.
                     tracing::error!(id = id.0, "record id out of order; its result is lost");
-                    W::complete(e.waiter, Err(ProduceError::Closed));
+                    e.waiter.complete(Err(ProduceError::Closed));
                 }
             }
-            Err(error) if fail_when_full => W::refused(waiter, error),
-            Err(error) => W::complete(waiter, Err(error)),
+            Err(error) if fail_when_full => waiter.refused(error),
+            Err(error) => waiter.complete(Err(error)),
         }
     }
 
@@ -456,18 +464,18 @@ impl<W: Waiters> Session<W> {
         match event {
             Event::Buffered(id) => {
                 if let Some(e) = self.records.get_mut(id) {
-                    W::buffered(&mut e.waiter);
+                    e.waiter.buffered();
                 }
             }
             Event::Delivered { id, meta } => {
                 if let Some(e) = self.records.remove(id) {
-                    W::complete(e.waiter, Ok(meta));
+                    e.waiter.complete(Ok(meta));
                 }
             }
             Event::ProduceFailed { id, record, error } => {
                 tracing::debug!(id = id.0, topic = %record.topic, %error, "record failed");
                 if let Some(e) = self.records.remove(id) {
-                    W::complete(e.waiter, Err(error));
+                    e.waiter.complete(Err(error));
                 }
             }
             Event::Flushed(id) => {

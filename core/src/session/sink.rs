@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::outcome::{Outcome, RecordState};
+use super::ProduceWaiter;
 use crate::producer::ProduceError;
 
 /// The adapter's shared cells a [`Sink`] writes into.
@@ -47,9 +48,8 @@ impl<C: Cells> std::fmt::Debug for Sink<C> {
     }
 }
 
-impl<C: Cells> Sink<C> {
-    /// The record is in the buffer.
-    pub fn buffered(&mut self) {
+impl<C: Cells> ProduceWaiter for Sink<C> {
+    fn buffered(&mut self) {
         match self {
             Sink::Record(Some(r)) => C::update(r, RecordState::buffered),
             Sink::Record(None) => {}
@@ -63,19 +63,22 @@ impl<C: Cells> Sink<C> {
 
     /// Hands over the result; a failure before the record was buffered
     /// is its refusal too.
-    pub fn complete(mut self, outcome: Outcome) {
+    fn complete(mut self, outcome: Outcome) {
         match &mut self {
             Sink::Record(r) => {
                 if let Some(r) = r.take() {
                     C::update(&r, |s| s.complete(outcome));
                 }
             }
+            // The batch counts first: a caller woken by its admission
+            // sees the batch as it is after this record.
             Sink::Batch(batch, admitted) => {
-                if let Some(reply) = admitted.take() {
-                    C::admit(reply, outcome.as_ref().map(|_| ()).map_err(Clone::clone));
-                }
+                let admission = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
                 if let Some(b) = batch.take() {
                     C::finish(&b, outcome.err());
+                }
+                if let Some(reply) = admitted.take() {
+                    C::admit(reply, admission);
                 }
             }
         }
@@ -84,13 +87,13 @@ impl<C: Cells> Sink<C> {
     /// A `try_produce` record was refused before the core took it: the
     /// refusal is the call's answer, and the record does not count in a
     /// batch.
-    pub fn refuse(mut self, error: ProduceError) {
+    fn refused(mut self, error: ProduceError) {
         if let Sink::Batch(batch, admitted) = &mut self {
-            if let Some(reply) = admitted.take() {
-                C::admit(reply, Err(error));
-            }
             if let Some(b) = batch.take() {
                 C::finish(&b, None);
+            }
+            if let Some(reply) = admitted.take() {
+                C::admit(reply, Err(error));
             }
             return;
         }

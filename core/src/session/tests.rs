@@ -11,24 +11,32 @@ type Log = Rc<RefCell<Vec<String>>>;
 /// Waiters that write what happened to them into a shared log.
 struct Logged;
 
-impl Waiters for Logged {
-    type Produce = (&'static str, Log);
-    type Flush = (&'static str, Log);
-    type Fetch = (&'static str, Log);
+/// A record's waiter: its name in the log.
+struct Named(&'static str, Log);
 
-    fn buffered((name, log): &mut Self::Produce) {
-        log.borrow_mut().push(format!("{name} buffered"));
+impl ProduceWaiter for Named {
+    fn buffered(&mut self) {
+        self.1.borrow_mut().push(format!("{} buffered", self.0));
     }
-    fn complete((name, log): Self::Produce, outcome: Outcome) {
+    fn complete(self, outcome: Outcome) {
         let what = match outcome {
             Ok(_) => "delivered".to_string(),
             Err(e) => format!("failed: {e}"),
         };
-        log.borrow_mut().push(format!("{name} {what}"));
+        self.1.borrow_mut().push(format!("{} {what}", self.0));
     }
-    fn refused((name, log): Self::Produce, error: ProduceError) {
-        log.borrow_mut().push(format!("{name} refused: {error}"));
+    fn refused(self, error: ProduceError) {
+        self.1
+            .borrow_mut()
+            .push(format!("{} refused: {error}", self.0));
     }
+}
+
+impl Waiters for Logged {
+    type Produce = Named;
+    type Flush = (&'static str, Log);
+    type Fetch = (&'static str, Log);
+
     fn flushed((name, log): Self::Flush) {
         log.borrow_mut().push(format!("{name} done"));
     }
@@ -61,7 +69,7 @@ fn produce(name: &'static str, log: &Log, ticket: u64, try_: bool) -> Command<Lo
         fail_when_full: try_,
         urgent: false,
         ticket,
-        waiter: (name, log.clone()),
+        waiter: Named(name, log.clone()),
     })
 }
 
