@@ -100,10 +100,8 @@ impl EventLoop {
                             self.poll.registry().deregister(&mut s.stream)?;
                         }
                     }
-                    Output::Event(event) => {
-                        if done(&mut self.client, now, event) {
-                            return Ok(());
-                        }
+                    Output::Event(event) if done(&mut self.client, now, event) => {
+                        return Ok(());
                     }
                     _ => {}
                 }

@@ -6,7 +6,7 @@
 //! cargo run --release -p sansa-tests --bin sansa-bench -- produce \
 //!     --broker mock|tansu --records N --size S --compression C \
 //!     [--rounds R] [--partitions P] [--sansa-mode window|buffered] \
-//!     [--runtime multi|current]
+//!     [--runtime multi|current|tokio|smol|blocking]
 //! ```
 //!
 //! For every round and client the parent starts a fresh broker (the mock
@@ -30,7 +30,9 @@
 //! 100,000 messages (`queue.buffering.max.messages`); sansa's unkeyed
 //! partitioner switches partition every 64 KiB, librdkafka's every linger.
 //!
-//! The sansa child runs on a multi-threaded tokio runtime (what
+//! `--runtime smol` and `--runtime blocking` run the same child on
+//! sansa-smol and sansa-blocking instead. By default the sansa child
+//! runs on a multi-threaded tokio runtime (what
 //! `#[tokio::main]` gives) and, by default, keeps a window of 10,000
 //! delivery futures (its buffer size), awaiting the oldest before producing
 //! the next: the pattern of sansa-tokio's own `produce` example, which
@@ -63,8 +65,13 @@ use sansa_tests::peers::{KafkaPeer, MockCluster, Tansu};
 
 const USAGE: &str = "usage: sansa-bench produce --broker mock|tansu --records N --size S \
 --compression none|gzip|snappy|lz4|zstd [--rounds R] [--partitions P] \
-[--sansa-mode window|buffered] [--runtime multi|current]
+[--sansa-mode window|buffered] [--runtime multi|current|tokio|smol|blocking]
        sansa-bench serve (same options): start the broker and topic, print the address, wait for stdin to close";
+
+/// `--runtime`: sansa-tokio on a multi-threaded (`multi`, also `tokio`)
+/// or current-thread runtime, sansa-smol under `smol::block_on`, or
+/// sansa-blocking; each produces with the same window of results.
+const RUNTIMES: [&str; 5] = ["multi", "current", "tokio", "smol", "blocking"];
 
 const TOPIC: &str = "bench";
 /// Linux reports CPU times in clock ticks of 1/100 s (`CLK_TCK`).
@@ -176,7 +183,7 @@ impl Options {
             .into());
         }
         if !["window", "buffered"].contains(&o.sansa_mode.as_str())
-            || !["multi", "current"].contains(&o.runtime.as_str())
+            || !RUNTIMES.contains(&o.runtime.as_str())
         {
             return Err(USAGE.into());
         }
@@ -490,6 +497,16 @@ fn child(args: &[String]) -> Result<(), Error> {
     let elapsed = match client.as_str() {
         "sansa" => {
             let rt = match runtime.as_str() {
+                "smol" => {
+                    return report(smol::block_on(smol_produce(
+                        bootstrap, records, size, codec, mode, &pool,
+                    ))?)
+                }
+                "blocking" => {
+                    return report(blocking_produce(
+                        bootstrap, records, size, codec, mode, &pool,
+                    )?)
+                }
                 "current" => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?,
@@ -502,6 +519,11 @@ fn child(args: &[String]) -> Result<(), Error> {
         "librdkafka" => librdkafka_produce(bootstrap, records, size, codec, &pool)?,
         other => return Err(format!("child: unknown client {other}").into()),
     };
+    report(elapsed)
+}
+
+/// Prints a child's result line: its wall time, CPU and peak memory.
+fn report(elapsed: Duration) -> Result<(), Error> {
     let cpu = cpu_seconds("/proc/self/stat")?;
     let peak = peak_rss_kb()?;
     println!(
@@ -509,6 +531,92 @@ fn child(args: &[String]) -> Result<(), Error> {
         elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// [`sansa_produce`] on sansa-smol.
+async fn smol_produce(
+    bootstrap: &str,
+    records: u64,
+    size: usize,
+    codec: Compression,
+    mode: &str,
+    pool: &[u8],
+) -> Result<Duration, Error> {
+    const WINDOW: usize = 10_000;
+    let client = sansa_smol::Client::builder()
+        .seed_brokers(bootstrap.split(',').map(str::to_owned))
+        .client_id("sansa-bench")
+        .compression(codec)
+        .linger(Duration::from_millis(10))
+        .build()?;
+    let record =
+        |i: u64| sansa_smol::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
+    let started = Instant::now();
+    if mode == "buffered" {
+        for i in 0..records {
+            client.produce(record(i)).buffered().await?;
+        }
+        client.flush().await;
+    } else {
+        let mut window = VecDeque::with_capacity(WINDOW);
+        for i in 0..records {
+            window.push_back(client.produce(record(i)));
+            if window.len() >= WINDOW {
+                if let Some(oldest) = window.pop_front() {
+                    oldest.await?;
+                }
+            }
+        }
+        for delivery in window {
+            delivery.await?;
+        }
+    }
+    let elapsed = started.elapsed();
+    client.close().await;
+    Ok(elapsed)
+}
+
+/// [`sansa_produce`] on sansa-blocking.
+fn blocking_produce(
+    bootstrap: &str,
+    records: u64,
+    size: usize,
+    codec: Compression,
+    mode: &str,
+    pool: &[u8],
+) -> Result<Duration, Error> {
+    const WINDOW: usize = 10_000;
+    let client = sansa_blocking::Client::builder()
+        .seed_brokers(bootstrap.split(',').map(str::to_owned))
+        .client_id("sansa-bench")
+        .compression(codec)
+        .linger(Duration::from_millis(10))
+        .build()?;
+    let record =
+        |i: u64| sansa_blocking::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
+    let started = Instant::now();
+    if mode == "buffered" {
+        for i in 0..records {
+            client.produce(record(i)).buffered()?;
+        }
+        client.flush();
+    } else {
+        let mut window = VecDeque::with_capacity(WINDOW);
+        for i in 0..records {
+            window.push_back(client.produce(record(i)));
+            if window.len() >= WINDOW {
+                if let Some(oldest) = window.pop_front() {
+                    oldest.wait()?;
+                }
+            }
+        }
+        for delivery in window {
+            delivery.wait()?;
+        }
+    }
+    let elapsed = started.elapsed();
+    client.close();
+    Ok(elapsed)
 }
 
 async fn sansa_produce(
