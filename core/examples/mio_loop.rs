@@ -100,8 +100,11 @@ impl EventLoop {
                             self.poll.registry().deregister(&mut s.stream)?;
                         }
                     }
-                    Output::Event(event) if done(&mut self.client, now, event) => {
-                        return Ok(());
+                    Output::Event(event) => {
+                        let finished = done(&mut self.client, now, event);
+                        if finished {
+                            return Ok(());
+                        }
                     }
                     _ => {}
                 }
