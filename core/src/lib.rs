@@ -13,7 +13,11 @@
 //! - [`record`]: record batches (magic v2) built incrementally and read
 //!   lazily without copying, and legacy message sets (v0/v1) for reading;
 //! - [`compression`]: gzip, snappy, lz4 and zstd as Kafka frames them, with
-//!   bounded decompression.
+//!   bounded decompression;
+//! - [`session`]: the books a runtime adapter keeps beside the [`Client`]
+//!   (who waits for each record, flush, close and fetch), written once for
+//!   every adapter; `examples/mio_loop.rs` shows the [`Client`] driven by
+//!   hand from a mio loop instead.
 
 pub mod client;
 pub mod cluster;
@@ -25,6 +29,7 @@ pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod rng;
+pub mod session;
 pub mod time;
 
 pub use client::{Client, Config, Event, Input, Output};

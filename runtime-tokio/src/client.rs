@@ -333,7 +333,7 @@ impl Client {
     /// ```
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Close(tx)).is_ok() {
+        if self.inner.commands.send(Command::Close(Some(tx))).is_ok() {
             let _ = rx.await;
         }
     }

@@ -60,7 +60,6 @@ mod conn;
 mod driver;
 mod produce;
 mod stream;
-mod waiters;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};

@@ -7,18 +7,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use sansa_core::producer::{ProduceError, RecordMeta};
+use sansa_core::session::{BatchState, Outcome, ProduceWaiter, RecordState};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::client::Client;
-use crate::driver::{Command, ProduceCommand};
+use crate::driver::{produce_command, Command};
 use crate::Record;
 
-/// A record's result, as the driver reports it.
-pub(crate) type Outcome = Result<RecordMeta, ProduceError>;
-
-/// What a [`ProduceFuture`] shares with the driver: whether the record is
-/// buffered and how it ended. One allocation and one lock per record,
-/// where a pair of channels cost two of each and showed in the profile.
+/// What a [`ProduceFuture`] shares with the driver: the core's
+/// [`RecordState`] and the waker of the task waiting on it. One
+/// allocation and one lock per record, where a pair of channels cost two
+/// of each and showed in the profile.
 #[derive(Debug, Default)]
 struct Slot {
     state: Mutex<SlotState>,
@@ -26,23 +25,8 @@ struct Slot {
 
 #[derive(Debug, Default)]
 struct SlotState {
-    admission: Admission,
-    outcome: Option<Outcome>,
-    /// The outcome was handed to the future already.
-    taken: bool,
+    record: RecordState,
     waker: Option<Waker>,
-}
-
-/// Whether the record got into the buffer. A refusal's reason is the
-/// outcome's error: keeping only a tag here keeps the slot small enough
-/// for the allocator's fast bins (it is allocated on one thread and freed
-/// on another, once per record).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    #[default]
-    Pending,
-    Buffered,
-    Refused,
 }
 
 impl Slot {
@@ -53,10 +37,10 @@ impl Slot {
     }
 
     /// Records what happened and wakes the future if it waits.
-    fn update(&self, f: impl FnOnce(&mut SlotState)) {
+    fn update(&self, f: impl FnOnce(&mut RecordState)) {
         let waker = {
             let mut state = self.lock();
-            f(&mut state);
+            f(&mut state.record);
             state.waker.take()
         };
         if let Some(w) = waker {
@@ -75,27 +59,14 @@ impl SlotHandle {
     /// The record is in the buffer.
     fn buffered(&self) {
         if let Some(slot) = &self.0 {
-            slot.update(|s| {
-                if s.admission == Admission::Pending {
-                    s.admission = Admission::Buffered;
-                }
-            });
+            slot.update(RecordState::buffered);
         }
     }
 
-    /// Hands over the result; a failure before the record was buffered is
-    /// its refusal too.
+    /// Hands over the result.
     fn complete(mut self, outcome: Outcome) {
         if let Some(slot) = self.0.take() {
-            slot.update(|s| {
-                if s.admission == Admission::Pending {
-                    s.admission = match outcome {
-                        Ok(_) => Admission::Buffered,
-                        Err(_) => Admission::Refused,
-                    };
-                }
-                s.outcome = Some(outcome);
-            });
+            slot.update(|s| s.complete(outcome));
         }
     }
 }
@@ -103,15 +74,22 @@ impl SlotHandle {
 impl Drop for SlotHandle {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
-            slot.update(|s| {
-                if s.admission == Admission::Pending {
-                    s.admission = Admission::Refused;
-                }
-                if !s.taken {
-                    s.outcome.get_or_insert(Err(ProduceError::Closed));
-                }
-            });
+            slot.update(RecordState::abandoned);
         }
+    }
+}
+
+impl ProduceWaiter for Sink {
+    fn buffered(&mut self) {
+        self.admit(Ok(()));
+    }
+
+    fn complete(self, outcome: Outcome) {
+        Sink::complete(self, outcome);
+    }
+
+    fn refused(self, error: ProduceError) {
+        self.refuse(error);
     }
 }
 
@@ -160,14 +138,11 @@ impl Sink {
         }
     }
 
-    /// The record was refused before the core took it. A `try_produce`
+    /// A `try_produce` record was refused before the core took it: the
     /// refusal is reported by the call itself (its admission), and the
     /// record does not count in a batch.
-    pub(crate) fn refuse(mut self, error: ProduceError, fail_when_full: bool) {
+    pub(crate) fn refuse(mut self, error: ProduceError) {
         self.admit(Err(error.clone()));
-        if !fail_when_full {
-            return self.complete(Err(error));
-        }
         match self {
             Sink::Future(slot) => slot.complete(Err(error)),
             Sink::Batch(ticket, _) => ticket.discard(),
@@ -210,7 +185,7 @@ impl ProduceFuture {
     ) -> ProduceFuture {
         let slot = Arc::new(Slot::default());
         let ticket = client.next_ticket();
-        client.send_produce(ProduceCommand::new(
+        client.send_produce(produce_command(
             record,
             fail_when_full,
             urgent,
@@ -251,15 +226,9 @@ impl ProduceFuture {
     pub async fn buffered(&mut self) -> Result<(), ProduceError> {
         std::future::poll_fn(|cx| {
             let mut state = self.slot.lock();
-            match state.admission {
-                Admission::Buffered => Poll::Ready(Ok(())),
-                Admission::Refused => Poll::Ready(match &state.outcome {
-                    Some(Err(e)) => Err(e.clone()),
-                    // The outcome was taken already (the future was polled
-                    // to the end by hand).
-                    _ => Err(ProduceError::Closed),
-                }),
-                Admission::Pending => {
+            match state.record.admission() {
+                Some(admission) => Poll::Ready(admission),
+                None => {
                     register(&mut state.waker, cx);
                     Poll::Pending
                 }
@@ -297,13 +266,8 @@ impl Future for ProduceFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.slot.lock();
-        if let Some(outcome) = state.outcome.take() {
-            state.taken = true;
+        if let Some(outcome) = state.record.take() {
             return Poll::Ready(outcome);
-        }
-        if state.taken {
-            // Polled again after it completed.
-            return Poll::Ready(Err(ProduceError::Closed));
         }
         register(&mut state.waker, cx);
         Poll::Pending
@@ -339,23 +303,17 @@ fn register(waker: &mut Option<Waker>, cx: &Context<'_>) {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct FirstError {
-    state: Arc<BatchState>,
+    state: Arc<Batch>,
 }
 
 #[derive(Debug, Default)]
-struct BatchState {
-    inner: Mutex<BatchInner>,
+struct Batch {
+    inner: Mutex<BatchState>,
     done: Notify,
 }
 
-#[derive(Debug, Default)]
-struct BatchInner {
-    outstanding: usize,
-    first: Option<ProduceError>,
-}
-
-impl BatchState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BatchInner> {
+impl Batch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
         // Nothing panics while holding the lock; if something did, the
         // counts are still whole numbers worth reading.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
@@ -366,7 +324,7 @@ impl BatchState {
 /// [`ProduceError::Closed`] if dropped without a result (the driver is
 /// gone), so [`FirstError::wait`] never hangs on a lost record.
 #[derive(Debug)]
-pub(crate) struct BatchTicket(Option<Arc<BatchState>>);
+pub(crate) struct BatchTicket(Option<Arc<Batch>>);
 
 impl BatchTicket {
     fn complete(mut self, outcome: Outcome) {
@@ -391,14 +349,9 @@ impl Drop for BatchTicket {
 }
 
 /// One record of the batch is done; `error` is why it failed, if it did.
-fn finish(state: &BatchState, error: Option<ProduceError>) {
-    let mut inner = state.lock();
-    inner.outstanding = inner.outstanding.saturating_sub(1);
-    if let Some(e) = error {
-        inner.first.get_or_insert(e);
-    }
-    if inner.outstanding == 0 {
-        state.done.notify_waiters();
+fn finish(batch: &Batch, error: Option<ProduceError>) {
+    if batch.lock().finish(error) {
+        batch.done.notify_waiters();
     }
 }
 
@@ -415,7 +368,7 @@ impl FirstError {
     }
 
     fn ticket(&self) -> BatchTicket {
-        self.state.lock().outstanding += 1;
+        self.state.lock().add();
         BatchTicket(Some(self.state.clone()))
     }
 
@@ -431,7 +384,7 @@ impl FirstError {
     /// ```
     pub fn produce(&self, client: &Client, record: Record) {
         let sink = Sink::Batch(self.ticket(), None);
-        client.send_produce(ProduceCommand::new(record, false, false, 0, sink));
+        client.send_produce(produce_command(record, false, false, 0, sink));
     }
 
     /// Produces `record` as part of this batch, failing at once with
@@ -451,7 +404,7 @@ impl FirstError {
     pub async fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
         let (admitted_tx, admitted) = oneshot::channel();
         let ticket = self.ticket();
-        client.send_produce(ProduceCommand::new(
+        client.send_produce(produce_command(
             record,
             true,
             false,
@@ -467,7 +420,7 @@ impl FirstError {
     /// assert_eq!(sansa_tokio::FirstError::new().outstanding(), 0);
     /// ```
     pub fn outstanding(&self) -> usize {
-        self.state.lock().outstanding
+        self.state.lock().outstanding()
     }
 
     /// The first failure so far, without waiting.
@@ -476,7 +429,7 @@ impl FirstError {
     /// assert!(sansa_tokio::FirstError::new().first_error().is_none());
     /// ```
     pub fn first_error(&self) -> Option<ProduceError> {
-        self.state.lock().first.clone()
+        self.state.lock().first_error()
     }
 
     /// Waits until every record produced through this batch so far is
@@ -497,9 +450,8 @@ impl FirstError {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let inner = self.state.lock();
-                if inner.outstanding == 0 {
-                    return inner.first.clone().map_or(Ok(()), Err);
+                if let Some(result) = self.state.lock().result() {
+                    return result;
                 }
             }
             notified.await;

@@ -5,6 +5,7 @@
 //! The fixtures live in [`peers`] so integration tests (`tests/tests/`) and
 //! benchmarks share them; [`verify`] checks what a producer wrote.
 
+pub mod adapters;
 pub mod peers;
 pub mod verify;
 

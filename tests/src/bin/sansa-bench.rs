@@ -1,14 +1,22 @@
 //! Produce and consume benchmarks: sansa and librdkafka side by side
 //! against the same broker, each round of each client in its own child
 //! process so CPU time and peak memory are that client's alone. This page
-//! documents `produce`; `consume` is documented in `bench/consume.rs`.
+//! documents `produce` (and `consume --runtime smol|blocking`); `consume`
+//! on tokio is documented in `bench/consume.rs`.
 //!
 //! ```text
 //! cargo run --release -p sansa-tests --bin sansa-bench -- produce \
 //!     --broker mock|tansu --records N --size S --compression C \
 //!     [--rounds R] [--partitions P] [--sansa-mode window|buffered] \
-//!     [--runtime multi|current]
+//!     [--runtime multi|current|tokio|smol|blocking]
 //! ```
+//!
+//! `consume` takes the same options: before each child the parent writes
+//! the N records with librdkafka, and the child (sansa on `--runtime`
+//! tokio, smol or blocking, through `sansa_tests::adapters`; or
+//! librdkafka) reads all of them from the start, timed from building its
+//! client to the last record. Keep N x S within the mock cluster's
+//! retention (about 5 MiB per partition) or raise `--partitions`.
 //!
 //! For every round and client the parent starts a fresh broker (the mock
 //! cluster, 3 brokers, inside this process; or a Tansu process), creates
@@ -31,7 +39,9 @@
 //! 100,000 messages (`queue.buffering.max.messages`); sansa's unkeyed
 //! partitioner switches partition every 64 KiB, librdkafka's every linger.
 //!
-//! The sansa child runs on a multi-threaded tokio runtime (what
+//! `--runtime smol` and `--runtime blocking` run the same child on
+//! sansa-smol and sansa-blocking instead. By default the sansa child
+//! runs on a multi-threaded tokio runtime (what
 //! `#[tokio::main]` gives) and, by default, keeps a window of 10,000
 //! delivery futures (its buffer size), awaiting the oldest before producing
 //! the next: the pattern of sansa-tokio's own `produce` example, which
@@ -65,12 +75,17 @@ use rdkafka::ClientContext;
 use sansa_core::compression::Compression;
 use sansa_tests::peers::{KafkaPeer, MockCluster, Tansu};
 
-const USAGE: &str = "usage: sansa-bench produce --broker mock|tansu --records N --size S \
+const USAGE: &str = "usage: sansa-bench produce|consume --broker mock|tansu --records N --size S \
 --compression none|gzip|snappy|lz4|zstd [--rounds R] [--partitions P] \
-[--sansa-mode window|buffered] [--runtime multi|current]
+[--sansa-mode window|buffered] [--runtime multi|current|tokio|smol|blocking]
        sansa-bench consume --broker mock|tansu --records N --size S \
---compression C [--rounds R] [--partitions P]
+--compression C [--rounds R] [--partitions P] [--runtime tokio|smol|blocking]
        sansa-bench serve (same options): start the broker and topic, print the address, wait for stdin to close";
+
+/// `--runtime`: sansa-tokio on a multi-threaded (`multi`, also `tokio`)
+/// or current-thread runtime, sansa-smol under `smol::block_on`, or
+/// sansa-blocking; each produces with the same window of results.
+const RUNTIMES: [&str; 5] = ["multi", "current", "tokio", "smol", "blocking"];
 
 const TOPIC: &str = "bench";
 /// Linux reports CPU times in clock ticks of 1/100 s (`CLK_TCK`).
@@ -93,6 +108,17 @@ fn run() -> Result<(), Error> {
         Some("produce") => parent(&Options::parse(&args[1..])?),
         Some("consume") => {
             let mut o = Options::parse(&args[1..])?;
+            if matches!(o.runtime.as_str(), "smol" | "blocking") {
+                // sansa-smol and sansa-blocking read through the
+                // conformance suite's Adapter: the child's mode names the
+                // job, consuming what the parent wrote with librdkafka
+                // before the child started.
+                let o = Options {
+                    sansa_mode: "consume".into(),
+                    ..o
+                };
+                return parent(&o);
+            }
             let asked = args.iter().any(|a| a == "--partitions");
             o.partitions = consume::partitions(&o, asked);
             consume::parent(&o)
@@ -189,7 +215,7 @@ impl Options {
             .into());
         }
         if !["window", "buffered"].contains(&o.sansa_mode.as_str())
-            || !["multi", "current"].contains(&o.runtime.as_str())
+            || !RUNTIMES.contains(&o.runtime.as_str())
         {
             return Err(USAGE.into());
         }
@@ -255,8 +281,13 @@ fn parent(o: &Options) -> Result<(), Error> {
         Broker::Tansu => "tansu",
     };
     let codec = o.compression.name();
+    let job = if o.sansa_mode == "consume" {
+        "consume"
+    } else {
+        "produce"
+    };
     println!(
-        "produce to {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds, \
+        "{job} to {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds, \
          sansa mode {} on a {} runtime",
         o.partitions, o.records, o.size, o.rounds, o.sansa_mode, o.runtime
     );
@@ -270,6 +301,9 @@ fn parent(o: &Options) -> Result<(), Error> {
         for client in order {
             let broker = RunningBroker::start(o.broker, o.partitions)?;
             let bootstrap = broker.peer().bootstrap();
+            if job == "consume" {
+                fill(&bootstrap, o)?;
+            }
             let broker_cpu_before = broker.cpu();
             let run = run_child(&exe, client, &bootstrap, o)?;
             let run = Run {
@@ -320,13 +354,28 @@ fn parent(o: &Options) -> Result<(), Error> {
         );
     }
     println!(
-        "produce {broker_name} {}x{}B {codec}: sansa {s_rate:.0} rec/s, librdkafka {l_rate:.0} rec/s, \
+        "{job} {broker_name} {}x{}B {codec}: sansa {s_rate:.0} rec/s, librdkafka {l_rate:.0} rec/s, \
          ratio {:.2}, cpu ratio {:.2}",
         o.records,
         o.size,
         s_rate / l_rate,
         s_cpu / l_cpu
     );
+    Ok(())
+}
+
+/// `consume`: writes the records the child will read, with librdkafka,
+/// before the child starts (so neither client's numbers include it).
+fn fill(bootstrap: &str, o: &Options) -> Result<(), Error> {
+    let codec = o.compression.name();
+    let producer = sansa_tests::peers::librdkafka::producer(
+        bootstrap,
+        &[("compression.type", codec), ("linger.ms", "10")],
+    )?;
+    let records: Vec<_> = (0..o.records as usize)
+        .map(|i| sansa_tests::peers::librdkafka::TestRecord::numbered(i, o.size))
+        .collect();
+    sansa_tests::peers::librdkafka::produce_blocking(&producer, TOPIC, &records)?;
     Ok(())
 }
 
@@ -508,10 +557,23 @@ fn child(args: &[String]) -> Result<(), Error> {
     let records: u64 = records.parse()?;
     let size: usize = size.parse()?;
     let codec: Compression = codec.parse()?;
+    if mode == "consume" {
+        return report(consume(client, runtime, bootstrap, records)?);
+    }
     let pool = value_pool();
     let elapsed = match client.as_str() {
         "sansa" => {
             let rt = match runtime.as_str() {
+                "smol" => {
+                    return report(smol::block_on(smol_produce(
+                        bootstrap, records, size, codec, mode, &pool,
+                    ))?)
+                }
+                "blocking" => {
+                    return report(blocking_produce(
+                        bootstrap, records, size, codec, mode, &pool,
+                    )?)
+                }
                 "current" => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?,
@@ -524,6 +586,49 @@ fn child(args: &[String]) -> Result<(), Error> {
         "librdkafka" => librdkafka_produce(bootstrap, records, size, codec, &pool)?,
         other => return Err(format!("child: unknown client {other}").into()),
     };
+    report(elapsed)
+}
+
+/// A consume child: reads `records` records of the topic from the start
+/// with `client` (sansa on `runtime`, or librdkafka), timed from building
+/// the client to the last record.
+fn consume(client: &str, runtime: &str, bootstrap: &str, records: u64) -> Result<Duration, Error> {
+    use sansa_tests::adapters::{Adapter, Blocking, Smol, Tokio};
+    fn read<A: Adapter>(bootstrap: &str, records: usize) -> Result<Duration, Error> {
+        let started = Instant::now();
+        let client = A::connect(bootstrap, |c| c.client_id("sansa-bench"));
+        let fetched = client.consume(TOPIC, records, Duration::from_secs(120));
+        let elapsed = started.elapsed();
+        let n: usize = fetched.iter().map(|f| f.records.len()).sum();
+        client.close();
+        if n < records {
+            return Err(format!("{} read {n} of {records} records", A::NAME).into());
+        }
+        Ok(elapsed)
+    }
+    let records = usize::try_from(records)?;
+    match (client, runtime) {
+        ("librdkafka", _) => {
+            let started = Instant::now();
+            let got = sansa_tests::peers::librdkafka::consume(
+                bootstrap,
+                TOPIC,
+                records,
+                Duration::from_secs(120),
+            )?;
+            if got.len() < records {
+                return Err(format!("librdkafka read {} of {records}", got.len()).into());
+            }
+            Ok(started.elapsed())
+        }
+        (_, "smol") => read::<Smol>(bootstrap, records),
+        (_, "blocking") => read::<Blocking>(bootstrap, records),
+        _ => read::<Tokio>(bootstrap, records),
+    }
+}
+
+/// Prints a child's result line: its wall time, CPU and peak memory.
+fn report(elapsed: Duration) -> Result<(), Error> {
     let cpu = cpu_seconds("/proc/self/stat")?;
     let peak = peak_rss_kb()?;
     println!(
@@ -531,6 +636,92 @@ fn child(args: &[String]) -> Result<(), Error> {
         elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// [`sansa_produce`] on sansa-smol.
+async fn smol_produce(
+    bootstrap: &str,
+    records: u64,
+    size: usize,
+    codec: Compression,
+    mode: &str,
+    pool: &[u8],
+) -> Result<Duration, Error> {
+    const WINDOW: usize = 10_000;
+    let client = sansa_smol::Client::builder()
+        .seed_brokers(bootstrap.split(',').map(str::to_owned))
+        .client_id("sansa-bench")
+        .compression(codec)
+        .linger(Duration::from_millis(10))
+        .build()?;
+    let record =
+        |i: u64| sansa_smol::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
+    let started = Instant::now();
+    if mode == "buffered" {
+        for i in 0..records {
+            client.produce(record(i)).buffered().await?;
+        }
+        client.flush().await;
+    } else {
+        let mut window = VecDeque::with_capacity(WINDOW);
+        for i in 0..records {
+            window.push_back(client.produce(record(i)));
+            if window.len() >= WINDOW {
+                if let Some(oldest) = window.pop_front() {
+                    oldest.await?;
+                }
+            }
+        }
+        for delivery in window {
+            delivery.await?;
+        }
+    }
+    let elapsed = started.elapsed();
+    client.close().await;
+    Ok(elapsed)
+}
+
+/// [`sansa_produce`] on sansa-blocking.
+fn blocking_produce(
+    bootstrap: &str,
+    records: u64,
+    size: usize,
+    codec: Compression,
+    mode: &str,
+    pool: &[u8],
+) -> Result<Duration, Error> {
+    const WINDOW: usize = 10_000;
+    let client = sansa_blocking::Client::builder()
+        .seed_brokers(bootstrap.split(',').map(str::to_owned))
+        .client_id("sansa-bench")
+        .compression(codec)
+        .linger(Duration::from_millis(10))
+        .build()?;
+    let record =
+        |i: u64| sansa_blocking::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
+    let started = Instant::now();
+    if mode == "buffered" {
+        for i in 0..records {
+            client.produce(record(i)).buffered()?;
+        }
+        client.flush();
+    } else {
+        let mut window = VecDeque::with_capacity(WINDOW);
+        for i in 0..records {
+            window.push_back(client.produce(record(i)));
+            if window.len() >= WINDOW {
+                if let Some(oldest) = window.pop_front() {
+                    oldest.wait()?;
+                }
+            }
+        }
+        for delivery in window {
+            delivery.wait()?;
+        }
+    }
+    let elapsed = started.elapsed();
+    client.close();
+    Ok(elapsed)
 }
 
 async fn sansa_produce(

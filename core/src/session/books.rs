@@ -1,5 +1,4 @@
-//! The driver's books of records in the core: who waits for each
-//! [`ProduceId`].
+//! The books of records in the core: who waits for each [`ProduceId`].
 //!
 //! The core hands out ids in order and records mostly finish in order, so
 //! the books are a window of slots indexed by id rather than a hash map:
@@ -7,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use sansa_core::producer::ProduceId;
+use crate::producer::ProduceId;
 
 /// Values keyed by ids that are inserted in increasing order.
 #[derive(Debug)]

@@ -1,0 +1,171 @@
+//! The session's books against a core with no broker behind it: what a
+//! caller hears, and when.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::*;
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+/// Waiters that write what happened to them into a shared log.
+struct Logged;
+
+/// A record's waiter: its name in the log.
+struct Named(&'static str, Log);
+
+impl ProduceWaiter for Named {
+    fn buffered(&mut self) {
+        self.1.borrow_mut().push(format!("{} buffered", self.0));
+    }
+    fn complete(self, outcome: Outcome) {
+        let what = match outcome {
+            Ok(_) => "delivered".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.1.borrow_mut().push(format!("{} {what}", self.0));
+    }
+    fn refused(self, error: ProduceError) {
+        self.1
+            .borrow_mut()
+            .push(format!("{} refused: {error}", self.0));
+    }
+}
+
+impl Waiters for Logged {
+    type Produce = Named;
+    type Flush = (&'static str, Log);
+    type Fetch = (&'static str, Log);
+
+    fn flushed((name, log): Self::Flush) {
+        log.borrow_mut().push(format!("{name} done"));
+    }
+    fn fetch_abandoned(_: &Self::Fetch) -> bool {
+        false
+    }
+    fn fetched(
+        (name, log): Self::Fetch,
+        fetched: Vec<FetchedPartition>,
+    ) -> Result<(), Vec<FetchedPartition>> {
+        log.borrow_mut()
+            .push(format!("{name} got {} partitions", fetched.len()));
+        Ok(())
+    }
+}
+
+fn session(max_buffered: usize) -> Session<Logged> {
+    let config = Config::builder()
+        .seed_brokers(["127.0.0.1:9"])
+        .max_buffered_records(max_buffered)
+        .build()
+        .expect("valid config");
+    Session::new(Client::new(config).expect("valid config"))
+}
+
+fn produce(name: &'static str, log: &Log, ticket: u64, try_: bool) -> Command<Logged> {
+    Command::Produce(ProduceRequest {
+        record: Record::new("t", "v"),
+        wall_ms: 0,
+        fail_when_full: try_,
+        urgent: false,
+        ticket,
+        waiter: Named(name, log.clone()),
+    })
+}
+
+fn drain(s: &mut Session<Logged>, now: Timestamp) -> Vec<Io> {
+    std::iter::from_fn(|| s.poll_io(now)).collect()
+}
+
+fn take(log: &Log) -> Vec<String> {
+    std::mem::take(&mut *log.borrow_mut())
+}
+
+#[test]
+fn a_record_waiting_for_space_is_admitted_only_when_space_frees_up() {
+    let log = Log::default();
+    let mut s = session(1);
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(now, produce("a", &log, 1, false));
+    s.handle_command(now, produce("b", &log, 2, false));
+    s.handle_command(now, produce("c", &log, 3, true));
+    let _ = drain(&mut s, now);
+    assert_eq!(
+        take(&log),
+        ["a buffered", "c refused: the produce buffer is full"]
+    );
+    // Cancelling `a` (never sent) frees its space for `b`.
+    s.handle_command(now, Command::Cancel(1));
+    let _ = drain(&mut s, now);
+    assert_eq!(take(&log), ["a failed: cancelled", "b buffered"]);
+}
+
+#[test]
+fn a_close_flushes_first_and_refuses_records_produced_after_it_began() {
+    let log = Log::default();
+    let mut s = session(10);
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(now, produce("a", &log, 1, false));
+    s.handle_command(now, Command::Close(Some(("close", log.clone()))));
+    s.handle_command(now, produce("late", &log, 2, false));
+    s.handle_command(now, produce("late-try", &log, 3, true));
+    let _ = drain(&mut s, now);
+    assert!(!s.is_done(), "`a` is still to be delivered");
+    assert_eq!(
+        take(&log),
+        [
+            "a buffered",
+            "late failed: the client is closed",
+            "late-try refused: the client is closed"
+        ]
+    );
+    // `a` is cancelled (never sent): the flush completes, the core closes.
+    s.handle_command(now, Command::Cancel(1));
+    let _ = drain(&mut s, now);
+    assert!(s.is_done());
+    s.finish();
+    assert_eq!(take(&log), ["a failed: cancelled", "close done"]);
+}
+
+#[test]
+fn fetch_waiters_left_at_the_end_get_nothing_and_records_fail_closed() {
+    let log = Log::default();
+    let mut s = session(10);
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(now, Command::PollFetches(None, ("poll", log.clone())));
+    s.handle_command(now, produce("a", &log, 1, false));
+    let _ = drain(&mut s, now);
+    assert_eq!(take(&log), ["a buffered"], "no records fetched yet");
+    s.finish();
+    assert_eq!(
+        take(&log),
+        ["poll got 0 partitions", "a failed: the client is closed"]
+    );
+}
+
+#[test]
+fn the_timer_is_rearmed_only_when_the_deadline_changes_and_stale_conn_reports_are_dropped() {
+    let log = Log::default();
+    let mut s = session(10);
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(now, produce("a", &log, 1, false));
+    let io = drain(&mut s, now);
+    let Some(Io::Connect { conn, .. }) = io.first().cloned() else {
+        panic!("expected a connect to the seed broker, got {io:?}");
+    };
+    let first = s.poll_timer();
+    assert!(first.deadline.is_some(), "a connect has a timeout");
+    assert!(first.rearm);
+    assert_eq!(
+        s.poll_timer(),
+        TimerUpdate {
+            rearm: false,
+            ..first
+        }
+    );
+    // The connection failed; a late report for it changes nothing.
+    s.handle_input(now, Input::ConnectFailed(conn, "refused".into()));
+    let _ = drain(&mut s, now);
+    s.handle_input(now, Input::Received(conn, Bytes::from_static(b"junk")));
+    assert!(drain(&mut s, now).is_empty());
+}

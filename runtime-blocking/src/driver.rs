@@ -1,0 +1,197 @@
+//! The driver thread: the one place the core client lives, inside a
+//! [`Session`] that keeps the books tying the core's ids to the callers
+//! blocked on them. Commands and connection inputs share one bounded
+//! inbox, so a single `recv_timeout` waits for either or the core's
+//! deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sansa_core::client::ConnId;
+use sansa_core::consumer::FetchedPartition;
+use sansa_core::producer::Record;
+use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::{Input, Timestamp};
+
+use crate::conn::ConnHandle;
+use crate::produce::Sink;
+use crate::wait::Reply;
+
+/// How results reach blocked callers: a [`Sink`] per record, a
+/// [`Reply`] for flushes, closes and `poll_fetches`.
+#[derive(Debug)]
+pub(crate) struct BlockingWaiters;
+
+impl Waiters for BlockingWaiters {
+    type Produce = Sink;
+    type Flush = Reply<()>;
+    type Fetch = Reply<Vec<FetchedPartition>>;
+
+    fn flushed(waiter: Reply<()>) {
+        let _ = waiter.send(());
+    }
+
+    fn fetch_abandoned(waiter: &Self::Fetch) -> bool {
+        waiter.abandoned()
+    }
+
+    fn fetched(
+        waiter: Self::Fetch,
+        fetched: Vec<FetchedPartition>,
+    ) -> Result<(), Vec<FetchedPartition>> {
+        waiter.send(fetched)
+    }
+}
+
+/// What a [`crate::Client`] asks of the driver.
+pub(crate) type Command = session::Command<BlockingWaiters>;
+
+/// What arrives in the driver's inbox.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Command(Command),
+    Input(Input),
+    /// The last [`crate::Client`] handle was dropped.
+    HandlesGone,
+}
+
+/// A produce command stamped with the wall clock of the call.
+pub(crate) fn produce_command(
+    record: Record,
+    fail_when_full: bool,
+    urgent: bool,
+    ticket: u64,
+    sink: Sink,
+) -> ProduceRequest<Sink> {
+    ProduceRequest::new(
+        record,
+        SystemTime::now(),
+        fail_when_full,
+        urgent,
+        ticket,
+        sink,
+    )
+}
+
+pub(crate) struct Driver {
+    session: Session<BlockingWaiters>,
+    /// The origin of the core's timestamps.
+    origin: Instant,
+    inbox: Receiver<Msg>,
+    /// Handed to connection threads.
+    inbox_tx: SyncSender<Msg>,
+    conns: HashMap<ConnId, ConnHandle>,
+    /// Set once the core is closed, before close waiters hear of it.
+    closed: Arc<AtomicBool>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        core: sansa_core::Client,
+        inbox: Receiver<Msg>,
+        inbox_tx: SyncSender<Msg>,
+        closed: Arc<AtomicBool>,
+    ) -> Self {
+        Driver {
+            session: Session::new(core),
+            origin: Instant::now(),
+            inbox,
+            inbox_tx,
+            conns: HashMap::new(),
+            closed,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        session::timestamp(self.origin.elapsed())
+    }
+
+    pub(crate) fn run(mut self) {
+        tracing::debug!("driver started");
+        loop {
+            self.drain();
+            if self.session.is_done() {
+                break;
+            }
+            let deadline = self.session.poll_timer().deadline;
+            let msg = match deadline {
+                Some(t) => {
+                    let at = Duration::from_nanos(t.as_nanos());
+                    let left = at.saturating_sub(self.origin.elapsed());
+                    match self.inbox.recv_timeout(left) {
+                        Ok(msg) => Some(msg),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        // The driver holds a sender itself: never.
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.inbox.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => break,
+                },
+            };
+            let now = self.now();
+            let Some(msg) = msg else {
+                self.session.handle_timeout(now);
+                continue;
+            };
+            self.on_msg(now, msg);
+            // Whatever else arrived meanwhile is fed before the next
+            // drain: one drain per burst, not per message.
+            for _ in 1..BURST {
+                match self.inbox.try_recv() {
+                    Ok(msg) => self.on_msg(now, msg),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.conns.clear();
+        self.closed.store(true, Ordering::Release);
+        self.session.finish();
+        tracing::debug!("driver stopped");
+    }
+
+    fn on_msg(&mut self, now: Timestamp, msg: Msg) {
+        match msg {
+            Msg::Command(cmd) => self.session.handle_command(now, cmd),
+            Msg::Input(input) => {
+                if let Input::ConnectFailed(conn, _) | Input::Closed(conn, _) = &input {
+                    self.conns.remove(conn);
+                }
+                self.session.handle_input(now, input);
+            }
+            Msg::HandlesGone => {
+                tracing::debug!("every handle dropped; closing");
+                self.session.handle_command(now, Command::Close(None));
+            }
+        }
+    }
+
+    /// Carries out every connection action the session has.
+    fn drain(&mut self) {
+        let now = self.now();
+        while let Some(io) = self.session.poll_io(now) {
+            match io {
+                Io::Connect {
+                    conn,
+                    addr,
+                    timeout,
+                } => {
+                    let handle = ConnHandle::open(conn, addr, timeout, self.inbox_tx.clone());
+                    self.conns.insert(conn, handle);
+                }
+                Io::Transmit { conn, data } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.write(data);
+                    }
+                }
+                Io::Close(conn) => {
+                    self.conns.remove(&conn);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The user's handle: [`Client`] and its [`ClientBuilder`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_channel::{Sender, WeakSender};
+use sansa_core::client::{ConfigBuilder, ConfigError};
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
+use sansa_core::producer::{ProduceError, Record, RecordMeta};
+use sansa_core::session::{self, ProduceRequest};
+
+use crate::driver::{Command, Driver};
+use crate::produce::{ProduceFuture, Sink};
+
+/// Why a client could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The settings contradict each other or are out of range.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+}
+
+/// An async Kafka client on smol / async-io: a cheap, cloneable handle
+/// to a driver task that owns the connections and the core client. It
+/// runs under any executor (smol, async-std, a plain `block_on`): its
+/// own tasks run on smol's global executor and async-io's reactor.
+///
+/// When the last handle is dropped the driver flushes, then closes, as
+/// [`Client::close`] does.
+///
+/// ```no_run
+/// use sansa_smol::{Client, Record};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// smol::block_on(async {
+///     let client = Client::builder().seed_brokers(["localhost:9092"]).build()?;
+///     let meta = client.produce_sync(Record::new("events", "hello")).await?;
+///     println!("written at offset {}", meta.offset);
+///     client.close().await;
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    commands: Sender<Command>,
+    /// Names produce calls so a [`ProduceFuture`] can cancel its record;
+    /// 0 is "not cancellable".
+    tickets: AtomicU64,
+}
+
+impl Client {
+    /// A builder with franz-go's defaults; at least
+    /// [`ClientBuilder::seed_brokers`] must be set.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: sansa_core::Config::builder(),
+        }
+    }
+
+    /// Produces `record`; the future resolves when it is delivered or
+    /// failed. The record is handed over before this returns, so records
+    /// keep the order of the calls; when `max_buffered_records` is
+    /// reached it waits inside the client for space (see
+    /// [`ProduceFuture::buffered`]).
+    pub fn produce(&self, record: Record) -> ProduceFuture {
+        ProduceFuture::start(self, record, false, false)
+    }
+
+    /// Produces `record` without lingering and waits for the result.
+    pub async fn produce_sync(&self, record: Record) -> Result<RecordMeta, ProduceError> {
+        ProduceFuture::start(self, record, false, true).await
+    }
+
+    /// Produces `record` unless the buffer is full: fails with
+    /// [`ProduceError::BufferFull`] at once, else returns its future.
+    pub async fn try_produce(&self, record: Record) -> Result<ProduceFuture, ProduceError> {
+        let mut delivery = ProduceFuture::start(self, record, true, false);
+        delivery.buffered().await?;
+        Ok(delivery)
+    }
+
+    /// Sends everything buffered without waiting for linger, and waits
+    /// until every record produced before the call is done.
+    pub async fn flush(&self) {
+        let (tx, rx) = async_channel::bounded(1);
+        if self.inner.commands.try_send(Command::Flush(tx)).is_ok() {
+            let _ = rx.recv().await;
+        }
+    }
+
+    /// Flushes, then closes every connection and stops the driver.
+    /// Records produced after the close began fail with
+    /// [`ProduceError::Closed`]. Closing twice is harmless.
+    pub async fn close(&self) {
+        let (tx, rx) = async_channel::bounded(1);
+        if self
+            .inner
+            .commands
+            .try_send(Command::Close(Some(tx)))
+            .is_ok()
+        {
+            let _ = rx.recv().await;
+        }
+    }
+
+    /// Whether the driver has ended (after [`Client::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.inner.commands.is_closed()
+    }
+
+    sansa_core::client_consume_methods!();
+
+    /// Waits for fetched records and returns them by partition, at most
+    /// `max_records` (all buffered with `None`). Empty only when the
+    /// client is closed.
+    pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.send(Command::PollFetches(max_records, tx));
+        rx.recv().await.unwrap_or_default()
+    }
+
+    /// Like [`Client::poll_fetches`], flattened to records in order per
+    /// partition (partition errors are logged and skipped).
+    pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
+        session::into_records(self.poll_fetches(max_records).await)
+    }
+
+    fn send(&self, cmd: Command) {
+        // Commands after close are no-ops, as the calls document.
+        let _ = self.inner.commands.try_send(cmd);
+    }
+
+    pub(crate) fn next_ticket(&self) -> u64 {
+        self.inner.tickets.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakSender<Command> {
+        self.inner.commands.downgrade()
+    }
+
+    /// Hands a produce to the driver; if it is gone, fails the record.
+    pub(crate) fn send_produce(&self, request: ProduceRequest<Sink>) {
+        if let Err(e) = self.inner.commands.try_send(Command::Produce(request)) {
+            if let Command::Produce(request) = e.into_inner() {
+                request.refuse(ProduceError::Closed);
+            }
+        }
+    }
+}
+
+/// Builds a [`Client`]: the common settings as methods, every other one
+/// of [`ConfigBuilder`] through [`ClientBuilder::config`].
+///
+/// ```
+/// use std::time::Duration;
+/// use sansa_smol::{Client, Compression};
+///
+/// let builder = Client::builder()
+///     .seed_brokers(["k1:9092"])
+///     .linger(Duration::from_millis(5))
+///     .compression(Compression::Zstd);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    config: ConfigBuilder,
+}
+
+impl ClientBuilder {
+    sansa_core::client_builder_methods!();
+
+    /// Validates the settings and starts the driver on smol's global
+    /// executor. Nothing connects until there is work.
+    pub fn build(self) -> Result<Client, Error> {
+        let config = self.config.build()?;
+        let core = sansa_core::Client::new(config)?;
+        let (commands, rx) = async_channel::unbounded();
+        smol::spawn(Driver::new(core, rx).run()).detach();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                commands,
+                tickets: AtomicU64::new(1),
+            }),
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! The driver task: the one place the core client lives, inside a
+//! [`Session`] that keeps the books tying the core's ids to the user's
+//! futures. Its loop: feed a burst of commands or connection inputs,
+//! carry out the session's connection actions, then wait for the next
+//! command, input or the core's deadline.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_channel::{Receiver, Sender};
+use async_io::Timer;
+use futures_lite::future;
+use sansa_core::client::ConnId;
+use sansa_core::consumer::FetchedPartition;
+use sansa_core::producer::Record;
+use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::{Input, Timestamp};
+
+use crate::conn::ConnHandle;
+use crate::produce::Sink;
+
+/// Inputs from connection tasks waiting for the driver; readers wait
+/// when it is full rather than buffer without bound.
+const CONN_INPUTS: usize = 1024;
+
+/// How results reach smol callers: a [`Sink`] per record, one-message
+/// channels for flushes, closes and `poll_fetches`.
+#[derive(Debug)]
+pub(crate) struct SmolWaiters;
+
+impl Waiters for SmolWaiters {
+    type Produce = Sink;
+    type Flush = Sender<()>;
+    type Fetch = Sender<Vec<FetchedPartition>>;
+
+    fn flushed(waiter: Sender<()>) {
+        let _ = waiter.try_send(());
+    }
+
+    fn fetch_abandoned(waiter: &Self::Fetch) -> bool {
+        waiter.is_closed()
+    }
+
+    fn fetched(
+        waiter: Self::Fetch,
+        fetched: Vec<FetchedPartition>,
+    ) -> Result<(), Vec<FetchedPartition>> {
+        waiter.try_send(fetched).map_err(|e| e.into_inner())
+    }
+}
+
+/// What a [`crate::Client`] asks of the driver.
+pub(crate) type Command = session::Command<SmolWaiters>;
+
+/// A produce command stamped with the wall clock of the call.
+pub(crate) fn produce_command(
+    record: Record,
+    fail_when_full: bool,
+    urgent: bool,
+    ticket: u64,
+    sink: Sink,
+) -> ProduceRequest<Sink> {
+    ProduceRequest::new(
+        record,
+        SystemTime::now(),
+        fail_when_full,
+        urgent,
+        ticket,
+        sink,
+    )
+}
+
+/// What woke the driver.
+enum Wake {
+    Input(Input),
+    Command(Command),
+    HandlesGone,
+    Deadline,
+}
+
+pub(crate) struct Driver {
+    session: Session<SmolWaiters>,
+    /// The origin of the core's timestamps.
+    origin: Instant,
+    commands: Receiver<Command>,
+    /// False once every handle is gone.
+    commands_open: bool,
+    inputs_tx: Sender<Input>,
+    inputs: Receiver<Input>,
+    conns: HashMap<ConnId, ConnHandle>,
+}
+
+impl Driver {
+    pub(crate) fn new(core: sansa_core::Client, commands: Receiver<Command>) -> Self {
+        let (inputs_tx, inputs) = async_channel::bounded(CONN_INPUTS);
+        Driver {
+            session: Session::new(core),
+            origin: Instant::now(),
+            commands,
+            commands_open: true,
+            inputs_tx,
+            inputs,
+            conns: HashMap::new(),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        session::timestamp(self.origin.elapsed())
+    }
+
+    pub(crate) async fn run(mut self) {
+        tracing::debug!("driver started");
+        let mut timer = Timer::never();
+        loop {
+            self.drain();
+            if self.session.is_done() {
+                break;
+            }
+            let update = self.session.poll_timer();
+            match update.deadline {
+                Some(t) if update.rearm => {
+                    let at = self.origin.checked_add(Duration::from_nanos(t.as_nanos()));
+                    match at {
+                        Some(at) => timer.set_at(at),
+                        None => timer = Timer::never(),
+                    }
+                }
+                Some(_) => {}
+                None => timer = Timer::never(),
+            }
+            let wake = next(&self.inputs, &self.commands, self.commands_open, &mut timer).await;
+            let now = self.now();
+            match wake {
+                Wake::Input(input) => {
+                    self.on_input(now, input);
+                    for _ in 1..BURST {
+                        match self.inputs.try_recv() {
+                            Ok(input) => self.on_input(now, input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Command(cmd) => {
+                    self.session.handle_command(now, cmd);
+                    for _ in 1..BURST {
+                        match self.commands.try_recv() {
+                            Ok(cmd) => self.session.handle_command(now, cmd),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::HandlesGone => {
+                    tracing::debug!("every handle dropped; closing");
+                    self.commands_open = false;
+                    self.session.handle_command(now, Command::Close(None));
+                }
+                Wake::Deadline => self.session.handle_timeout(now),
+            }
+        }
+        self.conns.clear();
+        // Closed before close waiters hear of it, so `is_closed` holds
+        // once `close` returns.
+        self.commands.close();
+        self.session.finish();
+        tracing::debug!("driver stopped");
+    }
+
+    /// Carries out every connection action the session has.
+    fn drain(&mut self) {
+        let now = self.now();
+        while let Some(io) = self.session.poll_io(now) {
+            match io {
+                Io::Connect {
+                    conn,
+                    addr,
+                    timeout,
+                } => {
+                    let handle = ConnHandle::open(conn, addr, timeout, self.inputs_tx.clone());
+                    self.conns.insert(conn, handle);
+                }
+                Io::Transmit { conn, data } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.write(data);
+                    }
+                }
+                Io::Close(conn) => {
+                    self.conns.remove(&conn);
+                }
+            }
+        }
+    }
+
+    fn on_input(&mut self, now: Timestamp, input: Input) {
+        if let Input::ConnectFailed(conn, _) | Input::Closed(conn, _) = &input {
+            self.conns.remove(conn);
+        }
+        self.session.handle_input(now, input);
+    }
+}
+
+/// Waits for a connection input, a command or the deadline; `race`
+/// picks at random among ready ones, so neither source starves.
+async fn next(
+    inputs: &Receiver<Input>,
+    commands: &Receiver<Command>,
+    commands_open: bool,
+    timer: &mut Timer,
+) -> Wake {
+    let input = async {
+        match inputs.recv().await {
+            Ok(input) => Wake::Input(input),
+            // The driver holds a sender: never closed.
+            Err(_) => future::pending().await,
+        }
+    };
+    let command = async {
+        if !commands_open {
+            return future::pending().await;
+        }
+        match commands.recv().await {
+            Ok(cmd) => Wake::Command(cmd),
+            Err(_) => Wake::HandlesGone,
+        }
+    };
+    let deadline = async {
+        timer.await;
+        Wake::Deadline
+    };
+    future::race(future::race(input, command), deadline).await
+}

@@ -1,0 +1,222 @@
+//! What a produce call gives back: a [`ProduceFuture`] per record, or a
+//! [`FirstError`] for a batch. The states are the core's
+//! ([`RecordState`], [`BatchState`]); what is here is how a task waits on
+//! them (a waker, an [`event_listener::Event`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use async_channel::{Sender, WeakSender};
+use event_listener::Event;
+use sansa_core::producer::{ProduceError, Record, RecordMeta};
+use sansa_core::session::{self, BatchState, Cells, RecordState};
+
+use crate::client::Client;
+use crate::driver::{produce_command, Command};
+
+/// Locks a mutex whose holders never panic; a poisoned state is still a
+/// valid one.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a [`ProduceFuture`] shares with the driver.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    state: Mutex<(RecordState, Option<Waker>)>,
+}
+
+impl Slot {
+    /// Records what happened and wakes the future if it waits.
+    fn update(&self, f: impl FnOnce(&mut RecordState)) {
+        let waker = {
+            let mut state = lock(&self.state);
+            f(&mut state.0);
+            state.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Polls `f` on the state, keeping the waker while it says pending.
+    fn poll<T>(&self, cx: &Context<'_>, f: impl FnOnce(&mut RecordState) -> Option<T>) -> Poll<T> {
+        let mut state = lock(&self.state);
+        if let Some(t) = f(&mut state.0) {
+            return Poll::Ready(t);
+        }
+        match &state.1 {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.1 = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// The smol cells behind a [`Sink`]: a [`Slot`] per record, a
+/// [`Batch`] per [`FirstError`], a channel for a batch admission.
+#[derive(Debug)]
+pub(crate) struct SmolCells;
+
+impl Cells for SmolCells {
+    type Record = Slot;
+    type Batch = Batch;
+    type Admission = Sender<Result<(), ProduceError>>;
+
+    fn update(record: &Slot, f: impl FnOnce(&mut RecordState)) {
+        record.update(f);
+    }
+
+    fn finish(batch: &Batch, error: Option<ProduceError>) {
+        if lock(&batch.state).finish(error) {
+            batch.done.notify(usize::MAX);
+        }
+    }
+
+    fn admit(reply: Self::Admission, result: Result<(), ProduceError>) {
+        let _ = reply.try_send(result);
+    }
+}
+
+/// Where the driver sends a record's result.
+pub(crate) type Sink = session::Sink<SmolCells>;
+
+/// The result of one produced record; resolves when it is delivered
+/// (`Ok` with where it landed) or failed. The record is on its way
+/// already: the future need not be polled, and dropping it does not
+/// cancel the record (use [`ProduceFuture::cancel`]).
+#[derive(Debug)]
+#[must_use = "the record is sent anyway; await the future to learn whether it was delivered"]
+pub struct ProduceFuture {
+    slot: Arc<Slot>,
+    ticket: u64,
+    commands: WeakSender<Command>,
+}
+
+impl ProduceFuture {
+    pub(crate) fn start(
+        client: &Client,
+        record: Record,
+        fail_when_full: bool,
+        urgent: bool,
+    ) -> Self {
+        let slot = Arc::new(Slot::default());
+        let ticket = client.next_ticket();
+        let sink = Sink::Record(Some(slot.clone()));
+        client.send_produce(produce_command(
+            record,
+            fail_when_full,
+            urgent,
+            ticket,
+            sink,
+        ));
+        ProduceFuture {
+            slot,
+            ticket,
+            commands: client.downgrade(),
+        }
+    }
+
+    /// Resolves when the client has taken the record into its buffer: at
+    /// once unless `max_buffered_records` (or bytes) is reached, else
+    /// when space frees up. `Err` if the record failed before that.
+    pub async fn buffered(&mut self) -> Result<(), ProduceError> {
+        std::future::poll_fn(|cx| self.slot.poll(cx, |s| s.admission())).await
+    }
+
+    /// Asks the client to cancel the record: it fails with
+    /// [`ProduceError::Cancelled`] as soon as that is safe, or is
+    /// delivered anyway if the broker may already have it.
+    pub fn cancel(&self) {
+        if let Some(tx) = self.commands.upgrade() {
+            let _ = tx.try_send(Command::Cancel(self.ticket));
+        }
+    }
+}
+
+impl Future for ProduceFuture {
+    type Output = Result<RecordMeta, ProduceError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.slot.poll(cx, RecordState::take)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    state: Mutex<BatchState>,
+    done: Event,
+}
+
+/// Waits for a batch of records and keeps the first failure (in
+/// completion order), like franz-go's `FirstErrPromise`. Cloning gives
+/// another handle on the same batch.
+///
+/// ```no_run
+/// # async fn f(client: sansa_smol::Client) -> Result<(), sansa_smol::ProduceError> {
+/// use sansa_smol::{FirstError, Record};
+///
+/// let batch = FirstError::new();
+/// for i in 0..1000 {
+///     batch.produce(&client, Record::new("events", format!("{i}")));
+/// }
+/// batch.wait().await?; // every record delivered, or the first error
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FirstError {
+    batch: Arc<Batch>,
+}
+
+impl FirstError {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn ticket(&self) -> Option<Arc<Batch>> {
+        lock(&self.batch.state).add();
+        Some(self.batch.clone())
+    }
+
+    /// Produces `record` as part of this batch (`Client::produce`
+    /// semantics: waits for buffer space inside the client).
+    pub fn produce(&self, client: &Client, record: Record) {
+        let sink = Sink::Batch(self.ticket(), None);
+        client.send_produce(produce_command(record, false, false, 0, sink));
+    }
+
+    /// Produces `record` as part of this batch, failing at once with
+    /// [`ProduceError::BufferFull`]; a refused record is not counted.
+    pub async fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
+        let (tx, admitted) = async_channel::bounded(1);
+        let sink = Sink::Batch(self.ticket(), Some(tx));
+        client.send_produce(produce_command(record, true, false, 0, sink));
+        admitted.recv().await.unwrap_or(Err(ProduceError::Closed))
+    }
+
+    /// Records of the batch not yet delivered or failed.
+    pub fn outstanding(&self) -> usize {
+        lock(&self.batch.state).outstanding()
+    }
+
+    /// The first failure so far, without waiting.
+    pub fn first_error(&self) -> Option<ProduceError> {
+        lock(&self.batch.state).first_error()
+    }
+
+    /// Waits until every record produced through this batch so far is
+    /// done, then returns the first failure, if any.
+    pub async fn wait(&self) -> Result<(), ProduceError> {
+        loop {
+            let listener = self.batch.done.listen();
+            if let Some(result) = lock(&self.batch.state).result() {
+                return result;
+            }
+            listener.await;
+        }
+    }
+}
