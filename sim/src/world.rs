@@ -655,6 +655,14 @@ impl World {
                     format!("c{c} fetch error {}/{}: {e}", f.topic, f.partition)
                 });
             }
+            if let (Some(first), Some(last)) = (f.records.first(), f.records.last()) {
+                self.trace.line(self.now, || {
+                    format!(
+                        "c{c} consumed {}/{} {}..={}",
+                        f.topic, f.partition, first.offset, last.offset
+                    )
+                });
+            }
             for r in &f.records {
                 self.trace.event(
                     self.now,

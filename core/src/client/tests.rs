@@ -483,14 +483,21 @@ impl Cluster {
                                             ..Default::default()
                                         };
                                     }
+                                    let start = partition.map_or(0, |l| l.log_start_offset);
                                     let offset = match p.timestamp {
-                                        -2 => 0,
+                                        -2 => start,
                                         -1 => end,
                                         // The first record at or after the
-                                        // time, -1 if none is (Kafka).
+                                        // time from the log start on, -1 if
+                                        // none is (Kafka).
                                         t => partition
                                             .and_then(|l| {
-                                                l.timestamps.iter().position(|&ts| ts >= t)
+                                                l.timestamps
+                                                    .iter()
+                                                    .enumerate()
+                                                    .skip(usize::try_from(start).unwrap_or(0))
+                                                    .find(|(_, &ts)| ts >= t)
+                                                    .map(|(o, _)| o)
                                             })
                                             .map_or(-1, |o| o as i64),
                                     };
@@ -633,7 +640,7 @@ impl Cluster {
                         });
                         continue;
                     }
-                    if fetch_offset > hw || fetch_offset < 0 {
+                    if fetch_offset > hw || fetch_offset < log.log_start_offset.max(0) {
                         entry(&mut by_topic, &topic).push(PartitionData {
                             partition_index: partition,
                             error_code: ErrorCode::OffsetOutOfRange.code(),
@@ -2301,6 +2308,42 @@ fn out_of_range_after_consuming_resets_to_the_last_consumed_timestamp_not_the_po
         records,
         vec![(6, "v100".into()), (7, "v101".into()), (8, "v102".into())]
     );
+}
+
+#[test]
+fn out_of_range_below_the_log_start_resets_to_it_even_when_later_records_are_older() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    let base = 1_700_000_000_000;
+    let produce = |h: &mut Harness, range: std::ops::Range<usize>, ts: i64| {
+        for i in range {
+            h.client
+                .produce(h.now, keyed(i), ts + i as i64)
+                .expect("buffered");
+        }
+        h.run(|h| h.client.is_idle());
+    };
+    produce(&mut h, 0..5, base);
+    h.client.consume_topics(h.now, ["t"]);
+    let first = consume_records(&mut h, 5, Duration::from_secs(10));
+    assert_eq!(first.iter().map(|(_, f)| f.records.len()).sum::<usize>(), 5);
+    // Records from a producer whose clock runs a minute behind, then
+    // retention removes the first two of them while the consumer is
+    // paused (so none is fetched before).
+    h.client.pause(h.now, "t", None);
+    produce(&mut h, 5..10, base - 60_000);
+    h.cluster.partition_mut("t", 0).log_start_offset = 7;
+    h.client.resume(h.now, "t", None);
+    let rest = consume_records(&mut h, 3, Duration::from_secs(10));
+    let offsets: Vec<i64> = rest
+        .iter()
+        .flat_map(|(_, f)| f.records.iter().map(|r| r.offset))
+        .collect();
+    // A lookup by the last consumed record's time finds none of them (all
+    // older) and would start at the end, skipping 7..10 though the log
+    // holds them: the cursor starts at the log start instead.
+    assert_eq!(offsets, vec![7, 8, 9], "{rest:?}");
 }
 
 #[test]

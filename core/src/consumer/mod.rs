@@ -291,6 +291,9 @@ struct Cursor {
     /// The leader epoch moved past the one fetched under: validate with
     /// OffsetForLeaderEpoch before fetching again.
     awaiting_validation: bool,
+    /// Where the cursor stood when an out-of-range answer made it reset
+    /// by the last consumed record's timestamp (see `on_list_offsets`).
+    reset_from: Option<i64>,
     paused: bool,
     retry_at: Option<Timestamp>,
 }
@@ -780,7 +783,22 @@ impl Consumer {
                 continue;
             };
             let error = ErrorCode::from_code(a.error_code);
+            // A reset by the last consumed record's time that would move
+            // the cursor forward: the log start passed it (retention), not
+            // a truncation below it, and every record from the log start
+            // on is one it never handed out. Records whose timestamps run
+            // behind (a producer's clock, or create times set by hand)
+            // would be skipped by the time lookup: start at the log start
+            // instead. (A truncation ends the log below the cursor, so
+            // its answer is never above it.)
+            if error.is_ok() && a.offset >= 0 && c.reset_from.is_some_and(|from| a.offset > from) {
+                c.reset_from = None;
+                c.state = CursorState::NeedsOffset(StartOffset::Earliest);
+                c.retry_at = None;
+                continue;
+            }
             if error.is_ok() && a.offset >= 0 {
+                c.reset_from = None;
                 c.offset = a.offset;
                 c.state = CursorState::Ready;
                 c.retry_at = None;
@@ -1298,6 +1316,7 @@ impl Consumer {
                         timestamp = ts,
                         "offset out of range after consuming; resetting to the last consumed record's timestamp"
                     );
+                    c.reset_from = Some(c.offset);
                     c.reset_to(StartOffset::AtTimestamp(ts));
                     continue;
                 }
@@ -1481,6 +1500,7 @@ impl Cursor {
             last_fetched_epoch: -1,
             leader: None,
             last_timestamp: None,
+            reset_from: None,
             awaiting_validation: false,
             paused: false,
             retry_at: None,
