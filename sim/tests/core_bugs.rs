@@ -100,3 +100,17 @@ fn a_new_producer_id_never_duplicates_a_batch_in_doubt_on_another_partition() {
         panic!("{f}");
     }
 }
+
+/// Swarm seed 2157: a batch answered NOT_ENOUGH_REPLICAS_AFTER_APPEND
+/// (written, but in doubt to the client) kept being resent while new
+/// batches of the partition went out behind it; once five of those were
+/// appended the broker no longer recognised the resend as a duplicate,
+/// answered OUT_OF_ORDER_SEQUENCE_NUMBER, and the producer, taking that as
+/// "not written", wrote it again under a new epoch. A partition with a
+/// batch in doubt now sends nothing new until the doubt is settled.
+#[test]
+fn new_batches_wait_while_an_earlier_one_is_in_doubt() {
+    if let Err(f) = sansa_sim::scenario::Scenario::swarm(2157).run() {
+        panic!("{f}");
+    }
+}

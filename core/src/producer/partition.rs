@@ -322,7 +322,24 @@ impl PartitionBuffer {
         }
         // Batches go out in order and come back in order, so every batch
         // before the first one not in flight is in flight.
-        self.batches.iter().position(|b| !b.in_flight)
+        let idx = self.batches.iter().position(|b| !b.in_flight)?;
+        // While a batch that may be written waits to be resent, nothing new
+        // goes: the broker recognises a resend as a duplicate only while
+        // the batch is among the last five it appended for the producer,
+        // and new batches appended meanwhile push it out, after which the
+        // resend is answered OUT_OF_ORDER_SEQUENCE_NUMBER and the batch
+        // would be written twice (Java's producer also stops draining a
+        // partition with an unresolved sequence). Found by the swarm, seed
+        // 2157 at 3000 seeds.
+        if self.batches[idx].attempts == 0
+            && self
+                .batches
+                .iter()
+                .any(|b| b.ambiguous && b.sequence.is_some())
+        {
+            return None;
+        }
+        Some(idx)
     }
 
     /// Whether the next unsent batch may go now: full, lingered enough,
