@@ -114,3 +114,16 @@ fn new_batches_wait_while_an_earlier_one_is_in_doubt() {
         panic!("{f}");
     }
 }
+
+/// Swarm seed 6201: retention removed every record of a producer from a
+/// partition while two of its batches were in flight; the broker, having
+/// forgotten the producer, accepted the second with a sequence gap, and the
+/// first landed after it. No client can keep order then; the checker's
+/// order promise now excludes records produced before the broker accepted
+/// the producer again (as its duplicate rule excludes forgotten producers).
+#[test]
+fn a_producer_forgotten_by_retention_may_land_out_of_order() {
+    if let Err(f) = sansa_sim::scenario::Scenario::swarm(6201).run() {
+        panic!("{f}");
+    }
+}

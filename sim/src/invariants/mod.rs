@@ -15,7 +15,10 @@
 //!   batches are all gone, so nothing can recognise the retry).
 //! - **Order.** In each partition, a client's records appear in the order
 //!   it produced them (first copies; duplicates are the previous rule's
-//!   business). Promised with idempotence, or with one request in flight.
+//!   business). Promised with idempotence, or with one request in flight;
+//!   not for records produced before retention removed every record of
+//!   the client from the partition (the broker forgot the producer, and may
+//!   accept a later batch ahead of an earlier one still in flight).
 //! - **A failed record is never written later.** A record reported failed
 //!   that was not in the log then must never appear afterwards: the client
 //!   fails a batch only when no copy of it can still reach a broker.
@@ -301,6 +304,14 @@ struct Mirror {
     seen: HashMap<Bytes, i64>,
     /// Per client: the highest index seen and its offset.
     last_index: BTreeMap<usize, (u64, i64)>,
+    /// Per client: records produced below this index may be out of order
+    /// (retention made the broker forget the producer while they could be
+    /// in flight). Survives rebuilds.
+    forgotten_below: BTreeMap<usize, u64>,
+    /// Clients the broker forgot whose next record in the log is the first
+    /// it accepted from them again, with any sequence: records produced
+    /// before that one and still in flight may land after it.
+    relearning: std::collections::BTreeSet<usize>,
 }
 
 /// The invariant checker.
@@ -323,6 +334,8 @@ pub struct Checker {
     failed_but_written: u64,
     /// Deliveries to verify once the mirrors are current.
     pending: Vec<(usize, u64, RecordMeta)>,
+    /// Per client: one past the highest workload index produced so far.
+    produced_below: BTreeMap<usize, u64>,
     mirrors: BTreeMap<(String, i32), Mirror>,
     violations: Vec<Violation>,
     /// What consumers were handed, and what waits to be checked.
@@ -362,6 +375,10 @@ impl Checker {
         key: Option<Bytes>,
         value: Bytes,
     ) {
+        if let Some((_, index)) = parse_value(&value) {
+            let below = self.produced_below.entry(client).or_default();
+            *below = (*below).max(index + 1);
+        }
         self.expected.insert(
             (client, id.0),
             Expected {
@@ -634,11 +651,16 @@ impl Checker {
             return;
         }
         m.seen.insert(value, offset);
+        if offset >= m.log_start && m.relearning.remove(&client) {
+            let b = m.forgotten_below.entry(client).or_default();
+            *b = (*b).max(index);
+        }
         let prev = m.last_index.get(&client).copied();
         if prev.is_none_or(|(i, _)| i < index) {
             m.last_index.insert(client, (index, offset));
         } else if let Some(previous) = prev {
-            if promise.is_some_and(|p| p.in_order) {
+            let forgotten = m.forgotten_below.get(&client).is_some_and(|&b| index < b);
+            if promise.is_some_and(|p| p.in_order) && !forgotten {
                 let v = Violation::OutOfOrder {
                     client,
                     topic: key.0.clone(),
@@ -662,11 +684,32 @@ impl Checker {
             .range(..start)
             .map(|(&o, r)| (o, r.clone()))
             .collect();
+        // A client none of whose records is left in the log is forgotten
+        // by the broker (Kafka drops a producer whose batches are all
+        // gone): what it produced so far may land in any order.
+        let mut forgotten_below = std::mem::take(&mut m.forgotten_below);
+        let mut relearning = std::mem::take(&mut m.relearning);
+        let mut newest: BTreeMap<usize, i64> = BTreeMap::new();
+        for (&o, (_, v)) in &m.records {
+            if let Some((c, _)) = v.as_deref().and_then(parse_value) {
+                newest.insert(c, o);
+            }
+        }
+        for (c, o) in newest {
+            if o < start {
+                let below = self.produced_below.get(&c).copied().unwrap_or(0);
+                let entry = forgotten_below.entry(c).or_default();
+                *entry = (*entry).max(below);
+                relearning.insert(c);
+            }
+        }
         *m = Mirror {
             generation,
             log_start: start,
             end: start,
             records: history,
+            forgotten_below,
+            relearning,
             ..Default::default()
         };
         let old: Vec<(i64, Bytes)> = m
