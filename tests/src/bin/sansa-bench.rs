@@ -324,6 +324,20 @@ fn parent(o: &Options) -> Result<(), Error> {
             drop(broker);
         }
     }
+    report_medians(job, broker_name, codec, o, &runs);
+    Ok(())
+}
+
+/// Prints each client's medians over `runs` and, last, the one-line
+/// comparison: `<job> <broker> <N>x<S>B <codec>: sansa .. rec/s,
+/// librdkafka .. rec/s, ratio .., cpu ratio ..`.
+fn report_medians(
+    job: &str,
+    broker_name: &str,
+    codec: impl fmt::Display,
+    o: &Options,
+    runs: &[(ClientKind, Run)],
+) {
     let summary = |kind: ClientKind| -> (f64, f64, f64, f64) {
         let of = |f: &dyn Fn(&Run) -> f64| {
             median(
@@ -361,7 +375,6 @@ fn parent(o: &Options) -> Result<(), Error> {
         s_rate / l_rate,
         s_cpu / l_cpu
     );
-    Ok(())
 }
 
 /// `consume`: writes the records the child will read, with librdkafka,

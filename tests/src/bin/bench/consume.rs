@@ -34,8 +34,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    cpu_seconds, median, peak_rss_kb, read_report, value, value_pool, Broker, ClientKind, Error,
-    Options, Run, RunningBroker, TOPIC,
+    cpu_seconds, peak_rss_kb, read_report, report_medians, value, value_pool, Broker, ClientKind,
+    Error, Options, Run, RunningBroker, TOPIC,
 };
 
 /// What the mock cluster keeps per partition, less a margin.
@@ -97,43 +97,7 @@ pub(super) fn parent(o: &Options) -> Result<(), Error> {
             runs.push((client, run));
         }
     }
-    let summary = |kind: ClientKind| -> (f64, f64, f64, f64) {
-        let of = |f: &dyn Fn(&Run) -> f64| {
-            median(
-                runs.iter()
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, r)| f(r))
-                    .collect(),
-            )
-        };
-        (
-            of(&|r| o.records as f64 / r.elapsed),
-            of(&|r| r.cpu),
-            of(&|r| r.peak_kb as f64 / 1024.0),
-            of(&|r| r.broker_cpu),
-        )
-    };
-    let (s_rate, s_cpu, s_mem, s_bcpu) = summary(ClientKind::Sansa);
-    let (l_rate, l_cpu, l_mem, l_bcpu) = summary(ClientKind::Librdkafka);
-    for (name, rate, cpu, mem, bcpu) in [
-        ("sansa", s_rate, s_cpu, s_mem, s_bcpu),
-        ("librdkafka", l_rate, l_cpu, l_mem, l_bcpu),
-    ] {
-        println!(
-            "median {name:>10}: {rate:>9.0} rec/s {:>7.1} MB/s, cpu {cpu:.2} s ({:.2} us/record), \
-             peak {mem:.1} MB, broker cpu {bcpu:.2} s",
-            rate * o.size as f64 / 1e6,
-            cpu * 1e6 / o.records as f64,
-        );
-    }
-    println!(
-        "consume {broker_name} {}x{}B {codec}: sansa {s_rate:.0} rec/s, librdkafka {l_rate:.0} rec/s, \
-         ratio {:.2}, cpu ratio {:.2}",
-        o.records,
-        o.size,
-        s_rate / l_rate,
-        s_cpu / l_cpu
-    );
+    report_medians("consume", broker_name, codec, o, &runs);
     Ok(())
 }
 
