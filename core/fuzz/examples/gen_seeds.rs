@@ -12,6 +12,9 @@ use std::fs;
 use std::path::Path;
 
 use sansa_core::compression::{compress, compress_snappy_java, Compression};
+use sansa_core::group::balancer::{
+    protocol, JoinSubscription, MemberAssignment, PartitionsByTopic,
+};
 use sansa_core::record::{
     crc32_ieee, BatchBuilder, BatchOptions, BatchStamp, ControlRecord, ProducerStamp,
 };
@@ -96,6 +99,64 @@ fn main() {
         "negative",
         &[16, 1, 2, 0xff, 0xff, 0xff, 0xfe],
     );
+
+    group_protocol_seeds(&write);
+}
+
+/// group_protocol: mode byte, then a subscription (cooperative, with owned
+/// partitions), an assignment, sticky user data, and three members' join
+/// metadata (length byte before each) for the leader mode.
+fn group_protocol_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    let topics = ["a".to_string(), "orders".to_string()];
+    let owned: PartitionsByTopic = [
+        ("a".to_string(), vec![0, 2]),
+        ("orders".to_string(), vec![1]),
+    ]
+    .into_iter()
+    .collect();
+    let join = JoinSubscription {
+        topics: &topics,
+        owned: &owned,
+        generation: 4,
+        rack: Some("r1"),
+    };
+    let sub =
+        protocol::encode_subscription(&join.cooperative_subscription(None)).expect("subscription");
+    write(
+        "group_protocol",
+        "subscription",
+        &[&[0u8][..], &sub].concat(),
+    );
+    let assignment = MemberAssignment {
+        partitions: owned.clone(),
+        user_data: None,
+    };
+    let assignment = protocol::encode_assignment(&assignment).expect("assignment");
+    write(
+        "group_protocol",
+        "assignment",
+        &[&[1u8][..], &assignment].concat(),
+    );
+    let sticky = protocol::encode_sticky_user_data(&owned, 4).expect("sticky user data");
+    write(
+        "group_protocol",
+        "sticky_user_data",
+        &[&[2u8][..], &sticky].concat(),
+    );
+
+    let mut leader = vec![3u8];
+    let sticky_sub = join.eager_subscription(Some(sticky));
+    let members = [
+        protocol::encode_subscription(&join.cooperative_subscription(None)),
+        protocol::encode_subscription(&sticky_sub),
+        protocol::encode_subscription_at(&join.cooperative_subscription(None), 0),
+    ];
+    for metadata in members {
+        let metadata = metadata.expect("member metadata");
+        leader.push(u8::try_from(metadata.len()).expect("small metadata"));
+        leader.extend_from_slice(&metadata);
+    }
+    write("group_protocol", "leader_three_members", &leader);
 }
 
 /// A small v2 batch: three records, headers, a null key and a tombstone.
