@@ -359,6 +359,7 @@ impl Cluster {
                                     partition_index: i as i32,
                                     leader_id: p.leader,
                                     leader_epoch: p.leader_epoch,
+                                    replica_nodes: vec![p.leader],
                                     ..Default::default()
                                 })
                                 .collect(),
@@ -380,6 +381,7 @@ impl Cluster {
                             node_id: n,
                             host: "127.0.0.1".into(),
                             port: port(n),
+                            rack: Some(format!("rack-{n}")),
                             ..Default::default()
                         })
                         .collect(),

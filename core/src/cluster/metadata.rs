@@ -59,6 +59,9 @@ pub struct PartitionInfo {
     pub leader_epoch: i32,
     /// The partition's error in the last answer (LEADER_NOT_AVAILABLE, ...).
     pub error: ErrorCode,
+    /// The brokers holding a replica, as the answer listed them: their
+    /// racks make the group leader's assignment rack-aware (KIP-881).
+    pub replicas: Vec<NodeId>,
 }
 
 /// One topic as the cluster last described it.
@@ -198,6 +201,7 @@ impl Metadata {
                     leader: (p.leader_id >= 0).then_some(NodeId(p.leader_id)),
                     leader_epoch: p.leader_epoch,
                     error: ErrorCode::from_code(p.error_code),
+                    replicas: p.replica_nodes.iter().copied().map(NodeId).collect(),
                 })
                 .collect();
             parts.sort_by_key(|p| p.partition);

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::*;
 use crate::consumer::ConsumedRecord;
 use crate::group::balancer::{
-    Balancer, CooperativeStickyBalancer, JoinSubscription, PartitionsByTopic,
+    Balancer, CooperativeStickyBalancer, JoinSubscription, PartitionsByTopic, RangeBalancer,
 };
 use crate::group::{CommitReason, GroupConfig, Member};
 use crate::protocol::messages::find_coordinator_response::Coordinator as WireCoordinator;
@@ -418,6 +418,34 @@ fn cooperative_rebalance_revokes_only_what_moved_after_committing_it_and_rejoins
             "partition {p} handed out after its revoke"
         );
     }
+}
+
+#[test]
+fn a_rack_aware_leader_balances_with_the_replica_racks_of_its_metadata() {
+    // The scripted cluster puts broker n in rack-n and partition p's only
+    // replica on broker p % 3 + 1: rack-2 holds partition 1 alone.
+    let mut config = GroupConfig::new("g");
+    config.balancers = vec![std::sync::Arc::new(RangeBalancer)];
+    config.rack = Some("rack-2".into());
+    let mut h = group_harness(0, config);
+    let topics = ["t".to_string()];
+    let other = RangeBalancer
+        .member_metadata(&JoinSubscription {
+            topics: &topics,
+            rack: Some("rack-1"),
+            ..Default::default()
+        })
+        .expect("metadata");
+    // Sorts before the client ("member-1"): plain range would give it
+    // partitions 0 and 1, and the client 2 and 3.
+    h.cluster.group.others.push(("member-0".into(), other));
+    stable_member(&mut h);
+    let mine = assigned_events(&h).remove(0);
+    assert_eq!(
+        mine["t"],
+        [1, 2],
+        "rack-2's own partition, then one with no rack match (KIP-881)"
+    );
 }
 
 #[test]

@@ -328,14 +328,28 @@ impl TopicLayout {
     }
 
     /// The topics of the client's metadata cache, with their partition
-    /// counts. The cache keeps no replica lists, so no racks: use
-    /// [`TopicLayout::from_metadata_response`] for rack-aware balancing.
+    /// counts and, when any broker names its rack, each partition's
+    /// replica racks (brokers without a rack contribute none).
     pub fn from_metadata(metadata: &Metadata) -> TopicLayout {
+        let any_rack = metadata.brokers().any(|b| b.rack.is_some());
         metadata
             .topics()
             .fold(TopicLayout::new(), |layout, (name, topic)| {
-                let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
-                layout.with_topic(name.clone(), count)
+                if !any_rack {
+                    let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                    return layout.with_topic(name.clone(), count);
+                }
+                let racks = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        p.replicas
+                            .iter()
+                            .filter_map(|node| metadata.broker(*node)?.rack.clone())
+                            .collect()
+                    })
+                    .collect();
+                layout.with_racks(name.clone(), racks)
             })
     }
 
@@ -632,12 +646,25 @@ mod tests {
         assert!(layout.replica_racks("t", 2).is_empty());
         assert_eq!(layout.partition_count("missing"), None);
 
+        // The cache refuses the hostile answer's gap; without it, it keeps
+        // replicas and broker racks and gives the same layout.
+        let mut resp = resp;
+        resp.topics[0].partitions.pop();
         let mut cache = Metadata::new();
         cache.apply(crate::time::Timestamp::ZERO, &resp);
-        let counts = TopicLayout::from_metadata(&cache);
+        let layout = TopicLayout::from_metadata(&cache);
+        assert_eq!(layout, TopicLayout::from_metadata_response(&resp));
+        assert_eq!(layout.replica_racks("t", 1), ["b"]);
+
+        // No broker names a rack: counts only, as without racks.
+        for b in &mut resp.brokers {
+            b.rack = None;
+        }
+        let mut cache = Metadata::new();
+        cache.apply(crate::time::Timestamp::ZERO, &resp);
         assert_eq!(
-            counts.partition_count("t"),
-            cache.topic("t").map(|t| t.partitions.len() as i32)
+            TopicLayout::from_metadata(&cache),
+            TopicLayout::new().with_topic("t", 2)
         );
     }
 
