@@ -2022,6 +2022,72 @@ fn one_batch_at_a_time() -> ConfigBuilder {
 }
 
 #[test]
+fn a_start_with_a_leader_epoch_is_validated_before_the_first_fetch() {
+    let mut cluster = Cluster::new(2);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    produce_batch(&mut h, 0..6);
+    produce_batch(&mut h, 6..10);
+    // A position committed at offset 10 under epoch 0, then an unclean
+    // election cut the log to 6 and took new writes there under epoch 1.
+    h.cluster.unclean_leader_move("t", 0, 2, 6);
+    produce_batch(&mut h, 100..103);
+    let at = |offset| {
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(
+                0,
+                StartOffset::AtEpoch {
+                    offset,
+                    leader_epoch: 0,
+                },
+            )]),
+        )])
+    };
+    h.client.consume_partitions(h.now, at(10));
+    let got = consume_records(&mut h, 3, Duration::from_secs(10));
+    let errors: Vec<&FetchError> = got.iter().filter_map(|(_, f)| f.error.as_ref()).collect();
+    assert_eq!(
+        errors,
+        vec![&FetchError::DataLoss {
+            fetch_offset: 10,
+            end_offset: 6
+        }],
+        "{got:?}"
+    );
+    let first = got
+        .iter()
+        .flat_map(|(_, f)| &f.records)
+        .map(|r| r.offset)
+        .next();
+    assert_eq!(first, Some(6), "goes on from the end of epoch 0");
+    assert_eq!(h.cluster.validations.first(), Some(&("t".into(), 0, 1, 0)));
+
+    // A position the log still holds under its epoch, placed while a
+    // fetch of the old position is out: validated, then fetched from
+    // exactly there (the old fetch's answer moves nothing).
+    let validations = h.cluster.validations.len();
+    h.client.consume_partitions(h.now, at(4));
+    let got = consume_records(&mut h, 2, Duration::from_secs(10));
+    assert!(got.iter().all(|(_, f)| f.error.is_none()), "{got:?}");
+    let offsets: Vec<i64> = got
+        .iter()
+        .flat_map(|(_, f)| &f.records)
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(offsets.first(), Some(&4), "{offsets:?}");
+    // (The scripted broker answers the validation ahead of the held
+    // fetch on the same connection, which the client takes for a broken
+    // connection and asks again: more than one is fine, none is not.)
+    assert!(h.cluster.validations.len() > validations);
+    assert!(h
+        .cluster
+        .validations
+        .iter()
+        .all(|v| *v == ("t".into(), 0, 1, 0)));
+}
+
+#[test]
 fn a_truncated_log_is_reported_as_data_loss_and_consumption_goes_on_from_its_end() {
     let mut cluster = Cluster::new(2);
     cluster.create_topic("t", 1);

@@ -88,6 +88,17 @@ pub enum StartOffset {
     Latest,
     /// An exact offset.
     At(i64),
+    /// An exact offset and the leader epoch of the record before it (a
+    /// committed position, KIP-320): before fetching, the consumer asks
+    /// the leader (OffsetForLeaderEpoch) whether its log still holds that
+    /// epoch up to the offset, and reports [`FetchError::DataLoss`] if it
+    /// was truncated below. A negative epoch is [`StartOffset::At`].
+    AtEpoch {
+        /// The next offset to consume.
+        offset: i64,
+        /// The leader epoch of the record at `offset - 1`.
+        leader_epoch: i32,
+    },
     /// The first offset whose timestamp is at or after this one (ms); the
     /// end if no record is that recent.
     AtTimestamp(i64),
@@ -99,7 +110,7 @@ impl StartOffset {
             StartOffset::Earliest => Some(-2),
             StartOffset::Latest => Some(-1),
             StartOffset::AtTimestamp(t) => Some(t),
-            StartOffset::At(_) => None,
+            StartOffset::At(_) | StartOffset::AtEpoch { .. } => None,
         }
     }
 }
@@ -274,6 +285,10 @@ enum CursorState {
 
 #[derive(Debug)]
 struct Cursor {
+    /// Which placement of the partition this is: an answer to a request
+    /// made for an earlier cursor (replaced by a seek, or revoked and
+    /// assigned again while it was out) must not move this one.
+    placement: u64,
     state: CursorState,
     offset: i64,
     /// The newest leader epoch seen for the partition, sent as the current
@@ -321,7 +336,8 @@ struct FetchSession {
 pub struct ConsumerInFlight {
     /// The broker it went to.
     pub broker: NodeId,
-    partitions: Vec<(Arc<str>, i32)>,
+    /// Each partition asked about, with the placement of its cursor then.
+    partitions: Vec<(Arc<str>, i32, u64)>,
 }
 
 /// The consumer state machine.
@@ -339,6 +355,8 @@ pub struct Consumer {
     explicit: BTreeMap<String, BTreeMap<i32, StartOffset>>,
     names: BTreeMap<String, Arc<str>>,
     cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
+    /// Cursors placed so far: the next one's [`Cursor::placement`].
+    placements: u64,
     buffered: VecDeque<FetchedPartition>,
     buffered_bytes: usize,
     /// Brokers with a fetch in flight, and the buffer bytes each may bring
@@ -374,6 +392,7 @@ impl Consumer {
             explicit: BTreeMap::new(),
             names: BTreeMap::new(),
             cursors: BTreeMap::new(),
+            placements: 0,
             buffered: VecDeque::new(),
             buffered_bytes: 0,
             fetching: BTreeMap::new(),
@@ -437,7 +456,8 @@ impl Consumer {
             let name = self.name(&topic);
             let cursors = self.cursors.entry(name).or_default();
             for (&p, &start) in &parts {
-                cursors.insert(p, Cursor::new(start));
+                self.placements += 1;
+                cursors.insert(p, Cursor::new(start, self.placements));
             }
             self.explicit.entry(topic).or_default().extend(parts);
         }
@@ -548,7 +568,10 @@ impl Consumer {
             let name = self.name(&t);
             let cursors = self.cursors.entry(name).or_default();
             for p in 0..info.partitions.len() as i32 {
-                cursors.entry(p).or_insert_with(|| Cursor::new(start));
+                cursors.entry(p).or_insert_with(|| {
+                    self.placements += 1;
+                    Cursor::new(start, self.placements)
+                });
             }
         }
         // Leader epochs move forward with metadata (KIP-320).
@@ -701,10 +724,11 @@ impl Consumer {
             let mut topics: BTreeMap<Arc<str>, Vec<ListOffsetsPartition>> = BTreeMap::new();
             let mut carried = Vec::new();
             for (topic, p, spec, ts, epoch) in parts {
-                if let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) {
-                    c.state = CursorState::Listing(spec);
-                }
-                carried.push((topic.clone(), p));
+                let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
+                    continue;
+                };
+                c.state = CursorState::Listing(spec);
+                carried.push((topic.clone(), p, c.placement));
                 topics.entry(topic).or_default().push(ListOffsetsPartition {
                     partition_index: p,
                     current_leader_epoch: epoch,
@@ -742,9 +766,24 @@ impl Consumer {
     pub fn settle_exact_offsets(&mut self) {
         for cursors in self.cursors.values_mut() {
             for c in cursors.values_mut() {
-                if let CursorState::NeedsOffset(StartOffset::At(o)) = c.state {
-                    c.offset = o;
-                    c.state = CursorState::Ready;
+                match c.state {
+                    CursorState::NeedsOffset(StartOffset::At(o)) => {
+                        c.offset = o;
+                        c.state = CursorState::Ready;
+                    }
+                    CursorState::NeedsOffset(StartOffset::AtEpoch {
+                        offset,
+                        leader_epoch,
+                    }) => {
+                        c.offset = offset;
+                        c.state = CursorState::Ready;
+                        // Validated as after a leader change: the epoch
+                        // is the last one fetched under, as far as the
+                        // log is concerned.
+                        c.last_fetched_epoch = leader_epoch.max(-1);
+                        c.awaiting_validation = leader_epoch >= 0;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -761,8 +800,10 @@ impl Consumer {
         self.listing.remove(&inflight.broker);
         let mut stale = false;
         let retry = now + self.retry_backoff;
-        for (topic, p) in inflight.partitions {
-            let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
+        for (topic, p, placement) in inflight.partitions {
+            let Some(c) =
+                cursors_mut(&mut self.cursors, &topic, p).filter(|c| c.placement == placement)
+            else {
                 continue;
             };
             // The spec this listing was for: a retry asks the same
@@ -864,7 +905,7 @@ impl Consumer {
                     continue;
                 }
                 c.state = CursorState::Validating;
-                carried.push((topic.clone(), p));
+                carried.push((topic.clone(), p, c.placement));
                 let part = OffsetForLeaderPartition {
                     partition: p,
                     current_leader_epoch: c.leader_epoch,
@@ -930,8 +971,10 @@ impl Consumer {
         let mut stale = false;
         let retry = now + self.retry_backoff;
         let reset = self.config.reset;
-        for (topic, p) in inflight.partitions {
-            let Some(c) = cursors_mut(&mut self.cursors, &topic, p) else {
+        for (topic, p, placement) in inflight.partitions {
+            let Some(c) =
+                cursors_mut(&mut self.cursors, &topic, p).filter(|c| c.placement == placement)
+            else {
                 continue;
             };
             if c.state != CursorState::Validating {
@@ -1082,6 +1125,7 @@ impl Consumer {
             .min(i32::try_from(share).unwrap_or(i32::MAX))
             .max(1);
         let mut wanted: Vec<((Arc<str>, i32), SessionPartition)> = Vec::new();
+        let mut placements: BTreeMap<(Arc<str>, i32), u64> = BTreeMap::new();
         for (topic, cursors) in &mut self.cursors {
             for (&p, c) in cursors.iter_mut() {
                 if !c.fetchable(now) {
@@ -1091,6 +1135,7 @@ impl Consumer {
                     continue;
                 }
                 c.state = CursorState::Fetching;
+                placements.insert((topic.clone(), p), c.placement);
                 wanted.push((
                     (topic.clone(), p),
                     SessionPartition {
@@ -1125,7 +1170,16 @@ impl Consumer {
         let n = wanted.len();
         wanted.rotate_left(*round % n);
         *round = round.wrapping_add(1);
-        let carried: Vec<(Arc<str>, i32)> = wanted.iter().map(|(k, _)| k.clone()).collect();
+        let carried: Vec<(Arc<str>, i32, u64)> = wanted
+            .iter()
+            .map(|((t, p), _)| {
+                (
+                    t.clone(),
+                    *p,
+                    placements.get(&(t.clone(), *p)).copied().unwrap_or(0),
+                )
+            })
+            .collect();
         // KIP-227: a session lets later fetches list only what changed.
         // Fetch v7+ and not disabled; otherwise every fetch is full
         // (session epoch -1, "no session").
@@ -1265,7 +1319,7 @@ impl Consumer {
         let mut stale = false;
         let (mut wire_bytes, mut buffer_bytes) = (0usize, 0usize);
         let retry = now + self.retry_backoff;
-        for (topic, p) in inflight.partitions {
+        for (topic, p, placement) in inflight.partitions {
             let answer = resp.and_then(|r| {
                 r.responses
                     .iter()
@@ -1276,7 +1330,9 @@ impl Consumer {
             let reset = self.config.reset;
             let isolation = self.config.isolation;
             let limit = self.config.max_decompressed_batch_bytes;
-            let Some(c) = self.cursors.get_mut(&topic).and_then(|cs| cs.get_mut(&p)) else {
+            let Some(c) =
+                cursors_mut(&mut self.cursors, &topic, p).filter(|c| c.placement == placement)
+            else {
                 continue;
             };
             if c.state == CursorState::Fetching {
@@ -1492,8 +1548,9 @@ impl Consumer {
 }
 
 impl Cursor {
-    fn new(start: StartOffset) -> Self {
+    fn new(start: StartOffset, placement: u64) -> Self {
         Cursor {
+            placement,
             state: CursorState::NeedsOffset(start),
             offset: -1,
             leader_epoch: -1,
@@ -1764,6 +1821,55 @@ mod tests {
         let total: i32 = sent.iter().map(|s| s.1).sum();
         assert!(sent.iter().all(|&(_, max)| max > 0), "{sent:?}");
         assert!(total <= 3 << 20, "{sent:?}");
+    }
+
+    #[test]
+    fn an_answer_for_a_replaced_cursor_moves_nothing() {
+        use crate::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use crate::record::{BatchBuilder, BatchOptions, BatchStamp};
+
+        let m = metadata(1);
+        let mut c = ready(ConsumerConfig::default(), &m);
+        let (_, inflight) = c
+            .fetch_request(Timestamp::ZERO, NodeId(1), &m, MAX_FETCH_VERSION)
+            .expect("a fetch from offset 0");
+        // A seek (or a revoke and a new assignment) while it is out.
+        c.consume_partitions(BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::At(5))]),
+        )]));
+        c.settle_exact_offsets();
+        // The old fetch answers with offsets 0..10; taken for the new
+        // cursor, it would hand out 5..10 as if fetched from 5 and skip
+        // ahead, or worse, fill a gap left by a later seek.
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        for i in 0..10u8 {
+            b.append(
+                1_700_000_000_000,
+                None,
+                Some(&[i][..]),
+                &[] as &[(&str, Option<&[u8]>)],
+            )
+            .expect("append");
+        }
+        let batch = b.seal(&BatchStamp::default()).expect("seal").into_bytes();
+        let resp = FetchResponse {
+            responses: vec![FetchableTopicResponse {
+                topic: "t".into(),
+                partitions: vec![PartitionData {
+                    partition_index: 0,
+                    high_watermark: 10,
+                    records: Some(batch),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        c.on_fetch(Timestamp::ZERO, inflight, Some(&resp));
+        assert!(!c.has_buffered(), "nothing handed out from the old fetch");
+        let cursor = &c.cursors["t"][&0];
+        assert_eq!((cursor.offset, cursor.state), (5, CursorState::Ready));
     }
 
     mod validation {

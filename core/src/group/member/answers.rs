@@ -476,7 +476,12 @@ impl Member {
                     leader_epoch: p.committed_leader_epoch,
                 });
                 self.book.track(tp.clone(), committed);
-                let start = committed.map_or(self.reset, |c| StartOffset::At(c.offset));
+                // With its leader epoch, so the consumer validates the
+                // position against the leader's log first (KIP-320).
+                let start = committed.map_or(self.reset, |c| StartOffset::AtEpoch {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                });
                 assign
                     .entry(t.name.clone())
                     .or_default()

@@ -378,7 +378,18 @@ fn a_follower_syncs_empty_then_starts_at_committed_offsets_or_the_reset_offset()
     let outs = s.take();
     let expected: BTreeMap<String, BTreeMap<i32, StartOffset>> = [(
         "t".to_string(),
-        [(0, StartOffset::Earliest), (1, StartOffset::At(42))].into(),
+        [
+            (0, StartOffset::Earliest),
+            // The committed epoch goes along, for the consumer to validate.
+            (
+                1,
+                StartOffset::AtEpoch {
+                    offset: 42,
+                    leader_epoch: 0,
+                },
+            ),
+        ]
+        .into(),
     )]
     .into();
     assert_eq!(outs[0], GroupOutput::Assign(expected));
@@ -417,7 +428,18 @@ fn an_unstable_offset_fetch_is_retried_after_a_backoff() {
     s.wait_for_timer();
     s.fetch_offsets(&[("t", 0, 9)]);
     assert!(s.take().contains(&GroupOutput::Assign(
-        [("t".to_string(), [(0, StartOffset::At(9))].into())].into()
+        [(
+            "t".to_string(),
+            [(
+                0,
+                StartOffset::AtEpoch {
+                    offset: 9,
+                    leader_epoch: 0
+                }
+            )]
+            .into()
+        )]
+        .into()
     )));
 }
 
