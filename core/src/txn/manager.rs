@@ -403,7 +403,9 @@ impl TxnManager {
             && !self.in_flight
             && (!e.commit || (self.to_add.is_empty() && self.offsets.is_empty()));
         if local {
-            self.finish_end(now, false);
+            // A commit of nothing commits vacuously.
+            let commit = e.commit;
+            self.finish_end(now, commit);
         }
     }
 
