@@ -19,9 +19,9 @@
 pub mod config;
 mod group;
 pub mod io;
-mod txn;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 use std::collections::{BTreeMap, VecDeque};
 

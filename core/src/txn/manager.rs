@@ -60,8 +60,13 @@ pub enum TxnEvent {
 enum Pid {
     /// InitProducerId is needed; with the current id and epoch when
     /// bumping (KIP-360).
-    Wanted { bump: Option<(i64, i16)> },
-    Ready { id: i64, epoch: i16 },
+    Wanted {
+        bump: Option<(i64, i16)>,
+    },
+    Ready {
+        id: i64,
+        epoch: i16,
+    },
 }
 
 #[derive(Debug)]
@@ -245,7 +250,10 @@ impl TxnManager {
             return;
         }
         let open = self.phase == Phase::Open
-            || self.ending.as_ref().is_some_and(|e| e.commit && e.cause.is_none());
+            || self
+                .ending
+                .as_ref()
+                .is_some_and(|e| e.commit && e.cause.is_none());
         if !open {
             return;
         }
@@ -485,9 +493,8 @@ impl TxnManager {
         if self.pid_wanted() || ending_recovery {
             return Some(Lane::Init);
         }
-        if self.producer_id().is_none() {
-            return None;
-        }
+        // Everything below needs the producer id.
+        self.producer_id()?;
         if !self.to_add.is_empty() {
             return Some(Lane::AddPartitions(Vec::new()));
         }
@@ -1040,7 +1047,8 @@ impl TxnManager {
                     e.cause = Some(TxnError::Broker { api, error });
                 }
                 self.fail_unsent = true;
-                self.abortable.get_or_insert(TxnError::Broker { api, error });
+                self.abortable
+                    .get_or_insert(TxnError::Broker { api, error });
                 self.retry_later(now);
             } else {
                 self.fail_fatal(TxnError::Broker { api, error });

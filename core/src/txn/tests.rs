@@ -311,7 +311,10 @@ fn a_transaction_the_coordinator_never_heard_of_ends_without_end_txn() {
     let mut m = ready();
     let id = m.end(T0, TxnEnd::Commit).expect("ends");
     m.on_producer_settled(T0);
-    assert!(next(&mut m, T0).is_none(), "no EndTxn for an empty transaction");
+    assert!(
+        next(&mut m, T0).is_none(),
+        "no EndTxn for an empty transaction"
+    );
     assert_eq!(
         events(&mut m),
         vec![TxnEvent::Ended(TransactionOutcome {
@@ -557,7 +560,9 @@ fn offsets_at_group_coordinator() -> TxnManager {
     m.on_response(
         T0,
         add.in_flight,
-        Some(TxnResponse::AddOffsetsToTxn(AddOffsetsToTxnResponse::default())),
+        Some(TxnResponse::AddOffsetsToTxn(
+            AddOffsetsToTxnResponse::default(),
+        )),
     );
     // The group's coordinator is looked up, by group key.
     assert_eq!(m.next_target(T0), Some(TxnTarget::AnyBroker));
@@ -594,7 +599,11 @@ fn offsets_commit_at_the_group_coordinator_with_the_members_generation() {
         }
         other => panic!("{other:?}"),
     }
-    m.on_response(T0, commit.in_flight, Some(offset_committed(ErrorCode::None)));
+    m.on_response(
+        T0,
+        commit.in_flight,
+        Some(offset_committed(ErrorCode::None)),
+    );
     m.end(T0, TxnEnd::Commit).expect("ends");
     m.on_producer_settled(T0);
     // The offsets involve the coordinator: EndTxn goes, to the

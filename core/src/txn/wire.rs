@@ -89,13 +89,17 @@ pub struct TxnInFlight {
 pub(super) enum Lane {
     /// FindCoordinator for the transactional id (`false`) or the group of
     /// the offsets being committed (`true`).
-    Find { group: bool },
+    Find {
+        group: bool,
+    },
     Init,
     /// The partitions asked for.
     AddPartitions(Vec<(String, i32)>),
     AddOffsets,
     OffsetCommit,
-    End { commit: bool },
+    End {
+        commit: bool,
+    },
 }
 
 /// A built request: what to send, at which version, and what to hand back

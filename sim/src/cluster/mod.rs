@@ -998,6 +998,6 @@ mod group_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod txn_tests;
-#[cfg(test)]
 mod txn_client_tests;
+#[cfg(test)]
+mod txn_tests;

@@ -355,8 +355,14 @@ fn records_still_buffered_at_an_abort_fail_and_are_never_written() {
         })
         .collect();
     assert_eq!(failed, vec![&ProduceError::TransactionAborted]);
-    assert_eq!(b.read_all(IsolationLevel::ReadUncommitted), sorted(&["sent"]));
-    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), Vec::<String>::new());
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadUncommitted),
+        sorted(&["sent"])
+    );
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -366,7 +372,7 @@ fn a_transactional_client_refuses_records_outside_a_transaction() {
     assert_eq!(b.produce(p, "x"), Err(ProduceError::NotInTransaction));
     b.begin(p);
     b.produce(p, "y").expect("inside");
-    assert_eq!(b.end(p, TxnEnd::Commit).committed, true);
+    assert!(b.end(p, TxnEnd::Commit).committed);
     assert_eq!(b.produce(p, "z"), Err(ProduceError::NotInTransaction));
 }
 
@@ -435,7 +441,11 @@ fn offsets_of_a_group_member_carry_its_generation_and_a_stale_one_forces_an_abor
             .iter()
             .any(|e| matches!(e, Event::PartitionsAssigned(_)))
     };
-    assert!(b.run_until(Duration::from_secs(30), joined), "{:?}", b.events[p]);
+    assert!(
+        b.run_until(Duration::from_secs(30), joined),
+        "{:?}",
+        b.events[p]
+    );
     let generation = b.clients[p].group_member().expect("member").generation();
     assert!(generation > 0);
 
@@ -481,7 +491,10 @@ fn offsets_of_a_group_member_carry_its_generation_and_a_stale_one_forces_an_abor
     let o = b.end(p, TxnEnd::Abort);
     assert!(!o.committed);
     assert_eq!(b.committed("g", "in", 0), Some(5));
-    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), sorted(&["out-1"]));
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["out-1"])
+    );
 }
 
 #[test]
@@ -513,7 +526,10 @@ fn a_second_producer_with_the_same_id_fences_the_first() {
     ));
 
     assert!(b.end(new, TxnEnd::Commit).committed);
-    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), sorted(&["fresh"]));
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["fresh"])
+    );
 }
 
 #[test]
@@ -523,8 +539,10 @@ fn coordinator_errors_mid_transaction_are_retried_and_the_commit_lands() {
         .inject_txn_error(ApiKey::InitProducerId, ErrorCode::CoordinatorLoadInProgress);
     b.cluster
         .inject_txn_error(ApiKey::AddPartitionsToTxn, ErrorCode::NotCoordinator);
-    b.cluster
-        .inject_txn_error(ApiKey::AddPartitionsToTxn, ErrorCode::ConcurrentTransactions);
+    b.cluster.inject_txn_error(
+        ApiKey::AddPartitionsToTxn,
+        ErrorCode::ConcurrentTransactions,
+    );
     b.cluster
         .inject_txn_error(ApiKey::EndTxn, ErrorCode::CoordinatorNotAvailable);
     b.cluster
@@ -547,9 +565,14 @@ fn the_transaction_coordinator_moving_mid_transaction_is_followed() {
     let p = b.producer(TXN_ID);
     b.begin(p);
     b.produce_acked(p, &["before"]);
-    let from = b.cluster.transaction_coordinator_of(TXN_ID).expect("coordinator");
-    let state_partition =
-        super::coordinator::offsets_partition_for(TXN_ID, b.cluster.config().transactions.state_partitions);
+    let from = b
+        .cluster
+        .transaction_coordinator_of(TXN_ID)
+        .expect("coordinator");
+    let state_partition = super::coordinator::offsets_partition_for(
+        TXN_ID,
+        b.cluster.config().transactions.state_partitions,
+    );
     let to = b
         .cluster
         .move_leader(TRANSACTION_STATE_TOPIC, state_partition, None)
@@ -567,13 +590,19 @@ fn the_transaction_coordinator_moving_mid_transaction_is_followed() {
 #[test]
 fn an_add_partitions_refusal_makes_the_transaction_abortable_and_the_next_one_works() {
     let mut b = Bench::new(1);
-    b.cluster
-        .inject_txn_error(ApiKey::AddPartitionsToTxn, ErrorCode::TopicAuthorizationFailed);
+    b.cluster.inject_txn_error(
+        ApiKey::AddPartitionsToTxn,
+        ErrorCode::TopicAuthorizationFailed,
+    );
     let p = b.producer(TXN_ID);
     b.begin(p);
     b.produce(p, "refused").expect("buffered");
     let abortable = |b: &Bench| b.clients[p].transaction_state() == Some(TxnState::MustAbort);
-    assert!(b.run_until(Duration::from_secs(10), abortable), "{:?}", b.events[p]);
+    assert!(
+        b.run_until(Duration::from_secs(10), abortable),
+        "{:?}",
+        b.events[p]
+    );
     assert_eq!(b.produce(p, "more"), Err(ProduceError::NotInTransaction));
     let now = b.now;
     assert!(matches!(
@@ -628,7 +657,10 @@ fn a_transaction_older_than_its_timeout_is_aborted_by_the_coordinator() {
     let o = b.end(p, TxnEnd::Commit);
     assert!(!o.committed, "{o:?}");
     assert!(matches!(o.error, Some(TxnError::Fenced(_))), "{o:?}");
-    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), Vec::<String>::new());
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        Vec::<String>::new()
+    );
     // A new instance of the producer takes over the id.
     let again = b.producer(TXN_ID);
     b.begin(again);
