@@ -195,6 +195,9 @@ impl Client {
             return false;
         }
         let conn = &slot.conn;
+        if matches!(target, TxnTarget::TxnCoordinator(_)) {
+            t.note_transaction_version(conn.versions().finalized_feature("transaction.version"));
+        }
         let Some(out) = t.build_request(now, &mut |api, cap| conn.version_for(api, Some(cap)).ok())
         else {
             return true;

@@ -135,6 +135,9 @@ pub struct TxnManager {
     new_producer_id: Option<(i64, i16)>,
     /// A commit became an abort: the client fails what is still buffered.
     fail_unsent: bool,
+    /// The transaction coordinator's finalized `transaction.version`, once
+    /// seen (KIP-890: 2 or more offers transactions v2).
+    transaction_version: Option<i16>,
     events: VecDeque<TxnEvent>,
 }
 
@@ -167,6 +170,7 @@ impl TxnManager {
             next_end_id: 0,
             new_producer_id: None,
             fail_unsent: false,
+            transaction_version: None,
             events: VecDeque::new(),
         }
     }
@@ -207,6 +211,24 @@ impl TxnManager {
     /// The coordinator's transaction includes this partition.
     pub fn is_added(&self, topic: &str, partition: i32) -> bool {
         self.added.contains(&(topic.to_owned(), partition))
+    }
+
+    /// The transaction coordinator's finalized `transaction.version`
+    /// feature (from its ApiVersions answer), as the client reports it.
+    /// Transactions v2 (KIP-890 part 2: partitions added implicitly by
+    /// Produce v12+, the epoch bumped by every EndTxn v5) need 2 or more;
+    /// this manager speaks v1, which every broker keeps accepting, and
+    /// only records whether v2 is on offer.
+    pub fn note_transaction_version(&mut self, level: Option<i16>) {
+        if self.transaction_version != level {
+            tracing::debug!(?level, "transaction coordinator's transaction.version");
+            self.transaction_version = level;
+        }
+    }
+
+    /// Whether the transaction coordinator offers transactions v2.
+    pub fn transactions_v2_available(&self) -> bool {
+        self.transaction_version.is_some_and(|v| v >= 2)
     }
 
     fn closed_error(&self) -> Option<TxnError> {

@@ -49,9 +49,11 @@
 //!   ([`TransactionOutcome::commit_in_doubt`]), which is what a
 //!   group-transact session needs to decide whether to rewind.
 //!
-//! Transactions v2 (KIP-890 part 2, `transaction.version` >= 2) are not
-//! used yet: partitions are always added explicitly, which every broker
-//! accepts.
+//! Transactions v2 (KIP-890 part 2, `transaction.version` >= 2) are
+//! detected ([`TxnManager::transactions_v2_available`], from the
+//! coordinator's finalized features) but not used yet: partitions are
+//! always added explicitly and EndTxn stays below v5, which every broker
+//! accepts. Using v2 needs Produce v12, beyond the generated codecs.
 
 mod manager;
 #[cfg(test)]
@@ -135,6 +137,9 @@ pub enum TxnError {
     /// The transactional producer is closed after a fatal error.
     #[error("the transactional producer failed: {0}")]
     Fatal(Box<TxnError>),
+    /// The client closed before the transaction ended.
+    #[error("the client closed")]
+    Closed,
 }
 
 impl TxnError {

@@ -657,3 +657,15 @@ fn misuse_is_refused_with_typed_errors() {
     assert!(m.accepts_records());
     assert_eq!(m.begin(T0), Err(TxnError::AlreadyInTransaction));
 }
+
+#[test]
+fn transactions_v2_is_detected_from_the_coordinators_finalized_feature() {
+    let mut m = manager();
+    assert!(!m.transactions_v2_available());
+    m.note_transaction_version(Some(1));
+    assert!(!m.transactions_v2_available());
+    m.note_transaction_version(Some(2));
+    assert!(m.transactions_v2_available());
+    m.note_transaction_version(None);
+    assert!(!m.transactions_v2_available());
+}
