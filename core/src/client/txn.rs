@@ -124,6 +124,9 @@ impl Client {
         let Some(t) = &mut self.txn else {
             return;
         };
+        if let Some(error) = self.producer.take_txn_fatal() {
+            t.fail(TxnError::ProducerFailed(error));
+        }
         if self.producer.take_failed_in_txn() {
             t.set_abortable(TxnError::RecordFailed);
         }

@@ -186,6 +186,8 @@ pub struct Producer {
     txn_gate: Option<BTreeMap<String, BTreeSet<i32>>>,
     /// A record failed since the last [`Producer::take_failed_in_txn`].
     failed_in_txn: bool,
+    /// A failure no transaction survives ([`Producer::take_txn_fatal`]).
+    txn_fatal: Option<ProduceError>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -246,6 +248,7 @@ impl Producer {
             memory: BatchMemory::default(),
             txn_gate: config.transactional_id.as_ref().map(|_| BTreeMap::new()),
             failed_in_txn: false,
+            txn_fatal: None,
         }
     }
 
@@ -399,7 +402,12 @@ impl Producer {
     }
 
     fn fail_records(&mut self, records: Vec<PendingRecord>, error: ProduceError) {
-        self.failed_in_txn |= self.txn_gate.is_some() && !records.is_empty();
+        if self.txn_gate.is_some() && !records.is_empty() {
+            self.failed_in_txn = true;
+            if self.txn_fatal.is_none() && transactional::is_fatal(&error) {
+                self.txn_fatal = Some(error.clone());
+            }
+        }
         for p in records {
             self.buffered_records = self.buffered_records.saturating_sub(1);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(p.record.user_size());

@@ -5,6 +5,24 @@
 //! producer only answers its questions and follows its decisions.
 
 use super::{ProduceError, Producer, ProducerId};
+use crate::protocol::ErrorCode;
+
+/// Whether a record's failure ends the transactional producer, not just
+/// the transaction: a partition leader saying another instance took the
+/// transactional id over, or refusing the id, or data the broker had
+/// acknowledged being lost (semantics.md: with a transactional id, data
+/// loss is fatal). INVALID_PRODUCER_EPOCH is not among them: after a
+/// coordinator-side timeout (KIP-588) the abort may still recover.
+pub(super) fn is_fatal(error: &ProduceError) -> bool {
+    match error {
+        ProduceError::Broker(
+            ErrorCode::ProducerFenced | ErrorCode::TransactionalIdAuthorizationFailed,
+        )
+        | ProduceError::DataLoss(_) => true,
+        ProduceError::EarlierBatchFailed(inner) => is_fatal(inner),
+        _ => false,
+    }
+}
 
 impl Producer {
     /// Whether the producer is transactional (has a transactional id).
@@ -61,6 +79,11 @@ impl Producer {
     /// abort.
     pub fn needs_new_epoch(&self) -> bool {
         self.is_transactional() && matches!(self.producer_id, ProducerId::BumpNeeded { .. })
+    }
+
+    /// A record failure no transaction survives (see [`is_fatal`]), taken.
+    pub fn take_txn_fatal(&mut self) -> Option<ProduceError> {
+        self.txn_fatal.take()
     }
 
     /// Whether a record failed since the last call.

@@ -466,6 +466,12 @@ impl TxnManager {
         }));
     }
 
+    /// The producer met an error no transaction survives: the
+    /// transactional producer closes.
+    pub fn fail(&mut self, error: TxnError) {
+        self.fail_fatal(error);
+    }
+
     fn fail_fatal(&mut self, error: TxnError) {
         if self.fatal.is_some() {
             return;

@@ -137,6 +137,11 @@ pub enum TxnError {
     /// The transactional producer is closed after a fatal error.
     #[error("the transactional producer failed: {0}")]
     Fatal(Box<TxnError>),
+    /// A record of the transaction failed in a way no transaction
+    /// survives (fenced at the partition leader, transactional id not
+    /// authorized, acknowledged data lost). Fatal.
+    #[error("a record failed fatally: {0}")]
+    ProducerFailed(crate::producer::ProduceError),
     /// The client closed before the transaction ended.
     #[error("the client closed")]
     Closed,
@@ -145,7 +150,10 @@ pub enum TxnError {
 impl TxnError {
     /// Whether this error closed the transactional producer.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, TxnError::Fenced(_) | TxnError::Fatal(_))
+        matches!(
+            self,
+            TxnError::Fenced(_) | TxnError::Fatal(_) | TxnError::ProducerFailed(_)
+        )
     }
 }
 

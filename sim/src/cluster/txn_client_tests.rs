@@ -667,3 +667,60 @@ fn a_transaction_older_than_its_timeout_is_aborted_by_the_coordinator() {
     b.produce(again, "fresh").expect("buffered");
     assert!(b.end(again, TxnEnd::Commit).committed);
 }
+
+#[test]
+fn a_partition_leader_answering_producer_fenced_closes_the_producer() {
+    let mut b = Bench::new(1);
+    for p in 0..2 {
+        b.cluster.inject_produce_fault(
+            TOPIC,
+            p,
+            ProduceFault::Error {
+                code: ErrorCode::ProducerFenced,
+                append: false,
+            },
+        );
+    }
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce(p, "x").expect("buffered");
+    let failed = |b: &Bench| b.clients[p].transaction_state() == Some(TxnState::Failed);
+    assert!(
+        b.run_until(Duration::from_secs(10), failed),
+        "{:?}",
+        b.events[p]
+    );
+    assert_eq!(
+        b.txn_errors(p),
+        vec![TxnError::ProducerFailed(ProduceError::Broker(
+            ErrorCode::ProducerFenced
+        ))]
+    );
+    assert_eq!(b.produce(p, "y"), Err(ProduceError::TransactionFailed));
+}
+
+#[test]
+fn a_record_failing_inside_a_transaction_turns_its_commit_into_an_abort() {
+    let mut b = Bench::new(1);
+    for p in 0..2 {
+        b.cluster.inject_produce_fault(
+            TOPIC,
+            p,
+            ProduceFault::Error {
+                code: ErrorCode::InvalidRecord,
+                append: false,
+            },
+        );
+    }
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce(p, "bad").expect("buffered");
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(!o.committed, "{o:?}");
+    assert_eq!(o.error, Some(TxnError::RecordFailed));
+    // The producer is usable: the next transaction commits.
+    b.begin(p);
+    b.produce(p, "good").expect("buffered");
+    assert!(b.end(p, TxnEnd::Commit).committed);
+    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), sorted(&["good"]));
+}
