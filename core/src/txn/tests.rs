@@ -669,3 +669,178 @@ fn transactions_v2_is_detected_from_the_coordinators_finalized_feature() {
     m.note_transaction_version(None);
     assert!(!m.transactions_v2_available());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the test does next.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// The producer touches a partition.
+        Touch(i32),
+        /// The producer settles (flushed or failed what it held).
+        Settle,
+        /// The application ends the transaction.
+        End(bool),
+        /// The application begins one.
+        Begin,
+        /// The outstanding request is answered with this error (index into
+        /// `CODES`), or its connection is lost (`None`).
+        Answer(Option<usize>),
+        /// Time passes.
+        Wait(u64),
+    }
+
+    const CODES: [ErrorCode; 12] = [
+        ErrorCode::None,
+        ErrorCode::None,
+        ErrorCode::None,
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::ConcurrentTransactions,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::ProducerFenced,
+        ErrorCode::InvalidProducerEpoch,
+        ErrorCode::TopicAuthorizationFailed,
+        ErrorCode::UnknownTopicOrPartition,
+        ErrorCode::InvalidTxnState,
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..4i32).prop_map(Op::Touch),
+            Just(Op::Settle),
+            any::<bool>().prop_map(Op::End),
+            Just(Op::Begin),
+            proptest::option::weighted(0.9, 0..CODES.len()).prop_map(Op::Answer),
+            (0..2_000u64).prop_map(Op::Wait),
+        ]
+    }
+
+    /// An answer to `out` carrying `error`.
+    fn answer(out: &TxnOut, error: ErrorCode) -> TxnResponse {
+        match &out.request {
+            TxnRequest::FindCoordinator(_) if error.is_ok() => found(1),
+            TxnRequest::FindCoordinator(_) => {
+                TxnResponse::FindCoordinator(FindCoordinatorResponse {
+                    error_code: error.code(),
+                    ..Default::default()
+                })
+            }
+            TxnRequest::InitProducerId(_) if error.is_ok() => init_ok(1),
+            TxnRequest::InitProducerId(_) => init_err(error),
+            TxnRequest::AddPartitionsToTxn(r) => {
+                let parts: Vec<(&str, i32, ErrorCode)> = r
+                    .v3_and_below_topics
+                    .iter()
+                    .flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(move |&p| (t.name.as_str(), p, error))
+                    })
+                    .collect();
+                added(&parts)
+            }
+            TxnRequest::AddOffsetsToTxn(_) => {
+                TxnResponse::AddOffsetsToTxn(AddOffsetsToTxnResponse {
+                    error_code: error.code(),
+                    ..Default::default()
+                })
+            }
+            TxnRequest::TxnOffsetCommit(_) => offset_committed(error),
+            TxnRequest::EndTxn(_) => ended(error),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the coordinator answers: one request at a time; EndTxn
+        /// commit only once every touched partition was added and the
+        /// producer settled; every end is reported once; a partition is
+        /// allowed to send only after the coordinator added it.
+        #[test]
+        fn end_txn_commits_only_what_was_added_and_every_end_is_reported_once(
+            ops in proptest::collection::vec(op(), 1..80)
+        ) {
+            let mut m = manager();
+            let mut now = T0;
+            let mut out: Option<TxnOut> = None;
+            let mut touched: Vec<(String, i32)> = Vec::new();
+            let mut settled = false;
+            let mut ends: Vec<u64> = Vec::new();
+            let mut reported: Vec<u64> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Touch(p) => {
+                        if m.accepts_records() {
+                            touched.push(("t".to_owned(), p));
+                            settled = false;
+                        }
+                        let held: Vec<(&str, i32)> =
+                            touched.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+                        m.note_partitions(held);
+                    }
+                    Op::Settle => {
+                        settled = true;
+                        if m.awaits_producer() {
+                            m.on_producer_settled(now);
+                        }
+                    }
+                    Op::End(commit) => {
+                        let how = if commit { TxnEnd::Commit } else { TxnEnd::Abort };
+                        if let Ok(id) = m.end(now, how) {
+                            ends.push(id);
+                            if !commit {
+                                // The client fails what is buffered.
+                                touched.clear();
+                            }
+                            if settled || touched.is_empty() {
+                                m.on_producer_settled(now);
+                            }
+                        }
+                    }
+                    Op::Begin => {
+                        if m.begin(now).is_ok() {
+                            touched.clear();
+                            settled = false;
+                        }
+                    }
+                    Op::Answer(code) => {
+                        if let Some(o) = out.take() {
+                            let response = code.map(|i| answer(&o, CODES[i]));
+                            m.on_response(now, o.in_flight, response);
+                        }
+                    }
+                    Op::Wait(ms) => now = now + Duration::from_millis(ms),
+                }
+                if m.take_fail_unsent() {
+                    touched.clear();
+                }
+                for (t, p) in m.take_added() {
+                    prop_assert!(m.is_added(&t, p) || m.state() == TxnState::Ready);
+                }
+                if let Some(next) = next(&mut m, now) {
+                    prop_assert!(out.is_none(), "two requests out: {next:?}");
+                    if let TxnRequest::EndTxn(r) = &next.request {
+                        if r.committed {
+                            for (t, p) in &touched {
+                                prop_assert!(m.is_added(t, *p), "commit before {t}-{p} was added");
+                            }
+                        }
+                    }
+                    out = Some(next);
+                }
+                for e in events(&mut m) {
+                    if let TxnEvent::Ended(o) = e {
+                        prop_assert!(ends.contains(&o.id));
+                        prop_assert!(!reported.contains(&o.id), "end {} reported twice", o.id);
+                        reported.push(o.id);
+                        prop_assert!(matches!(m.state(), TxnState::Ready | TxnState::Failed));
+                    }
+                }
+            }
+        }
+    }
+}
