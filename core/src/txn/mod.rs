@@ -36,7 +36,8 @@
 //!   backoff; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE look the
 //!   coordinator up again first.
 //! - After an abort answered INVALID_PRODUCER_EPOCH (the coordinator timed
-//!   the transaction out and bumped the epoch, KIP-588), or after the
+//!   the transaction out and bumped the epoch, KIP-588) or
+//!   UNKNOWN_PRODUCER_ID / INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the
 //!   producer's sequence broke inside a transaction, the producer
 //!   re-initializes with its current id and epoch (KIP-360), which bumps the
 //!   epoch when no other instance took over, and is refused with

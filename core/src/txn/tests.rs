@@ -442,6 +442,21 @@ fn a_commit_whose_answer_is_lost_then_fenced_is_reported_in_doubt() {
 
 #[test]
 fn an_abort_answered_invalid_producer_epoch_reinitializes_with_the_current_epoch() {
+    for error in [
+        ErrorCode::InvalidProducerEpoch,
+        ErrorCode::UnknownProducerId,
+        ErrorCode::InvalidProducerIdMapping,
+    ] {
+        let mut m = with_partition();
+        m.end(T0, TxnEnd::Abort).expect("ends");
+        m.on_producer_settled(T0);
+        let end = expect(&mut m, T0);
+        m.on_response(T0, end.in_flight, Some(ended(error)));
+        assert!(
+            matches!(expect(&mut m, T0).request, TxnRequest::InitProducerId(ref r) if r.producer_id == PID),
+            "{error}: re-initializes"
+        );
+    }
     let mut m = with_partition();
     let id = m.end(T0, TxnEnd::Abort).expect("ends");
     m.on_producer_settled(T0);

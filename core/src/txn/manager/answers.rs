@@ -306,13 +306,22 @@ impl TxnManager {
             self.finish_end(now, commit);
             return;
         }
-        // KIP-588: an abort answered INVALID_PRODUCER_EPOCH means the
-        // coordinator aborted the transaction itself (its timeout) and
-        // bumped the epoch: re-initialize with the current id and epoch,
+        // An abort answered INVALID_PRODUCER_EPOCH (KIP-588: the
+        // coordinator aborted the transaction itself, on its timeout, and
+        // bumped the epoch), or UNKNOWN_PRODUCER_ID /
+        // INVALID_PRODUCER_ID_MAPPING (KIP-360: the coordinator lost the
+        // producer's state): re-initialize with the current id and epoch,
         // which the coordinator refuses with PRODUCER_FENCED if another
-        // producer took over meanwhile.
-        if !commit && error == ErrorCode::InvalidProducerEpoch {
-            tracing::info!("abort answered INVALID_PRODUCER_EPOCH; re-initializing (KIP-588)");
+        // producer took over meanwhile (franz-go recovers from the same
+        // three).
+        let recoverable = matches!(
+            error,
+            ErrorCode::InvalidProducerEpoch
+                | ErrorCode::UnknownProducerId
+                | ErrorCode::InvalidProducerIdMapping
+        );
+        if !commit && recoverable {
+            tracing::info!(%error, "abort refused; re-initializing the producer id (KIP-360/588)");
             if let Some(e) = &mut self.ending {
                 e.recovering = true;
             }
