@@ -31,6 +31,7 @@ pub mod record;
 pub mod rng;
 pub mod session;
 pub mod time;
+pub mod txn;
 
 pub use client::{Client, Config, Event, Input, Output};
 /// The regex engine of `consume_regex`, re-exported for its error type.

@@ -135,8 +135,14 @@ pub struct Config {
     /// keyed records (Java-compatible), sticky uniform bytes (64 KiB,
     /// adaptive) for unkeyed ones.
     pub partitioner: Arc<dyn PartitionerFactory>,
-    /// Transactional id (issue 7); requires idempotence.
+    /// Transactional id; requires idempotence. With it, records are
+    /// produced inside transactions (`Client::begin_transaction`).
     pub transactional_id: Option<String>,
+    /// How long the coordinator lets a transaction stay open before it
+    /// aborts it (`transaction.timeout.ms`, sent with InitProducerId; at
+    /// most the broker's `transaction.max.timeout.ms`). Default 40 s, as
+    /// franz-go.
+    pub transaction_timeout: Duration,
     /// Consumer settings (fetch sizes and waits, isolation, start and reset
     /// offsets, buffering bound).
     pub consumer: ConsumerConfig,
@@ -174,6 +180,7 @@ impl Default for Config {
             default_produce_topic: None,
             partitioner: Arc::new(DefaultPartitioner::default()),
             transactional_id: None,
+            transaction_timeout: Duration::from_secs(40),
             consumer: ConsumerConfig::default(),
             group: None,
             seed: 0x5a45_5341,
@@ -213,6 +220,17 @@ impl Config {
                 Err(ConfigError::OutOfRange { setting, rule })
             }
         };
+        range(
+            self.transactional_id.as_deref() != Some(""),
+            "transactional_id",
+            "non-empty when set",
+        )?;
+        range(
+            self.transaction_timeout >= Duration::from_millis(1)
+                && self.transaction_timeout.as_millis() <= i32::MAX as u128,
+            "transaction_timeout",
+            "between 1 ms and i32::MAX ms",
+        )?;
         range(
             self.max_buffered_records > 0,
             "max_buffered_records",
@@ -316,6 +334,13 @@ impl ConfigBuilder {
     /// Transactional id; requires idempotence.
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.0.transactional_id = Some(id.into());
+        self
+    }
+
+    /// How long a transaction may stay open before the coordinator
+    /// aborts it.
+    pub fn transaction_timeout(mut self, t: Duration) -> Self {
+        self.0.transaction_timeout = t;
         self
     }
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::group::balancer::PartitionsByTopic;
 use crate::group::{CommitOutcome, GroupError};
 use crate::producer::{ProduceError, ProduceId, Record, RecordMeta};
+use crate::txn::{TransactionOutcome, TxnError};
 
 /// A connection the core asked the driver to open. Chosen by the core,
 /// never reused.
@@ -124,4 +125,11 @@ pub enum Event {
     /// The member left its group (after the final commit); a `close`
     /// waiting for it has closed the client.
     GroupLeft,
+    /// A transaction ended (`Client::end_transaction`).
+    TransactionEnded(TransactionOutcome),
+    /// The transactional producer hit an error: abortable (the open
+    /// transaction can only be aborted) or fatal
+    /// ([`TxnError::is_fatal`]: every record is failed and no transaction
+    /// can begin again; create a new client).
+    TransactionError(TxnError),
 }

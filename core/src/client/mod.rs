@@ -21,6 +21,7 @@ mod group;
 pub mod io;
 #[cfg(test)]
 mod tests;
+mod txn;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -35,6 +36,7 @@ use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record
 use crate::protocol::{ApiKey, ResponseBody};
 use crate::rng::SeededRng;
 use crate::time::Timestamp;
+use crate::txn::{TxnManager, TxnResponse};
 
 pub use config::{Acks, Config, ConfigBuilder, ConfigError};
 pub use io::{ConnId, Event, Input, Output};
@@ -55,6 +57,8 @@ enum Pending {
     ValidateEpochs(ConsumerInFlight),
     /// A consumer-group request (`group.rs`).
     Group(GroupInFlight),
+    /// A transaction request (`txn.rs`).
+    Txn(crate::txn::TxnInFlight),
 }
 
 #[derive(Debug)]
@@ -133,6 +137,12 @@ pub struct Client {
     close_after_leave: bool,
     /// The group's own connection to its coordinator (`group.rs`).
     group_conn: Option<ConnId>,
+    /// The transaction manager, with a transactional id (`txn.rs`).
+    txn: Option<TxnManager>,
+    /// The manager's own connections to the transaction coordinator and
+    /// to the group coordinator of offsets it commits (`txn.rs`).
+    txn_conn: Option<ConnId>,
+    txn_group_conn: Option<ConnId>,
 }
 
 impl Client {
@@ -148,8 +158,19 @@ impl Client {
                 config.seed ^ 0x0067_726f_7570,
             )
         });
+        let txn = config.transactional_id.clone().map(|id| {
+            TxnManager::new(
+                id,
+                config.transaction_timeout,
+                config.retry_backoff,
+                config.seed ^ 0x0074_786e,
+            )
+        });
         Ok(Client {
             group,
+            txn,
+            txn_conn: None,
+            txn_group_conn: None,
             metadata_answers: 0,
             layout_asked_at: None,
             close_after_leave: false,
@@ -250,6 +271,9 @@ impl Client {
         self.tick(now);
         if self.closed {
             return Err(ProduceError::Closed);
+        }
+        if let Some(refused) = self.txn_refuses_records() {
+            return Err(refused);
         }
         let id = self
             .producer
@@ -482,6 +506,12 @@ impl Client {
         if self.group_conn == Some(id) {
             self.group_conn = None;
         }
+        if self.txn_conn == Some(id) {
+            self.txn_conn = None;
+        }
+        if self.txn_group_conn == Some(id) {
+            self.txn_group_conn = None;
+        }
         let failed_early = !slot.conn.is_ready();
         if failed_early && !self.closed {
             let entry = self.backoff.entry(slot.addr.clone()).or_insert(Backoff {
@@ -524,6 +554,11 @@ impl Client {
                 Some(Pending::Group(inflight)) => {
                     if let Some(g) = &mut self.group {
                         g.on_response(now, inflight, None);
+                    }
+                }
+                Some(Pending::Txn(inflight)) => {
+                    if let Some(t) = &mut self.txn {
+                        t.on_response(now, inflight, None);
                     }
                 }
                 None => {}
@@ -621,6 +656,11 @@ impl Client {
                     g.on_response(now, inflight, GroupResponse::from_body(body));
                 }
             }
+            (Pending::Txn(inflight), body) => {
+                if let Some(t) = &mut self.txn {
+                    t.on_response(now, inflight, TxnResponse::from_body(body));
+                }
+            }
             (p, body) => {
                 tracing::error!(pending = ?p, api = ?body.api_key(), "response of the wrong kind");
             }
@@ -682,6 +722,9 @@ impl Client {
         if let Some(g) = self.group.as_ref().and_then(|g| g.poll_timeout(now)) {
             min(g);
         }
+        if let Some(x) = self.txn.as_ref().and_then(|t| t.poll_timeout(now)) {
+            min(x);
+        }
         if (self.producer.topics().next().is_some()
             || self.consumer.is_active()
             || self.group_wants_metadata())
@@ -716,6 +759,7 @@ impl Client {
             self.handle_timeout(now);
             self.drive_metadata(now);
             self.drive_producer_id(now);
+            self.drive_txn(now);
             self.drive_produce(now);
             self.drive_consume(now);
             self.drive_group(now);

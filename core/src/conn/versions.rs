@@ -12,7 +12,14 @@ use crate::protocol::{ApiKey, VersionRange};
 pub struct ApiVersionTable {
     /// Indexed by API key; `None` where the broker did not list the key.
     ranges: Vec<Option<VersionRange>>,
+    /// Cluster-wide finalized features (ApiVersions v3+, KIP-584) and
+    /// their max version level, such as `transaction.version` (KIP-890).
+    features: Vec<(String, i16)>,
 }
+
+/// Finalized features kept per broker at most: Kafka has a handful; a
+/// hostile answer listing more does not grow the table.
+const MAX_FEATURES: usize = 32;
 
 /// No API key is larger than this in any Kafka release; keys beyond it in a
 /// hostile answer are ignored rather than sizing a table by them.
@@ -25,7 +32,22 @@ impl ApiVersionTable {
         for k in &resp.api_keys {
             t.set(k.api_key, VersionRange::new(k.min_version, k.max_version));
         }
+        t.features = resp
+            .finalized_features
+            .iter()
+            .take(MAX_FEATURES)
+            .map(|f| (f.name.clone(), f.max_version_level))
+            .collect();
         t
+    }
+
+    /// The finalized max version level of a cluster feature the broker
+    /// announced (`transaction.version`, `metadata.version`, ...).
+    pub fn finalized_feature(&self, name: &str) -> Option<i16> {
+        self.features
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, level)| level)
     }
 
     /// Records that the broker speaks `range` of API `key`.
@@ -66,7 +88,30 @@ impl ApiVersionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::messages::api_versions_response::ApiVersion;
+    use crate::protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey};
+
+    #[test]
+    fn finalized_features_are_read_and_bounded() {
+        let feature = |name: &str, level| FinalizedFeatureKey {
+            name: name.to_owned(),
+            max_version_level: level,
+            min_version_level: 1,
+            ..Default::default()
+        };
+        let mut resp = ApiVersionsResponse {
+            finalized_features: vec![
+                feature("metadata.version", 20),
+                feature("transaction.version", 2),
+            ],
+            ..Default::default()
+        };
+        let t = ApiVersionTable::from_response(&resp);
+        assert_eq!(t.finalized_feature("transaction.version"), Some(2));
+        assert_eq!(t.finalized_feature("group.version"), None);
+        resp.finalized_features = (0..1000).map(|i| feature(&format!("f{i}"), 1)).collect();
+        let t = ApiVersionTable::from_response(&resp);
+        assert_eq!(t.features.len(), MAX_FEATURES);
+    }
 
     fn table(entries: &[(i16, i16, i16)]) -> ApiVersionTable {
         ApiVersionTable::from_response(&ApiVersionsResponse {

@@ -24,6 +24,7 @@ pub mod partition;
 pub mod partitioner;
 pub mod record;
 mod topic;
+mod transactional;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -120,6 +121,12 @@ fn partition_in<'a>(
         .get_mut(usize::try_from(partition).ok()?)
 }
 
+/// Whether a partition's batches may be sent: always without
+/// transactions, else once the partition is in the open transaction.
+fn gate_allows(gate: Option<&BTreeMap<String, BTreeSet<i32>>>, topic: &str, p: i32) -> bool {
+    gate.is_none_or(|g| g.get(topic).is_some_and(|s| s.contains(&p)))
+}
+
 /// Partition `p` of a topic's buffers.
 fn partition_at(
     partitions: &mut [PartitionBuffer],
@@ -173,6 +180,14 @@ pub struct Producer {
     rng: SeededRng,
     /// Codec state and spare buffers shared by every batch.
     memory: BatchMemory,
+    /// With a transactional id: the partitions added to the open
+    /// transaction, the only ones whose batches may be sent
+    /// (`transactional.rs`).
+    txn_gate: Option<BTreeMap<String, BTreeSet<i32>>>,
+    /// A record failed since the last [`Producer::take_failed_in_txn`].
+    failed_in_txn: bool,
+    /// A failure no transaction survives ([`Producer::take_txn_fatal`]).
+    txn_fatal: Option<ProduceError>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -231,6 +246,9 @@ impl Producer {
             events: VecDeque::new(),
             rng: SeededRng::new(config.seed ^ 0x7072_6f64),
             memory: BatchMemory::default(),
+            txn_gate: config.transactional_id.as_ref().map(|_| BTreeMap::new()),
+            failed_in_txn: false,
+            txn_fatal: None,
         }
     }
 
@@ -384,6 +402,12 @@ impl Producer {
     }
 
     fn fail_records(&mut self, records: Vec<PendingRecord>, error: ProduceError) {
+        if self.txn_gate.is_some() && !records.is_empty() {
+            self.failed_in_txn = true;
+            if self.txn_fatal.is_none() && transactional::is_fatal(&error) {
+                self.txn_fatal = Some(error.clone());
+            }
+        }
         for p in records {
             self.buffered_records = self.buffered_records.saturating_sub(1);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(p.record.user_size());
@@ -569,6 +593,10 @@ impl Producer {
     /// Whether an InitProducerId request is due (only once records wait:
     /// a client that never produces never asks).
     pub fn wants_producer_id(&self, now: Timestamp) -> bool {
+        if self.txn_gate.is_some() {
+            // The transaction manager owns the id (`crate::txn`).
+            return false;
+        }
         let due = self.producer_id_retry_at.is_none_or(|t| t <= now);
         let needed = match self.producer_id {
             ProducerId::Needed => true,
@@ -687,6 +715,7 @@ impl Producer {
         for (name, tb) in &self.topics {
             for p in &tb.partitions {
                 if Self::may_send(p, doubt_only)
+                    && gate_allows(self.txn_gate.as_ref(), name, p.partition)
                     && p.ready_at(
                         now,
                         self.linger,
@@ -729,6 +758,7 @@ impl Producer {
         for (name, tb) in &mut self.topics {
             for p in &mut tb.partitions {
                 let ready = Self::may_send(p, doubt_only)
+                    && gate_allows(self.txn_gate.as_ref(), name, p.partition)
                     && p.ready_at(
                         now,
                         self.linger,
@@ -774,6 +804,7 @@ impl Producer {
             for p in &mut tb.partitions {
                 if metadata.leader(name, p.partition).map(|l| l.0) != Some(broker)
                     || !Self::may_send(p, doubt_only)
+                    || !gate_allows(self.txn_gate.as_ref(), name, p.partition)
                 {
                     continue;
                 }
@@ -960,7 +991,11 @@ impl Producer {
                     tracing::error!(topic, partition, %error, "broker lost acknowledged data");
                     let failed = p.on_fatal(batch_id, ProduceError::DataLoss(error));
                     self.fail(failed);
-                    self.producer_id = ProducerId::Needed;
+                    // The transaction manager bumps the epoch after the
+                    // abort this failure forces (`crate::txn`).
+                    if let ProducerId::Ready { id, epoch } = pid {
+                        self.producer_id = ProducerId::BumpNeeded { id, epoch };
+                    }
                 } else {
                     // Without transactions, franz-go's rule: report the
                     // loss, reset the sequence with a new epoch, and keep
@@ -1117,12 +1152,15 @@ impl Producer {
         let flushing = self.flushing();
         let stamped = self.stamp().is_some();
         let doubt_only = self.stamp().is_some_and(|s| s.1);
-        for tb in self.topics.values() {
+        for (name, tb) in &self.topics {
             if let (Some(d), Some(w)) = (self.delivery_timeout, tb.waiting.front()) {
                 min(w.since + d);
             }
             for p in &tb.partitions {
-                if stamped && Self::may_send(p, doubt_only) {
+                if stamped
+                    && Self::may_send(p, doubt_only)
+                    && gate_allows(self.txn_gate.as_ref(), name, p.partition)
+                {
                     if let Some(r) = p.ready_at(
                         now,
                         self.linger,

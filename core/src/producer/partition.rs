@@ -580,6 +580,19 @@ impl PartitionBuffer {
         Failed { records, error }
     }
 
+    /// Fails every batch never sent (a transaction is being aborted);
+    /// batches sent at least once stay to settle, so nothing of the
+    /// transaction reaches the log after its abort marker.
+    pub(crate) fn fail_unsent(&mut self, error: ProduceError) -> Option<Failed> {
+        // Batches go out in order: every batch after the first unsent one
+        // is unsent too.
+        let idx = self
+            .batches
+            .iter()
+            .position(|b| !b.in_flight && b.sequence.is_none() && b.first_sent_at.is_none())?;
+        Some(self.fail_from(idx, error))
+    }
+
     fn after_response(&mut self) {
         if self.in_flight == 0 && self.failing.take().is_some() {
             // Everything behind the failure came back: start over from the

@@ -170,4 +170,15 @@ pub enum ProduceError {
     /// The client is closed.
     #[error("the client is closed")]
     Closed,
+    /// A transactional producer got a record while no transaction is open
+    /// (or the open one must be aborted): call `begin_transaction` first.
+    #[error("no transaction is open to produce in")]
+    NotInTransaction,
+    /// The record was still buffered when its transaction was aborted.
+    #[error("the record's transaction was aborted")]
+    TransactionAborted,
+    /// The transactional producer failed (fenced by a newer instance, or
+    /// another fatal error; see `Event::TransactionError`).
+    #[error("the transactional producer failed")]
+    TransactionFailed,
 }

@@ -43,7 +43,9 @@ use bytes::Bytes;
 
 use crate::client::{ConnId, ProduceOptions};
 use crate::consumer::{FetchedPartition, StartOffset};
+use crate::group::{EpochOffset, TopicPartition};
 use crate::producer::{ProduceError, Record, WhenFull};
+use crate::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};
 use crate::{Client, Config, Event, Input, Output, Timestamp};
 
 use books::ById;
@@ -121,6 +123,41 @@ pub enum Command<W: Waiters> {
     Pause(String, Option<Vec<i32>>, bool),
     /// Wait for at most this many fetched records (all with `None`).
     PollFetches(Option<usize>, W::Fetch),
+    /// `begin_transaction`; the reply says whether it opened.
+    BeginTransaction(Reply<Result<(), TxnError>>),
+    /// `end_transaction`; the reply comes with the outcome, once the
+    /// producer flushed (commit) or failed what was buffered (abort) and
+    /// the coordinator answered.
+    EndTransaction(TxnEnd, Reply<Result<TransactionOutcome, TxnError>>),
+    /// `send_offsets_to_transaction`: for the client's own group with
+    /// `None`, else for the group named.
+    SendOffsetsToTransaction(
+        BTreeMap<TopicPartition, EpochOffset>,
+        Option<GroupMetadata>,
+        Reply<Result<(), TxnError>>,
+    ),
+}
+
+/// A caller waiting for one answer, whatever the adapter's way of handing
+/// it over (a oneshot, a waker slot, a condvar): called once.
+pub struct Reply<T>(Box<dyn FnOnce(T) + Send>);
+
+impl<T> Reply<T> {
+    /// A reply that hands the answer to `f`.
+    pub fn new(f: impl FnOnce(T) + Send + 'static) -> Self {
+        Reply(Box::new(f))
+    }
+
+    /// Hands over the answer.
+    pub fn send(self, answer: T) {
+        (self.0)(answer)
+    }
+}
+
+impl<T> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
 }
 
 /// One record to produce and who waits for it.
@@ -270,6 +307,8 @@ pub struct Session<W: Waiters> {
     done: bool,
     /// The deadline last returned by `poll_timer`.
     armed: Option<Timestamp>,
+    /// Callers waiting for a transaction's end, by the id the core gave.
+    txn_ends: HashMap<u64, Reply<Result<TransactionOutcome, TxnError>>>,
 }
 
 impl<W: Waiters> Session<W> {
@@ -285,6 +324,7 @@ impl<W: Waiters> Session<W> {
             fetch_waiters: VecDeque::new(),
             done: false,
             armed: None,
+            txn_ends: HashMap::new(),
         }
     }
 
@@ -332,6 +372,17 @@ impl<W: Waiters> Session<W> {
                 self.fetch_waiters.push_back((max, waiter));
                 self.answer_fetch_waiters(now);
             }
+            Command::BeginTransaction(reply) => reply.send(self.core.begin_transaction(now)),
+            Command::EndTransaction(how, reply) => match self.core.end_transaction(now, how) {
+                Ok(id) => {
+                    self.txn_ends.insert(id, reply);
+                }
+                Err(e) => reply.send(Err(e)),
+            },
+            Command::SendOffsetsToTransaction(offsets, group, reply) => reply.send(match group {
+                Some(g) => self.core.send_offsets_to_transaction_for(now, offsets, g),
+                None => self.core.send_offsets_to_transaction(now, offsets),
+            }),
         }
     }
 
@@ -411,6 +462,9 @@ impl<W: Waiters> Session<W> {
         for waiter in self.close_waiters.drain(..) {
             W::flushed(waiter);
         }
+        for (_, reply) in self.txn_ends.drain() {
+            reply.send(Err(TxnError::Closed));
+        }
         while let Some(id) = self.records.find(|_| true) {
             if let Some(e) = self.records.remove(id) {
                 e.waiter.complete(Err(ProduceError::Closed));
@@ -489,6 +543,11 @@ impl<W: Waiters> Session<W> {
                 }
             }
             Event::FetchesReady => self.answer_fetch_waiters(now),
+            Event::TransactionEnded(outcome) => {
+                if let Some(reply) = self.txn_ends.remove(&outcome.id) {
+                    reply.send(Ok(outcome));
+                }
+            }
             other => tracing::debug!(?other, "event the session does not act on; ignored"),
         }
     }

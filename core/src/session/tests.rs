@@ -169,3 +169,75 @@ fn the_timer_is_rearmed_only_when_the_deadline_changes_and_stale_conn_reports_ar
     s.handle_input(now, Input::Received(conn, Bytes::from_static(b"junk")));
     assert!(drain(&mut s, now).is_empty());
 }
+
+fn transactional() -> Session<Logged> {
+    let config = Config::builder()
+        .seed_brokers(["127.0.0.1:9"])
+        .transactional_id("tx")
+        .build()
+        .expect("valid config");
+    Session::new(Client::new(config).expect("valid config"))
+}
+
+/// A reply that records its answer, for [`replies`]: a `Reply` must be
+/// `Send`, so it cannot write into the single-threaded log.
+fn reply<T: std::fmt::Debug + 'static>(name: &'static str) -> Reply<T> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    REPLIES.with(|r| r.borrow_mut().push(rx));
+    Reply::new(move |answer: T| {
+        let _ = tx.send(format!("{name}: {answer:?}"));
+    })
+}
+
+thread_local! {
+    static REPLIES: RefCell<Vec<std::sync::mpsc::Receiver<String>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn replies() -> Vec<String> {
+    REPLIES.with(|r| {
+        r.borrow()
+            .iter()
+            .filter_map(|rx| rx.try_recv().ok())
+            .collect()
+    })
+}
+
+#[test]
+fn transaction_commands_answer_through_their_replies() {
+    let log: Log = Rc::default();
+    let mut s = transactional();
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(
+        now,
+        Command::EndTransaction(TxnEnd::Commit, reply("early end")),
+    );
+    s.handle_command(now, Command::BeginTransaction(reply("begin")));
+    s.handle_command(now, Command::BeginTransaction(reply("again")));
+    // Nothing produced: the commit needs no coordinator and ends at the
+    // next drain.
+    s.handle_command(now, Command::EndTransaction(TxnEnd::Commit, reply("end")));
+    let _ = drain(&mut s, now);
+    assert_eq!(
+        replies(),
+        vec![
+            "early end: Err(NotInTransaction)".to_owned(),
+            "begin: Ok(())".to_owned(),
+            "again: Err(AlreadyInTransaction)".to_owned(),
+            "end: Ok(TransactionOutcome { id: 0, committed: true, error: None, commit_in_doubt: false })"
+                .to_owned(),
+        ]
+    );
+
+    // A transaction with a record waits for a coordinator that never
+    // comes; finishing the session answers its caller.
+    s.handle_command(now, Command::BeginTransaction(reply("begin")));
+    s.handle_command(now, produce("r", &log, 1, false));
+    s.handle_command(
+        now,
+        Command::EndTransaction(TxnEnd::Commit, reply("pending")),
+    );
+    let _ = drain(&mut s, now);
+    assert_eq!(replies(), vec!["begin: Ok(())".to_owned()]);
+    s.finish();
+    assert_eq!(replies(), vec!["pending: Err(Closed)".to_owned()]);
+}

@@ -399,6 +399,9 @@ pub struct Cluster {
     /// Connections whose parked answer was just sent: their queued
     /// requests are read next.
     resume: Vec<ServerConnId>,
+    /// Errors scripted for the next transaction requests
+    /// ([`Cluster::inject_txn_error`]), in order.
+    txn_errors: Vec<(ApiKey, ErrorCode)>,
 }
 
 impl Cluster {
@@ -437,6 +440,7 @@ impl Cluster {
             transactions: BTreeMap::new(),
             now: Timestamp::ZERO,
             resume: Vec::new(),
+            txn_errors: Vec::new(),
         }
     }
 
@@ -760,6 +764,20 @@ impl Cluster {
         Some(p.log.append(&batch, p.leader_epoch).base_offset)
     }
 
+    /// Answers the next request of `api` (InitProducerId with a
+    /// transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn or
+    /// TxnOffsetCommit) with `code`, without acting on it: the
+    /// coordinator errors clients must survive, on demand.
+    pub fn inject_txn_error(&mut self, api: ApiKey, code: ErrorCode) {
+        self.txn_errors.push((api, code));
+    }
+
+    /// The error scripted for this request of `api`, if any (taken).
+    pub(super) fn take_txn_error(&mut self, api: ApiKey) -> Option<ErrorCode> {
+        let i = self.txn_errors.iter().position(|(a, _)| *a == api)?;
+        Some(self.txn_errors.remove(i).1)
+    }
+
     /// Scripts the next produce of a partition to meet `fault` (faults
     /// queue up and are used in order).
     pub fn inject_produce_fault(&mut self, topic: &str, partition: i32, fault: ProduceFault) {
@@ -979,5 +997,7 @@ impl Cluster {
 mod group_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_client_tests;
 #[cfg(test)]
 mod txn_tests;

@@ -36,7 +36,7 @@ use sansa_core::protocol::messages::{
     AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
     InitProducerIdResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
-use sansa_core::protocol::ErrorCode;
+use sansa_core::protocol::{ApiKey, ErrorCode};
 use sansa_core::record::{Batch, BatchStamp, ControlRecord, ProducerStamp};
 use sansa_core::Timestamp;
 
@@ -152,7 +152,11 @@ impl Cluster {
         };
         let expected =
             (v >= 3 && req.producer_id >= 0).then_some((req.producer_id, req.producer_epoch));
-        match self.init_transactional(now, node, id, req.transaction_timeout_ms, expected) {
+        let verdict = match self.take_txn_error(ApiKey::InitProducerId) {
+            Some(e) => Err(e),
+            None => self.init_transactional(now, node, id, req.transaction_timeout_ms, expected),
+        };
+        match verdict {
             Ok((producer_id, producer_epoch)) => InitProducerIdResponse {
                 producer_id,
                 producer_epoch,
@@ -224,7 +228,9 @@ impl Cluster {
         let any_unknown = wanted
             .iter()
             .any(|(t, ps)| ps.iter().any(|&p| unknown(self, t, p)));
-        let verdict = if any_unknown {
+        let verdict = if let Some(e) = self.take_txn_error(ApiKey::AddPartitionsToTxn) {
+            Err(e)
+        } else if any_unknown {
             Err(ErrorCode::OperationNotAttempted)
         } else {
             self.known_txn(
@@ -281,7 +287,9 @@ impl Cluster {
         v: i16,
         req: AddOffsetsToTxnRequest,
     ) -> AddOffsetsToTxnResponse {
-        let verdict = if req.group_id.is_empty() {
+        let verdict = if let Some(e) = self.take_txn_error(ApiKey::AddOffsetsToTxn) {
+            Err(e)
+        } else if req.group_id.is_empty() {
             Err(ErrorCode::InvalidGroupId)
         } else {
             self.known_txn(
@@ -314,14 +322,17 @@ impl Cluster {
         req: EndTxnRequest,
     ) -> EndTxnResponse {
         let delay = self.config.transactions.marker_delay;
-        let verdict = self
-            .known_txn(
-                node,
-                &req.transactional_id,
-                req.producer_id,
-                req.producer_epoch,
-            )
-            .and_then(|t| t.end(now, req.committed, delay));
+        let verdict = match self.take_txn_error(ApiKey::EndTxn) {
+            Some(e) => Err(e),
+            None => self
+                .known_txn(
+                    node,
+                    &req.transactional_id,
+                    req.producer_id,
+                    req.producer_epoch,
+                )
+                .and_then(|t| t.end(now, req.committed, delay)),
+        };
         if verdict == Ok(true) && delay.is_zero() {
             self.write_markers(now, &req.transactional_id);
         }
@@ -497,7 +508,11 @@ impl Cluster {
         } else {
             (-1, String::new(), None)
         };
+        let injected = self.take_txn_error(ApiKey::TxnOffsetCommit);
         let verdict = self.check_coordinator(node, &req.group_id).and_then(|()| {
+            if let Some(e) = injected {
+                return Err(e);
+            }
             let t = self
                 .transactions
                 .get(&req.transactional_id)

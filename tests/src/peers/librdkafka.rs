@@ -247,7 +247,21 @@ pub fn consume_until_quiet(
     quiet: Duration,
     timeout: Duration,
 ) -> Result<Vec<Consumed>, PeerError> {
-    let consumer = consumer(bootstrap, &[])?;
+    consume_until_quiet_with(bootstrap, topic, count, quiet, timeout, &[])
+}
+
+/// [`consume_until_quiet`] with `extra` consumer settings (e.g.
+/// `("isolation.level", "read_uncommitted")`; librdkafka's default is
+/// read_committed).
+pub fn consume_until_quiet_with(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    quiet: Duration,
+    timeout: Duration,
+    extra: &[(&str, &str)],
+) -> Result<Vec<Consumed>, PeerError> {
+    let consumer = consumer(bootstrap, extra)?;
     let start = Instant::now();
     let partitions = wait_for_topic_with(&consumer, topic, None, timeout)?;
     let mut assignment = TopicPartitionList::new();

@@ -1,0 +1,175 @@
+//! Transactions (KIP-98): the transaction manager that owns a
+//! transactional producer's id and epoch and walks each transaction
+//! through the transaction coordinator.
+//!
+//! - [`TxnManager`]: the state machine the [`Client`](crate::client::Client)
+//!   drives, as it drives the group [`Member`](crate::group::Member). It
+//!   never sees a connection: the client asks it where its next request
+//!   goes ([`TxnManager::next_target`]), has it build the request, and
+//!   hands back the answer (or `None` when the connection was lost).
+//!
+//! The rules, and the failure each one prevents:
+//! - InitProducerId carries the transactional id and the transaction
+//!   timeout, and goes to the transaction coordinator, never to any broker:
+//!   only the coordinator fences the previous producer of the id and aborts
+//!   what it left open.
+//! - A partition's first batch in a transaction is sent only after
+//!   AddPartitionsToTxn for it succeeded (transactions v1): a batch the
+//!   coordinator does not know about would never get a marker and would
+//!   pin the partition's last stable offset. Partitions touched while a
+//!   request is out are coalesced into the next one.
+//! - Ending flushes first, then sends EndTxn. An abort fails the records
+//!   still buffered (never sent) with
+//!   [`ProduceError::TransactionAborted`](crate::producer::ProduceError);
+//!   those in flight settle first, so no batch of the transaction lands
+//!   after its abort marker.
+//! - Errors split in two, as in Kafka's Java producer and franz-go:
+//!   *abortable* ones (a record failed, a partition not authorized, an
+//!   offset commit refused by the group) leave the producer usable but the
+//!   transaction can only be aborted; *fatal* ones (PRODUCER_FENCED,
+//!   INVALID_PRODUCER_EPOCH outside the KIP-588 recovery,
+//!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED, INVALID_TXN_STATE) close the
+//!   transactional producer: another instance owns the id now, or the
+//!   coordinator and the client disagree about what is open.
+//! - COORDINATOR_LOAD_IN_PROGRESS and CONCURRENT_TRANSACTIONS (the previous
+//!   transaction's markers are still being written) are retried after a
+//!   backoff; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE look the
+//!   coordinator up again first.
+//! - After an abort answered INVALID_PRODUCER_EPOCH (the coordinator timed
+//!   the transaction out and bumped the epoch, KIP-588) or
+//!   UNKNOWN_PRODUCER_ID / INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the
+//!   producer's sequence broke inside a transaction, the producer
+//!   re-initializes with its current id and epoch (KIP-360), which bumps the
+//!   epoch when no other instance took over, and is refused with
+//!   PRODUCER_FENCED when one did. Re-initializing *without* the old id
+//!   would fence a live newer instance, so it is never done.
+//! - TxnOffsetCommit carries the group's generation, member id and instance
+//!   id (KIP-447), so a member fenced out of its group by a rebalance cannot
+//!   commit offsets for partitions it no longer owns. The end of a
+//!   transaction reports whether its commit could have happened
+//!   ([`TransactionOutcome::commit_in_doubt`]), which is what a
+//!   group-transact session needs to decide whether to rewind.
+//!
+//! Transactions v2 (KIP-890 part 2, `transaction.version` >= 2) are
+//! detected ([`TxnManager::transactions_v2_available`], from the
+//! coordinator's finalized features) but not used yet: partitions are
+//! always added explicitly and EndTxn stays below v5, which every broker
+//! accepts. Using v2 needs Produce v12, beyond the generated codecs.
+
+mod manager;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+pub use manager::{TxnEvent, TxnManager, TxnState};
+pub use wire::{TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget};
+
+use crate::protocol::{ApiKey, ErrorCode};
+
+/// How to end a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnEnd {
+    /// Commit: make its records and offsets visible.
+    Commit,
+    /// Abort: discard them.
+    Abort,
+}
+
+/// The consumer group an offset commit in a transaction is for, with the
+/// member's place in it (KIP-447): the group coordinator refuses the
+/// commit when the member is no longer in this generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    /// The group id.
+    pub group_id: String,
+    /// The generation the member is in, `-1` if none.
+    pub generation_id: i32,
+    /// The member id, empty if none.
+    pub member_id: String,
+    /// The static member's instance id (KIP-345), if any.
+    pub instance_id: Option<String>,
+}
+
+/// Why a transaction operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxnError {
+    /// The client has no transactional id.
+    #[error("no transactional id is configured")]
+    NotTransactional,
+    /// `begin_transaction` while one is open.
+    #[error("a transaction is already open")]
+    AlreadyInTransaction,
+    /// The operation needs an open transaction.
+    #[error("no transaction is open")]
+    NotInTransaction,
+    /// The transaction is ending; wait for
+    /// [`Event::TransactionEnded`](crate::client::Event::TransactionEnded).
+    #[error("the transaction is already ending")]
+    Ending,
+    /// Offsets were sent without group metadata and the client has no
+    /// consumer group.
+    #[error("no consumer group to commit offsets for")]
+    NoGroup,
+    /// A coordinator answered with an error.
+    #[error("{api:?} failed: {error}")]
+    Broker {
+        /// The request.
+        api: ApiKey,
+        /// What the coordinator said.
+        error: ErrorCode,
+    },
+    /// A record produced in the transaction failed: committing it would
+    /// commit a gap.
+    #[error("a record produced in the transaction failed")]
+    RecordFailed,
+    /// The producer's sequence broke (a batch that may have been written
+    /// failed); the transaction cannot commit and the epoch must be bumped.
+    #[error("the producer's sequence broke inside the transaction")]
+    SequenceBroken,
+    /// The transaction hit an abortable error: only an abort is allowed.
+    #[error("the transaction must be aborted: {0}")]
+    MustAbort(Box<TxnError>),
+    /// Another producer with the same transactional id took over
+    /// (PRODUCER_FENCED, or INVALID_PRODUCER_EPOCH where no recovery is
+    /// possible). Fatal: create a new client.
+    #[error("fenced by a newer producer with the same transactional id ({0})")]
+    Fenced(ErrorCode),
+    /// The transactional producer is closed after a fatal error.
+    #[error("the transactional producer failed: {0}")]
+    Fatal(Box<TxnError>),
+    /// A record of the transaction failed in a way no transaction
+    /// survives (fenced at the partition leader, transactional id not
+    /// authorized, acknowledged data lost). Fatal.
+    #[error("a record failed fatally: {0}")]
+    ProducerFailed(crate::producer::ProduceError),
+    /// The client closed before the transaction ended.
+    #[error("the client closed")]
+    Closed,
+}
+
+impl TxnError {
+    /// Whether this error closed the transactional producer.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            TxnError::Fenced(_) | TxnError::Fatal(_) | TxnError::ProducerFailed(_)
+        )
+    }
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionOutcome {
+    /// The id `end_transaction` returned.
+    pub id: u64,
+    /// Whether it committed (the coordinator accepted the commit).
+    pub committed: bool,
+    /// Why it did not end as asked, if it did not: an abortable error
+    /// turned a commit into an abort, or a fatal one stopped the end.
+    pub error: Option<TxnError>,
+    /// A commit was sent and its answer never came or was fatal: the
+    /// coordinator may have committed. A group-transact session must then
+    /// treat the offsets as possibly committed.
+    pub commit_in_doubt: bool,
+}

@@ -1,0 +1,726 @@
+//! Unmodified `sansa_core::Client`s with transactional ids against the
+//! simulated transaction and group coordinators, on a clock the test moves:
+//! what commits is seen by read_committed consumers and what aborts is not,
+//! offsets commit with their transaction, a second producer of an id fences
+//! the first, and the coordinator errors a client must survive.
+//!
+//! The bench here connects clients straight to the cluster (no network
+//! delays, no faults unless a test injects them), so each test states one
+//! promise; the randomized world (`world.rs`) does not drive transactions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sansa_core::client::{ConfigBuilder, ConnId};
+use sansa_core::consumer::{ConsumerConfig, IsolationLevel};
+use sansa_core::group::EpochOffset;
+use sansa_core::producer::{ProduceError, Record};
+use sansa_core::protocol::{ApiKey, ErrorCode};
+use sansa_core::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError, TxnState};
+use sansa_core::{Client, Config, Event, Input, Output, Timestamp};
+
+use super::transaction::TRANSACTION_STATE_TOPIC;
+use super::*;
+
+const TOPIC: &str = "t";
+const TXN_ID: &str = "tx";
+
+/// Clients wired straight to a cluster.
+struct Bench {
+    cluster: Cluster,
+    now: Timestamp,
+    clients: Vec<Client>,
+    events: Vec<Vec<Event>>,
+    /// Values each client consumed, in order.
+    consumed: Vec<Vec<String>>,
+    to_server: BTreeMap<(usize, ConnId), ServerConnId>,
+    to_client: BTreeMap<ServerConnId, (usize, ConnId)>,
+}
+
+impl Bench {
+    fn new(brokers: i32) -> Self {
+        let mut config = ClusterConfig::new(brokers);
+        config.transactions.state_partitions = 3;
+        config.groups.offsets_partitions = 3;
+        let mut cluster = Cluster::new(config, SimRng::new(11));
+        let rf = (brokers as i16).min(3);
+        cluster.create_topic(TOPIC, 2, rf).expect("topic");
+        cluster.create_topic("in", 1, rf).expect("topic");
+        Bench {
+            cluster,
+            now: Timestamp::from_nanos(1_000_000_000),
+            clients: Vec::new(),
+            events: Vec::new(),
+            consumed: Vec::new(),
+            to_server: BTreeMap::new(),
+            to_client: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, config: ConfigBuilder) -> usize {
+        let seeds: Vec<String> = self
+            .cluster
+            .config()
+            .brokers
+            .iter()
+            .map(|b| b.address())
+            .collect();
+        let config = config
+            .seed_brokers(seeds)
+            .linger(Duration::from_millis(5))
+            .seed(self.clients.len() as u64 + 1)
+            .build()
+            .expect("valid config");
+        self.clients.push(Client::new(config).expect("valid"));
+        self.events.push(Vec::new());
+        self.consumed.push(Vec::new());
+        self.clients.len() - 1
+    }
+
+    fn producer(&mut self, txn_id: &str) -> usize {
+        self.add(Config::builder().transactional_id(txn_id))
+    }
+
+    fn consumer(&mut self, isolation: IsolationLevel) -> usize {
+        let c = self.add(Config::builder().consumer(ConsumerConfig {
+            isolation,
+            fetch_max_wait: Duration::from_millis(100),
+            ..Default::default()
+        }));
+        let now = self.now;
+        self.clients[c].consume_topics(now, [TOPIC]);
+        c
+    }
+
+    /// Carries out every output until nothing moves.
+    fn pump(&mut self) {
+        let now = self.now;
+        for _ in 0..100_000 {
+            let mut moved = false;
+            for i in 0..self.clients.len() {
+                while let Some(o) = self.clients[i].poll_output(now) {
+                    moved = true;
+                    self.carry(i, o);
+                }
+            }
+            while let Some(o) = self.cluster.poll_output() {
+                moved = true;
+                match o {
+                    ClusterOutput::Send { conn, data } => {
+                        if let Some(&(i, c)) = self.to_client.get(&conn) {
+                            self.clients[i].handle_input(now, Input::Received(c, data));
+                        }
+                    }
+                    ClusterOutput::Close { conn } => {
+                        if let Some((i, c)) = self.to_client.remove(&conn) {
+                            self.to_server.remove(&(i, c));
+                            self.clients[i].handle_input(now, Input::Closed(c, "reset".into()));
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the bench never settled");
+    }
+
+    fn carry(&mut self, i: usize, o: Output) {
+        let now = self.now;
+        match o {
+            Output::Connect { conn, addr } => {
+                match self
+                    .cluster
+                    .resolve(&addr)
+                    .and_then(|n| self.cluster.accept(n))
+                {
+                    Some(s) => {
+                        self.to_server.insert((i, conn), s);
+                        self.to_client.insert(s, (i, conn));
+                        self.clients[i].handle_input(now, Input::Connected(conn));
+                    }
+                    None => self.clients[i]
+                        .handle_input(now, Input::ConnectFailed(conn, "refused".into())),
+                }
+            }
+            Output::Transmit { conn, data } => {
+                if let Some(&s) = self.to_server.get(&(i, conn)) {
+                    self.cluster.handle_bytes(now, s, &data);
+                }
+            }
+            Output::Close(conn) => {
+                if let Some(s) = self.to_server.remove(&(i, conn)) {
+                    self.to_client.remove(&s);
+                    self.cluster.disconnect(s);
+                }
+            }
+            Output::Event(e) => {
+                if e == Event::FetchesReady {
+                    for f in self.clients[i].poll_fetches(now, None) {
+                        for r in f.records {
+                            let v = r.value.unwrap_or_default();
+                            self.consumed[i].push(String::from_utf8_lossy(&v).into_owned());
+                        }
+                    }
+                }
+                self.events[i].push(e);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the clock forward by `d`, firing every timer on the way.
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.pump();
+            let next = self
+                .clients
+                .iter()
+                .filter_map(Client::poll_timeout)
+                .chain(self.cluster.poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= end => self.now = t.max(self.now),
+                _ => {
+                    self.now = end;
+                    self.tick();
+                    self.pump();
+                    return;
+                }
+            }
+            self.tick();
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now;
+        self.cluster.handle_timeout(now);
+        for c in &mut self.clients {
+            c.handle_input(now, Input::Timeout);
+        }
+    }
+
+    /// Runs until `done` holds, for at most `limit`.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Bench) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.run_for(Duration::from_millis(10));
+        }
+        done(self)
+    }
+
+    fn produce(&mut self, c: usize, value: &str) -> Result<(), ProduceError> {
+        let now = self.now;
+        self.clients[c]
+            .produce(now, Record::new(TOPIC, Bytes::from(value.to_owned())), 0)
+            .map(|_| ())
+    }
+
+    fn begin(&mut self, c: usize) {
+        let now = self.now;
+        self.clients[c].begin_transaction(now).expect("begins");
+    }
+
+    /// Ends the open transaction and waits for its outcome.
+    fn end(&mut self, c: usize, how: TxnEnd) -> TransactionOutcome {
+        let now = self.now;
+        let id = self.clients[c].end_transaction(now, how).expect("ends");
+        let ended = |b: &Bench| b.outcome(c, id).is_some();
+        assert!(
+            self.run_until(Duration::from_secs(30), ended),
+            "transaction {id} never ended; events {:?}",
+            self.events[c]
+        );
+        self.outcome(c, id).expect("ended")
+    }
+
+    fn outcome(&self, c: usize, id: u64) -> Option<TransactionOutcome> {
+        self.events[c].iter().find_map(|e| match e {
+            Event::TransactionEnded(o) if o.id == id => Some(o.clone()),
+            _ => None,
+        })
+    }
+
+    /// Produces `values` in the open transaction and waits until the
+    /// broker acknowledged them all.
+    fn produce_acked(&mut self, c: usize, values: &[&str]) {
+        let before = self.delivered(c);
+        for v in values {
+            self.produce(c, v).expect("buffered");
+        }
+        let now = self.now;
+        self.clients[c].flush(now);
+        let want = before + values.len();
+        assert!(
+            self.run_until(Duration::from_secs(30), |b| b.delivered(c) >= want),
+            "not delivered; events {:?}",
+            self.events[c]
+        );
+    }
+
+    fn delivered(&self, c: usize) -> usize {
+        self.events[c]
+            .iter()
+            .filter(|e| matches!(e, Event::Delivered { .. }))
+            .count()
+    }
+
+    fn txn_errors(&self, c: usize) -> Vec<TxnError> {
+        self.events[c]
+            .iter()
+            .filter_map(|e| match e {
+                Event::TransactionError(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What a fresh consumer at `isolation` reads from the whole topic.
+    fn read_all(&mut self, isolation: IsolationLevel) -> Vec<String> {
+        let c = self.consumer(isolation);
+        self.run_for(Duration::from_secs(3));
+        let mut seen = self.consumed[c].clone();
+        seen.sort();
+        seen
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        self.cluster
+            .group(group)
+            .and_then(|g| g.committed(topic, partition))
+            .map(|o| o.offset)
+    }
+}
+
+fn sorted(values: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn committed_records_reach_read_committed_consumers_and_aborted_ones_do_not() {
+    let mut b = Bench::new(3);
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce_acked(p, &["c1", "c2", "c3"]);
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(o.committed && o.error.is_none(), "{o:?}");
+
+    // Aborted after the broker wrote them: only the abort marker hides
+    // them.
+    b.begin(p);
+    b.produce_acked(p, &["a1", "a2"]);
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed && o.error.is_none(), "{o:?}");
+
+    b.begin(p);
+    b.produce(p, "c4").expect("buffered");
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(o.committed, "{o:?}");
+    assert_eq!(b.clients[p].transaction_state(), Some(TxnState::Ready));
+
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["c1", "c2", "c3", "c4"])
+    );
+    // The aborted records are in the log: read_uncommitted sees them.
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadUncommitted),
+        sorted(&["a1", "a2", "c1", "c2", "c3", "c4"])
+    );
+}
+
+#[test]
+fn records_still_buffered_at_an_abort_fail_and_are_never_written() {
+    let mut b = Bench::new(1);
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce_acked(p, &["sent"]);
+    // Buffered, lingering: the abort fails them.
+    b.produce(p, "buffered").expect("buffered");
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed, "{o:?}");
+    let failed: Vec<&ProduceError> = b.events[p]
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProduceFailed { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, vec![&ProduceError::TransactionAborted]);
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadUncommitted),
+        sorted(&["sent"])
+    );
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_transactional_client_refuses_records_outside_a_transaction() {
+    let mut b = Bench::new(1);
+    let p = b.producer(TXN_ID);
+    assert_eq!(b.produce(p, "x"), Err(ProduceError::NotInTransaction));
+    b.begin(p);
+    b.produce(p, "y").expect("inside");
+    assert!(b.end(p, TxnEnd::Commit).committed);
+    assert_eq!(b.produce(p, "z"), Err(ProduceError::NotInTransaction));
+}
+
+fn offsets(at: i64) -> BTreeMap<(String, i32), EpochOffset> {
+    BTreeMap::from([(
+        ("in".to_owned(), 0),
+        EpochOffset {
+            offset: at,
+            leader_epoch: -1,
+        },
+    )])
+}
+
+/// A group the producer commits for without being one of its members
+/// (generation -1, no member id), as Java's older
+/// `sendOffsetsToTransaction(offsets, groupId)` does.
+fn outside_group() -> GroupMetadata {
+    GroupMetadata {
+        group_id: "g".to_owned(),
+        generation_id: -1,
+        member_id: String::new(),
+        instance_id: None,
+    }
+}
+
+#[test]
+fn offsets_sent_in_a_transaction_commit_with_it_and_vanish_with_an_abort() {
+    let mut b = Bench::new(3);
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce_acked(p, &["out-1"]);
+    let now = b.now;
+    b.clients[p]
+        .send_offsets_to_transaction_for(now, offsets(10), outside_group())
+        .expect("queued");
+    b.run_for(Duration::from_millis(200));
+    // Pending in the transaction: not committed yet.
+    assert_eq!(b.committed("g", "in", 0), None);
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(o.committed, "{o:?}");
+    assert_eq!(b.committed("g", "in", 0), Some(10));
+
+    b.begin(p);
+    let now = b.now;
+    b.clients[p]
+        .send_offsets_to_transaction_for(now, offsets(20), outside_group())
+        .expect("queued");
+    b.run_for(Duration::from_millis(200));
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed, "{o:?}");
+    assert_eq!(b.committed("g", "in", 0), Some(10), "the abort dropped 20");
+}
+
+#[test]
+fn offsets_of_a_group_member_carry_its_generation_and_a_stale_one_forces_an_abort() {
+    let mut b = Bench::new(3);
+    let p = b.add(
+        Config::builder()
+            .transactional_id(TXN_ID)
+            .consumer_group(sansa_core::group::GroupConfig::new("g")),
+    );
+    let now = b.now;
+    b.clients[p].consume_topics(now, ["in"]);
+    let joined = |b: &Bench| {
+        b.events[p]
+            .iter()
+            .any(|e| matches!(e, Event::PartitionsAssigned(_)))
+    };
+    assert!(
+        b.run_until(Duration::from_secs(30), joined),
+        "{:?}",
+        b.events[p]
+    );
+    let generation = b.clients[p].group_member().expect("member").generation();
+    assert!(generation > 0);
+
+    b.begin(p);
+    b.produce_acked(p, &["out-1"]);
+    let now = b.now;
+    b.clients[p]
+        .send_offsets_to_transaction(now, offsets(5))
+        .expect("queued");
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(o.committed, "{o:?}");
+    assert_eq!(b.committed("g", "in", 0), Some(5));
+
+    // The same member id in a generation the group has left (KIP-447):
+    // refused, and the transaction can only abort.
+    b.begin(p);
+    b.produce_acked(p, &["out-2"]);
+    let member = b.clients[p].group_member().expect("member");
+    let stale = GroupMetadata {
+        group_id: "g".to_owned(),
+        generation_id: generation - 1,
+        member_id: member.member_id().to_owned(),
+        instance_id: None,
+    };
+    let now = b.now;
+    b.clients[p]
+        .send_offsets_to_transaction_for(now, offsets(9), stale)
+        .expect("queued");
+    let refused = |b: &Bench| b.clients[p].transaction_state() == Some(TxnState::MustAbort);
+    assert!(b.run_until(Duration::from_secs(10), refused));
+    assert_eq!(
+        b.txn_errors(p),
+        vec![TxnError::Broker {
+            api: ApiKey::TxnOffsetCommit,
+            error: ErrorCode::IllegalGeneration
+        }]
+    );
+    let now = b.now;
+    assert!(matches!(
+        b.clients[p].end_transaction(now, TxnEnd::Commit),
+        Err(TxnError::MustAbort(_))
+    ));
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed);
+    assert_eq!(b.committed("g", "in", 0), Some(5));
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["out-1"])
+    );
+}
+
+#[test]
+fn a_second_producer_with_the_same_id_fences_the_first() {
+    let mut b = Bench::new(3);
+    let old = b.producer(TXN_ID);
+    b.begin(old);
+    b.produce_acked(old, &["zombie"]);
+
+    // The new instance's InitProducerId aborts what the old one left open
+    // and bumps the epoch.
+    let new = b.producer(TXN_ID);
+    b.begin(new);
+    b.produce_acked(new, &["fresh"]);
+
+    let o = b.end(old, TxnEnd::Commit);
+    assert!(!o.committed, "{o:?}");
+    assert!(
+        matches!(o.error, Some(TxnError::Fenced(_))),
+        "the old producer learns it was fenced: {o:?}"
+    );
+    assert_eq!(b.clients[old].transaction_state(), Some(TxnState::Failed));
+    assert!(b.txn_errors(old).iter().any(TxnError::is_fatal));
+    assert_eq!(b.produce(old, "late"), Err(ProduceError::TransactionFailed));
+    let now = b.now;
+    assert!(matches!(
+        b.clients[old].begin_transaction(now),
+        Err(TxnError::Fatal(_))
+    ));
+
+    assert!(b.end(new, TxnEnd::Commit).committed);
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["fresh"])
+    );
+}
+
+#[test]
+fn coordinator_errors_mid_transaction_are_retried_and_the_commit_lands() {
+    let mut b = Bench::new(3);
+    b.cluster
+        .inject_txn_error(ApiKey::InitProducerId, ErrorCode::CoordinatorLoadInProgress);
+    b.cluster
+        .inject_txn_error(ApiKey::AddPartitionsToTxn, ErrorCode::NotCoordinator);
+    b.cluster.inject_txn_error(
+        ApiKey::AddPartitionsToTxn,
+        ErrorCode::ConcurrentTransactions,
+    );
+    b.cluster
+        .inject_txn_error(ApiKey::EndTxn, ErrorCode::CoordinatorNotAvailable);
+    b.cluster
+        .inject_txn_error(ApiKey::EndTxn, ErrorCode::ConcurrentTransactions);
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce_acked(p, &["r1", "r2"]);
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(o.committed && o.error.is_none(), "{o:?}");
+    assert!(b.txn_errors(p).is_empty(), "{:?}", b.txn_errors(p));
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["r1", "r2"])
+    );
+}
+
+#[test]
+fn the_transaction_coordinator_moving_mid_transaction_is_followed() {
+    let mut b = Bench::new(3);
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce_acked(p, &["before"]);
+    let from = b
+        .cluster
+        .transaction_coordinator_of(TXN_ID)
+        .expect("coordinator");
+    let state_partition = super::coordinator::offsets_partition_for(
+        TXN_ID,
+        b.cluster.config().transactions.state_partitions,
+    );
+    let to = b
+        .cluster
+        .move_leader(TRANSACTION_STATE_TOPIC, state_partition, None)
+        .expect("moved");
+    assert_ne!(from, to);
+    b.produce_acked(p, &["after"]);
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(o.committed, "{o:?}");
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["after", "before"])
+    );
+}
+
+#[test]
+fn an_add_partitions_refusal_makes_the_transaction_abortable_and_the_next_one_works() {
+    let mut b = Bench::new(1);
+    b.cluster.inject_txn_error(
+        ApiKey::AddPartitionsToTxn,
+        ErrorCode::TopicAuthorizationFailed,
+    );
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce(p, "refused").expect("buffered");
+    let abortable = |b: &Bench| b.clients[p].transaction_state() == Some(TxnState::MustAbort);
+    assert!(
+        b.run_until(Duration::from_secs(10), abortable),
+        "{:?}",
+        b.events[p]
+    );
+    assert_eq!(b.produce(p, "more"), Err(ProduceError::NotInTransaction));
+    let now = b.now;
+    assert!(matches!(
+        b.clients[p].end_transaction(now, TxnEnd::Commit),
+        Err(TxnError::MustAbort(_))
+    ));
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed, "{o:?}");
+    // The record never left: it failed with the abort.
+    assert!(b.events[p].iter().any(|e| matches!(
+        e,
+        Event::ProduceFailed {
+            error: ProduceError::TransactionAborted,
+            ..
+        }
+    )));
+
+    b.begin(p);
+    b.produce(p, "ok").expect("buffered");
+    assert!(b.end(p, TxnEnd::Commit).committed);
+    assert_eq!(b.read_all(IsolationLevel::ReadUncommitted), sorted(&["ok"]));
+}
+
+#[test]
+fn an_end_txn_answered_invalid_txn_state_closes_the_producer() {
+    let mut b = Bench::new(1);
+    b.cluster
+        .inject_txn_error(ApiKey::EndTxn, ErrorCode::InvalidTxnState);
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce_acked(p, &["x"]);
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(!o.committed);
+    assert!(o.commit_in_doubt, "the commit went out: {o:?}");
+    assert_eq!(b.clients[p].transaction_state(), Some(TxnState::Failed));
+}
+
+#[test]
+fn a_transaction_older_than_its_timeout_is_aborted_by_the_coordinator() {
+    let mut b = Bench::new(1);
+    let p = b.add(
+        Config::builder()
+            .transactional_id(TXN_ID)
+            .transaction_timeout(Duration::from_secs(1)),
+    );
+    b.begin(p);
+    b.produce_acked(p, &["late"]);
+    b.run_for(Duration::from_secs(3));
+    // The coordinator aborted it and bumped the epoch: with transactions
+    // v1 the producer's epoch is fenced (Kafka answers PRODUCER_FENCED to
+    // a re-init naming it), so the end reports it and the producer stops.
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(!o.committed, "{o:?}");
+    assert!(matches!(o.error, Some(TxnError::Fenced(_))), "{o:?}");
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        Vec::<String>::new()
+    );
+    // A new instance of the producer takes over the id.
+    let again = b.producer(TXN_ID);
+    b.begin(again);
+    b.produce(again, "fresh").expect("buffered");
+    assert!(b.end(again, TxnEnd::Commit).committed);
+}
+
+#[test]
+fn a_partition_leader_answering_producer_fenced_closes_the_producer() {
+    let mut b = Bench::new(1);
+    for p in 0..2 {
+        b.cluster.inject_produce_fault(
+            TOPIC,
+            p,
+            ProduceFault::Error {
+                code: ErrorCode::ProducerFenced,
+                append: false,
+            },
+        );
+    }
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce(p, "x").expect("buffered");
+    let failed = |b: &Bench| b.clients[p].transaction_state() == Some(TxnState::Failed);
+    assert!(
+        b.run_until(Duration::from_secs(10), failed),
+        "{:?}",
+        b.events[p]
+    );
+    assert_eq!(
+        b.txn_errors(p),
+        vec![TxnError::ProducerFailed(ProduceError::Broker(
+            ErrorCode::ProducerFenced
+        ))]
+    );
+    assert_eq!(b.produce(p, "y"), Err(ProduceError::TransactionFailed));
+}
+
+#[test]
+fn a_record_failing_inside_a_transaction_turns_its_commit_into_an_abort() {
+    let mut b = Bench::new(1);
+    for p in 0..2 {
+        b.cluster.inject_produce_fault(
+            TOPIC,
+            p,
+            ProduceFault::Error {
+                code: ErrorCode::InvalidRecord,
+                append: false,
+            },
+        );
+    }
+    let p = b.producer(TXN_ID);
+    b.begin(p);
+    b.produce(p, "bad").expect("buffered");
+    let o = b.end(p, TxnEnd::Commit);
+    assert!(!o.committed, "{o:?}");
+    assert_eq!(o.error, Some(TxnError::RecordFailed));
+    // The producer is usable: the next transaction commits.
+    b.begin(p);
+    b.produce(p, "good").expect("buffered");
+    assert!(b.end(p, TxnEnd::Commit).committed);
+    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), sorted(&["good"]));
+}
