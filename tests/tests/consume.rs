@@ -118,11 +118,11 @@ fn sansa_reads_what_librdkafka_wrote_with_every_codec_on_tansu() {
     every_codec_produced_by_librdkafka_is_read_exactly(&tansu, 1);
 }
 
-#[test]
-fn exact_start_offsets_are_honoured_on_the_mock_cluster() {
-    let mock = MockCluster::new(1).expect("mock cluster");
-    let bootstrap = mock.bootstrap();
-    mock.create_topic("exact", 1, 1).expect("topic");
+/// Writes 100 records to partition 0 of a new one-partition `topic`.
+fn hundred_records(peer: &dyn KafkaPeer, topic: &str) {
+    let bootstrap = peer.bootstrap();
+    peer.create_topic(topic, 1, 1)
+        .unwrap_or_else(|e| panic!("{}: create {topic}: {e}", peer.name()));
     let sent: Vec<TestRecord> = (0..100)
         .map(|i| {
             let mut r = TestRecord::numbered(i, 10);
@@ -131,31 +131,92 @@ fn exact_start_offsets_are_honoured_on_the_mock_cluster() {
         })
         .collect();
     let producer = librdkafka::producer(&bootstrap, &[]).expect("producer");
-    librdkafka::produce_blocking(&producer, "exact", &sent).expect("produce");
-    let rt = runtime();
-    let offsets = rt.block_on(async {
-        let client = Client::builder()
-            .seed_brokers(bootstrap.split(','))
-            .build()
+    librdkafka::produce_blocking(&producer, topic, &sent).expect("produce");
+}
+
+/// Reads partition 0 of `topic` from `start` until `until` (exclusive):
+/// (offset, leader epoch) of each record, failing on any fetch error.
+async fn read_from(
+    bootstrap: &str,
+    topic: &str,
+    start: StartOffset,
+    until: i64,
+) -> Vec<(i64, i32)> {
+    let client = Client::builder()
+        .seed_brokers(bootstrap.split(','))
+        .build()
+        .await
+        .expect("client");
+    client.consume_partitions(BTreeMap::from([(
+        topic.to_string(),
+        BTreeMap::from([(0, start)]),
+    )]));
+    let mut got = Vec::new();
+    while got.last().is_none_or(|&(o, _)| o + 1 < until) {
+        let fetched = tokio::time::timeout(WAIT, client.poll_fetches(None))
             .await
-            .expect("client");
-        let mut parts = BTreeMap::new();
-        parts.insert(
-            "exact".to_string(),
-            BTreeMap::from([(0, StartOffset::At(90))]),
-        );
-        client.consume_partitions(parts);
-        let mut offsets = Vec::new();
-        while offsets.len() < 10 {
-            let records = tokio::time::timeout(WAIT, client.poll_records(None))
-                .await
-                .expect("records in time");
-            offsets.extend(records.iter().map(|r| r.offset));
+            .unwrap_or_else(|_| panic!("{start:?}: read {got:?} of ..{until} in {WAIT:?}"));
+        for f in fetched {
+            assert!(f.error.is_none(), "{start:?}: {:?}", f.error);
+            got.extend(f.records.iter().map(|r| (r.offset, r.leader_epoch)));
         }
-        client.close().await;
-        offsets
-    });
+    }
+    client.close().await;
+    got
+}
+
+#[test]
+fn exact_start_offsets_are_honoured_on_the_mock_cluster() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    hundred_records(&mock, "exact");
+    let rt = runtime();
+    let read = rt.block_on(read_from(
+        &mock.bootstrap(),
+        "exact",
+        StartOffset::At(90),
+        100,
+    ));
+    let offsets: Vec<i64> = read.iter().map(|r| r.0).collect();
     assert_eq!(offsets, (90..100).collect::<Vec<i64>>());
+}
+
+/// A committed position with its leader epoch (KIP-320): the consumer
+/// asks the leader (OffsetForLeaderEpoch) whether the log still holds
+/// that epoch up to the offset, and reads on from exactly there.
+fn a_start_with_its_leader_epoch_is_validated_then_read(peer: &dyn KafkaPeer) {
+    hundred_records(peer, "epoch-start");
+    let rt = runtime();
+    let bootstrap = peer.bootstrap();
+    let first = rt.block_on(read_from(&bootstrap, "epoch-start", StartOffset::At(0), 50));
+    let &(_, epoch) = first.get(49).expect("offset 49 read");
+    let read = rt.block_on(read_from(
+        &bootstrap,
+        "epoch-start",
+        StartOffset::AtEpoch {
+            offset: 50,
+            leader_epoch: epoch,
+        },
+        100,
+    ));
+    let offsets: Vec<i64> = read.iter().map(|r| r.0).collect();
+    assert_eq!(
+        offsets,
+        (50..100).collect::<Vec<i64>>(),
+        "{}: epoch {epoch}",
+        peer.name()
+    );
+}
+
+#[test]
+fn a_start_with_its_leader_epoch_is_validated_then_read_on_the_mock_cluster() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    a_start_with_its_leader_epoch_is_validated_then_read(&mock);
+}
+
+#[test]
+fn a_start_with_its_leader_epoch_is_validated_then_read_on_tansu() {
+    let tansu = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    a_start_with_its_leader_epoch_is_validated_then_read(&tansu);
 }
 
 #[test]
