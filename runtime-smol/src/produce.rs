@@ -6,12 +6,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use async_channel::{Sender, WeakSender};
 use event_listener::Event;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, BatchState, Cells, RecordState};
+use sansa_core::session::{self, BatchState, Cells, RecordState, WakerSlot};
 
 use crate::client::Client;
 use crate::driver::{produce_command, Command};
@@ -22,50 +22,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What a [`ProduceFuture`] shares with the driver.
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    state: Mutex<(RecordState, Option<Waker>)>,
-}
-
-impl Slot {
-    /// Records what happened and wakes the future if it waits.
-    fn update(&self, f: impl FnOnce(&mut RecordState)) {
-        let waker = {
-            let mut state = lock(&self.state);
-            f(&mut state.0);
-            state.1.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// Polls `f` on the state, keeping the waker while it says pending.
-    fn poll<T>(&self, cx: &Context<'_>, f: impl FnOnce(&mut RecordState) -> Option<T>) -> Poll<T> {
-        let mut state = lock(&self.state);
-        if let Some(t) = f(&mut state.0) {
-            return Poll::Ready(t);
-        }
-        match &state.1 {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.1 = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-}
-
-/// The smol cells behind a [`Sink`]: a [`Slot`] per record, a
+/// The smol cells behind a [`Sink`]: a [`WakerSlot`] per record, a
 /// [`Batch`] per [`FirstError`], a channel for a batch admission.
 #[derive(Debug)]
 pub(crate) struct SmolCells;
 
 impl Cells for SmolCells {
-    type Record = Slot;
+    type Record = WakerSlot;
     type Batch = Batch;
     type Admission = Sender<Result<(), ProduceError>>;
 
-    fn update(record: &Slot, f: impl FnOnce(&mut RecordState)) {
+    fn update(record: &WakerSlot, f: impl FnOnce(&mut RecordState)) {
         record.update(f);
     }
 
@@ -90,7 +57,7 @@ pub(crate) type Sink = session::Sink<SmolCells>;
 #[derive(Debug)]
 #[must_use = "the record is sent anyway; await the future to learn whether it was delivered"]
 pub struct ProduceFuture {
-    slot: Arc<Slot>,
+    slot: Arc<WakerSlot>,
     ticket: u64,
     commands: WeakSender<Command>,
 }
@@ -102,7 +69,7 @@ impl ProduceFuture {
         fail_when_full: bool,
         urgent: bool,
     ) -> Self {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(WakerSlot::default());
         let ticket = client.next_ticket();
         let sink = Sink::Record(Some(slot.clone()));
         client.send_produce(produce_command(

@@ -9,7 +9,7 @@
 //! core's; what is here is tokio: channels, tasks and a timer.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
@@ -56,9 +56,6 @@ impl Waiters for TokioWaiters {
 /// What a [`crate::Client`] asks of the driver.
 pub(crate) type Command = session::Command<TokioWaiters>;
 
-/// One record to produce and where its results go.
-pub(crate) type ProduceCommand = ProduceRequest<Sink>;
-
 /// A produce command stamped with the wall clock of the call.
 pub(crate) fn produce_command(
     record: Record,
@@ -66,22 +63,15 @@ pub(crate) fn produce_command(
     urgent: bool,
     ticket: u64,
     sink: Sink,
-) -> ProduceCommand {
-    ProduceRequest {
+) -> ProduceRequest<Sink> {
+    ProduceRequest::new(
         record,
-        wall_ms: wall_ms(),
+        SystemTime::now(),
         fail_when_full,
         urgent,
         ticket,
-        waiter: sink,
-    }
-}
-
-/// Milliseconds since the Unix epoch; 0 for a clock set before 1970.
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        sink,
+    )
 }
 
 /// Starts the driver of `core` on `runtime`.
@@ -123,8 +113,7 @@ impl Driver {
     }
 
     fn now(&self) -> Timestamp {
-        let nanos = self.origin.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        session::timestamp(self.origin.elapsed())
     }
 
     fn instant(&self, t: Timestamp) -> Instant {

@@ -1,154 +1,55 @@
 //! What a produce call gives back: a [`ProduceFuture`] per record, or a
-//! [`FirstError`] for a batch of records.
+//! [`FirstError`] for a batch of records. The states are the core's
+//! ([`RecordState`], [`BatchState`]) and so is where results go
+//! ([`session::Sink`]); what is here is how a task waits on them (a
+//! waker, a [`Notify`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use sansa_core::producer::{ProduceError, RecordMeta};
-use sansa_core::session::{BatchState, Outcome, ProduceWaiter, RecordState};
+use sansa_core::session::{self, BatchState, Cells, RecordState, WakerSlot};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::client::Client;
 use crate::driver::{produce_command, Command};
 use crate::Record;
 
-/// What a [`ProduceFuture`] shares with the driver: the core's
-/// [`RecordState`] and the waker of the task waiting on it. One
-/// allocation and one lock per record, where a pair of channels cost two
-/// of each and showed in the profile.
-#[derive(Debug, Default)]
-struct Slot {
-    state: Mutex<SlotState>,
+/// Locks a mutex whose holders never panic; a poisoned state is still a
+/// valid one.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-#[derive(Debug, Default)]
-struct SlotState {
-    record: RecordState,
-    waker: Option<Waker>,
-}
-
-impl Slot {
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        // Nothing panics while holding the lock; a poisoned state is still
-        // a valid one.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records what happened and wakes the future if it waits.
-    fn update(&self, f: impl FnOnce(&mut RecordState)) {
-        let waker = {
-            let mut state = self.lock();
-            f(&mut state.record);
-            state.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-/// The driver's end of a [`ProduceFuture`]; dropped without a result (the
-/// driver is gone), it fails the record with [`ProduceError::Closed`], so
-/// no future waits forever.
+/// The tokio cells behind a [`Sink`]: a [`WakerSlot`] per record, a
+/// [`Batch`] per [`FirstError`], a oneshot for a batch admission.
 #[derive(Debug)]
-pub(crate) struct SlotHandle(Option<Arc<Slot>>);
+pub(crate) struct TokioCells;
 
-impl SlotHandle {
-    /// The record is in the buffer.
-    fn buffered(&self) {
-        if let Some(slot) = &self.0 {
-            slot.update(RecordState::buffered);
+impl Cells for TokioCells {
+    type Record = WakerSlot;
+    type Batch = Batch;
+    type Admission = oneshot::Sender<Result<(), ProduceError>>;
+
+    fn update(record: &WakerSlot, f: impl FnOnce(&mut RecordState)) {
+        record.update(f);
+    }
+
+    fn finish(batch: &Batch, error: Option<ProduceError>) {
+        if lock(&batch.state).finish(error) {
+            batch.done.notify_waiters();
         }
     }
 
-    /// Hands over the result.
-    fn complete(mut self, outcome: Outcome) {
-        if let Some(slot) = self.0.take() {
-            slot.update(|s| s.complete(outcome));
-        }
-    }
-}
-
-impl Drop for SlotHandle {
-    fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            slot.update(RecordState::abandoned);
-        }
-    }
-}
-
-impl ProduceWaiter for Sink {
-    fn buffered(&mut self) {
-        self.admit(Ok(()));
-    }
-
-    fn complete(self, outcome: Outcome) {
-        Sink::complete(self, outcome);
-    }
-
-    fn refused(self, error: ProduceError) {
-        self.refuse(error);
+    fn admit(reply: Self::Admission, result: Result<(), ProduceError>) {
+        let _ = reply.send(result);
     }
 }
 
 /// Where the driver sends a record's result.
-#[derive(Debug)]
-pub(crate) enum Sink {
-    /// A [`ProduceFuture`] waits on it.
-    Future(SlotHandle),
-    /// One record of a [`FirstError`], and who waits to hear whether it
-    /// was buffered (`FirstError::try_produce`).
-    Batch(
-        BatchTicket,
-        Option<oneshot::Sender<Result<(), ProduceError>>>,
-    ),
-}
-
-impl Sink {
-    /// The record is in the buffer (`Ok`), or never will be (`Err`).
-    pub(crate) fn admit(&mut self, result: Result<(), ProduceError>) {
-        match self {
-            // A refusal reaches the future with the outcome, which follows.
-            Sink::Future(slot) => {
-                if result.is_ok() {
-                    slot.buffered();
-                }
-            }
-            Sink::Batch(_, admitted) => {
-                if let Some(tx) = admitted.take() {
-                    let _ = tx.send(result);
-                }
-            }
-        }
-    }
-
-    /// Hands over the result.
-    pub(crate) fn complete(self, outcome: Outcome) {
-        match self {
-            // Admits too, under the same lock.
-            Sink::Future(slot) => slot.complete(outcome),
-            Sink::Batch(ticket, admitted) => {
-                if let Some(tx) = admitted {
-                    let _ = tx.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
-                }
-                ticket.complete(outcome);
-            }
-        }
-    }
-
-    /// A `try_produce` record was refused before the core took it: the
-    /// refusal is reported by the call itself (its admission), and the
-    /// record does not count in a batch.
-    pub(crate) fn refuse(mut self, error: ProduceError) {
-        self.admit(Err(error.clone()));
-        match self {
-            Sink::Future(slot) => slot.complete(Err(error)),
-            Sink::Batch(ticket, _) => ticket.discard(),
-        }
-    }
-}
+pub(crate) type Sink = session::Sink<TokioCells>;
 
 /// The result of one produced record; resolves when the record is
 /// delivered (`Ok` with where it landed) or failed.
@@ -170,7 +71,7 @@ impl Sink {
 #[derive(Debug)]
 #[must_use = "the record is sent anyway; await the future to learn whether it was delivered"]
 pub struct ProduceFuture {
-    slot: Arc<Slot>,
+    slot: Arc<WakerSlot>,
     ticket: u64,
     commands: mpsc::WeakUnboundedSender<Command>,
 }
@@ -183,14 +84,14 @@ impl ProduceFuture {
         fail_when_full: bool,
         urgent: bool,
     ) -> ProduceFuture {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(WakerSlot::default());
         let ticket = client.next_ticket();
         client.send_produce(produce_command(
             record,
             fail_when_full,
             urgent,
             ticket,
-            Sink::Future(SlotHandle(Some(slot.clone()))),
+            Sink::Record(Some(slot.clone())),
         ));
         ProduceFuture {
             slot,
@@ -224,17 +125,7 @@ impl ProduceFuture {
     /// # }
     /// ```
     pub async fn buffered(&mut self) -> Result<(), ProduceError> {
-        std::future::poll_fn(|cx| {
-            let mut state = self.slot.lock();
-            match state.record.admission() {
-                Some(admission) => Poll::Ready(admission),
-                None => {
-                    register(&mut state.waker, cx);
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| self.slot.poll(cx, |s| s.admission())).await
     }
 
     /// Asks the client to cancel the record: it fails with
@@ -265,20 +156,7 @@ impl Future for ProduceFuture {
     type Output = Result<RecordMeta, ProduceError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.slot.lock();
-        if let Some(outcome) = state.record.take() {
-            return Poll::Ready(outcome);
-        }
-        register(&mut state.waker, cx);
-        Poll::Pending
-    }
-}
-
-/// Keeps the waker of the latest poll, cloning only when it changed.
-fn register(waker: &mut Option<Waker>, cx: &Context<'_>) {
-    match waker {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *waker = Some(cx.waker().clone()),
+        self.slot.poll(cx, RecordState::take)
     }
 }
 
@@ -303,56 +181,14 @@ fn register(waker: &mut Option<Waker>, cx: &Context<'_>) {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct FirstError {
-    state: Arc<Batch>,
+    batch: Arc<Batch>,
 }
 
+/// What the handles of one [`FirstError`] share with the driver.
 #[derive(Debug, Default)]
-struct Batch {
-    inner: Mutex<BatchState>,
+pub(crate) struct Batch {
+    state: Mutex<BatchState>,
     done: Notify,
-}
-
-impl Batch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
-        // Nothing panics while holding the lock; if something did, the
-        // counts are still whole numbers worth reading.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// One record's place in a [`FirstError`]; counts as failed with
-/// [`ProduceError::Closed`] if dropped without a result (the driver is
-/// gone), so [`FirstError::wait`] never hangs on a lost record.
-#[derive(Debug)]
-pub(crate) struct BatchTicket(Option<Arc<Batch>>);
-
-impl BatchTicket {
-    fn complete(mut self, outcome: Outcome) {
-        if let Some(state) = self.0.take() {
-            finish(&state, outcome.err());
-        }
-    }
-
-    fn discard(mut self) {
-        if let Some(state) = self.0.take() {
-            finish(&state, None);
-        }
-    }
-}
-
-impl Drop for BatchTicket {
-    fn drop(&mut self) {
-        if let Some(state) = self.0.take() {
-            finish(&state, Some(ProduceError::Closed));
-        }
-    }
-}
-
-/// One record of the batch is done; `error` is why it failed, if it did.
-fn finish(batch: &Batch, error: Option<ProduceError>) {
-    if batch.lock().finish(error) {
-        batch.done.notify_waiters();
-    }
 }
 
 impl FirstError {
@@ -367,9 +203,10 @@ impl FirstError {
         Self::default()
     }
 
-    fn ticket(&self) -> BatchTicket {
-        self.state.lock().add();
-        BatchTicket(Some(self.state.clone()))
+    /// Counts one more record and names the batch for its [`Sink`].
+    fn ticket(&self) -> Option<Arc<Batch>> {
+        lock(&self.batch.state).add();
+        Some(self.batch.clone())
     }
 
     /// Produces `record` as part of this batch ([`Client::produce`]
@@ -403,14 +240,8 @@ impl FirstError {
     /// ```
     pub async fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
         let (admitted_tx, admitted) = oneshot::channel();
-        let ticket = self.ticket();
-        client.send_produce(produce_command(
-            record,
-            true,
-            false,
-            0,
-            Sink::Batch(ticket, Some(admitted_tx)),
-        ));
+        let sink = Sink::Batch(self.ticket(), Some(admitted_tx));
+        client.send_produce(produce_command(record, true, false, 0, sink));
         admitted.await.unwrap_or(Err(ProduceError::Closed))
     }
 
@@ -420,7 +251,7 @@ impl FirstError {
     /// assert_eq!(sansa_tokio::FirstError::new().outstanding(), 0);
     /// ```
     pub fn outstanding(&self) -> usize {
-        self.state.lock().outstanding()
+        lock(&self.batch.state).outstanding()
     }
 
     /// The first failure so far, without waiting.
@@ -429,7 +260,7 @@ impl FirstError {
     /// assert!(sansa_tokio::FirstError::new().first_error().is_none());
     /// ```
     pub fn first_error(&self) -> Option<ProduceError> {
-        self.state.lock().first_error()
+        lock(&self.batch.state).first_error()
     }
 
     /// Waits until every record produced through this batch so far is
@@ -446,13 +277,11 @@ impl FirstError {
     /// ```
     pub async fn wait(&self) -> Result<(), ProduceError> {
         loop {
-            let notified = self.state.done.notified();
+            let notified = self.batch.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                if let Some(result) = self.state.lock().result() {
-                    return result;
-                }
+            if let Some(result) = lock(&self.batch.state).result() {
+                return result;
             }
             notified.await;
         }

@@ -36,6 +36,7 @@ mod builder;
 mod helpers;
 mod outcome;
 mod sink;
+mod waker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -50,6 +51,7 @@ use books::ById;
 pub use helpers::{check_patterns, into_records, timestamp, wall_ms};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
+pub use waker::WakerSlot;
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll
