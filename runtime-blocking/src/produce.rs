@@ -10,7 +10,7 @@ use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use sansa_core::session::{self, BatchState, Cells, RecordState};
 
 use crate::client::{Client, WeakClient};
-use crate::driver::{produce_command, Command};
+use crate::driver::Command;
 use crate::wait::{answer, RecordSlot, Reply, Watched};
 
 /// The blocking cells behind a [`Sink`]: a watched [`RecordState`] per
@@ -61,13 +61,7 @@ impl ProduceHandle {
         let slot = RecordSlot::default();
         let ticket = client.next_ticket();
         let sink = Sink::Record(Some(slot.clone()));
-        client.send_produce(produce_command(
-            record,
-            fail_when_full,
-            urgent,
-            ticket,
-            sink,
-        ));
+        client.send_produce(record, fail_when_full, urgent, ticket, sink);
         ProduceHandle {
             slot,
             ticket,
@@ -142,7 +136,7 @@ impl FirstError {
     /// semantics: waits for buffer space inside the client).
     pub fn produce(&self, client: &Client, record: Record) {
         let sink = Sink::Batch(self.ticket(), None);
-        client.send_produce(produce_command(record, false, false, 0, sink));
+        client.send_produce(record, false, false, 0, sink);
     }
 
     /// Produces `record` as part of this batch, failing at once with
@@ -150,7 +144,7 @@ impl FirstError {
     pub fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
         let (admitted, reply) = answer();
         let sink = Sink::Batch(self.ticket(), Some(reply));
-        client.send_produce(produce_command(record, true, false, 0, sink));
+        client.send_produce(record, true, false, 0, sink);
         admitted.wait(None).unwrap_or(Err(ProduceError::Closed))
     }
 

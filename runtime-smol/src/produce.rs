@@ -1,54 +1,22 @@
 //! What a produce call gives back: a [`ProduceFuture`] per record, or a
-//! [`FirstError`] for a batch. The states are the core's
-//! ([`RecordState`], [`BatchState`]); what is here is how a task waits on
-//! them (a waker, an [`event_listener::Event`]).
+//! [`FirstError`] for a batch. The cells are the core's
+//! ([`WakerCells`]); what is here is handing records to the driver and
+//! awaiting the cells.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_channel::{Sender, WeakSender};
-use event_listener::Event;
+use async_channel::WeakSender;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, BatchState, Cells, RecordState, WakerSlot};
+use sansa_core::session::{self, RecordState, WakerBatch, WakerCells, WakerSlot};
 
 use crate::client::Client;
-use crate::driver::{produce_command, Command};
-
-/// Locks a mutex whose holders never panic; a poisoned state is still a
-/// valid one.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The smol cells behind a [`Sink`]: a [`WakerSlot`] per record, a
-/// [`Batch`] per [`FirstError`], a channel for a batch admission.
-#[derive(Debug)]
-pub(crate) struct SmolCells;
-
-impl Cells for SmolCells {
-    type Record = WakerSlot;
-    type Batch = Batch;
-    type Admission = Sender<Result<(), ProduceError>>;
-
-    fn update(record: &WakerSlot, f: impl FnOnce(&mut RecordState)) {
-        record.update(f);
-    }
-
-    fn finish(batch: &Batch, error: Option<ProduceError>) {
-        if lock(&batch.state).finish(error) {
-            batch.done.notify(usize::MAX);
-        }
-    }
-
-    fn admit(reply: Self::Admission, result: Result<(), ProduceError>) {
-        let _ = reply.try_send(result);
-    }
-}
+use crate::driver::Command;
 
 /// Where the driver sends a record's result.
-pub(crate) type Sink = session::Sink<SmolCells>;
+pub(crate) type Sink = session::Sink<WakerCells>;
 
 /// The result of one produced record; resolves when it is delivered
 /// (`Ok` with where it landed) or failed. The record is on its way
@@ -72,13 +40,7 @@ impl ProduceFuture {
         let slot = Arc::new(WakerSlot::default());
         let ticket = client.next_ticket();
         let sink = Sink::Record(Some(slot.clone()));
-        client.send_produce(produce_command(
-            record,
-            fail_when_full,
-            urgent,
-            ticket,
-            sink,
-        ));
+        client.send_produce(record, fail_when_full, urgent, ticket, sink);
         ProduceFuture {
             slot,
             ticket,
@@ -111,12 +73,6 @@ impl Future for ProduceFuture {
     }
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    state: Mutex<BatchState>,
-    done: Event,
-}
-
 /// Waits for a batch of records and keeps the first failure (in
 /// completion order), like franz-go's `FirstErrPromise`. Cloning gives
 /// another handle on the same batch.
@@ -135,7 +91,7 @@ pub(crate) struct Batch {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct FirstError {
-    batch: Arc<Batch>,
+    batch: Arc<WakerBatch>,
 }
 
 impl FirstError {
@@ -144,8 +100,8 @@ impl FirstError {
         Self::default()
     }
 
-    fn ticket(&self) -> Option<Arc<Batch>> {
-        lock(&self.batch.state).add();
+    fn ticket(&self) -> Option<Arc<WakerBatch>> {
+        self.batch.add();
         Some(self.batch.clone())
     }
 
@@ -153,37 +109,31 @@ impl FirstError {
     /// semantics: waits for buffer space inside the client).
     pub fn produce(&self, client: &Client, record: Record) {
         let sink = Sink::Batch(self.ticket(), None);
-        client.send_produce(produce_command(record, false, false, 0, sink));
+        client.send_produce(record, false, false, 0, sink);
     }
 
     /// Produces `record` as part of this batch, failing at once with
     /// [`ProduceError::BufferFull`]; a refused record is not counted.
     pub async fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
-        let (tx, admitted) = async_channel::bounded(1);
-        let sink = Sink::Batch(self.ticket(), Some(tx));
-        client.send_produce(produce_command(record, true, false, 0, sink));
-        admitted.recv().await.unwrap_or(Err(ProduceError::Closed))
+        let admitted = Arc::new(WakerSlot::default());
+        let sink = Sink::Batch(self.ticket(), Some(admitted.clone()));
+        client.send_produce(record, true, false, 0, sink);
+        std::future::poll_fn(|cx| admitted.poll(cx, |s| s.admission())).await
     }
 
     /// Records of the batch not yet delivered or failed.
     pub fn outstanding(&self) -> usize {
-        lock(&self.batch.state).outstanding()
+        self.batch.outstanding()
     }
 
     /// The first failure so far, without waiting.
     pub fn first_error(&self) -> Option<ProduceError> {
-        lock(&self.batch.state).first_error()
+        self.batch.first_error()
     }
 
     /// Waits until every record produced through this batch so far is
     /// done, then returns the first failure, if any.
     pub async fn wait(&self) -> Result<(), ProduceError> {
-        loop {
-            let listener = self.batch.done.listen();
-            if let Some(result) = lock(&self.batch.state).result() {
-                return result;
-            }
-            listener.await;
-        }
+        std::future::poll_fn(|cx| self.batch.poll_result(cx)).await
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
@@ -42,21 +43,6 @@ pub enum Error {
 /// When the last handle is dropped the driver flushes what was produced,
 /// then closes, as [`Client::close`] does; futures of records still
 /// resolve.
-///
-/// ```no_run
-/// use sansa_tokio::{Client, Record};
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = Client::builder()
-///     .seed_brokers(["localhost:9092"])
-///     .build()
-///     .await?;
-/// let meta = client.produce_sync(Record::new("events", "hello")).await?;
-/// println!("written at offset {}", meta.offset);
-/// client.close().await;
-/// # Ok(())
-/// # }
-/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -74,17 +60,6 @@ struct Inner {
 impl Client {
     /// A builder with franz-go's defaults (see [`ConfigBuilder`]); at
     /// least [`ClientBuilder::seed_brokers`] must be set.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), sansa_tokio::Error> {
-    /// let client = sansa_tokio::Client::builder()
-    ///     .seed_brokers(["localhost:9092"])
-    ///     .client_id("billing")
-    ///     .build()
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
     pub fn builder() -> ClientBuilder {
         ClientBuilder {
             config: sansa_core::Config::builder(),
@@ -166,14 +141,6 @@ impl Client {
 
     /// Produces `record` without lingering and waits for the result: one
     /// record, sent as soon as the connection allows.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
-    /// let meta = client.produce_sync(sansa_tokio::Record::new("events", "now")).await?;
-    /// println!("{}/{}@{}", meta.topic, meta.partition, meta.offset);
-    /// # Ok(())
-    /// # }
-    /// ```
     pub async fn produce_sync(&self, record: Record) -> Result<RecordMeta, ProduceError> {
         ProduceFuture::start(self, record, false, true).await
     }
@@ -215,10 +182,9 @@ impl Client {
     /// ```
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Flush(tx)).is_ok() {
-            // An error means the driver ended, which fails every record.
-            let _ = rx.await;
-        }
+        // A closed driver drops the sender: nothing is left to flush.
+        self.send(Command::Flush(tx));
+        let _ = rx.await;
     }
 
     /// Flushes, then closes every connection and stops the driver task.
@@ -240,20 +206,11 @@ impl Client {
     /// ```
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Close(Some(tx))).is_ok() {
-            let _ = rx.await;
-        }
+        self.send(Command::Close(Some(tx)));
+        let _ = rx.await;
     }
 
     /// Whether the driver task has ended (after [`Client::close`]).
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// assert!(!client.is_closed());
-    /// client.close().await;
-    /// assert!(client.is_closed());
-    /// # }
-    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.commands.is_closed()
     }
@@ -266,9 +223,19 @@ impl Client {
         self.inner.commands.downgrade()
     }
 
-    /// Hands a produce to the driver; if it is gone, fails the record with
+    /// Hands a produce to the driver, stamped with the wall clock of the
+    /// call; if the driver is gone, fails the record with
     /// [`ProduceError::Closed`] here.
-    pub(crate) fn send_produce(&self, request: ProduceRequest<Sink>) {
+    pub(crate) fn send_produce(
+        &self,
+        record: Record,
+        fail_when_full: bool,
+        urgent: bool,
+        ticket: u64,
+        sink: Sink,
+    ) {
+        let wall = SystemTime::now();
+        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
         if let Err(mpsc::error::SendError(Command::Produce(request))) =
             self.inner.commands.send(Command::Produce(request))
         {
@@ -307,16 +274,6 @@ impl ClientBuilder {
 
     /// Validates the settings and starts the driver task on the current
     /// tokio runtime. Nothing connects until there is work.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), sansa_tokio::Error> {
-    /// let client = sansa_tokio::Client::builder()
-    ///     .seed_brokers(["localhost:9092"])
-    ///     .build()
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
     pub async fn build(self) -> Result<Client, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let config = self.config.build()?;

@@ -67,7 +67,8 @@ pub use sansa_core::consumer::{
     ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
     StartOffset,
 };
-pub use stream::{PartitionError, RecordStream};
+pub use sansa_core::session::PartitionError;
+pub use stream::RecordStream;
 
 /// The sans-IO core this crate drives, for its configuration types and
 /// protocol.

@@ -1,55 +1,23 @@
 //! What a produce call gives back: a [`ProduceFuture`] per record, or a
-//! [`FirstError`] for a batch of records. The states are the core's
-//! ([`RecordState`], [`BatchState`]) and so is where results go
-//! ([`session::Sink`]); what is here is how a task waits on them (a
-//! waker, a [`Notify`]).
+//! [`FirstError`] for a batch of records. The cells are the core's
+//! ([`WakerCells`]); what is here is handing records to the driver and
+//! awaiting the cells.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use sansa_core::producer::{ProduceError, RecordMeta};
-use sansa_core::session::{self, BatchState, Cells, RecordState, WakerSlot};
-use tokio::sync::{mpsc, oneshot, Notify};
+use sansa_core::session::{self, RecordState, WakerBatch, WakerCells, WakerSlot};
+use tokio::sync::mpsc;
 
 use crate::client::Client;
-use crate::driver::{produce_command, Command};
+use crate::driver::Command;
 use crate::Record;
 
-/// Locks a mutex whose holders never panic; a poisoned state is still a
-/// valid one.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The tokio cells behind a [`Sink`]: a [`WakerSlot`] per record, a
-/// [`Batch`] per [`FirstError`], a oneshot for a batch admission.
-#[derive(Debug)]
-pub(crate) struct TokioCells;
-
-impl Cells for TokioCells {
-    type Record = WakerSlot;
-    type Batch = Batch;
-    type Admission = oneshot::Sender<Result<(), ProduceError>>;
-
-    fn update(record: &WakerSlot, f: impl FnOnce(&mut RecordState)) {
-        record.update(f);
-    }
-
-    fn finish(batch: &Batch, error: Option<ProduceError>) {
-        if lock(&batch.state).finish(error) {
-            batch.done.notify_waiters();
-        }
-    }
-
-    fn admit(reply: Self::Admission, result: Result<(), ProduceError>) {
-        let _ = reply.send(result);
-    }
-}
-
 /// Where the driver sends a record's result.
-pub(crate) type Sink = session::Sink<TokioCells>;
+pub(crate) type Sink = session::Sink<WakerCells>;
 
 /// The result of one produced record; resolves when the record is
 /// delivered (`Ok` with where it landed) or failed.
@@ -57,17 +25,6 @@ pub(crate) type Sink = session::Sink<TokioCells>;
 /// The record is already on its way when the future is created: it need
 /// not be polled, and dropping it does not cancel the record (use
 /// [`ProduceFuture::cancel`] for that).
-///
-/// ```no_run
-/// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
-/// use sansa_tokio::Record;
-///
-/// let delivery = client.produce(Record::new("events", "hello"));
-/// let meta = delivery.await?;
-/// assert_eq!(&*meta.topic, "events");
-/// # Ok(())
-/// # }
-/// ```
 #[derive(Debug)]
 #[must_use = "the record is sent anyway; await the future to learn whether it was delivered"]
 pub struct ProduceFuture {
@@ -86,13 +43,13 @@ impl ProduceFuture {
     ) -> ProduceFuture {
         let slot = Arc::new(WakerSlot::default());
         let ticket = client.next_ticket();
-        client.send_produce(produce_command(
+        client.send_produce(
             record,
             fail_when_full,
             urgent,
             ticket,
             Sink::Record(Some(slot.clone())),
-        ));
+        );
         ProduceFuture {
             slot,
             ticket,
@@ -181,14 +138,7 @@ impl Future for ProduceFuture {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct FirstError {
-    batch: Arc<Batch>,
-}
-
-/// What the handles of one [`FirstError`] share with the driver.
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    state: Mutex<BatchState>,
-    done: Notify,
+    batch: Arc<WakerBatch>,
 }
 
 impl FirstError {
@@ -204,24 +154,16 @@ impl FirstError {
     }
 
     /// Counts one more record and names the batch for its [`Sink`].
-    fn ticket(&self) -> Option<Arc<Batch>> {
-        lock(&self.batch.state).add();
+    fn ticket(&self) -> Option<Arc<WakerBatch>> {
+        self.batch.add();
         Some(self.batch.clone())
     }
 
     /// Produces `record` as part of this batch ([`Client::produce`]
     /// semantics: waits for buffer space inside the client).
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// let batch = sansa_tokio::FirstError::new();
-    /// batch.produce(&client, sansa_tokio::Record::new("events", "a"));
-    /// assert_eq!(batch.outstanding(), 1);
-    /// # }
-    /// ```
     pub fn produce(&self, client: &Client, record: Record) {
         let sink = Sink::Batch(self.ticket(), None);
-        client.send_produce(produce_command(record, false, false, 0, sink));
+        client.send_produce(record, false, false, 0, sink);
     }
 
     /// Produces `record` as part of this batch, failing at once with
@@ -239,51 +181,25 @@ impl FirstError {
     /// # }
     /// ```
     pub async fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
-        let (admitted_tx, admitted) = oneshot::channel();
-        let sink = Sink::Batch(self.ticket(), Some(admitted_tx));
-        client.send_produce(produce_command(record, true, false, 0, sink));
-        admitted.await.unwrap_or(Err(ProduceError::Closed))
+        let admitted = Arc::new(WakerSlot::default());
+        let sink = Sink::Batch(self.ticket(), Some(admitted.clone()));
+        client.send_produce(record, true, false, 0, sink);
+        std::future::poll_fn(|cx| admitted.poll(cx, |s| s.admission())).await
     }
 
     /// Records of the batch not yet delivered or failed.
-    ///
-    /// ```
-    /// assert_eq!(sansa_tokio::FirstError::new().outstanding(), 0);
-    /// ```
     pub fn outstanding(&self) -> usize {
-        lock(&self.batch.state).outstanding()
+        self.batch.outstanding()
     }
 
     /// The first failure so far, without waiting.
-    ///
-    /// ```
-    /// assert!(sansa_tokio::FirstError::new().first_error().is_none());
-    /// ```
     pub fn first_error(&self) -> Option<ProduceError> {
-        lock(&self.batch.state).first_error()
+        self.batch.first_error()
     }
 
     /// Waits until every record produced through this batch so far is
     /// delivered or failed, then returns the first failure, if any.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// let batch = sansa_tokio::FirstError::new();
-    /// batch.produce(&client, sansa_tokio::Record::new("events", "a"));
-    /// if let Err(e) = batch.wait().await {
-    ///     eprintln!("at least one record failed: {e}");
-    /// }
-    /// # }
-    /// ```
     pub async fn wait(&self) -> Result<(), ProduceError> {
-        loop {
-            let notified = self.batch.done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(result) = lock(&self.batch.state).result() {
-                return result;
-            }
-            notified.await;
-        }
+        std::future::poll_fn(|cx| self.batch.poll_result(cx)).await
     }
 }

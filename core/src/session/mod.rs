@@ -33,6 +33,7 @@
 
 mod books;
 mod builder;
+mod conns;
 mod helpers;
 mod outcome;
 mod sink;
@@ -48,10 +49,11 @@ use crate::producer::{ProduceError, Record, WhenFull};
 use crate::{Client, Config, Event, Input, Output, Timestamp};
 
 use books::ById;
-pub use helpers::{check_patterns, into_records, timestamp, wall_ms};
+pub use conns::{ConnWriter, Conns};
+pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
-pub use waker::WakerSlot;
+pub use waker::{WakerBatch, WakerCells, WakerSlot};
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll

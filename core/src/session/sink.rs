@@ -109,9 +109,13 @@ impl<C: Cells> Drop for Sink<C> {
                     C::update(&r, RecordState::abandoned);
                 }
             }
-            Sink::Batch(batch, _) => {
+            // A caller waiting for the admission hears the same.
+            Sink::Batch(batch, admitted) => {
                 if let Some(b) = batch.take() {
                     C::finish(&b, Some(ProduceError::Closed));
+                }
+                if let Some(reply) = admitted.take() {
+                    C::admit(reply, Err(ProduceError::Closed));
                 }
             }
         }

@@ -1,12 +1,15 @@
-//! One record's state and the task waiting on it, for the async adapters
-//! (tokio, smol): both wait through a [`std::task::Waker`], so the cell
-//! that pairs the two is written once here. It polls nothing and spawns
-//! nothing: a future polls it, the driver updates it.
+//! The cells of the async adapters (tokio, smol): both wait through a
+//! [`std::task::Waker`], so the cells that pair a state with the tasks
+//! waiting on it are written once here, as [`WakerCells`]. They poll
+//! nothing and spawn nothing: a future polls them, the driver updates
+//! them.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::outcome::RecordState;
+use super::outcome::{BatchState, RecordState};
+use super::sink::Cells;
+use crate::producer::ProduceError;
 
 /// Locks a mutex whose holders never panic; a poisoned state is still a
 /// valid one.
@@ -66,5 +69,98 @@ impl WakerSlot {
             _ => state.1 = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+}
+
+/// What the handles of one batch (`FirstError`) share with the driver:
+/// the core's [`BatchState`] and the tasks waiting for it to end.
+///
+/// ```
+/// use std::task::{Context, Poll, Waker};
+/// use sansa_core::producer::ProduceError;
+/// use sansa_core::session::WakerBatch;
+///
+/// let batch = WakerBatch::default();
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert_eq!(batch.poll_result(&mut cx), Poll::Ready(Ok(())), "an empty batch is done");
+/// batch.add();
+/// assert_eq!(batch.poll_result(&mut cx), Poll::Pending);
+/// batch.finish(Some(ProduceError::Cancelled));
+/// assert_eq!(batch.poll_result(&mut cx), Poll::Ready(Err(ProduceError::Cancelled)));
+/// ```
+#[derive(Debug, Default)]
+pub struct WakerBatch {
+    state: Mutex<(BatchState, Vec<Waker>)>,
+}
+
+impl WakerBatch {
+    /// One more record in the batch.
+    pub fn add(&self) {
+        lock(&self.state).0.add();
+    }
+
+    /// One record is done (`error` if it failed), or was refused before
+    /// it counted (`None`); the last one wakes every waiting task.
+    pub fn finish(&self, error: Option<ProduceError>) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            if !state.0.finish(error) {
+                return;
+            }
+            std::mem::take(&mut state.1)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Records not yet done.
+    pub fn outstanding(&self) -> usize {
+        lock(&self.state).0.outstanding()
+    }
+
+    /// The first failure so far.
+    pub fn first_error(&self) -> Option<ProduceError> {
+        lock(&self.state).0.first_error()
+    }
+
+    /// Ready with the first failure (or `Ok`) once no record is left,
+    /// else pending with the task's waker kept. A task is kept once
+    /// however often it polls; every clone of a batch may wait at once.
+    pub fn poll_result(&self, cx: &Context<'_>) -> Poll<Result<(), ProduceError>> {
+        let mut state = lock(&self.state);
+        if let Some(result) = state.0.result() {
+            return Poll::Ready(result);
+        }
+        if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
+            state.1.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// The cells of both async adapters: a [`WakerSlot`] per record, a
+/// [`WakerBatch`] per batch, and a [`WakerSlot`] too for a caller
+/// waiting to hear whether a batch's record was buffered (it polls
+/// [`RecordState::admission`]).
+#[derive(Debug)]
+pub struct WakerCells;
+
+impl Cells for WakerCells {
+    type Record = WakerSlot;
+    type Batch = WakerBatch;
+    type Admission = Arc<WakerSlot>;
+
+    fn update(record: &WakerSlot, f: impl FnOnce(&mut RecordState)) {
+        record.update(f);
+    }
+
+    fn finish(batch: &WakerBatch, error: Option<ProduceError>) {
+        batch.finish(error);
+    }
+
+    fn admit(reply: Arc<WakerSlot>, result: Result<(), ProduceError>) {
+        reply.update(|s| match result {
+            Ok(()) => s.buffered(),
+            Err(e) => s.complete(Err(e)),
+        });
     }
 }
