@@ -146,6 +146,14 @@ impl Client {
         self.inner.commands.downgrade()
     }
 
+    /// Asks the driver to cancel the record of `ticket`, if it is still
+    /// there.
+    pub(crate) fn send_cancel(commands: &WeakSender<Command>, ticket: u64) {
+        if let Some(tx) = commands.upgrade() {
+            let _ = tx.try_send(Command::Cancel(ticket));
+        }
+    }
+
     /// Hands a produce to the driver, stamped with the wall clock of the
     /// call; if the driver is gone, fails the record.
     pub(crate) fn send_produce(

@@ -223,6 +223,14 @@ impl Client {
         self.inner.commands.downgrade()
     }
 
+    /// Asks the driver to cancel the record of `ticket`, if it is still
+    /// there.
+    pub(crate) fn send_cancel(commands: &mpsc::WeakUnboundedSender<Command>, ticket: u64) {
+        if let Some(tx) = commands.upgrade() {
+            let _ = tx.send(Command::Cancel(ticket));
+        }
+    }
+
     /// Hands a produce to the driver, stamped with the wall clock of the
     /// call; if the driver is gone, fails the record with
     /// [`ProduceError::Closed`] here.

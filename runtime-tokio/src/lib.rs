@@ -44,6 +44,23 @@
 //!   down to the cluster's pace; [`Client::try_produce`] refuses instead.
 //! - Many records, one answer: [`FirstError`] is franz-go's
 //!   `FirstErrPromise`.
+//!
+//! ```no_run
+//! # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
+//! use sansa_tokio::{FirstError, Record};
+//!
+//! let mut delivery = client.produce(Record::new("events", "a"));
+//! delivery.buffered().await?; // waits here while the buffer is full
+//! let batch = FirstError::new();
+//! for i in 0..1000 {
+//!     batch.produce(&client, Record::new("events", format!("{i}")));
+//! }
+//! batch.wait().await?; // every record delivered, or the first error
+//! delivery.await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - Consuming: [`Client::poll_fetches`] (by partition, with errors),
 //!   [`Client::poll_records`] (flat), or [`Client::record_stream`], a
 //!   `futures_core::Stream` of records and [`PartitionError`]s. Records

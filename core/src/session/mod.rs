@@ -34,6 +34,7 @@
 mod books;
 mod builder;
 mod conns;
+mod handles;
 mod helpers;
 mod outcome;
 mod sink;
