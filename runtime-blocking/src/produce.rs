@@ -23,9 +23,15 @@ impl Cells for BlockingCells {
     type Record = Watched<RecordState>;
     type Batch = Watched<BatchState>;
     type Admission = Reply<Result<(), ProduceError>>;
+    type Wake = RecordSlot;
 
-    fn update(record: &Self::Record, f: impl FnOnce(&mut RecordState)) {
-        record.update(f);
+    fn update(record: &RecordSlot, f: impl FnOnce(&mut RecordState)) -> Option<RecordSlot> {
+        record.with(f);
+        Some(record.clone())
+    }
+
+    fn wake(wake: RecordSlot) {
+        wake.notify();
     }
 
     fn finish(batch: &Self::Batch, error: Option<ProduceError>) {

@@ -29,6 +29,11 @@ impl<T> Watched<T> {
         r
     }
 
+    /// Wakes every waiter (after a change made with [`Watched::with`]).
+    pub(crate) fn notify(&self) {
+        self.changed.notify_all();
+    }
+
     /// Reads or changes the value without waking anyone.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         f(&mut lock(&self.value))

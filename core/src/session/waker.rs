@@ -42,14 +42,17 @@ impl WakerSlot {
     /// Changes the state and wakes the task if one waits; the waker is
     /// woken after the lock is released, so the task never blocks on it.
     pub fn update(&self, f: impl FnOnce(&mut RecordState)) {
-        let waker = {
-            let mut state = lock(&self.state);
-            f(&mut state.0);
-            state.1.take()
-        };
-        if let Some(w) = waker {
+        if let Some(w) = self.update_quietly(f) {
             w.wake();
         }
+    }
+
+    /// Changes the state and hands back the waiting task's waker, to be
+    /// woken later (after a burst of changes).
+    pub fn update_quietly(&self, f: impl FnOnce(&mut RecordState)) -> Option<Waker> {
+        let mut state = lock(&self.state);
+        f(&mut state.0);
+        state.1.take()
     }
 
     /// `f` on the state: ready with its answer, else pending with the
@@ -148,9 +151,14 @@ impl Cells for WakerCells {
     type Record = WakerSlot;
     type Batch = WakerBatch;
     type Admission = Arc<WakerSlot>;
+    type Wake = Waker;
 
-    fn update(record: &WakerSlot, f: impl FnOnce(&mut RecordState)) {
-        record.update(f);
+    fn update(record: &Arc<WakerSlot>, f: impl FnOnce(&mut RecordState)) -> Option<Waker> {
+        record.update_quietly(f)
+    }
+
+    fn wake(wake: Waker) {
+        wake.wake();
     }
 
     fn finish(batch: &WakerBatch, error: Option<ProduceError>) {
