@@ -25,9 +25,11 @@ impl Cells for BlockingCells {
     type Admission = Reply<Result<(), ProduceError>>;
     type Wake = RecordSlot;
 
+    /// Only a caller waiting at the change needs waking: one that comes
+    /// later sees the change.
     fn update(record: &RecordSlot, f: impl FnOnce(&mut RecordState)) -> Option<RecordSlot> {
         record.with(f);
-        Some(record.clone())
+        record.has_waiters().then(|| record.clone())
     }
 
     fn wake(wake: RecordSlot) {
