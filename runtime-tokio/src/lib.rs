@@ -12,8 +12,9 @@
 //! - Each connection is a task that connects (`TCP_NODELAY` on), then
 //!   writes what the driver sends it, plus a reader task that hands what it
 //!   reads back to the driver. A slow socket never blocks the driver.
-//! - Results travel back on one-shot channels: a [`ProduceFuture`] per
-//!   record, a waiter per [`Client::flush`].
+//! - Results travel back through the core's cells: a [`ProduceFuture`]
+//!   per record waits on a waker slot the driver fills (a burst of
+//!   results wakes it once), a [`Client::flush`] on a oneshot.
 //!
 //! ```no_run
 //! use sansa_tokio::{Client, Record};
