@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
@@ -185,8 +185,18 @@ impl Client {
         WeakClient(Arc::downgrade(&self.inner))
     }
 
-    /// Hands a produce to the driver; if it is gone, fails the record.
-    pub(crate) fn send_produce(&self, request: ProduceRequest<Sink>) {
+    /// Hands a produce to the driver, stamped with the wall clock of the
+    /// call; if the driver is gone, fails the record.
+    pub(crate) fn send_produce(
+        &self,
+        record: Record,
+        fail_when_full: bool,
+        urgent: bool,
+        ticket: u64,
+        sink: Sink,
+    ) {
+        let wall = SystemTime::now();
+        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
         if let Err(mpsc::SendError(Msg::Command(Command::Produce(request)))) = self
             .inner
             .inbox

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sansa_core::client::ConnId;
+use sansa_core::session::ConnWriter;
 use sansa_core::Input;
 
 use crate::driver::Msg;
@@ -63,11 +64,10 @@ impl ConnHandle {
         }
         ConnHandle { writes, socket }
     }
+}
 
-    /// Queues bytes to write, in order.
-    pub(crate) fn write(&self, data: Bytes) {
-        // Fails only once the writer stopped on an error, which it has
-        // reported as `Input::Closed`.
+impl ConnWriter for ConnHandle {
+    fn write(&self, data: Bytes) {
         let _ = self.writes.send(data);
     }
 }

@@ -4,16 +4,13 @@
 //! inbox, so a single `recv_timeout` waits for either or the core's
 //! deadline.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
-use sansa_core::producer::Record;
-use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, Session, Waiters, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
@@ -58,24 +55,6 @@ pub(crate) enum Msg {
     HandlesGone,
 }
 
-/// A produce command stamped with the wall clock of the call.
-pub(crate) fn produce_command(
-    record: Record,
-    fail_when_full: bool,
-    urgent: bool,
-    ticket: u64,
-    sink: Sink,
-) -> ProduceRequest<Sink> {
-    ProduceRequest::new(
-        record,
-        SystemTime::now(),
-        fail_when_full,
-        urgent,
-        ticket,
-        sink,
-    )
-}
-
 pub(crate) struct Driver {
     session: Session<BlockingWaiters>,
     /// The origin of the core's timestamps.
@@ -83,7 +62,7 @@ pub(crate) struct Driver {
     inbox: Receiver<Msg>,
     /// Handed to connection threads.
     inbox_tx: SyncSender<Msg>,
-    conns: HashMap<ConnId, ConnHandle>,
+    conns: Conns<ConnHandle>,
     /// Set once the core is closed, before close waiters hear of it.
     closed: Arc<AtomicBool>,
 }
@@ -100,7 +79,7 @@ impl Driver {
             origin: Instant::now(),
             inbox,
             inbox_tx,
-            conns: HashMap::new(),
+            conns: Conns::default(),
             closed,
         }
     }
@@ -157,12 +136,7 @@ impl Driver {
     fn on_msg(&mut self, now: Timestamp, msg: Msg) {
         match msg {
             Msg::Command(cmd) => self.session.handle_command(now, cmd),
-            Msg::Input(input) => {
-                if let Input::ConnectFailed(conn, _) | Input::Closed(conn, _) = &input {
-                    self.conns.remove(conn);
-                }
-                self.session.handle_input(now, input);
-            }
+            Msg::Input(input) => self.conns.feed(&mut self.session, now, input),
             Msg::HandlesGone => {
                 tracing::debug!("every handle dropped; closing");
                 self.session.handle_command(now, Command::Close(None));
@@ -173,25 +147,10 @@ impl Driver {
     /// Carries out every connection action the session has.
     fn drain(&mut self) {
         let now = self.now();
-        while let Some(io) = self.session.poll_io(now) {
-            match io {
-                Io::Connect {
-                    conn,
-                    addr,
-                    timeout,
-                } => {
-                    let handle = ConnHandle::open(conn, addr, timeout, self.inbox_tx.clone());
-                    self.conns.insert(conn, handle);
-                }
-                Io::Transmit { conn, data } => {
-                    if let Some(c) = self.conns.get(&conn) {
-                        c.write(data);
-                    }
-                }
-                Io::Close(conn) => {
-                    self.conns.remove(&conn);
-                }
-            }
-        }
+        let inputs = &self.inbox_tx;
+        self.conns
+            .drain(&mut self.session, now, |conn, addr, timeout| {
+                ConnHandle::open(conn, addr, timeout, inputs.clone())
+            });
     }
 }

@@ -10,7 +10,7 @@ use sansa_core::producer::{ProduceError, Record, RecordMeta};
 use sansa_core::session::{self, BatchState, Cells, RecordState};
 
 use crate::client::{Client, WeakClient};
-use crate::driver::{produce_command, Command};
+use crate::driver::Command;
 use crate::wait::{answer, RecordSlot, Reply, Watched};
 
 /// The blocking cells behind a [`Sink`]: a watched [`RecordState`] per
@@ -23,9 +23,17 @@ impl Cells for BlockingCells {
     type Record = Watched<RecordState>;
     type Batch = Watched<BatchState>;
     type Admission = Reply<Result<(), ProduceError>>;
+    type Wake = RecordSlot;
 
-    fn update(record: &Self::Record, f: impl FnOnce(&mut RecordState)) {
-        record.update(f);
+    /// Only a caller waiting at the change needs waking: one that comes
+    /// later sees the change.
+    fn update(record: &RecordSlot, f: impl FnOnce(&mut RecordState)) -> Option<RecordSlot> {
+        record.with(f);
+        record.has_waiters().then(|| record.clone())
+    }
+
+    fn wake(wake: RecordSlot) {
+        wake.notify();
     }
 
     fn finish(batch: &Self::Batch, error: Option<ProduceError>) {
@@ -61,13 +69,7 @@ impl ProduceHandle {
         let slot = RecordSlot::default();
         let ticket = client.next_ticket();
         let sink = Sink::Record(Some(slot.clone()));
-        client.send_produce(produce_command(
-            record,
-            fail_when_full,
-            urgent,
-            ticket,
-            sink,
-        ));
+        client.send_produce(record, fail_when_full, urgent, ticket, sink);
         ProduceHandle {
             slot,
             ticket,
@@ -142,7 +144,7 @@ impl FirstError {
     /// semantics: waits for buffer space inside the client).
     pub fn produce(&self, client: &Client, record: Record) {
         let sink = Sink::Batch(self.ticket(), None);
-        client.send_produce(produce_command(record, false, false, 0, sink));
+        client.send_produce(record, false, false, 0, sink);
     }
 
     /// Produces `record` as part of this batch, failing at once with
@@ -150,7 +152,7 @@ impl FirstError {
     pub fn try_produce(&self, client: &Client, record: Record) -> Result<(), ProduceError> {
         let (admitted, reply) = answer();
         let sink = Sink::Batch(self.ticket(), Some(reply));
-        client.send_produce(produce_command(record, true, false, 0, sink));
+        client.send_produce(record, true, false, 0, sink);
         admitted.wait(None).unwrap_or(Err(ProduceError::Closed))
     }
 

@@ -3,6 +3,7 @@
 //! [`RecordState`]) and for one answer ([`Answer`]: a flush, a close, a
 //! `poll_fetches`, a batch admission).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -14,19 +15,45 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A value and the condvar that says it changed.
+/// A value and the condvar that says it changed, with a count of the
+/// threads waiting on it: a notify is a system call even with nobody
+/// waiting, and most values (a record's state) change with nobody
+/// waiting yet.
 #[derive(Debug, Default)]
 pub(crate) struct Watched<T> {
     value: Mutex<T>,
     changed: Condvar,
+    waiting: AtomicUsize,
 }
 
 impl<T> Watched<T> {
+    fn new(value: T) -> Self {
+        Watched {
+            value: Mutex::new(value),
+            changed: Condvar::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
     /// Changes the value and wakes every waiter.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let r = f(&mut lock(&self.value));
-        self.changed.notify_all();
+        self.notify();
         r
+    }
+
+    /// Whether a thread waits on the value. Read after a change, it is
+    /// exact enough: a thread counts itself under the lock before it
+    /// waits, and one that comes later sees the change.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Wakes every waiter (after a change made with [`Watched::with`]).
+    pub(crate) fn notify(&self) {
+        if self.has_waiters() {
+            self.changed.notify_all();
+        }
     }
 
     /// Reads or changes the value without waking anyone.
@@ -47,19 +74,24 @@ impl<T> Watched<T> {
             if let Some(r) = f(&mut value) {
                 return Some(r);
             }
-            value = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now())?),
+            };
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            value = match left {
                 None => self
                     .changed
                     .wait(value)
                     .unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
+                Some(left) => {
                     self.changed
                         .wait_timeout(value, left)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -88,14 +120,11 @@ pub(crate) struct Reply<T>(Option<Arc<Watched<AnswerState<T>>>>);
 
 /// A new answer and the driver's end of it.
 pub(crate) fn answer<T>() -> (Answer<T>, Reply<T>) {
-    let shared = Arc::new(Watched {
-        value: Mutex::new(AnswerState {
-            value: None,
-            abandoned: false,
-            dropped: false,
-        }),
-        changed: Condvar::new(),
-    });
+    let shared = Arc::new(Watched::new(AnswerState {
+        value: None,
+        abandoned: false,
+        dropped: false,
+    }));
     (Answer(shared.clone()), Reply(Some(shared)))
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_channel::{Sender, WeakSender};
 use sansa_core::client::{ConfigBuilder, ConfigError};
@@ -145,8 +146,26 @@ impl Client {
         self.inner.commands.downgrade()
     }
 
-    /// Hands a produce to the driver; if it is gone, fails the record.
-    pub(crate) fn send_produce(&self, request: ProduceRequest<Sink>) {
+    /// Asks the driver to cancel the record of `ticket`, if it is still
+    /// there.
+    pub(crate) fn send_cancel(commands: &WeakSender<Command>, ticket: u64) {
+        if let Some(tx) = commands.upgrade() {
+            let _ = tx.try_send(Command::Cancel(ticket));
+        }
+    }
+
+    /// Hands a produce to the driver, stamped with the wall clock of the
+    /// call; if the driver is gone, fails the record.
+    pub(crate) fn send_produce(
+        &self,
+        record: Record,
+        fail_when_full: bool,
+        urgent: bool,
+        ticket: u64,
+        sink: Sink,
+    ) {
+        let wall = SystemTime::now();
+        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
         if let Err(e) = self.inner.commands.try_send(Command::Produce(request)) {
             if let Command::Produce(request) = e.into_inner() {
                 request.refuse(ProduceError::Closed);

@@ -14,6 +14,7 @@ use async_net::TcpStream;
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use sansa_core::client::ConnId;
+use sansa_core::session::ConnWriter;
 use sansa_core::Input;
 use smol::Task;
 
@@ -49,11 +50,10 @@ impl ConnHandle {
             _task: task,
         }
     }
+}
 
-    /// Queues bytes to write, in order.
-    pub(crate) fn write(&self, data: Bytes) {
-        // Fails only once the writer stopped on an error, which it has
-        // reported as `Input::Closed`.
+impl ConnWriter for ConnHandle {
+    fn write(&self, data: Bytes) {
         let _ = self.writes.try_send(data);
     }
 }

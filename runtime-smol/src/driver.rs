@@ -4,16 +4,13 @@
 //! carry out the session's connection actions, then wait for the next
 //! command, input or the core's deadline.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use futures_lite::future;
-use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
-use sansa_core::producer::Record;
-use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, Session, Waiters, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
@@ -52,24 +49,6 @@ impl Waiters for SmolWaiters {
 /// What a [`crate::Client`] asks of the driver.
 pub(crate) type Command = session::Command<SmolWaiters>;
 
-/// A produce command stamped with the wall clock of the call.
-pub(crate) fn produce_command(
-    record: Record,
-    fail_when_full: bool,
-    urgent: bool,
-    ticket: u64,
-    sink: Sink,
-) -> ProduceRequest<Sink> {
-    ProduceRequest::new(
-        record,
-        SystemTime::now(),
-        fail_when_full,
-        urgent,
-        ticket,
-        sink,
-    )
-}
-
 /// What woke the driver.
 enum Wake {
     Input(Input),
@@ -87,7 +66,7 @@ pub(crate) struct Driver {
     commands_open: bool,
     inputs_tx: Sender<Input>,
     inputs: Receiver<Input>,
-    conns: HashMap<ConnId, ConnHandle>,
+    conns: Conns<ConnHandle>,
 }
 
 impl Driver {
@@ -100,7 +79,7 @@ impl Driver {
             commands_open: true,
             inputs_tx,
             inputs,
-            conns: HashMap::new(),
+            conns: Conns::default(),
         }
     }
 
@@ -132,10 +111,10 @@ impl Driver {
             let now = self.now();
             match wake {
                 Wake::Input(input) => {
-                    self.on_input(now, input);
+                    self.conns.feed(&mut self.session, now, input);
                     for _ in 1..BURST {
                         match self.inputs.try_recv() {
-                            Ok(input) => self.on_input(now, input),
+                            Ok(input) => self.conns.feed(&mut self.session, now, input),
                             Err(_) => break,
                         }
                     }
@@ -168,33 +147,11 @@ impl Driver {
     /// Carries out every connection action the session has.
     fn drain(&mut self) {
         let now = self.now();
-        while let Some(io) = self.session.poll_io(now) {
-            match io {
-                Io::Connect {
-                    conn,
-                    addr,
-                    timeout,
-                } => {
-                    let handle = ConnHandle::open(conn, addr, timeout, self.inputs_tx.clone());
-                    self.conns.insert(conn, handle);
-                }
-                Io::Transmit { conn, data } => {
-                    if let Some(c) = self.conns.get(&conn) {
-                        c.write(data);
-                    }
-                }
-                Io::Close(conn) => {
-                    self.conns.remove(&conn);
-                }
-            }
-        }
-    }
-
-    fn on_input(&mut self, now: Timestamp, input: Input) {
-        if let Input::ConnectFailed(conn, _) | Input::Closed(conn, _) = &input {
-            self.conns.remove(conn);
-        }
-        self.session.handle_input(now, input);
+        let inputs = &self.inputs_tx;
+        self.conns
+            .drain(&mut self.session, now, |conn, addr, timeout| {
+                ConnHandle::open(conn, addr, timeout, inputs.clone())
+            });
     }
 }
 

@@ -2,20 +2,16 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::SystemTime;
 
-use std::collections::BTreeMap;
-
-use sansa_core::client::{Acks, ConfigBuilder, ConfigError};
-use sansa_core::compression::Compression;
-use sansa_core::consumer::{ConsumedRecord, ConsumerConfig, FetchedPartition, StartOffset};
-use sansa_core::producer::partitioner::PartitionerFactory;
+use sansa_core::client::{ConfigBuilder, ConfigError};
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::regex;
+use sansa_core::session::{self, ProduceRequest};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{self, Command, ProduceCommand};
-use crate::produce::ProduceFuture;
+use crate::driver::{self, Command};
+use crate::produce::{ProduceFuture, Sink};
 use crate::stream::RecordStream;
 
 /// Why a client could not be built.
@@ -47,21 +43,6 @@ pub enum Error {
 /// When the last handle is dropped the driver flushes what was produced,
 /// then closes, as [`Client::close`] does; futures of records still
 /// resolve.
-///
-/// ```no_run
-/// use sansa_tokio::{Client, Record};
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = Client::builder()
-///     .seed_brokers(["localhost:9092"])
-///     .build()
-///     .await?;
-/// let meta = client.produce_sync(Record::new("events", "hello")).await?;
-/// println!("written at offset {}", meta.offset);
-/// client.close().await;
-/// # Ok(())
-/// # }
-/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -79,17 +60,6 @@ struct Inner {
 impl Client {
     /// A builder with franz-go's defaults (see [`ConfigBuilder`]); at
     /// least [`ClientBuilder::seed_brokers`] must be set.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), sansa_tokio::Error> {
-    /// let client = sansa_tokio::Client::builder()
-    ///     .seed_brokers(["localhost:9092"])
-    ///     .client_id("billing")
-    ///     .build()
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
     pub fn builder() -> ClientBuilder {
         ClientBuilder {
             config: sansa_core::Config::builder(),
@@ -121,88 +91,7 @@ impl Client {
         ProduceFuture::start(self, record, false, false)
     }
 
-    /// Consumes every partition of these topics (and partitions added
-    /// later) from the configured start offset; read with
-    /// [`Client::poll_fetches`] or [`Client::poll_records`].
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// client.consume_topics(["events"]);
-    /// for r in client.poll_records(Some(100)).await {
-    ///     println!("{}/{} {:?}", r.partition, r.offset, r.value);
-    /// }
-    /// # }
-    /// ```
-    pub fn consume_topics<I, S>(&self, topics: I)
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        let topics = topics.into_iter().map(Into::into).collect();
-        self.send(Command::ConsumeTopics(topics));
-    }
-
-    /// Consumes every topic whose whole name matches one of `patterns`,
-    /// including topics created later and dropping deleted ones.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::core::regex::Error> {
-    /// client.consume_regex(["logs-.*"])?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn consume_regex<I, S>(&self, patterns: I) -> Result<(), regex::Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        // Checked here so a bad pattern is the caller's error, not a log
-        // line in the driver.
-        let patterns: Vec<String> = patterns
-            .into_iter()
-            .map(|p| p.as_ref().to_string())
-            .collect();
-        for p in &patterns {
-            regex::Regex::new(p)?;
-        }
-        self.send(Command::ConsumeRegex(patterns));
-        Ok(())
-    }
-
-    /// Consumes exactly these partitions from these offsets.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// use std::collections::BTreeMap;
-    /// use sansa_tokio::StartOffset;
-    ///
-    /// let mut parts = BTreeMap::new();
-    /// parts.insert("events".to_string(), BTreeMap::from([(0, StartOffset::At(42))]));
-    /// client.consume_partitions(parts);
-    /// # }
-    /// ```
-    pub fn consume_partitions(&self, partitions: BTreeMap<String, BTreeMap<i32, StartOffset>>) {
-        self.send(Command::ConsumePartitions(partitions));
-    }
-
-    /// Pauses fetching a topic's partitions (all with `None`); records
-    /// already buffered for them are dropped and fetched again on resume.
-    pub fn pause(&self, topic: &str, partitions: Option<&[i32]>) {
-        self.send(Command::Pause(
-            topic.to_string(),
-            partitions.map(<[i32]>::to_vec),
-            true,
-        ));
-    }
-
-    /// Resumes what [`Client::pause`] paused.
-    pub fn resume(&self, topic: &str, partitions: Option<&[i32]>) {
-        self.send(Command::Pause(
-            topic.to_string(),
-            partitions.map(<[i32]>::to_vec),
-            false,
-        ));
-    }
+    sansa_core::client_consume_methods!();
 
     /// Waits for fetched records and returns them by partition, at most
     /// `max_records` (all buffered with `None`); per-partition errors come
@@ -217,14 +106,7 @@ impl Client {
     /// partition (partition errors are logged and skipped; use
     /// `poll_fetches` to see them).
     pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
-        let mut out = Vec::new();
-        for f in self.poll_fetches(max_records).await {
-            if let Some(e) = &f.error {
-                tracing::warn!(topic = &*f.topic, partition = f.partition, error = %e, "partition error");
-            }
-            out.extend(f.records);
-        }
-        out
+        session::into_records(self.poll_fetches(max_records).await)
     }
 
     /// The consumed records as a [`futures_core::Stream`]: each item is a
@@ -259,14 +141,6 @@ impl Client {
 
     /// Produces `record` without lingering and waits for the result: one
     /// record, sent as soon as the connection allows.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
-    /// let meta = client.produce_sync(sansa_tokio::Record::new("events", "now")).await?;
-    /// println!("{}/{}@{}", meta.topic, meta.partition, meta.offset);
-    /// # Ok(())
-    /// # }
-    /// ```
     pub async fn produce_sync(&self, record: Record) -> Result<RecordMeta, ProduceError> {
         ProduceFuture::start(self, record, false, true).await
     }
@@ -308,10 +182,9 @@ impl Client {
     /// ```
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Flush(tx)).is_ok() {
-            // An error means the driver ended, which fails every record.
-            let _ = rx.await;
-        }
+        // A closed driver drops the sender: nothing is left to flush.
+        self.send(Command::Flush(tx));
+        let _ = rx.await;
     }
 
     /// Flushes, then closes every connection and stops the driver task.
@@ -333,20 +206,11 @@ impl Client {
     /// ```
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.inner.commands.send(Command::Close(Some(tx))).is_ok() {
-            let _ = rx.await;
-        }
+        self.send(Command::Close(Some(tx)));
+        let _ = rx.await;
     }
 
     /// Whether the driver task has ended (after [`Client::close`]).
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// assert!(!client.is_closed());
-    /// client.close().await;
-    /// assert!(client.is_closed());
-    /// # }
-    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.commands.is_closed()
     }
@@ -359,13 +223,31 @@ impl Client {
         self.inner.commands.downgrade()
     }
 
-    /// Hands a produce to the driver; if it is gone, fails the record with
+    /// Asks the driver to cancel the record of `ticket`, if it is still
+    /// there.
+    pub(crate) fn send_cancel(commands: &mpsc::WeakUnboundedSender<Command>, ticket: u64) {
+        if let Some(tx) = commands.upgrade() {
+            let _ = tx.send(Command::Cancel(ticket));
+        }
+    }
+
+    /// Hands a produce to the driver, stamped with the wall clock of the
+    /// call; if the driver is gone, fails the record with
     /// [`ProduceError::Closed`] here.
-    pub(crate) fn send_produce(&self, cmd: ProduceCommand) {
-        if let Err(mpsc::error::SendError(Command::Produce(cmd))) =
-            self.inner.commands.send(Command::Produce(cmd))
+    pub(crate) fn send_produce(
+        &self,
+        record: Record,
+        fail_when_full: bool,
+        urgent: bool,
+        ticket: u64,
+        sink: Sink,
+    ) {
+        let wall = SystemTime::now();
+        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
+        if let Err(mpsc::error::SendError(Command::Produce(request))) =
+            self.inner.commands.send(Command::Produce(request))
         {
-            cmd.refuse(ProduceError::Closed);
+            request.refuse(ProduceError::Closed);
         }
     }
 }
@@ -396,190 +278,10 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Any setting of the core's [`ConfigBuilder`], for those without a
-    /// method here.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    ///
-    /// let builder = sansa_tokio::Client::builder()
-    ///     .config(|c| c.conn_idle_timeout(Duration::from_secs(60)).seed(7));
-    /// ```
-    pub fn config(mut self, f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Self {
-        self.config = f(self.config);
-        self
-    }
-
-    /// Brokers to bootstrap from, `host:port`. Required.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().seed_brokers(["localhost:9092"]);
-    /// ```
-    pub fn seed_brokers<I, S>(self, brokers: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.config(|c| c.seed_brokers(brokers))
-    }
-
-    /// The client id in request headers. Default `sansa`.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().client_id("billing");
-    /// ```
-    pub fn client_id(self, id: impl Into<String>) -> Self {
-        self.config(|c| c.client_id(id))
-    }
-
-    /// How long a batch may wait for more records. Default 10 ms.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().linger(std::time::Duration::ZERO);
-    /// ```
-    pub fn linger(self, linger: Duration) -> Self {
-        self.config(|c| c.linger(linger))
-    }
-
-    /// The batch codec. Default snappy.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().compression(sansa_tokio::Compression::Lz4);
-    /// ```
-    pub fn compression(self, codec: Compression) -> Self {
-        self.config(|c| c.compression(codec))
-    }
-
-    /// Required acknowledgements. Default all; anything else needs
-    /// [`ClientBuilder::disable_idempotent_write`].
-    ///
-    /// ```
-    /// use sansa_tokio::{Acks, Client};
-    ///
-    /// let builder = Client::builder().disable_idempotent_write().acks(Acks::Leader);
-    /// ```
-    pub fn acks(self, acks: Acks) -> Self {
-        self.config(|c| c.acks(acks))
-    }
-
-    /// Turns idempotent writes off (and the in-flight limit down to 1).
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().disable_idempotent_write();
-    /// ```
-    pub fn disable_idempotent_write(self) -> Self {
-        self.config(ConfigBuilder::disable_idempotent_write)
-    }
-
-    /// The topic of records that name none.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().default_produce_topic("events");
-    /// ```
-    pub fn default_produce_topic(self, topic: impl Into<String>) -> Self {
-        self.config(|c| c.default_produce_topic(topic))
-    }
-
-    /// Records buffered at most; beyond it `try_produce` fails and
-    /// `produce` waits. Default 10,000.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().max_buffered_records(1_000);
-    /// ```
-    pub fn max_buffered_records(self, n: usize) -> Self {
-        self.config(|c| c.max_buffered_records(n))
-    }
-
-    /// Bytes (keys, values, headers) buffered at most. Default unlimited.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().max_buffered_bytes(64 << 20);
-    /// ```
-    pub fn max_buffered_bytes(self, n: usize) -> Self {
-        self.config(|c| c.max_buffered_bytes(Some(n)))
-    }
-
-    /// How often a record may be retried. Default unlimited.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().record_retries(10);
-    /// ```
-    pub fn record_retries(self, n: u32) -> Self {
-        self.config(|c| c.record_retries(Some(n)))
-    }
-
-    /// How long a record may take from its first send to its
-    /// acknowledgement before it fails (when failing is safe). Default
-    /// unlimited.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder()
-    ///     .record_delivery_timeout(std::time::Duration::from_secs(30));
-    /// ```
-    pub fn record_delivery_timeout(self, timeout: Duration) -> Self {
-        self.config(|c| c.record_delivery_timeout(Some(timeout)))
-    }
-
-    /// How long a request may wait for its answer before its connection is
-    /// dropped; also bounds a TCP connect. Default 30 s.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder()
-    ///     .request_timeout(std::time::Duration::from_secs(10));
-    /// ```
-    pub fn request_timeout(self, timeout: Duration) -> Self {
-        self.config(|c| c.request_timeout(timeout))
-    }
-
-    /// Sends records only on [`Client::flush`], never on linger or a full
-    /// batch. Default off.
-    ///
-    /// ```
-    /// let builder = sansa_tokio::Client::builder().manual_flushing();
-    /// ```
-    pub fn manual_flushing(self) -> Self {
-        self.config(|c| c.manual_flushing(true))
-    }
-
-    /// Consumer settings (fetch sizes and waits, isolation, start and reset
-    /// offsets, buffering bound).
-    ///
-    /// ```
-    /// use sansa_tokio::{ConsumerConfig, IsolationLevel};
-    ///
-    /// let builder = sansa_tokio::Client::builder().consumer(ConsumerConfig {
-    ///     isolation: IsolationLevel::ReadCommitted,
-    ///     ..Default::default()
-    /// });
-    /// ```
-    pub fn consumer(self, consumer: ConsumerConfig) -> Self {
-        self.config(|c| c.consumer(consumer))
-    }
-
-    /// The partitioner of every topic. Default: Java-compatible murmur2
-    /// for keyed records, sticky uniform bytes for unkeyed ones.
-    ///
-    /// ```
-    /// use sansa_tokio::core::producer::partitioner::UniformBytesPartitioner;
-    ///
-    /// let builder = sansa_tokio::Client::builder().partitioner(UniformBytesPartitioner::default());
-    /// ```
-    pub fn partitioner(self, partitioner: impl PartitionerFactory + 'static) -> Self {
-        self.config(|c| c.partitioner(partitioner))
-    }
+    sansa_core::client_builder_methods!();
 
     /// Validates the settings and starts the driver task on the current
     /// tokio runtime. Nothing connects until there is work.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), sansa_tokio::Error> {
-    /// let client = sansa_tokio::Client::builder()
-    ///     .seed_brokers(["localhost:9092"])
-    ///     .build()
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
     pub async fn build(self) -> Result<Client, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let config = self.config.build()?;

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sansa_core::client::ConnId;
+use sansa_core::session::ConnWriter;
 use sansa_core::Input;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument;
 
 /// Read buffer growth step; a response larger than this arrives in pieces,
@@ -53,11 +54,10 @@ impl ConnHandle {
             task: task.abort_handle(),
         }
     }
+}
 
-    /// Queues bytes to write, in order.
-    pub(crate) fn write(&self, data: Bytes) {
-        // A send fails only once the writer has stopped on an error, which
-        // it has reported as `Input::Closed`; the core hears of it there.
+impl ConnWriter for ConnHandle {
+    fn write(&self, data: Bytes) {
         let _ = self.writes.send(data);
     }
 }
@@ -67,15 +67,6 @@ impl Drop for ConnHandle {
     /// so nothing queued on it matters any more.
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// Aborts a task when dropped, so the reader dies with its writer.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -89,14 +80,12 @@ async fn run(
     tracing::debug!("connecting");
     let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "connect failed");
-            let _ = events.send(Input::ConnectFailed(conn, e.to_string())).await;
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(timeout = ?connect_timeout, "connect timed out");
-            let reason = format!("connect timed out after {connect_timeout:?}");
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("connect timed out after {connect_timeout:?}"),
+            };
+            tracing::warn!(%reason, "connect failed");
             let _ = events.send(Input::ConnectFailed(conn, reason)).await;
             return;
         }
@@ -113,9 +102,9 @@ async fn run(
         return;
     }
     tracing::debug!("connected");
-    let _reader = AbortOnDrop(tokio::spawn(
-        read_loop(conn, rd, events.clone()).in_current_span(),
-    ));
+    // Dropping the set aborts the reader: it dies with its writer.
+    let mut reader = JoinSet::new();
+    reader.spawn(read_loop(conn, rd, events.clone()).in_current_span());
     if let Err(e) = write_loop(wr, writes).await {
         tracing::debug!(error = %e, "write failed");
         let _ = events.send(Input::Closed(conn, e.to_string())).await;

@@ -8,13 +8,10 @@
 //! whichever comes first. Every Kafka and bookkeeping decision is the
 //! core's; what is here is tokio: channels, tasks and a timer.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use sansa_core::client::ConnId;
 use sansa_core::consumer::FetchedPartition;
-use sansa_core::producer::Record;
-use sansa_core::session::{self, Io, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, Session, Waiters, BURST};
 use sansa_core::{Input, Timestamp};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -56,34 +53,6 @@ impl Waiters for TokioWaiters {
 /// What a [`crate::Client`] asks of the driver.
 pub(crate) type Command = session::Command<TokioWaiters>;
 
-/// One record to produce and where its results go.
-pub(crate) type ProduceCommand = ProduceRequest<Sink>;
-
-/// A produce command stamped with the wall clock of the call.
-pub(crate) fn produce_command(
-    record: Record,
-    fail_when_full: bool,
-    urgent: bool,
-    ticket: u64,
-    sink: Sink,
-) -> ProduceCommand {
-    ProduceRequest {
-        record,
-        wall_ms: wall_ms(),
-        fail_when_full,
-        urgent,
-        ticket,
-        waiter: sink,
-    }
-}
-
-/// Milliseconds since the Unix epoch; 0 for a clock set before 1970.
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Starts the driver of `core` on `runtime`.
 pub(crate) fn spawn(
     runtime: &tokio::runtime::Handle,
@@ -105,7 +74,7 @@ struct Driver {
     commands_open: bool,
     conn_tx: mpsc::Sender<Input>,
     conn_rx: mpsc::Receiver<Input>,
-    conns: HashMap<ConnId, ConnHandle>,
+    conns: Conns<ConnHandle>,
 }
 
 impl Driver {
@@ -118,13 +87,12 @@ impl Driver {
             commands_open: true,
             conn_tx,
             conn_rx,
-            conns: HashMap::new(),
+            conns: Conns::default(),
         }
     }
 
     fn now(&self) -> Timestamp {
-        let nanos = self.origin.elapsed().as_nanos();
-        Timestamp::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        session::timestamp(self.origin.elapsed())
     }
 
     fn instant(&self, t: Timestamp) -> Instant {
@@ -149,12 +117,12 @@ impl Driver {
             tokio::select! {
                 Some(input) = self.conn_rx.recv() => {
                     let now = self.now();
-                    self.on_conn_input(now, input);
+                    self.conns.feed(&mut self.session, now, input);
                     // Whatever else arrived meanwhile is fed before the
                     // next drain: one drain per burst, not per input.
                     for _ in 1..BURST {
                         match self.conn_rx.try_recv() {
-                            Ok(input) => self.on_conn_input(now, input),
+                            Ok(input) => self.conns.feed(&mut self.session, now, input),
                             Err(_) => break,
                         }
                     }
@@ -197,33 +165,11 @@ impl Driver {
     /// Carries out every connection action the session has.
     fn drain(&mut self) {
         let now = self.now();
-        while let Some(io) = self.session.poll_io(now) {
-            match io {
-                Io::Connect {
-                    conn,
-                    addr,
-                    timeout,
-                } => {
-                    let handle = ConnHandle::open(conn, addr, timeout, self.conn_tx.clone());
-                    self.conns.insert(conn, handle);
-                }
-                Io::Transmit { conn, data } => {
-                    if let Some(c) = self.conns.get(&conn) {
-                        c.write(data);
-                    }
-                }
-                Io::Close(conn) => {
-                    self.conns.remove(&conn);
-                }
-            }
-        }
-    }
-
-    fn on_conn_input(&mut self, now: Timestamp, input: Input) {
-        if let Input::ConnectFailed(conn, _) | Input::Closed(conn, _) = &input {
-            self.conns.remove(conn);
-        }
-        self.session.handle_input(now, input);
+        let inputs = &self.conn_tx;
+        self.conns
+            .drain(&mut self.session, now, |conn, addr, timeout| {
+                ConnHandle::open(conn, addr, timeout, inputs.clone())
+            });
     }
 }
 

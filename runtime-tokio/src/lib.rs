@@ -12,8 +12,9 @@
 //! - Each connection is a task that connects (`TCP_NODELAY` on), then
 //!   writes what the driver sends it, plus a reader task that hands what it
 //!   reads back to the driver. A slow socket never blocks the driver.
-//! - Results travel back on one-shot channels: a [`ProduceFuture`] per
-//!   record, a waiter per [`Client::flush`].
+//! - Results travel back through the core's cells: a [`ProduceFuture`]
+//!   per record waits on a waker slot the driver fills (a burst of
+//!   results wakes it once), a [`Client::flush`] on a oneshot.
 //!
 //! ```no_run
 //! use sansa_tokio::{Client, Record};
@@ -44,6 +45,23 @@
 //!   down to the cluster's pace; [`Client::try_produce`] refuses instead.
 //! - Many records, one answer: [`FirstError`] is franz-go's
 //!   `FirstErrPromise`.
+//!
+//! ```no_run
+//! # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
+//! use sansa_tokio::{FirstError, Record};
+//!
+//! let mut delivery = client.produce(Record::new("events", "a"));
+//! delivery.buffered().await?; // waits here while the buffer is full
+//! let batch = FirstError::new();
+//! for i in 0..1000 {
+//!     batch.produce(&client, Record::new("events", format!("{i}")));
+//! }
+//! batch.wait().await?; // every record delivered, or the first error
+//! delivery.await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - Consuming: [`Client::poll_fetches`] (by partition, with errors),
 //!   [`Client::poll_records`] (flat), or [`Client::record_stream`], a
 //!   `futures_core::Stream` of records and [`PartitionError`]s. Records
@@ -67,7 +85,8 @@ pub use sansa_core::consumer::{
     ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
     StartOffset,
 };
-pub use stream::{PartitionError, RecordStream};
+pub use sansa_core::session::PartitionError;
+pub use stream::RecordStream;
 
 /// The sans-IO core this crate drives, for its configuration types and
 /// protocol.

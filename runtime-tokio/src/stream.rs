@@ -5,30 +5,17 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
-use sansa_core::consumer::{ConsumedRecord, FetchError, FetchedPartition};
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
+use sansa_core::session::{self, PartitionError};
 
 use crate::client::Client;
 
 /// Records taken from the client per poll: what the stream holds outside
 /// the client's `max_buffered_bytes` bound at most.
 const RECORDS_PER_POLL: usize = 10_000;
-
-/// A partition's error, as a stream item: which partition, and what
-/// happened (a reset policy of `None` hit, data loss, a broker error).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{topic}/{partition}: {error}")]
-pub struct PartitionError {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The partition.
-    pub partition: i32,
-    /// What happened.
-    pub error: FetchError,
-}
 
 type Poll_ = Pin<Box<dyn Future<Output = Vec<FetchedPartition>> + Send>>;
 
@@ -87,17 +74,7 @@ impl Stream for RecordStream {
                 // `poll_fetches` is empty only once the client is closed.
                 return Poll::Ready(None);
             }
-            for f in fetched {
-                let (topic, partition) = (f.topic, f.partition);
-                this.ready.extend(f.records.into_iter().map(Ok));
-                if let Some(error) = f.error {
-                    this.ready.push_back(Err(PartitionError {
-                        topic,
-                        partition,
-                        error,
-                    }));
-                }
-            }
+            this.ready.extend(session::into_items(fetched));
         }
     }
 }

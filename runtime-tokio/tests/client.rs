@@ -341,6 +341,34 @@ async fn first_error_waits_for_the_batch_and_keeps_the_first_failure() {
     bounded("close", client.close()).await;
 }
 
+/// A refused `FirstError::try_produce` must not count in the batch by the
+/// time its caller hears the refusal: the driver discounts the record
+/// before it answers. Answering first let the caller, woken on another
+/// worker, see the refused record as outstanding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_record_is_discounted_before_the_caller_hears() {
+    let broker = FakeBroker::start().await;
+    let client = builder(&broker)
+        .manual_flushing()
+        .max_buffered_records(1)
+        .build()
+        .await
+        .expect("client");
+    let batch = FirstError::new();
+    bounded("first", batch.try_produce(&client, keyed(0)))
+        .await
+        .expect("room for one");
+    for i in 1..500 {
+        let refused = bounded("refusal", batch.try_produce(&client, keyed(i))).await;
+        assert_eq!(refused, Err(ProduceError::BufferFull));
+        assert_eq!(batch.outstanding(), 1, "refusal {i} still counted");
+    }
+    client.flush().await;
+    bounded("batch", batch.wait()).await.expect("delivered");
+    assert_eq!(broker.state().record_count(), 1);
+    bounded("close", client.close()).await;
+}
+
 #[tokio::test]
 async fn a_cancelled_record_fails_and_is_never_sent() {
     let broker = FakeBroker::start().await;

@@ -38,9 +38,19 @@ pub trait Adapter: Sized + Sync {
     /// Closes and waits for it.
     fn close(&self);
 
+    /// `consume_topics` of `topic`, from the configured start offset.
+    fn subscribe(&self, topic: &str);
+
+    /// `poll_fetches(None)`, waiting at most `timeout`; empty if nothing
+    /// arrived by then.
+    fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition>;
+
     /// Subscribes to `topic` and polls until `count` records arrived or
     /// `timeout` passed; returns what arrived by partition.
-    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition>;
+    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition> {
+        self.subscribe(topic);
+        poll_until(count, timeout, |left| self.poll_fetches(left))
+    }
 }
 
 /// Polls with `poll` (which waits at most its argument) until `count`
@@ -108,16 +118,12 @@ macro_rules! async_adapter {
                 $block_on(self.client.close())
             }
 
-            fn consume(
-                &self,
-                topic: &str,
-                count: usize,
-                timeout: Duration,
-            ) -> Vec<FetchedPartition> {
+            fn subscribe(&self, topic: &str) {
                 self.client.consume_topics([topic]);
-                poll_until(count, timeout, |left| {
-                    $block_on($timeout(left, self.client.poll_fetches(None))).unwrap_or_default()
-                })
+            }
+
+            fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition> {
+                $block_on($timeout(timeout, self.client.poll_fetches(None))).unwrap_or_default()
             }
         }
     };
@@ -196,15 +202,14 @@ impl Adapter for Tokio {
         self.block_on(self.client.close());
     }
 
-    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition> {
+    fn subscribe(&self, topic: &str) {
         self.client.consume_topics([topic]);
-        poll_until(count, timeout, |left| {
-            // The timer is made inside the runtime, which it needs.
-            self.block_on(async {
-                tokio::time::timeout(left, self.client.poll_fetches(None)).await
-            })
+    }
+
+    fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition> {
+        // The timer is made inside the runtime, which it needs.
+        self.block_on(async { tokio::time::timeout(timeout, self.client.poll_fetches(None)).await })
             .unwrap_or_default()
-        })
     }
 }
 
@@ -280,8 +285,11 @@ impl Adapter for Blocking {
         self.client.close();
     }
 
-    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition> {
+    fn subscribe(&self, topic: &str) {
         self.client.consume_topics([topic]);
-        poll_until(count, timeout, |left| self.client.poll_fetches(None, left))
+    }
+
+    fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition> {
+        self.client.poll_fetches(None, timeout)
     }
 }

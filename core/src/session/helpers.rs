@@ -1,11 +1,14 @@
 //! Small conversions every adapter needs around the session, kept here so
 //! none of them writes its own: the clock readings an adapter takes
 //! (the core reads none) turned into the core's units, regex patterns
-//! checked on the caller's side, fetches flattened to records.
+//! checked on the caller's side, fetches flattened to records or to
+//! stream items.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::consumer::{ConsumedRecord, FetchedPartition};
+use std::sync::Arc;
+
+use crate::consumer::{ConsumedRecord, FetchError, FetchedPartition};
 use crate::Timestamp;
 
 /// The core's timestamp for `elapsed` since the adapter's origin.
@@ -60,4 +63,36 @@ pub fn into_records(fetched: Vec<FetchedPartition>) -> Vec<ConsumedRecord> {
         out.extend(f.records);
     }
     out
+}
+
+/// A partition's error as an item among records (a stream's): which
+/// partition, and what happened (a reset policy of `None` hit, data
+/// loss, a broker error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{topic}/{partition}: {error}")]
+pub struct PartitionError {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// What happened.
+    pub error: FetchError,
+}
+
+/// Fetched partitions flattened to stream items: each partition's
+/// records in order, then its error, if it has one.
+pub fn into_items(
+    fetched: Vec<FetchedPartition>,
+) -> impl Iterator<Item = Result<ConsumedRecord, PartitionError>> {
+    fetched.into_iter().flat_map(|f| {
+        let (topic, partition) = (f.topic, f.partition);
+        let error = f.error.map(|error| {
+            Err(PartitionError {
+                topic,
+                partition,
+                error,
+            })
+        });
+        f.records.into_iter().map(Ok).chain(error)
+    })
 }

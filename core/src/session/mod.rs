@@ -33,9 +33,12 @@
 
 mod books;
 mod builder;
+mod conns;
+mod handles;
 mod helpers;
 mod outcome;
 mod sink;
+mod waker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -49,9 +52,11 @@ use crate::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};
 use crate::{Client, Config, Event, Input, Output, Timestamp};
 
 use books::ById;
-pub use helpers::{check_patterns, into_records, timestamp, wall_ms};
+pub use conns::{ConnWriter, Conns};
+pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
+pub use waker::{WakerBatch, WakerCells, WakerSlot};
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll
@@ -62,16 +67,28 @@ pub const BURST: usize = 256;
 
 /// Who waits for one record: whether it got into the buffer, and how it
 /// ended. [`Sink`] is one for any adapter's [`Cells`].
+///
+/// Each change hands back the waiting caller's wake-up rather than
+/// waking it: the session wakes them all at the end of a drain
+/// ([`Session::poll_io`] returning `None`). A produce response completes
+/// thousands of records; woken one by one, a caller waiting on the
+/// oldest of a window of records ran as soon as it was woken (on the
+/// driver's CPU), found the next record not done yet and slept again, a
+/// context switch each way per record.
 pub trait ProduceWaiter {
+    /// A caller's wake-up, held back until the end of the drain.
+    type Wake: std::fmt::Debug;
     /// The record is in the buffer.
-    fn buffered(&mut self);
+    fn buffered(&mut self) -> Option<Self::Wake>;
     /// The record was delivered or failed; a failure before it was
     /// buffered is its refusal too.
-    fn complete(self, outcome: Outcome);
+    fn complete(self, outcome: Outcome) -> Option<Self::Wake>;
     /// A `try_produce` record was refused before the core took it: the
     /// refusal is the call's answer, and the record never counted (in a
     /// batch, say).
-    fn refused(self, error: ProduceError);
+    fn refused(self, error: ProduceError) -> Option<Self::Wake>;
+    /// Wakes the caller now.
+    fn wake(wake: Self::Wake);
 }
 
 /// How an adapter hands results to its callers: one type per kind of
@@ -203,10 +220,13 @@ impl<P: ProduceWaiter> ProduceRequest<P> {
     /// Fails the record before any session took it (the driver is gone):
     /// the same answer the session gives once it is closing.
     pub fn refuse(self, error: ProduceError) {
-        if self.fail_when_full {
-            self.waiter.refused(error);
+        let wake = if self.fail_when_full {
+            self.waiter.refused(error)
         } else {
-            self.waiter.complete(Err(error));
+            self.waiter.complete(Err(error))
+        };
+        if let Some(w) = wake {
+            P::wake(w);
         }
     }
 }
@@ -267,9 +287,11 @@ struct Entry<P> {
 /// struct Noting;
 /// struct Ignored;
 /// impl ProduceWaiter for Ignored {
-///     fn buffered(&mut self) {}
-///     fn complete(self, _: Outcome) {}
-///     fn refused(self, _: ProduceError) {}
+///     type Wake = ();
+///     fn buffered(&mut self) -> Option<()> { None }
+///     fn complete(self, _: Outcome) -> Option<()> { None }
+///     fn refused(self, _: ProduceError) -> Option<()> { None }
+///     fn wake(_: ()) {}
 /// }
 /// impl Waiters for Noting {
 ///     type Produce = Ignored;
@@ -309,6 +331,9 @@ pub struct Session<W: Waiters> {
     armed: Option<Timestamp>,
     /// Callers waiting for a transaction's end, by the id the core gave.
     txn_ends: HashMap<u64, Reply<Result<TransactionOutcome, TxnError>>>,
+    /// Callers' wake-ups held back until the end of the drain (see
+    /// [`ProduceWaiter`]).
+    wakes: Vec<<W::Produce as ProduceWaiter>::Wake>,
 }
 
 impl<W: Waiters> Session<W> {
@@ -325,6 +350,7 @@ impl<W: Waiters> Session<W> {
             done: false,
             armed: None,
             txn_ends: HashMap::new(),
+            wakes: Vec::new(),
         }
     }
 
@@ -439,7 +465,20 @@ impl<W: Waiters> Session<W> {
                 Output::Event(event) => self.on_event(now, event),
             }
         }
+        self.wake_all();
         None
+    }
+
+    /// Holds a caller's wake-up back until the end of the drain.
+    fn defer(&mut self, wake: Option<<W::Produce as ProduceWaiter>::Wake>) {
+        self.wakes.extend(wake);
+    }
+
+    /// Wakes every caller whose record changed during the drain.
+    fn wake_all(&mut self) {
+        for w in self.wakes.drain(..) {
+            W::Produce::wake(w);
+        }
     }
 
     /// The core's next deadline, and whether it changed since the last
@@ -467,9 +506,11 @@ impl<W: Waiters> Session<W> {
         }
         while let Some(id) = self.records.find(|_| true) {
             if let Some(e) = self.records.remove(id) {
-                e.waiter.complete(Err(ProduceError::Closed));
+                let wake = e.waiter.complete(Err(ProduceError::Closed));
+                self.defer(wake);
             }
         }
+        self.wake_all();
         tracing::debug!("session finished");
     }
 
@@ -501,16 +542,24 @@ impl<W: Waiters> Session<W> {
                 // `Event::Buffered`. A refused `try_produce` never gets
                 // here.
                 if fail_when_full || self.core.buffered_records() > before {
-                    waiter.buffered();
+                    let wake = waiter.buffered();
+                    self.defer(wake);
                 }
                 if let Err(e) = self.records.insert(id, Entry { ticket, waiter }) {
                     // The core hands out ids in order; only a bug lands here.
                     tracing::error!(id = id.0, "record id out of order; its result is lost");
-                    e.waiter.complete(Err(ProduceError::Closed));
+                    let wake = e.waiter.complete(Err(ProduceError::Closed));
+                    self.defer(wake);
                 }
             }
-            Err(error) if fail_when_full => waiter.refused(error),
-            Err(error) => waiter.complete(Err(error)),
+            Err(error) if fail_when_full => {
+                let wake = waiter.refused(error);
+                self.defer(wake);
+            }
+            Err(error) => {
+                let wake = waiter.complete(Err(error));
+                self.defer(wake);
+            }
         }
     }
 
@@ -518,18 +567,21 @@ impl<W: Waiters> Session<W> {
         match event {
             Event::Buffered(id) => {
                 if let Some(e) = self.records.get_mut(id) {
-                    e.waiter.buffered();
+                    let wake = e.waiter.buffered();
+                    self.defer(wake);
                 }
             }
             Event::Delivered { id, meta } => {
                 if let Some(e) = self.records.remove(id) {
-                    e.waiter.complete(Ok(meta));
+                    let wake = e.waiter.complete(Ok(meta));
+                    self.defer(wake);
                 }
             }
             Event::ProduceFailed { id, record, error } => {
                 tracing::debug!(id = id.0, topic = %record.topic, %error, "record failed");
                 if let Some(e) = self.records.remove(id) {
-                    e.waiter.complete(Err(error));
+                    let wake = e.waiter.complete(Err(error));
+                    self.defer(wake);
                 }
             }
             Event::Flushed(id) => {

@@ -18,9 +18,14 @@ pub trait Cells {
     type Batch;
     /// Tells one caller whether its record was buffered.
     type Admission;
+    /// A record's caller to wake later (see [`ProduceWaiter`]).
+    type Wake: std::fmt::Debug;
 
-    /// Changes the record's state and wakes its caller.
-    fn update(record: &Self::Record, f: impl FnOnce(&mut RecordState));
+    /// Changes the record's state; returns its caller's wake-up, if one
+    /// may wait, for the session to do at the end of the drain.
+    fn update(record: &Arc<Self::Record>, f: impl FnOnce(&mut RecordState)) -> Option<Self::Wake>;
+    /// Wakes a record's caller.
+    fn wake(wake: Self::Wake);
     /// One record of the batch is done (`error` if it failed), or was
     /// refused before it counted (`None`).
     fn finish(batch: &Self::Batch, error: Option<ProduceError>);
@@ -49,27 +54,28 @@ impl<C: Cells> std::fmt::Debug for Sink<C> {
 }
 
 impl<C: Cells> ProduceWaiter for Sink<C> {
-    fn buffered(&mut self) {
+    type Wake = C::Wake;
+
+    fn buffered(&mut self) -> Option<C::Wake> {
         match self {
             Sink::Record(Some(r)) => C::update(r, RecordState::buffered),
-            Sink::Record(None) => {}
+            Sink::Record(None) => None,
             Sink::Batch(_, admitted) => {
                 if let Some(reply) = admitted.take() {
                     C::admit(reply, Ok(()));
                 }
+                None
             }
         }
     }
 
     /// Hands over the result; a failure before the record was buffered
     /// is its refusal too.
-    fn complete(mut self, outcome: Outcome) {
+    fn complete(mut self, outcome: Outcome) -> Option<C::Wake> {
         match &mut self {
-            Sink::Record(r) => {
-                if let Some(r) = r.take() {
-                    C::update(&r, |s| s.complete(outcome));
-                }
-            }
+            Sink::Record(r) => r
+                .take()
+                .and_then(|r| C::update(&r, |s| s.complete(outcome))),
             // The batch counts first: a caller woken by its admission
             // sees the batch as it is after this record.
             Sink::Batch(batch, admitted) => {
@@ -80,6 +86,7 @@ impl<C: Cells> ProduceWaiter for Sink<C> {
                 if let Some(reply) = admitted.take() {
                     C::admit(reply, admission);
                 }
+                None
             }
         }
     }
@@ -87,7 +94,7 @@ impl<C: Cells> ProduceWaiter for Sink<C> {
     /// A `try_produce` record was refused before the core took it: the
     /// refusal is the call's answer, and the record does not count in a
     /// batch.
-    fn refused(mut self, error: ProduceError) {
+    fn refused(mut self, error: ProduceError) -> Option<C::Wake> {
         if let Sink::Batch(batch, admitted) = &mut self {
             if let Some(b) = batch.take() {
                 C::finish(&b, None);
@@ -95,9 +102,13 @@ impl<C: Cells> ProduceWaiter for Sink<C> {
             if let Some(reply) = admitted.take() {
                 C::admit(reply, Err(error));
             }
-            return;
+            return None;
         }
-        self.complete(Err(error));
+        self.complete(Err(error))
+    }
+
+    fn wake(wake: C::Wake) {
+        C::wake(wake);
     }
 }
 
@@ -105,13 +116,17 @@ impl<C: Cells> Drop for Sink<C> {
     fn drop(&mut self) {
         match self {
             Sink::Record(r) => {
-                if let Some(r) = r.take() {
-                    C::update(&r, RecordState::abandoned);
+                if let Some(w) = r.take().and_then(|r| C::update(&r, RecordState::abandoned)) {
+                    C::wake(w);
                 }
             }
-            Sink::Batch(batch, _) => {
+            // A caller waiting for the admission hears the same.
+            Sink::Batch(batch, admitted) => {
                 if let Some(b) = batch.take() {
                     C::finish(&b, Some(ProduceError::Closed));
+                }
+                if let Some(reply) = admitted.take() {
+                    C::admit(reply, Err(ProduceError::Closed));
                 }
             }
         }

@@ -15,21 +15,26 @@ struct Logged;
 struct Named(&'static str, Log);
 
 impl ProduceWaiter for Named {
-    fn buffered(&mut self) {
+    type Wake = ();
+    fn buffered(&mut self) -> Option<()> {
         self.1.borrow_mut().push(format!("{} buffered", self.0));
+        None
     }
-    fn complete(self, outcome: Outcome) {
+    fn complete(self, outcome: Outcome) -> Option<()> {
         let what = match outcome {
             Ok(_) => "delivered".to_string(),
             Err(e) => format!("failed: {e}"),
         };
         self.1.borrow_mut().push(format!("{} {what}", self.0));
+        None
     }
-    fn refused(self, error: ProduceError) {
+    fn refused(self, error: ProduceError) -> Option<()> {
         self.1
             .borrow_mut()
             .push(format!("{} refused: {error}", self.0));
+        None
     }
+    fn wake(_: ()) {}
 }
 
 impl Waiters for Logged {
@@ -168,6 +173,88 @@ fn the_timer_is_rearmed_only_when_the_deadline_changes_and_stale_conn_reports_ar
     let _ = drain(&mut s, now);
     s.handle_input(now, Input::Received(conn, Bytes::from_static(b"junk")));
     assert!(drain(&mut s, now).is_empty());
+}
+
+/// A record's waiter whose wake-ups are logged too.
+struct Woken(&'static str, Log);
+
+impl Woken {
+    fn note(self, what: String) -> Option<(&'static str, Log)> {
+        self.1.borrow_mut().push(format!("{} {what}", self.0));
+        Some((self.0, self.1))
+    }
+}
+
+impl ProduceWaiter for Woken {
+    type Wake = (&'static str, Log);
+    fn buffered(&mut self) -> Option<Self::Wake> {
+        Woken(self.0, self.1.clone()).note("buffered".into())
+    }
+    fn complete(self, outcome: Outcome) -> Option<Self::Wake> {
+        self.note(format!("done: {}", outcome.is_ok()))
+    }
+    fn refused(self, error: ProduceError) -> Option<Self::Wake> {
+        self.note(format!("refused: {error}"))
+    }
+    fn wake((name, log): Self::Wake) {
+        log.borrow_mut().push(format!("{name} woken"));
+    }
+}
+
+struct WokenWaiters;
+
+impl Waiters for WokenWaiters {
+    type Produce = Woken;
+    type Flush = ();
+    type Fetch = ();
+    fn flushed(_: ()) {}
+    fn fetch_abandoned(_: &()) -> bool {
+        false
+    }
+    fn fetched(_: (), _: Vec<FetchedPartition>) -> Result<(), Vec<FetchedPartition>> {
+        Ok(())
+    }
+}
+
+#[test]
+fn callers_are_woken_after_the_whole_burst_not_once_per_record() {
+    let log = Log::default();
+    let config = Config::builder()
+        .seed_brokers(["127.0.0.1:9"])
+        .max_buffered_records(2)
+        .build()
+        .expect("valid config");
+    let mut s = Session::<WokenWaiters>::new(Client::new(config).expect("valid config"));
+    let now = Timestamp::from_nanos(1);
+    for (name, try_) in [("a", false), ("b", false), ("c", true)] {
+        s.handle_command(
+            now,
+            Command::Produce(ProduceRequest::new(
+                Record::new("t", "v"),
+                std::time::UNIX_EPOCH,
+                try_,
+                false,
+                0,
+                Woken(name, log.clone()),
+            )),
+        );
+    }
+    assert_eq!(
+        take(&log),
+        [
+            "a buffered",
+            "b buffered",
+            "c refused: the produce buffer is full"
+        ],
+        "nobody is woken while the session works"
+    );
+    while s.poll_io(now).is_some() {}
+    assert_eq!(take(&log), ["a woken", "b woken", "c woken"]);
+    s.finish();
+    assert_eq!(
+        take(&log),
+        ["a done: false", "b done: false", "a woken", "b woken"]
+    );
 }
 
 fn transactional() -> Session<Logged> {

@@ -1,8 +1,8 @@
 //! Produce and consume benchmarks: sansa and librdkafka side by side
 //! against the same broker, each round of each client in its own child
 //! process so CPU time and peak memory are that client's alone. This page
-//! documents `produce` (and `consume --runtime smol|blocking`); `consume`
-//! on tokio is documented in `bench/consume.rs`.
+//! documents `produce`; `consume` (every runtime, one code path) is
+//! documented in `bench/consume.rs`.
 //!
 //! ```text
 //! cargo run --release -p sansa-tests --bin sansa-bench -- produce \
@@ -10,13 +10,6 @@
 //!     [--rounds R] [--partitions P] [--sansa-mode window|buffered] \
 //!     [--runtime multi|current|tokio|smol|blocking]
 //! ```
-//!
-//! `consume` takes the same options: before each child the parent writes
-//! the N records with librdkafka, and the child (sansa on `--runtime`
-//! tokio, smol or blocking, through `sansa_tests::adapters`; or
-//! librdkafka) reads all of them from the start, timed from building its
-//! client to the last record. Keep N x S within the mock cluster's
-//! retention (about 5 MiB per partition) or raise `--partitions`.
 //!
 //! For every round and client the parent starts a fresh broker (the mock
 //! cluster, 3 brokers, inside this process; or a Tansu process), creates
@@ -108,16 +101,8 @@ fn run() -> Result<(), Error> {
         Some("produce") => parent(&Options::parse(&args[1..])?),
         Some("consume") => {
             let mut o = Options::parse(&args[1..])?;
-            if matches!(o.runtime.as_str(), "smol" | "blocking") {
-                // sansa-smol and sansa-blocking read through the
-                // conformance suite's Adapter: the child's mode names the
-                // job, consuming what the parent wrote with librdkafka
-                // before the child started.
-                let o = Options {
-                    sansa_mode: "consume".into(),
-                    ..o
-                };
-                return parent(&o);
+            if o.runtime == "current" {
+                return Err(format!("consume runs tokio multi-threaded only\n{USAGE}").into());
             }
             let asked = args.iter().any(|a| a == "--partitions");
             o.partitions = consume::partitions(&o, asked);
@@ -281,13 +266,8 @@ fn parent(o: &Options) -> Result<(), Error> {
         Broker::Tansu => "tansu",
     };
     let codec = o.compression.name();
-    let job = if o.sansa_mode == "consume" {
-        "consume"
-    } else {
-        "produce"
-    };
     println!(
-        "{job} to {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds, \
+        "produce to {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds, \
          sansa mode {} on a {} runtime",
         o.partitions, o.records, o.size, o.rounds, o.sansa_mode, o.runtime
     );
@@ -301,9 +281,6 @@ fn parent(o: &Options) -> Result<(), Error> {
         for client in order {
             let broker = RunningBroker::start(o.broker, o.partitions)?;
             let bootstrap = broker.peer().bootstrap();
-            if job == "consume" {
-                fill(&bootstrap, o)?;
-            }
             let broker_cpu_before = broker.cpu();
             let run = run_child(&exe, client, &bootstrap, o)?;
             let run = Run {
@@ -324,7 +301,7 @@ fn parent(o: &Options) -> Result<(), Error> {
             drop(broker);
         }
     }
-    report_medians(job, broker_name, codec, o, &runs);
+    report_medians("produce", broker_name, codec, o, &runs);
     Ok(())
 }
 
@@ -375,21 +352,6 @@ fn report_medians(
         s_rate / l_rate,
         s_cpu / l_cpu
     );
-}
-
-/// `consume`: writes the records the child will read, with librdkafka,
-/// before the child starts (so neither client's numbers include it).
-fn fill(bootstrap: &str, o: &Options) -> Result<(), Error> {
-    let codec = o.compression.name();
-    let producer = sansa_tests::peers::librdkafka::producer(
-        bootstrap,
-        &[("compression.type", codec), ("linger.ms", "10")],
-    )?;
-    let records: Vec<_> = (0..o.records as usize)
-        .map(|i| sansa_tests::peers::librdkafka::TestRecord::numbered(i, o.size))
-        .collect();
-    sansa_tests::peers::librdkafka::produce_blocking(&producer, TOPIC, &records)?;
-    Ok(())
 }
 
 /// `serve`: starts the broker, creates the topic, prints the bootstrap
@@ -570,9 +532,6 @@ fn child(args: &[String]) -> Result<(), Error> {
     let records: u64 = records.parse()?;
     let size: usize = size.parse()?;
     let codec: Compression = codec.parse()?;
-    if mode == "consume" {
-        return report(consume(client, runtime, bootstrap, records)?);
-    }
     let pool = value_pool();
     let elapsed = match client.as_str() {
         "sansa" => {
@@ -600,44 +559,6 @@ fn child(args: &[String]) -> Result<(), Error> {
         other => return Err(format!("child: unknown client {other}").into()),
     };
     report(elapsed)
-}
-
-/// A consume child: reads `records` records of the topic from the start
-/// with `client` (sansa on `runtime`, or librdkafka), timed from building
-/// the client to the last record.
-fn consume(client: &str, runtime: &str, bootstrap: &str, records: u64) -> Result<Duration, Error> {
-    use sansa_tests::adapters::{Adapter, Blocking, Smol, Tokio};
-    fn read<A: Adapter>(bootstrap: &str, records: usize) -> Result<Duration, Error> {
-        let started = Instant::now();
-        let client = A::connect(bootstrap, |c| c.client_id("sansa-bench"));
-        let fetched = client.consume(TOPIC, records, Duration::from_secs(120));
-        let elapsed = started.elapsed();
-        let n: usize = fetched.iter().map(|f| f.records.len()).sum();
-        client.close();
-        if n < records {
-            return Err(format!("{} read {n} of {records} records", A::NAME).into());
-        }
-        Ok(elapsed)
-    }
-    let records = usize::try_from(records)?;
-    match (client, runtime) {
-        ("librdkafka", _) => {
-            let started = Instant::now();
-            let got = sansa_tests::peers::librdkafka::consume(
-                bootstrap,
-                TOPIC,
-                records,
-                Duration::from_secs(120),
-            )?;
-            if got.len() < records {
-                return Err(format!("librdkafka read {} of {records}", got.len()).into());
-            }
-            Ok(started.elapsed())
-        }
-        (_, "smol") => read::<Smol>(bootstrap, records),
-        (_, "blocking") => read::<Blocking>(bootstrap, records),
-        _ => read::<Tokio>(bootstrap, records),
-    }
 }
 
 /// Prints a child's result line: its wall time, CPU and peak memory.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! sansa-bench consume --broker mock|tansu --records N --size S \
-//!     --compression C [--rounds R] [--partitions P]
+//!     --compression C [--rounds R] [--partitions P] [--runtime tokio|smol|blocking]
 //! ```
 //!
 //! The parent starts one broker, creates the topic, writes N records of S
@@ -15,14 +15,16 @@
 //! that reads every partition from the start until it has N records and
 //! reports wall time (first request to last record), CPU and peak RSS.
 //!
-//! sansa: the tokio client, `consume_partitions` of every partition from
-//! earliest, `poll_records(None)` until N records. librdkafka: a
+//! sansa: the client of `--runtime` (sansa-tokio on a multi-threaded
+//! runtime, sansa-smol, sansa-blocking), one code path for all of them
+//! through `sansa_tests::adapters::Adapter`: `consume_topics` from the
+//! default start (earliest), `poll_fetches(None)` until N records, each
+//! poll's records counted and dropped. librdkafka: a
 //! `BaseConsumer` assigned every partition from the beginning (no group
 //! join, no commits), `poll` until N messages. Both with their defaults
 //! otherwise (fetch max wait, fetch sizes, buffer bounds: sansa 64 MiB,
 //! librdkafka `queued.max.messages.kbytes` 64 MiB).
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use sansa_tests::adapters::{Adapter, Blocking, Smol, Tokio};
 
 use super::{
     cpu_seconds, peak_rss_kb, read_report, report_medians, value, value_pool, Broker, ClientKind,
@@ -61,8 +64,9 @@ pub(super) fn parent(o: &Options) -> Result<(), Error> {
     };
     let codec = o.compression.name();
     println!(
-        "consume from {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds",
-        o.partitions, o.records, o.size, o.rounds
+        "consume from {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds, \
+         sansa on {}",
+        o.partitions, o.records, o.size, o.rounds, o.runtime
     );
     let broker = RunningBroker::start(o.broker, o.partitions)?;
     let bootstrap = broker.peer().bootstrap();
@@ -181,6 +185,7 @@ fn run_child(
             &o.records.to_string(),
             &o.size.to_string(),
             &o.partitions.to_string(),
+            &o.runtime,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -190,21 +195,22 @@ fn run_child(
     read_report(child, client, limit)
 }
 
-/// `child-consume <client> <bootstrap> <records> <size> <partitions>`.
+/// `child-consume <client> <bootstrap> <records> <size> <partitions> <runtime>`.
 pub(super) fn child(args: &[String]) -> Result<(), Error> {
-    let [client, bootstrap, records, size, partitions] = args else {
+    let [client, bootstrap, records, size, partitions, runtime] = args else {
         return Err("child-consume: wrong arguments".into());
     };
     let records: u64 = records.parse()?;
     let size: usize = size.parse()?;
     let partitions: i32 = partitions.parse()?;
-    let (elapsed, bytes) = match client.as_str() {
-        "sansa" => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(sansa_consume(bootstrap, records, partitions))?,
-        "librdkafka" => librdkafka_consume(bootstrap, records, partitions)?,
-        other => return Err(format!("child-consume: unknown client {other}").into()),
+    let (elapsed, bytes) = match (client.as_str(), runtime.as_str()) {
+        ("librdkafka", _) => librdkafka_consume(bootstrap, records, partitions)?,
+        ("sansa", "smol") => sansa_consume::<Smol>(bootstrap, records)?,
+        ("sansa", "blocking") => sansa_consume::<Blocking>(bootstrap, records)?,
+        ("sansa", "multi" | "tokio") => sansa_consume::<Tokio>(bootstrap, records)?,
+        (client, runtime) => {
+            return Err(format!("child-consume: no client {client} on {runtime}").into())
+        }
     };
     if bytes != records * size as u64 {
         return Err(format!(
@@ -225,30 +231,21 @@ pub(super) fn child(args: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads `records` records with sansa: (time from the first request to
-/// the last record, value bytes read).
-async fn sansa_consume(
-    bootstrap: &str,
-    records: u64,
-    partitions: i32,
-) -> Result<(Duration, u64), Error> {
-    let client = sansa_tokio::Client::builder()
-        .seed_brokers(bootstrap.split(',').map(str::to_owned))
-        .client_id("sansa-bench")
-        .build()
-        .await?;
+/// How long a consume child waits for all its records.
+const CONSUME_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Reads `records` records with sansa on the runtime of `A`: (time from
+/// the subscription to the last record, value bytes read).
+fn sansa_consume<A: Adapter>(bootstrap: &str, records: u64) -> Result<(Duration, u64), Error> {
+    let client = A::connect(bootstrap, |c| c.client_id("sansa-bench"));
     let started = Instant::now();
-    let all = (0..partitions)
-        .map(|p| (p, sansa_tokio::StartOffset::Earliest))
-        .collect();
-    client.consume_partitions(BTreeMap::from([(TOPIC.to_string(), all)]));
+    client.subscribe(TOPIC);
     let (mut n, mut bytes) = (0u64, 0u64);
     while n < records {
-        let fetched = client.poll_fetches(None).await;
-        if fetched.is_empty() {
-            return Err("sansa: the client closed".into());
-        }
-        for f in fetched {
+        let Some(left) = CONSUME_PATIENCE.checked_sub(started.elapsed()) else {
+            return Err(format!("sansa on {}: {n} of {records} records", A::NAME).into());
+        };
+        for f in client.poll_fetches(left) {
             if let Some(e) = f.error {
                 return Err(format!("sansa: {}/{}: {e}", f.topic, f.partition).into());
             }
@@ -261,7 +258,7 @@ async fn sansa_consume(
         }
     }
     let elapsed = started.elapsed();
-    client.close().await;
+    client.close();
     Ok((elapsed, bytes))
 }
 
