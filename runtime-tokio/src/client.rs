@@ -251,7 +251,7 @@ impl Client {
         RecordStream::new(self.clone())
     }
 
-    fn send(&self, cmd: Command) {
+    pub(crate) fn send(&self, cmd: Command) {
         // The driver only goes away after close; commands after that are
         // no-ops, as the calls document.
         let _ = self.inner.commands.send(cmd);
@@ -554,6 +554,14 @@ impl ClientBuilder {
     /// ```
     pub fn consumer(self, consumer: ConsumerConfig) -> Self {
         self.config(|c| c.consumer(consumer))
+    }
+
+    /// Joins this consumer group when consuming topics (franz-go's
+    /// `ConsumerGroup`); see `GroupConfig` for balancers, timeouts,
+    /// auto-commit, static membership, `require_rebalance_ack` and
+    /// `max_poll_interval`. Default none.
+    pub fn consumer_group(self, group: sansa_core::group::GroupConfig) -> Self {
+        self.config(|c| c.consumer_group(group))
     }
 
     /// The partitioner of every topic. Default: Java-compatible murmur2

@@ -58,6 +58,7 @@
 mod client;
 mod conn;
 mod driver;
+mod group;
 mod produce;
 mod stream;
 
@@ -74,4 +75,6 @@ pub use stream::{PartitionError, RecordStream};
 pub use sansa_core as core;
 pub use sansa_core::client::{Acks, Config, ConfigBuilder, ConfigError};
 pub use sansa_core::compression::Compression;
+pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta, Topic};
+pub use sansa_core::session::{CommitFailure, CommitResult};

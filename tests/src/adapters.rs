@@ -10,11 +10,17 @@
 use std::time::{Duration, Instant};
 
 use sansa_core::client::ConfigBuilder;
-use sansa_core::consumer::FetchedPartition;
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
+use sansa_core::group::GroupEvent;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
+use sansa_core::session::{CommitFailure, CommitResult};
 
 /// A record's result.
 pub type Delivery = Result<RecordMeta, ProduceError>;
+
+/// How long a group call (a commit) may take before the adapter gives up
+/// waiting with [`CommitFailure::TimedOut`].
+pub const GROUP_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One sansa client on one runtime, driven synchronously.
 pub trait Adapter: Sized + Sync {
@@ -38,9 +44,35 @@ pub trait Adapter: Sized + Sync {
     /// Closes and waits for it.
     fn close(&self);
 
+    /// `consume_topics([topic])`: with a consumer group configured (see
+    /// `ConfigBuilder::consumer_group`), joins it.
+    fn subscribe(&self, topic: &str);
+
+    /// One `poll_fetches`, waiting at most `timeout`.
+    fn poll(&self, timeout: Duration) -> Vec<FetchedPartition>;
+
     /// Subscribes to `topic` and polls until `count` records arrived or
     /// `timeout` passed; returns what arrived by partition.
-    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition>;
+    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition> {
+        self.subscribe(topic);
+        poll_until(count, timeout, |left| self.poll(left))
+    }
+
+    /// `commit_uncommitted_offsets`, waiting at most
+    /// [`GROUP_CALL_TIMEOUT`].
+    fn commit_uncommitted(&self) -> CommitResult;
+
+    /// `commit_records`, waiting at most [`GROUP_CALL_TIMEOUT`].
+    fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult;
+
+    /// `allow_rebalance`.
+    fn allow_rebalance(&self);
+
+    /// `next_group_event`, waiting at most `timeout`.
+    fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent>;
+
+    /// `abort`: stops as a crash would (no commit, no LeaveGroup).
+    fn abort(&self);
 }
 
 /// Polls with `poll` (which waits at most its argument) until `count`
@@ -108,16 +140,36 @@ macro_rules! async_adapter {
                 $block_on(self.client.close())
             }
 
-            fn consume(
-                &self,
-                topic: &str,
-                count: usize,
-                timeout: Duration,
-            ) -> Vec<FetchedPartition> {
+            fn subscribe(&self, topic: &str) {
                 self.client.consume_topics([topic]);
-                poll_until(count, timeout, |left| {
-                    $block_on($timeout(left, self.client.poll_fetches(None))).unwrap_or_default()
-                })
+            }
+
+            fn poll(&self, timeout: Duration) -> Vec<FetchedPartition> {
+                $block_on($timeout(timeout, self.client.poll_fetches(None))).unwrap_or_default()
+            }
+
+            fn commit_uncommitted(&self) -> CommitResult {
+                let commit = self.client.commit_uncommitted_offsets();
+                $block_on($timeout(GROUP_CALL_TIMEOUT, commit))
+                    .unwrap_or(Err(CommitFailure::TimedOut))
+            }
+
+            fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+                let commit = self.client.commit_records(records);
+                $block_on($timeout(GROUP_CALL_TIMEOUT, commit))
+                    .unwrap_or(Err(CommitFailure::TimedOut))
+            }
+
+            fn allow_rebalance(&self) {
+                self.client.allow_rebalance();
+            }
+
+            fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
+                $block_on($timeout(timeout, self.client.next_group_event())).flatten()
+            }
+
+            fn abort(&self) {
+                $block_on(self.client.abort())
             }
         }
     };
@@ -145,6 +197,11 @@ impl Tokio {
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
+    }
+
+    /// Runs `f` for at most `d` (`None` when it did not finish).
+    fn within<F: std::future::Future>(&self, d: Duration, f: F) -> Option<F::Output> {
+        self.block_on(async { tokio::time::timeout(d, f).await.ok() })
     }
 }
 
@@ -196,15 +253,37 @@ impl Adapter for Tokio {
         self.block_on(self.client.close());
     }
 
-    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition> {
+    fn subscribe(&self, topic: &str) {
         self.client.consume_topics([topic]);
-        poll_until(count, timeout, |left| {
-            // The timer is made inside the runtime, which it needs.
-            self.block_on(async {
-                tokio::time::timeout(left, self.client.poll_fetches(None)).await
-            })
+    }
+
+    fn poll(&self, timeout: Duration) -> Vec<FetchedPartition> {
+        // Timers are made inside the runtime, which they need.
+        self.within(timeout, self.client.poll_fetches(None))
             .unwrap_or_default()
-        })
+    }
+
+    fn commit_uncommitted(&self) -> CommitResult {
+        self.within(GROUP_CALL_TIMEOUT, self.client.commit_uncommitted_offsets())
+            .unwrap_or(Err(CommitFailure::TimedOut))
+    }
+
+    fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+        self.within(GROUP_CALL_TIMEOUT, self.client.commit_records(records))
+            .unwrap_or(Err(CommitFailure::TimedOut))
+    }
+
+    fn allow_rebalance(&self) {
+        self.client.allow_rebalance();
+    }
+
+    fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
+        self.within(timeout, self.client.next_group_event())
+            .flatten()
+    }
+
+    fn abort(&self) {
+        self.block_on(self.client.abort());
     }
 }
 
@@ -280,8 +359,31 @@ impl Adapter for Blocking {
         self.client.close();
     }
 
-    fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<FetchedPartition> {
+    fn subscribe(&self, topic: &str) {
         self.client.consume_topics([topic]);
-        poll_until(count, timeout, |left| self.client.poll_fetches(None, left))
+    }
+
+    fn poll(&self, timeout: Duration) -> Vec<FetchedPartition> {
+        self.client.poll_fetches(None, timeout)
+    }
+
+    fn commit_uncommitted(&self) -> CommitResult {
+        self.client.commit_uncommitted_offsets(GROUP_CALL_TIMEOUT)
+    }
+
+    fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+        self.client.commit_records(records, GROUP_CALL_TIMEOUT)
+    }
+
+    fn allow_rebalance(&self) {
+        self.client.allow_rebalance();
+    }
+
+    fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
+        self.client.next_group_event(timeout)
+    }
+
+    fn abort(&self) {
+        self.client.abort();
     }
 }
