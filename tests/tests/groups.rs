@@ -235,7 +235,7 @@ fn run_librdkafka_member(
     topic: &str,
     strategy: Strategy,
     retired: &AtomicBool,
-    assigned: &AtomicBool,
+    assigned: &AtomicUsize,
     seen: &Seen,
 ) {
     let session = SESSION_TIMEOUT.as_millis().to_string();
@@ -257,8 +257,8 @@ fn run_librdkafka_member(
     .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     while !retired.load(Ordering::Acquire) {
-        if consumer.assignment().is_ok_and(|a| a.count() > 0) {
-            assigned.store(true, Ordering::Release);
+        if let Ok(a) = consumer.assignment() {
+            assigned.store(a.count(), Ordering::Release);
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => seen.note([(m.partition(), m.offset())]),
@@ -322,8 +322,7 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
             (client, MemberStats::default(), manual)
         })
         .collect();
-    let (librdkafka_retired, librdkafka_assigned) =
-        (AtomicBool::new(false), AtomicBool::new(false));
+    let (librdkafka_retired, librdkafka_assigned) = (AtomicBool::new(false), AtomicUsize::new(0));
     let log = |what: &str| eprintln!("{}: {what} after {:?}", A::NAME, started.elapsed());
     std::thread::scope(|s| {
         let spawn = |i: usize| {
@@ -347,7 +346,7 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
             run_librdkafka_member(bootstrap, topic, strategy, retired, rd_assigned, seen)
         });
         wait_until("librdkafka assigned", || {
-            librdkafka_assigned.load(Ordering::Acquire)
+            librdkafka_assigned.load(Ordering::Acquire) > 0
         });
         for i in 0..3 {
             spawn(i);
@@ -384,6 +383,9 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
         });
         members[3].1.retired.store(true, Ordering::Release);
         members[3].0.close();
+        wait_until("librdkafka took over every partition", || {
+            librdkafka_assigned.load(Ordering::Acquire) == PARTITIONS as usize
+        });
         librdkafka_retired.store(true, Ordering::Release);
     });
     log("everyone closed");
@@ -499,24 +501,14 @@ fn commits_by_hand<A: Adapter>(kind: &str) {
     );
 }
 
-macro_rules! groups {
+// The adapter calls are cheap and each adapter's own: every adapter
+// commits by hand on both peers.
+macro_rules! commits_by_hand {
     ($($adapter:ident: $ty:ty;)*) => {$(
         #[allow(non_snake_case)]
         mod $adapter {
             use super::*;
 
-            #[test]
-            fn mock_cooperative_sticky_crash_leave_join() {
-                crash_leave_join::<$ty>("mock", Strategy::CooperativeSticky);
-            }
-            #[test]
-            fn mock_range_crash_leave_join() {
-                crash_leave_join::<$ty>("mock", Strategy::Range);
-            }
-            #[test]
-            fn tansu_cooperative_sticky_crash_leave_join() {
-                crash_leave_join::<$ty>("tansu", Strategy::CooperativeSticky);
-            }
             #[test]
             fn mock_commits_by_hand() {
                 commits_by_hand::<$ty>("mock");
@@ -529,9 +521,34 @@ macro_rules! groups {
     )*};
 }
 
-groups! {
+commits_by_hand! {
     tokio: Tokio;
     smol: Smol;
     async_std: AsyncStd;
     blocking: Blocking;
+}
+
+// The group's life is the core's, the same under every adapter, and each
+// run takes about half a minute (a crashed member is expelled after the
+// 6 s session timeout, each rebalance takes a round or two): each peer
+// and strategy runs once, spread over the adapters.
+mod crash_leave_join {
+    use super::*;
+
+    #[test]
+    fn mock_cooperative_sticky_on_tokio() {
+        crash_leave_join::<Tokio>("mock", Strategy::CooperativeSticky);
+    }
+    #[test]
+    fn mock_range_on_smol() {
+        crash_leave_join::<Smol>("mock", Strategy::Range);
+    }
+    #[test]
+    fn tansu_cooperative_sticky_on_blocking() {
+        crash_leave_join::<Blocking>("tansu", Strategy::CooperativeSticky);
+    }
+    #[test]
+    fn tansu_range_on_async_std() {
+        crash_leave_join::<AsyncStd>("tansu", Strategy::Range);
+    }
 }
