@@ -365,7 +365,7 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
         spawn(3);
         wait_until("the late joiner assigned", || assigned(3));
         log("late joiner assigned");
-        produce_wave(&bootstrap, &topic, WAVE, &mut end);
+        produce_wave(bootstrap, topic, WAVE, &mut end);
         seen.wait_for_all(&end, "second wave");
         log("second wave consumed");
 
