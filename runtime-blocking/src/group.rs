@@ -3,50 +3,8 @@
 //! `allow_rebalance`, and `abort`. The bookkeeping is the core session's
 //! (`sansa_core::session::group`); this file only carries calls to the
 //! driver thread and answers back.
-//!
-//! Rebalances are events to read with [`Client::next_group_event`], not
-//! callbacks: a callback run by the driver thread would stall heartbeats
-//! while it runs, and one that commits would wait for the thread it
-//! blocks. With `GroupConfig::require_rebalance_ack` the group holds each
-//! assignment, revoke or loss until [`Client::allow_rebalance`], which
-//! gives the application the same "finish before the rebalance goes on"
-//! a blocking callback would.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use sansa_blocking::{Client, GroupConfig, GroupEvent};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut group = GroupConfig::new("billing");
-//! group.auto_commit = None; // commit by hand
-//! group.require_rebalance_ack = true;
-//! let client = Client::builder()
-//!     .seed_brokers(["localhost:9092"])
-//!     .consumer_group(group)
-//!     .build()?;
-//! client.consume_topics(["invoices"]);
-//! // Rebalance events on their own thread; each step waits for the ack.
-//! let events = client.clone();
-//! std::thread::spawn(move || {
-//!     while !events.is_closed() {
-//!         let Some(event) = events.next_group_event(Duration::from_secs(1)) else {
-//!             continue;
-//!         };
-//!         if let GroupEvent::PartitionsRevoked(p) = &event {
-//!             println!("giving up {p:?}");
-//!         }
-//!         events.allow_rebalance();
-//!     }
-//! });
-//! for _ in 0..10 {
-//!     let records = client.poll_records(None, Duration::from_secs(1));
-//!     // ... process ...
-//!     client.commit_records(&records, Duration::from_secs(10))?;
-//! }
-//! client.close(); // commits what was polled, leaves the group
-//! # Ok(())
-//! # }
-//! ```
+//! See [`Client::next_group_event`] for how rebalances reach the
+//! application, with an example.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,6 +61,50 @@ impl Client {
     /// group error, the outcome of a commit nobody awaited), waiting at
     /// most `timeout`; `None` when none came in time or the client is
     /// closed. Events wait (up to a bound, oldest dropped) until read.
+    ///
+    /// Rebalances are events to read here, not
+    /// callbacks: a callback run by the driver thread would stall heartbeats
+    /// while it runs, and one that commits would wait for the thread it
+    /// blocks. With `GroupConfig::require_rebalance_ack` the group holds each
+    /// assignment, revoke or loss until [`Client::allow_rebalance`], which
+    /// gives the application the same "finish before the rebalance goes on"
+    /// a blocking callback would.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use sansa_blocking::{Client, GroupConfig, GroupEvent};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut group = GroupConfig::new("billing");
+    /// group.auto_commit = None; // commit by hand
+    /// group.require_rebalance_ack = true;
+    /// let client = Client::builder()
+    ///     .seed_brokers(["localhost:9092"])
+    ///     .consumer_group(group)
+    ///     .build()?;
+    /// client.consume_topics(["invoices"]);
+    /// // Rebalance events on their own thread; each step waits for the ack.
+    /// let events = client.clone();
+    /// std::thread::spawn(move || {
+    ///     while !events.is_closed() {
+    ///         let Some(event) = events.next_group_event(Duration::from_secs(1)) else {
+    ///             continue;
+    ///         };
+    ///         if let GroupEvent::PartitionsRevoked(p) = &event {
+    ///             println!("giving up {p:?}");
+    ///         }
+    ///         events.allow_rebalance();
+    ///     }
+    /// });
+    /// for _ in 0..10 {
+    ///     let records = client.poll_records(None, Duration::from_secs(1));
+    ///     // ... process ...
+    ///     client.commit_records(&records, Duration::from_secs(10))?;
+    /// }
+    /// client.close(); // commits what was polled, leaves the group
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
         let (event, reply) = answer();
         self.send(Command::NextGroupEvent(reply));
