@@ -26,6 +26,7 @@ impl Waiters for BlockingWaiters {
     type Produce = Sink;
     type Flush = Reply<()>;
     type Fetch = Reply<Vec<FetchedPartition>>;
+    type Reply<T> = Reply<T>;
 
     fn flushed(waiter: Reply<()>) {
         let _ = waiter.send(());
@@ -40,6 +41,14 @@ impl Waiters for BlockingWaiters {
         fetched: Vec<FetchedPartition>,
     ) -> Result<(), Vec<FetchedPartition>> {
         waiter.send(fetched)
+    }
+
+    fn reply<T>(waiter: Reply<T>, value: T) -> Result<(), T> {
+        waiter.send(value)
+    }
+
+    fn reply_abandoned<T>(waiter: &Reply<T>) -> bool {
+        waiter.abandoned()
     }
 }
 

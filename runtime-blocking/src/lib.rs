@@ -32,6 +32,7 @@
 mod client;
 mod conn;
 mod driver;
+mod group;
 mod produce;
 mod wait;
 
@@ -45,4 +46,6 @@ pub use sansa_core::consumer::{
     ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
     StartOffset,
 };
+pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta};
+pub use sansa_core::session::{CommitFailure, CommitResult};

@@ -133,7 +133,7 @@ impl Client {
         session::into_records(self.poll_fetches(max_records).await)
     }
 
-    fn send(&self, cmd: Command) {
+    pub(crate) fn send(&self, cmd: Command) {
         // Commands after close are no-ops, as the calls document.
         let _ = self.inner.commands.try_send(cmd);
     }

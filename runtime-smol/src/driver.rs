@@ -29,6 +29,7 @@ impl Waiters for SmolWaiters {
     type Produce = Sink;
     type Flush = Sender<()>;
     type Fetch = Sender<Vec<FetchedPartition>>;
+    type Reply<T> = Sender<T>;
 
     fn flushed(waiter: Sender<()>) {
         let _ = waiter.try_send(());
@@ -43,6 +44,14 @@ impl Waiters for SmolWaiters {
         fetched: Vec<FetchedPartition>,
     ) -> Result<(), Vec<FetchedPartition>> {
         waiter.try_send(fetched).map_err(|e| e.into_inner())
+    }
+
+    fn reply<T>(waiter: Sender<T>, value: T) -> Result<(), T> {
+        waiter.try_send(value).map_err(|e| e.into_inner())
+    }
+
+    fn reply_abandoned<T>(waiter: &Sender<T>) -> bool {
+        waiter.is_closed()
     }
 }
 

@@ -27,6 +27,7 @@
 mod client;
 mod conn;
 mod driver;
+mod group;
 mod produce;
 
 pub use client::{Client, ClientBuilder, Error};
@@ -39,4 +40,6 @@ pub use sansa_core::consumer::{
     ConsumedRecord, ConsumerConfig, FetchError, FetchedPartition, IsolationLevel, ResetPolicy,
     StartOffset,
 };
+pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta};
+pub use sansa_core::session::{CommitFailure, CommitResult};

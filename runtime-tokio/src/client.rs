@@ -133,7 +133,7 @@ impl Client {
         RecordStream::new(self.clone())
     }
 
-    fn send(&self, cmd: Command) {
+    pub(crate) fn send(&self, cmd: Command) {
         // The driver only goes away after close; commands after that are
         // no-ops, as the calls document.
         let _ = self.inner.commands.send(cmd);

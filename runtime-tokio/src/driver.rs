@@ -33,6 +33,7 @@ impl Waiters for TokioWaiters {
     type Produce = Sink;
     type Flush = oneshot::Sender<()>;
     type Fetch = oneshot::Sender<Vec<FetchedPartition>>;
+    type Reply<T> = oneshot::Sender<T>;
 
     fn flushed(waiter: oneshot::Sender<()>) {
         let _ = waiter.send(());
@@ -47,6 +48,14 @@ impl Waiters for TokioWaiters {
         fetched: Vec<FetchedPartition>,
     ) -> Result<(), Vec<FetchedPartition>> {
         waiter.send(fetched)
+    }
+
+    fn reply<T>(waiter: oneshot::Sender<T>, value: T) -> Result<(), T> {
+        waiter.send(value)
+    }
+
+    fn reply_abandoned<T>(waiter: &oneshot::Sender<T>) -> bool {
+        waiter.is_closed()
     }
 }
 

@@ -66,9 +66,17 @@
 //!   [`Client::poll_records`] (flat), or [`Client::record_stream`], a
 //!   `futures_core::Stream` of records and [`PartitionError`]s. Records
 //!   own their bytes (`Bytes`), so they outlive the poll and the client.
-//! - Shutdown: [`Client::close`] flushes, then closes every connection and
-//!   ends the driver. Dropping the last handle does the same in the
-//!   background.
+//! - Consumer groups: [`ClientBuilder::consumer_group`] with a
+//!   [`GroupConfig`]; `consume_topics` then joins and consumes what the
+//!   group assigns. [`Client::commit_records`] and
+//!   [`Client::commit_uncommitted_offsets`] report what the coordinator
+//!   holds; rebalances (assigned, revoked, lost) come from
+//!   [`Client::next_group_event`] and, with `require_rebalance_ack`, wait
+//!   for [`Client::allow_rebalance`]; [`Client::abort`] stops as a crash
+//!   would.
+//! - Shutdown: [`Client::close`] flushes, commits and leaves the group
+//!   (when in one), then closes every connection and ends the driver.
+//!   Dropping the last handle does the same in the background.
 //! - Logs: the driver runs in a `sansa` span (with the client id), each
 //!   connection in a `conn` span (with its id and address); connects,
 //!   closes and failures are `tracing` events.
@@ -76,6 +84,7 @@
 mod client;
 mod conn;
 mod driver;
+mod group;
 mod produce;
 mod stream;
 
@@ -93,4 +102,6 @@ pub use stream::RecordStream;
 pub use sansa_core as core;
 pub use sansa_core::client::{Acks, Config, ConfigBuilder, ConfigError};
 pub use sansa_core::compression::Compression;
+pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta, Topic};
+pub use sansa_core::session::{CommitFailure, CommitResult};

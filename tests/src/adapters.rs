@@ -10,11 +10,17 @@
 use std::time::{Duration, Instant};
 
 use sansa_core::client::ConfigBuilder;
-use sansa_core::consumer::FetchedPartition;
+use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
+use sansa_core::group::GroupEvent;
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
+use sansa_core::session::{CommitFailure, CommitResult};
 
 /// A record's result.
 pub type Delivery = Result<RecordMeta, ProduceError>;
+
+/// How long a group call (a commit) may take before the adapter gives up
+/// waiting with [`CommitFailure::TimedOut`].
+pub const GROUP_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One sansa client on one runtime, driven synchronously.
 pub trait Adapter: Sized + Sync {
@@ -38,7 +44,8 @@ pub trait Adapter: Sized + Sync {
     /// Closes and waits for it.
     fn close(&self);
 
-    /// `consume_topics` of `topic`, from the configured start offset.
+    /// `consume_topics([topic])`: with a consumer group configured (see
+    /// `ConfigBuilder::consumer_group`), joins it.
     fn subscribe(&self, topic: &str);
 
     /// `poll_fetches(None)`, waiting at most `timeout`; empty if nothing
@@ -51,6 +58,22 @@ pub trait Adapter: Sized + Sync {
         self.subscribe(topic);
         poll_until(count, timeout, |left| self.poll_fetches(left))
     }
+
+    /// `commit_uncommitted_offsets`, waiting at most
+    /// [`GROUP_CALL_TIMEOUT`].
+    fn commit_uncommitted(&self) -> CommitResult;
+
+    /// `commit_records`, waiting at most [`GROUP_CALL_TIMEOUT`].
+    fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult;
+
+    /// `allow_rebalance`.
+    fn allow_rebalance(&self);
+
+    /// `next_group_event`, waiting at most `timeout`.
+    fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent>;
+
+    /// `abort`: stops as a crash would (no commit, no LeaveGroup).
+    fn abort(&self);
 }
 
 /// Polls with `poll` (which waits at most its argument) until `count`
@@ -125,6 +148,30 @@ macro_rules! async_adapter {
             fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition> {
                 $block_on($timeout(timeout, self.client.poll_fetches(None))).unwrap_or_default()
             }
+
+            fn commit_uncommitted(&self) -> CommitResult {
+                let commit = self.client.commit_uncommitted_offsets();
+                $block_on($timeout(GROUP_CALL_TIMEOUT, commit))
+                    .unwrap_or(Err(CommitFailure::TimedOut))
+            }
+
+            fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+                let commit = self.client.commit_records(records);
+                $block_on($timeout(GROUP_CALL_TIMEOUT, commit))
+                    .unwrap_or(Err(CommitFailure::TimedOut))
+            }
+
+            fn allow_rebalance(&self) {
+                self.client.allow_rebalance();
+            }
+
+            fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
+                $block_on($timeout(timeout, self.client.next_group_event())).flatten()
+            }
+
+            fn abort(&self) {
+                $block_on(self.client.abort())
+            }
         }
     };
 }
@@ -151,6 +198,11 @@ impl Tokio {
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)
+    }
+
+    /// Runs `f` for at most `d` (`None` when it did not finish).
+    fn within<F: std::future::Future>(&self, d: Duration, f: F) -> Option<F::Output> {
+        self.block_on(async { tokio::time::timeout(d, f).await.ok() })
     }
 }
 
@@ -207,9 +259,32 @@ impl Adapter for Tokio {
     }
 
     fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition> {
-        // The timer is made inside the runtime, which it needs.
-        self.block_on(async { tokio::time::timeout(timeout, self.client.poll_fetches(None)).await })
+        // Timers are made inside the runtime, which they need.
+        self.within(timeout, self.client.poll_fetches(None))
             .unwrap_or_default()
+    }
+
+    fn commit_uncommitted(&self) -> CommitResult {
+        self.within(GROUP_CALL_TIMEOUT, self.client.commit_uncommitted_offsets())
+            .unwrap_or(Err(CommitFailure::TimedOut))
+    }
+
+    fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+        self.within(GROUP_CALL_TIMEOUT, self.client.commit_records(records))
+            .unwrap_or(Err(CommitFailure::TimedOut))
+    }
+
+    fn allow_rebalance(&self) {
+        self.client.allow_rebalance();
+    }
+
+    fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
+        self.within(timeout, self.client.next_group_event())
+            .flatten()
+    }
+
+    fn abort(&self) {
+        self.block_on(self.client.abort());
     }
 }
 
@@ -291,5 +366,25 @@ impl Adapter for Blocking {
 
     fn poll_fetches(&self, timeout: Duration) -> Vec<FetchedPartition> {
         self.client.poll_fetches(None, timeout)
+    }
+
+    fn commit_uncommitted(&self) -> CommitResult {
+        self.client.commit_uncommitted_offsets(GROUP_CALL_TIMEOUT)
+    }
+
+    fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+        self.client.commit_records(records, GROUP_CALL_TIMEOUT)
+    }
+
+    fn allow_rebalance(&self) {
+        self.client.allow_rebalance();
+    }
+
+    fn next_group_event(&self, timeout: Duration) -> Option<GroupEvent> {
+        self.client.next_group_event(timeout)
+    }
+
+    fn abort(&self) {
+        self.client.abort();
     }
 }

@@ -59,21 +59,7 @@ impl Client {
         now: Timestamp,
         records: &[ConsumedRecord],
     ) -> Option<CommitId> {
-        let mut offsets: BTreeMap<TopicPartition, EpochOffset> = BTreeMap::new();
-        for r in records {
-            let at = EpochOffset {
-                offset: r.offset.saturating_add(1),
-                leader_epoch: r.leader_epoch,
-            };
-            offsets
-                .entry((r.topic.to_string(), r.partition))
-                .and_modify(|e| {
-                    if e.offset < at.offset {
-                        *e = at;
-                    }
-                })
-                .or_insert(at);
-        }
+        let offsets = crate::group::offsets::positions_after(records);
         self.commit_offsets(now, offsets, false)
     }
 

@@ -401,6 +401,24 @@ impl Client {
         }
     }
 
+    /// Whether the client is closed: [`Client::close`] finished (after
+    /// leaving the group, when it had to) or [`Client::abort`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Closes at once, as a crash would: no flush, no final commit and no
+    /// LeaveGroup, so the coordinator keeps the member (and its
+    /// partitions) until its session timeout. Every record not yet
+    /// delivered fails with [`ProduceError::Closed`]. For tests of crash
+    /// recovery, and for a process that must stop without a word.
+    pub fn abort(&mut self, now: Timestamp) {
+        self.tick(now);
+        self.group = None;
+        self.close_after_leave = false;
+        self.close(now);
+    }
+
     // ------------------------------------------------------------------
     // Inputs
     // ------------------------------------------------------------------

@@ -422,19 +422,27 @@ impl Connection {
                 })
             }
         };
-        self.in_flight.pop_front();
         let decode_err = |source| ConnError::Decode {
             api: front.api,
             version: front.version,
             source,
         };
+        // The request leaves `in_flight` only once its answer decoded: an
+        // answer that fails to decode fails the connection, and `close`
+        // must still hand the request back to its owner (a group member
+        // would otherwise wait forever for its lost SyncGroup, as one did
+        // against librdkafka's mock, which writes a null assignment).
         ResponseHeader::decode(&mut frame, front.api.response_header_version(front.version))
             .map_err(decode_err)?;
         match front.token {
-            None => self.handle_api_versions(now, frame, front.version),
+            None => {
+                self.in_flight.pop_front();
+                self.handle_api_versions(now, frame, front.version)
+            }
             Some(token) => {
                 let body = ResponseBody::decode(front.api, &mut frame, front.version)
                     .map_err(decode_err)?;
+                self.in_flight.pop_front();
                 self.responses.push_back(Response {
                     token,
                     api: front.api,
@@ -762,6 +770,36 @@ mod tests {
             Err(ConnError::CorrelationMismatch { got: 999, .. })
         ));
         assert!(conn.is_closed());
+    }
+
+    #[test]
+    fn a_response_that_fails_to_decode_hands_its_request_back_as_an_orphan() {
+        let mut conn = Connection::new(ConnConfig::default());
+        let mut broker = Broker::new(3);
+        handshake(&mut conn, &mut broker);
+        let v = conn.version_for(ApiKey::Metadata, None).expect("version");
+        conn.send(t(2), &MetadataRequest::default(), v, RequestToken(7), true)
+            .expect("send");
+        let bytes = conn.poll_transmit().expect("a frame");
+        let (h, _) = broker.requests(&bytes).remove(0);
+        // A body cut short: the header decodes, the body does not.
+        let bad = Broker::frame(h.correlation_id, 1, |b| b.put_i32(0));
+        assert!(matches!(
+            conn.handle_bytes(t(3), &bad),
+            Err(ConnError::Decode {
+                api: ApiKey::Metadata,
+                ..
+            })
+        ));
+        assert_eq!(
+            conn.close(),
+            vec![Orphan {
+                token: RequestToken(7),
+                api: ApiKey::Metadata,
+                written: true
+            }],
+            "its owner must hear it is lost"
+        );
     }
 
     #[test]

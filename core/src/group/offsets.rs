@@ -27,6 +27,30 @@ pub struct EpochOffset {
     pub leader_epoch: i32,
 }
 
+/// The positions to commit past these records: per partition, the offset
+/// after the highest record given, with that record's leader epoch
+/// (franz-go's `CommitRecords`).
+pub fn positions_after(
+    records: &[crate::consumer::ConsumedRecord],
+) -> BTreeMap<TopicPartition, EpochOffset> {
+    let mut offsets: BTreeMap<TopicPartition, EpochOffset> = BTreeMap::new();
+    for r in records {
+        let at = EpochOffset {
+            offset: r.offset.saturating_add(1),
+            leader_epoch: r.leader_epoch,
+        };
+        offsets
+            .entry((r.topic.to_string(), r.partition))
+            .and_modify(|e| {
+                if e.offset < at.offset {
+                    *e = at;
+                }
+            })
+            .or_insert(at);
+    }
+    offsets
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Entry {
     dirty: Option<EpochOffset>,

@@ -121,6 +121,16 @@ macro_rules! client_builder_methods {
             self.config(|c| c.consumer(consumer))
         }
 
+        /// Joins this consumer group when consuming topics (franz-go's
+        /// `ConsumerGroup`): `consume_topics` then consumes what the group
+        /// assigns. The [`GroupConfig`]($crate::group::GroupConfig) holds
+        /// the balancers, timeouts, auto-commit, static membership
+        /// (`instance_id`), `require_rebalance_ack`,
+        /// `block_rebalance_on_poll` and `max_poll_interval`. Default none.
+        pub fn consumer_group(self, group: $crate::group::GroupConfig) -> Self {
+            self.config(|c| c.consumer_group(group))
+        }
+
         /// The partitioner of every topic. Default: Java-compatible
         /// murmur2 for keyed records, sticky uniform bytes for unkeyed
         /// ones.

@@ -30,11 +30,16 @@
 //!   skipped.
 //! - A connection input after the core closed that connection is dropped:
 //!   the core asked to hear nothing more about it.
+//! - A close of a group member ends only after the member left the group
+//!   ([`Event::GroupLeft`]: final commit, then LeaveGroup), so an adapter
+//!   never stops its loop under a commit in flight. An abort ends at once.
+//! - Group commits and events: see [`group`](self::group)'s rules.
 
 mod books;
 mod builder;
 mod conns;
 mod handles;
+pub mod group;
 mod helpers;
 mod outcome;
 mod sink;
@@ -46,13 +51,15 @@ use bytes::Bytes;
 
 use crate::client::{ConnId, ProduceOptions};
 use crate::consumer::{FetchedPartition, StartOffset};
-use crate::group::{EpochOffset, TopicPartition};
+use crate::group::{EpochOffset, GroupEvent, TopicPartition};
 use crate::producer::{ProduceError, Record, WhenFull};
 use crate::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};
 use crate::{Client, Config, Event, Input, Output, Timestamp};
 
 use books::ById;
 pub use conns::{ConnWriter, Conns};
+pub use group::{CommitFailure, CommitRequest, CommitResult};
+use group::GroupBooks;
 pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
@@ -104,6 +111,9 @@ pub trait Waiters {
     type Flush;
     /// Waits for fetched records (`poll_fetches`).
     type Fetch;
+    /// Waits for one answer of type `T` (a commit's outcome, the next
+    /// group event); dropped unanswered, the caller hears none.
+    type Reply<T>;
 
     /// The flush or close is done.
     fn flushed(waiter: Self::Flush);
@@ -114,6 +124,10 @@ pub trait Waiters {
         waiter: Self::Fetch,
         fetched: Vec<FetchedPartition>,
     ) -> Result<(), Vec<FetchedPartition>>;
+    /// Hands `value` over; gives it back if the caller left meanwhile.
+    fn reply<T>(waiter: Self::Reply<T>, value: T) -> Result<(), T>;
+    /// The caller stopped waiting for its answer.
+    fn reply_abandoned<T>(waiter: &Self::Reply<T>) -> bool;
 }
 
 /// What a user's handle asks of the session.
@@ -153,6 +167,16 @@ pub enum Command<W: Waiters> {
         Option<GroupMetadata>,
         Reply<Result<(), TxnError>>,
     ),
+    /// Commit as the group member; the waiter hears the outcome.
+    Commit(CommitRequest, W::Reply<CommitResult>),
+    /// Let a rebalance step held for the application go on
+    /// (`require_rebalance_ack`, `block_rebalance_on_poll`).
+    AllowRebalance,
+    /// Wait for the next [`GroupEvent`].
+    NextGroupEvent(W::Reply<GroupEvent>),
+    /// Stop at once as a crash would (no flush, commit or LeaveGroup);
+    /// the waiter hears when the core is closed.
+    Abort(Option<W::Flush>),
 }
 
 /// A caller waiting for one answer, whatever the adapter's way of handing
@@ -297,9 +321,12 @@ struct Entry<P> {
 ///     type Produce = Ignored;
 ///     type Flush = std::rc::Rc<std::cell::Cell<bool>>;
 ///     type Fetch = ();
+///     type Reply<T> = ();
 ///     fn flushed(done: Self::Flush) { done.set(true) }
 ///     fn fetch_abandoned(_: &()) -> bool { false }
 ///     fn fetched(_: (), _: Vec<FetchedPartition>) -> Result<(), Vec<FetchedPartition>> { Ok(()) }
+///     fn reply<T>(_: (), _: T) -> Result<(), T> { Ok(()) }
+///     fn reply_abandoned<T>(_: &()) -> bool { false }
 /// }
 ///
 /// let config = Config::builder().seed_brokers(["localhost:9092"]).build()?;
@@ -325,6 +352,8 @@ pub struct Session<W: Waiters> {
     close_waiters: Vec<W::Flush>,
     /// `poll_fetches` callers waiting for records, oldest first.
     fetch_waiters: VecDeque<(Option<usize>, W::Fetch)>,
+    /// Group commits waiting for their outcome, group events for readers.
+    group: GroupBooks<W>,
     /// The core is closed; the adapter's loop ends.
     done: bool,
     /// The deadline last returned by `poll_timer`.
@@ -347,6 +376,7 @@ impl<W: Waiters> Session<W> {
             closing: None,
             close_waiters: Vec::new(),
             fetch_waiters: VecDeque::new(),
+            group: GroupBooks::default(),
             done: false,
             armed: None,
             txn_ends: HashMap::new(),
@@ -409,6 +439,17 @@ impl<W: Waiters> Session<W> {
                 Some(g) => self.core.send_offsets_to_transaction_for(now, offsets, g),
                 None => self.core.send_offsets_to_transaction(now, offsets),
             }),
+            Command::Commit(request, waiter) => {
+                self.group.commit(&mut self.core, now, request, waiter)
+            }
+            Command::AllowRebalance => self.core.allow_rebalance(now),
+            Command::NextGroupEvent(reader) => self.group.next_event(reader),
+            Command::Abort(waiter) => {
+                tracing::debug!("aborting: no flush, no commit, no LeaveGroup");
+                self.close_waiters.extend(waiter);
+                self.core.abort(now);
+                self.done = true;
+            }
         }
     }
 
@@ -498,6 +539,7 @@ impl<W: Waiters> Session<W> {
         for (_, waiter) in self.fetch_waiters.drain(..) {
             let _ = W::fetched(waiter, Vec::new());
         }
+        self.group.finish();
         for waiter in self.close_waiters.drain(..) {
             W::flushed(waiter);
         }
@@ -591,7 +633,8 @@ impl<W: Waiters> Session<W> {
                 if self.closing == Some(id) {
                     tracing::debug!("flushed; closing the core");
                     self.core.close(now);
-                    self.done = true;
+                    // A group member closes after it left (GroupLeft).
+                    self.done = self.core.is_closed();
                 }
             }
             Event::FetchesReady => self.answer_fetch_waiters(now),
@@ -600,6 +643,15 @@ impl<W: Waiters> Session<W> {
                     reply.send(Ok(outcome));
                 }
             }
+            Event::GroupLeft => {
+                tracing::debug!("left the group");
+                self.done = self.closing.is_some() && self.core.is_closed();
+            }
+            Event::PartitionsAssigned(p) => self.group.push(GroupEvent::PartitionsAssigned(p)),
+            Event::PartitionsRevoked(p) => self.group.push(GroupEvent::PartitionsRevoked(p)),
+            Event::PartitionsLost(p) => self.group.push(GroupEvent::PartitionsLost(p)),
+            Event::GroupError(e) => self.group.push(GroupEvent::Error(e)),
+            Event::CommitFinished(outcome) => self.group.commit_finished(outcome),
             other => tracing::debug!(?other, "event the session does not act on; ignored"),
         }
     }

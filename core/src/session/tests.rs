@@ -41,6 +41,8 @@ impl Waiters for Logged {
     type Produce = Named;
     type Flush = (&'static str, Log);
     type Fetch = (&'static str, Log);
+    /// The caller keeps a clone; once it drops it, it left.
+    type Reply<T> = Rc<RefCell<Option<T>>>;
 
     fn flushed((name, log): Self::Flush) {
         log.borrow_mut().push(format!("{name} done"));
@@ -55,6 +57,16 @@ impl Waiters for Logged {
         log.borrow_mut()
             .push(format!("{name} got {} partitions", fetched.len()));
         Ok(())
+    }
+    fn reply<T>(waiter: Self::Reply<T>, value: T) -> Result<(), T> {
+        if Self::reply_abandoned(&waiter) {
+            return Err(value);
+        }
+        *waiter.borrow_mut() = Some(value);
+        Ok(())
+    }
+    fn reply_abandoned<T>(waiter: &Self::Reply<T>) -> bool {
+        Rc::strong_count(waiter) == 1
     }
 }
 
@@ -207,12 +219,19 @@ impl Waiters for WokenWaiters {
     type Produce = Woken;
     type Flush = ();
     type Fetch = ();
+    type Reply<T> = ();
     fn flushed(_: ()) {}
     fn fetch_abandoned(_: &()) -> bool {
         false
     }
     fn fetched(_: (), _: Vec<FetchedPartition>) -> Result<(), Vec<FetchedPartition>> {
         Ok(())
+    }
+    fn reply<T>(_: (), _: T) -> Result<(), T> {
+        Ok(())
+    }
+    fn reply_abandoned<T>(_: &()) -> bool {
+        false
     }
 }
 
@@ -327,4 +346,125 @@ fn transaction_commands_answer_through_their_replies() {
     assert_eq!(replies(), vec!["begin: Ok(())".to_owned()]);
     s.finish();
     assert_eq!(replies(), vec!["pending: Err(Closed)".to_owned()]);
+}
+
+// ----------------------------------------------------------------------
+// Consumer groups
+// ----------------------------------------------------------------------
+
+use crate::group::{CommitError, CommitId, CommitOutcome, CommitReason, GroupConfig};
+
+fn group_session() -> Session<Logged> {
+    let config = Config::builder()
+        .seed_brokers(["127.0.0.1:9"])
+        .consumer_group(GroupConfig::new("g"))
+        .build()
+        .expect("valid config");
+    Session::new(Client::new(config).expect("valid config"))
+}
+
+fn group_reply<T>() -> Rc<RefCell<Option<T>>> {
+    Rc::new(RefCell::new(None))
+}
+
+fn outcome(id: u64, failed: bool) -> CommitOutcome {
+    let mut o = CommitOutcome {
+        id: CommitId(id),
+        reason: CommitReason::Manual,
+        committed: BTreeMap::new(),
+        failed: BTreeMap::new(),
+    };
+    if failed {
+        o.failed.insert(("t".into(), 0), CommitError::NotInGroup);
+    }
+    o
+}
+
+#[test]
+fn a_commit_without_a_consumer_group_fails_with_no_group() {
+    let mut s = session(10);
+    let now = Timestamp::from_nanos(1);
+    let answer = group_reply();
+    s.handle_command(
+        now,
+        Command::Commit(CommitRequest::Uncommitted, answer.clone()),
+    );
+    assert_eq!(answer.take(), Some(Err(CommitFailure::NoGroup)));
+}
+
+#[test]
+fn an_abort_ends_at_once_and_fails_the_commits_still_waiting() {
+    let log = Log::default();
+    let mut s = group_session();
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(now, Command::ConsumeTopics(vec!["t".into()]));
+    let commit = group_reply();
+    s.handle_command(
+        now,
+        Command::Commit(CommitRequest::Uncommitted, commit.clone()),
+    );
+    let _ = drain(&mut s, now);
+    assert!(!s.is_done());
+    s.handle_command(now, Command::Abort(Some(("abort", log.clone()))));
+    let _ = drain(&mut s, now);
+    assert!(s.is_done(), "an abort ends at once");
+    s.finish();
+    assert_eq!(take(&log), ["abort done"]);
+    assert_eq!(commit.take(), Some(Err(CommitFailure::Closed)));
+}
+
+#[test]
+fn a_commit_s_caller_hears_its_own_outcome_and_unclaimed_outcomes_become_events() {
+    let mut s = group_session();
+    let now = Timestamp::from_nanos(1);
+    s.handle_command(now, Command::ConsumeTopics(vec!["t".into()]));
+    let (ok, refused, gone) = (group_reply(), group_reply(), group_reply());
+    for r in [&ok, &refused, &gone] {
+        s.handle_command(now, Command::Commit(CommitRequest::Uncommitted, r.clone()));
+    }
+    drop(gone); // this caller stopped waiting; its outcome becomes an event
+    s.group.commit_finished(outcome(1, false));
+    s.group.commit_finished(outcome(2, true));
+    s.group.commit_finished(outcome(3, false));
+    s.group.commit_finished(outcome(99, false)); // an auto-commit, say
+    assert_eq!(ok.take(), Some(Ok(outcome(1, false))));
+    assert_eq!(
+        refused.take(),
+        Some(Err(CommitFailure::Refused(outcome(2, true))))
+    );
+    for id in [3, 99] {
+        let event = group_reply();
+        s.handle_command(now, Command::NextGroupEvent(event.clone()));
+        assert_eq!(
+            event.take(),
+            Some(GroupEvent::CommitFinished(outcome(id, false)))
+        );
+    }
+}
+
+#[test]
+fn group_events_go_to_the_oldest_reader_still_waiting_and_queue_bounded_otherwise() {
+    let mut s = group_session();
+    let now = Timestamp::from_nanos(1);
+    let assigned = |n: i32| GroupEvent::PartitionsAssigned(BTreeMap::from([("t".into(), vec![n])]));
+    let (left, waiting) = (group_reply(), group_reply());
+    s.handle_command(now, Command::NextGroupEvent(left.clone()));
+    s.handle_command(now, Command::NextGroupEvent(waiting.clone()));
+    drop(left);
+    s.group.push(assigned(0));
+    assert_eq!(waiting.take(), Some(assigned(0)));
+    // Nobody reads: the queue keeps the newest, up to its bound.
+    for n in 1..=(group::MAX_QUEUED_GROUP_EVENTS as i32 + 1) {
+        s.group.push(assigned(n));
+    }
+    let first = group_reply();
+    s.handle_command(now, Command::NextGroupEvent(first.clone()));
+    assert_eq!(first.take(), Some(assigned(2)), "the oldest was dropped");
+    // At the end, a reader still waiting hears nothing.
+    let last = group_reply();
+    let mut s = group_session();
+    s.handle_command(now, Command::NextGroupEvent(last.clone()));
+    s.finish();
+    assert_eq!(Rc::strong_count(&last), 1, "the session let go of it");
+    assert_eq!(last.take(), None);
 }

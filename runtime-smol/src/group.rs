@@ -1,0 +1,122 @@
+//! The consumer-group calls of [`Client`]: commits that report their
+//! outcome, the group's events, `allow_rebalance`, and `abort`. The
+//! bookkeeping is the core session's (`sansa_core::session::group`); this
+//! file only carries calls to the driver and answers back.
+//! See [`Client::next_group_event`] for how rebalances reach the
+//! application, with an example.
+
+use std::collections::BTreeMap;
+
+use sansa_core::consumer::ConsumedRecord;
+use sansa_core::group::offsets::positions_after;
+use sansa_core::group::{EpochOffset, GroupEvent, TopicPartition};
+use sansa_core::session::{CommitFailure, CommitRequest, CommitResult};
+
+use crate::driver::Command;
+use crate::Client;
+
+impl Client {
+    /// Commits everything polled and not yet committed, and waits for the
+    /// coordinator's answer. Fails with [`CommitFailure::NoGroup`] without
+    /// a consumer group, [`CommitFailure::Refused`] when some partitions
+    /// were not committed.
+    pub async fn commit_uncommitted_offsets(&self) -> CommitResult {
+        self.commit(CommitRequest::Uncommitted).await
+    }
+
+    /// Commits past these records (per partition, the offset after the
+    /// highest one), forward only, and waits for the answer.
+    pub async fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
+        self.commit_offsets(positions_after(records), false).await
+    }
+
+    /// Commits these positions (the next offset to consume per owned
+    /// partition); positions at or below what is committed are left out
+    /// unless `allow_backwards`.
+    pub async fn commit_offsets(
+        &self,
+        offsets: BTreeMap<TopicPartition, EpochOffset>,
+        allow_backwards: bool,
+    ) -> CommitResult {
+        self.commit(CommitRequest::Offsets {
+            offsets,
+            allow_backwards,
+        })
+        .await
+    }
+
+    /// Lets a rebalance step held for the application go on (with
+    /// `require_rebalance_ack` or `block_rebalance_on_poll`).
+    pub fn allow_rebalance(&self) {
+        self.send(Command::AllowRebalance);
+    }
+
+    /// The group's next event: partitions assigned, revoked or lost, a
+    /// group error, or the outcome of a commit nobody awaited (auto, on
+    /// revoke). `None` once the client is closed. Events wait (up to a
+    /// bound, oldest dropped) until read.
+    ///
+    /// Rebalances are events to read here, not
+    /// callbacks: a callback run by the driver would stall heartbeats while
+    /// it runs, and one that commits would wait for the driver it blocks.
+    /// With `GroupConfig::require_rebalance_ack` the group holds each
+    /// assignment, revoke or loss until [`Client::allow_rebalance`], which
+    /// gives the application the same "finish before the rebalance goes on"
+    /// a blocking callback would.
+    ///
+    /// ```no_run
+    /// use sansa_smol::{Client, GroupConfig, GroupEvent};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// smol::block_on(async {
+    ///     let mut group = GroupConfig::new("billing");
+    ///     group.auto_commit = None; // commit by hand
+    ///     group.require_rebalance_ack = true;
+    ///     let client = Client::builder()
+    ///         .seed_brokers(["localhost:9092"])
+    ///         .consumer_group(group)
+    ///         .build()?;
+    ///     client.consume_topics(["invoices"]);
+    ///     // Rebalance events on their own task; each step waits for the ack.
+    ///     let events = client.clone();
+    ///     smol::spawn(async move {
+    ///         while let Some(event) = events.next_group_event().await {
+    ///             if let GroupEvent::PartitionsRevoked(p) = &event {
+    ///                 println!("giving up {p:?}");
+    ///             }
+    ///             events.allow_rebalance();
+    ///         }
+    ///     })
+    ///     .detach();
+    ///     for _ in 0..10 {
+    ///         let records = client.poll_records(None).await;
+    ///         // ... process ...
+    ///         client.commit_records(&records).await?;
+    ///     }
+    ///     client.close().await; // commits what was polled, leaves the group
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub async fn next_group_event(&self) -> Option<GroupEvent> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.send(Command::NextGroupEvent(tx));
+        rx.recv().await.ok()
+    }
+
+    /// Stops at once, as a crash would: no flush, no final commit, no
+    /// LeaveGroup (the coordinator keeps the member's partitions until its
+    /// session timeout). Records not yet delivered fail with
+    /// `ProduceError::Closed`.
+    pub async fn abort(&self) {
+        let (tx, rx) = async_channel::bounded(1);
+        self.send(Command::Abort(Some(tx)));
+        let _ = rx.recv().await;
+    }
+
+    async fn commit(&self, request: CommitRequest) -> CommitResult {
+        let (tx, rx) = async_channel::bounded(1);
+        self.send(Command::Commit(request, tx));
+        rx.recv().await.unwrap_or(Err(CommitFailure::Closed))
+    }
+}
