@@ -151,6 +151,7 @@ impl Client {
             return;
         }
         self.provide_group_layout(now);
+        self.name_group_topics(now);
         self.apply_group_outputs();
         for _ in 0..MAX_GROUP_REQUESTS_PER_DRIVE {
             if !self.send_group_request(now) {
@@ -188,6 +189,40 @@ impl Client {
         if known || self.metadata_answers > asked {
             g.provide_layout(now, &TopicLayout::from_metadata(&self.metadata));
             self.layout_asked_at = None;
+        }
+    }
+
+    /// KIP-848: the target assignment names topics by id; names them from
+    /// the metadata cache, and refreshes metadata while some id is unknown
+    /// (a topic created after the last refresh).
+    fn name_group_topics(&mut self, now: Timestamp) {
+        let Some(g) = &mut self.group else {
+            return;
+        };
+        let unnamed = g.unnamed_topic_ids();
+        if unnamed.is_empty() {
+            self.topic_ids_asked_at = None;
+            return;
+        }
+        let metadata = &self.metadata;
+        g.name_topics(now, &|id| {
+            metadata
+                .topics()
+                .find(|(_, t)| t.id == id)
+                .map(|(name, _)| name.clone())
+        });
+        if g.unnamed_topic_ids().is_empty() {
+            self.topic_ids_asked_at = None;
+            return;
+        }
+        // Once per metadata answer: the refresh schedule spaces them.
+        if self.topic_ids_asked_at != Some(self.metadata_answers) {
+            tracing::debug!(
+                ids = unnamed.len(),
+                "refreshing metadata to name assigned topic ids"
+            );
+            self.refresh.trigger();
+            self.topic_ids_asked_at = Some(self.metadata_answers);
         }
     }
 
@@ -253,6 +288,7 @@ impl Client {
             GroupRequest::LeaveGroup(r) => slot.conn.send(now, r, v, token, true),
             GroupRequest::OffsetFetch(r) => slot.conn.send(now, r, v, token, true),
             GroupRequest::OffsetCommit(r) => slot.conn.send(now, r, v, token, true),
+            GroupRequest::ConsumerGroupHeartbeat(r) => slot.conn.send(now, r, v, token, true),
         };
         match sent {
             Ok(_) => {
