@@ -16,6 +16,7 @@ use crate::consumer::{ConsumedRecord, FetchedPartition};
 use crate::group::balancer::TopicLayout;
 use crate::group::member::{Coordinator, GroupOutput, GroupRequest, Target};
 use crate::group::{CommitId, EpochOffset, GroupEvent, Member, TopicPartition};
+use crate::protocol::ApiKey;
 use crate::time::Timestamp;
 
 /// Requests built per drive at most: a bound, not a budget (the member
@@ -273,7 +274,15 @@ impl Client {
             return false;
         }
         let conn = &slot.conn;
-        let Some(out) = g.build_request(now, &mut |api, cap| conn.version_for(api, Some(cap)).ok())
+        let Some(out) = g.build_request(now, &mut |api, cap| {
+            if api == ApiKey::ConsumerGroupHeartbeat {
+                // v1 is stable upstream (Apache Kafka 4.0), not yet in the
+                // specs sansa was generated from.
+                conn.version_past_stable(api, cap).ok()
+            } else {
+                conn.version_for(api, Some(cap)).ok()
+            }
+        })
         else {
             return true;
         };

@@ -21,7 +21,8 @@ pub enum GroupProtocol {
     Classic,
     /// KIP-848's ConsumerGroupHeartbeat, balanced by the coordinator
     /// (Kafka 4.0+). A coordinator that does not speak it gets the
-    /// classic protocol instead.
+    /// classic protocol instead. The member id is drawn from the client's
+    /// seed (KIP-1082): members of one group need different seeds.
     Consumer,
 }
 

@@ -82,6 +82,9 @@ pub(super) struct ConsumerProtocol {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct SentHeartbeat {
     epoch: i32,
+    /// Sent to join (epoch 0 on a stable member is no join: librdkafka's
+    /// mock keeps a member at epoch 0 until it can assign it something).
+    joining: bool,
     topics: Option<Vec<String>>,
     owned: Option<PartitionsByTopic>,
 }
@@ -232,6 +235,7 @@ impl Member {
         };
         let mut sent = SentHeartbeat {
             epoch,
+            joining,
             topics: None,
             owned: None,
         };
@@ -295,7 +299,7 @@ impl Member {
         }
         // An answer to a join must find the member joining, any other
         // answer a stable member; else it left or was fenced meanwhile.
-        let joining = sent.epoch == JOIN_EPOCH;
+        let joining = sent.joining;
         let expected = if joining {
             Phase::Joining
         } else {
