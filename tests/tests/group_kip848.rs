@@ -232,23 +232,37 @@ fn two_consumer_protocol_members_share_a_topic_and_one_takes_over_when_the_other
     cluster.start_request_tracking();
     let mut delivered = produce(&bootstrap, &numbered_records(600));
 
-    // Both join; the coordinator splits the partitions; every record of
-    // the first batch is polled once, by whichever member owned it then.
+    // Both join at once: the coordinator gives `a` everything, then moves
+    // part of it to `b` (revoked by `a` right after it was assigned, often
+    // before its first fetch answered: records of the partitions it kept
+    // must still reach the application).
     let mut a = Member::new("a", 1, &bootstrap, group);
     let mut b = Member::new("b", 2, &bootstrap, group);
     drive_until(
         &mut [&mut a, &mut b],
-        Duration::from_secs(60),
-        "both members own a share of the topic and every record is polled",
+        Duration::from_secs(30),
+        "both members own a share of the topic and the first batch is polled",
         |ms| {
             let (oa, ob) = (ms[0].owned(), ms[1].owned());
-            let total: usize = ms.iter().map(|m| m.polled.len()).sum();
             !oa.is_empty()
                 && !ob.is_empty()
                 && oa.is_disjoint(&ob)
                 && oa.len() + ob.len() == PARTITIONS as usize
-                && total >= delivered.len()
+                && ms.iter().map(|m| m.polled.len()).sum::<usize>() >= delivered.len()
         },
+    );
+    // Every record of the second batch is polled once too.
+    delivered.extend(produce(
+        &bootstrap,
+        &(600..1200)
+            .map(|i| TestRecord::numbered(i, 100))
+            .collect::<Vec<_>>(),
+    ));
+    drive_until(
+        &mut [&mut a, &mut b],
+        Duration::from_secs(60),
+        "every record of the second batch is polled",
+        |ms| ms.iter().map(|m| m.polled.len()).sum::<usize>() >= delivered.len(),
     );
     assert_eq!(a.protocol(), GroupProtocol::Consumer);
     assert_eq!(b.protocol(), GroupProtocol::Consumer);
@@ -270,7 +284,7 @@ fn two_consumer_protocol_members_share_a_topic_and_one_takes_over_when_the_other
     );
     delivered.extend(produce(
         &bootstrap,
-        &(600..1200)
+        &(1200..1800)
             .map(|i| TestRecord::numbered(i, 100))
             .collect::<Vec<_>>(),
     ));

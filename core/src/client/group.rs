@@ -238,7 +238,12 @@ impl Client {
                 }
                 GroupOutput::Revoke(partitions) => {
                     self.consumer.revoke_group_partitions(&partitions);
-                    self.fetches_signalled = self.consumer.has_buffered();
+                    // Dropping the revoked partitions' records may leave
+                    // nothing to poll (a new arrival signals again), but
+                    // never counts as a signal sent: records of the
+                    // partitions kept, buffered before any FetchesReady
+                    // went out, would wait for one forever.
+                    self.fetches_signalled &= self.consumer.has_buffered();
                 }
                 GroupOutput::Event(e) => {
                     let event = match e {
@@ -282,8 +287,7 @@ impl Client {
             } else {
                 conn.version_for(api, Some(cap)).ok()
             }
-        })
-        else {
+        }) else {
             return true;
         };
         self.next_token += 1;

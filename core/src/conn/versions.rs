@@ -140,6 +140,9 @@ mod tests {
             t.negotiate_past_stable(ApiKey::ConsumerGroupHeartbeat, 1),
             Some(1)
         );
-        assert_eq!(t.negotiate_past_stable(ApiKey::ConsumerGroupHeartbeat, 0), None);
+        assert_eq!(
+            t.negotiate_past_stable(ApiKey::ConsumerGroupHeartbeat, 0),
+            None
+        );
     }
 }
