@@ -627,8 +627,10 @@ impl Member {
         if self.consumer.is_some() {
             // KIP-848: a static member leaves too, at epoch -2, so its
             // assignment waits for it; a member that never joined (no
-            // epoch, no join on its way) has nothing to leave.
-            let joined = self.generation > 0 || self.membership_in_flight;
+            // answer yet, no join on its way) has nothing to leave. A
+            // member the coordinator keeps at epoch 0 (librdkafka's mock
+            // does, until it can assign something) has joined.
+            let joined = self.phase == Phase::Stable || self.membership_in_flight;
             self.phase = if joined { Phase::Leaving } else { Phase::Done };
         } else if self.config.instance_id.is_some() || self.member_id.is_empty() {
             // KIP-345: a static member's assignment waits for it.

@@ -520,6 +520,19 @@ fn a_static_member_names_its_instance_and_leaves_at_epoch_minus_two() {
 }
 
 #[test]
+fn a_member_kept_at_epoch_zero_still_leaves() {
+    let mut s = Script::new(consumer_config());
+    s.find();
+    let (_, f) = s.heartbeat();
+    // librdkafka's mock answers a join at epoch 0 while the partitions it
+    // will get are still owned by others.
+    s.answer(f, hb(0, None));
+    s.m.leave(s.now);
+    let (r, _) = s.heartbeat();
+    assert_eq!(r.member_epoch, -1);
+}
+
+#[test]
 fn a_member_that_never_joined_closes_without_a_leave() {
     let mut s = Script::new(consumer_config());
     s.m.leave(s.now);
