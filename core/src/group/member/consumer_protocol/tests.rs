@@ -627,3 +627,253 @@ fn a_hostile_assignment_keeps_no_negative_partitions() {
     s.m.name_topics(s.now, &name_of);
     assert_eq!(s.m.owned(), &parts(&[("t", &[2])]));
 }
+
+mod random {
+    //! The KIP-848 member against a coordinator that answers at random
+    //! (targets that move partitions, fencing, coordinator moves, stale
+    //! epochs, lost answers), checking the protocol's promises on every
+    //! step.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Answer the due request; `choice` picks success or an error,
+        /// `target` the partitions of `t` a new target gives (or none).
+        Answer(u8, u8),
+        /// The due request is lost.
+        Lose,
+        /// The application polled up to these offsets.
+        Poll(Vec<(i32, i64)>),
+        /// Virtual time passes (milliseconds).
+        Wait(u64),
+        /// A manual commit.
+        Commit,
+        /// The application acknowledges a rebalance step.
+        Allow,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (any::<u8>(), any::<u8>()).prop_map(|(c, t)| Step::Answer(c, t)),
+            1 => Just(Step::Lose),
+            2 => proptest::collection::vec((0..4i32, 0..1000i64), 0..4).prop_map(Step::Poll),
+            2 => (0..6_000u64).prop_map(Step::Wait),
+            1 => Just(Step::Commit),
+            1 => Just(Step::Allow),
+        ]
+    }
+
+    const ERRORS: [ErrorCode; 5] = [
+        ErrorCode::FencedMemberEpoch,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::StaleMemberEpoch,
+    ];
+
+    fn error(choice: u8) -> ErrorCode {
+        if choice < 210 {
+            ErrorCode::None
+        } else {
+            ERRORS[usize::from(choice - 210) % ERRORS.len()]
+        }
+    }
+
+    struct World {
+        s: Script,
+        /// The coordinator's epoch for the member (0: not a member).
+        epoch: i32,
+        /// The latest target given, partitions of `t`.
+        target: BTreeSet<i32>,
+        /// What the consumer consumes (Assign minus Revoke).
+        active: BTreeSet<i32>,
+        /// The owned partitions the member last acknowledged.
+        acked: BTreeSet<i32>,
+    }
+
+    impl World {
+        fn answer(&mut self, choice: u8, bits: u8) {
+            let Some((req, _, f)) = self.s.next() else {
+                return;
+            };
+            let e = error(choice);
+            let resp = match req {
+                GroupRequest::FindCoordinator(_) => found(1 + i32::from(bits % 3)),
+                GroupRequest::ConsumerGroupHeartbeat(r) => {
+                    if let Some(tps) = &r.topic_partitions {
+                        let acked: BTreeSet<i32> = tps
+                            .iter()
+                            .filter(|t| t.topic_id == T)
+                            .flat_map(|t| t.partitions.iter().copied())
+                            .collect();
+                        // Revoke first: a member acknowledges a partition
+                        // it did not own before only once everything it
+                        // owns is in its target (what the target lacks
+                        // was given up first).
+                        let target: BTreeSet<i32> = self
+                            .s
+                            .m
+                            .consumer
+                            .as_ref()
+                            .and_then(|k| k.target.as_ref())
+                            .and_then(|t| t.get(&T).cloned())
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect();
+                        if acked.difference(&self.acked).next().is_some() {
+                            assert!(
+                                acked.is_subset(&target),
+                                "acknowledged {acked:?} (before {:?}) with target {target:?}",
+                                self.acked
+                            );
+                        }
+                        self.acked = acked;
+                    }
+                    if r.member_epoch < 0 {
+                        hb(r.member_epoch, None)
+                    } else if e.is_ok() || e == ErrorCode::StaleMemberEpoch {
+                        if r.member_epoch == 0 {
+                            self.epoch += 1;
+                        }
+                        let target = choice.is_multiple_of(2).then(|| {
+                            self.epoch += 1;
+                            self.target = (0..4).filter(|p| bits & (1 << p) != 0).collect();
+                            self.target.iter().copied().collect::<Vec<i32>>()
+                        });
+                        match target {
+                            Some(ps) => hb(self.epoch, Some(&[(T, &ps)])),
+                            None => hb(self.epoch, None),
+                        }
+                    } else {
+                        if matches!(e, ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId) {
+                            self.target.clear();
+                        }
+                        hb_error(e)
+                    }
+                }
+                GroupRequest::OffsetFetch(r) => {
+                    let topics = r
+                        .topics
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| OffsetFetchResponseTopic {
+                            partitions: t
+                                .partition_indexes
+                                .iter()
+                                .map(|&p| OffsetFetchResponsePartition {
+                                    partition_index: p,
+                                    committed_offset: -1,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            name: t.name,
+                            ..Default::default()
+                        })
+                        .collect();
+                    GroupResponse::OffsetFetch(OffsetFetchResponse {
+                        topics,
+                        ..Default::default()
+                    })
+                }
+                GroupRequest::OffsetCommit(c) => {
+                    assert!(
+                        c.generation_id_or_member_epoch > 0,
+                        "a commit outside the group: {c:?}"
+                    );
+                    for (_, p, _) in committed_in(&c) {
+                        assert!(
+                            owns(self.s.m.owned(), "t", p),
+                            "committed t-{p}, which it does not own"
+                        );
+                    }
+                    let e = if c.generation_id_or_member_epoch == self.epoch {
+                        e
+                    } else {
+                        ErrorCode::StaleMemberEpoch
+                    };
+                    commit_answer(&c, e)
+                }
+                other => panic!("a KIP-848 member sent {other:?}"),
+            };
+            self.s.answer(f, resp);
+        }
+
+        /// Checks the promises after a step.
+        fn check(&mut self) {
+            self.s.m.name_topics(self.s.now, &name_of);
+            self.s.collect();
+            for o in self.s.take() {
+                match o {
+                    GroupOutput::Assign(a) => {
+                        for p in a.get("t").into_iter().flat_map(|ps| ps.keys()) {
+                            assert!(self.active.insert(*p), "t-{p} assigned twice");
+                        }
+                    }
+                    GroupOutput::Revoke(r) => {
+                        for p in r.get("t").into_iter().flatten() {
+                            self.active.remove(p);
+                        }
+                    }
+                    GroupOutput::Event(GroupEvent::Error(e)) => {
+                        panic!("unexpected group error {e}")
+                    }
+                    GroupOutput::Event(_) => {}
+                }
+            }
+            let owned: BTreeSet<i32> = self
+                .s
+                .m
+                .owned()
+                .get("t")
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect();
+            assert!(
+                self.active.is_subset(&owned),
+                "consuming {:?} not owned {owned:?}",
+                self.active
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn a_consumer_protocol_member_revokes_before_it_assigns_and_commits_only_what_it_owns_in_its_epoch(
+            steps in proptest::collection::vec(step(), 1..80)
+        ) {
+            let mut w = World {
+                s: Script::new(consumer_config()),
+                epoch: 0,
+                target: BTreeSet::new(),
+                active: BTreeSet::new(),
+                acked: BTreeSet::new(),
+            };
+            for st in steps {
+                match st {
+                    Step::Answer(c, t) => w.answer(c, t),
+                    Step::Lose => {
+                        if let Some((_, _, f)) = w.s.next() {
+                            w.s.m.on_response(w.s.now, f, None);
+                        }
+                    }
+                    Step::Poll(ps) => {
+                        let polled: Vec<(String, i32, EpochOffset)> =
+                            ps.into_iter().map(|(p, o)| ("t".to_string(), p, at(o))).collect();
+                        w.s.m.on_polled(polled.iter().map(|(t, p, o)| (t.as_str(), *p, *o)));
+                    }
+                    Step::Wait(ms) => w.s.wait(Duration::from_millis(ms)),
+                    Step::Commit => {
+                        w.s.m.commit_uncommitted();
+                    }
+                    Step::Allow => w.s.m.allow_rebalance(w.s.now),
+                }
+                w.check();
+            }
+        }
+    }
+}
