@@ -397,3 +397,96 @@ fn tansu_lacks_consumer_group_heartbeat_so_the_member_speaks_classic() {
     tansu.create_topic(TOPIC, 3, 1).unwrap();
     falls_back_to_classic(&tansu);
 }
+
+/// librdkafka, as a client, joins the same KIP-848 group as a sansa
+/// member on the mock: the coordinator splits the topic between them,
+/// every record is read by one of them, and when librdkafka leaves, sansa
+/// takes its partitions over.
+#[test]
+fn a_sansa_member_and_a_librdkafka_member_share_a_consumer_protocol_group() {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::Message;
+
+    let cluster = MockCluster::new(3).unwrap_or_else(|e| panic!("{e}"));
+    cluster.consumer_group_heartbeat_interval(Duration::from_millis(300));
+    cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+    let bootstrap = cluster.bootstrap();
+    let group = "kip848-interop";
+    let mut delivered = produce(&bootstrap, &numbered_records(600));
+
+    let rd: BaseConsumer = librdkafka::config(
+        &bootstrap,
+        &[
+            ("group.id", group),
+            ("group.protocol", "consumer"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "200"),
+        ],
+    )
+    .create()
+    .unwrap();
+    rd.subscribe(&[TOPIC]).unwrap();
+    let mut s = Member::new("sansa", 4, &bootstrap, group);
+    let mut rd_read: Vec<(i32, i64)> = Vec::new();
+    let start = Instant::now();
+    loop {
+        while let Some(m) = rd.poll(Duration::from_millis(20)) {
+            let m = m.unwrap();
+            rd_read.push((m.partition(), m.offset()));
+        }
+        s.drive(Duration::from_millis(20));
+        let rd_owns = rd.assignment().map(|a| a.count()).unwrap_or(0);
+        let s_owns = s.owned().len();
+        if rd_owns > 0
+            && s_owns > 0
+            && rd_owns + s_owns == PARTITIONS as usize
+            && rd_read.len() + s.polled.len() >= delivered.len()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no split with every record read: librdkafka owns {rd_owns} and read {}, sansa owns {s_owns} and read {}; {:?} {:?}",
+            rd_read.len(),
+            s.polled.len(),
+            s.errors,
+            s.history
+        );
+    }
+    let mut both: Vec<(i32, i64)> = rd_read
+        .iter()
+        .copied()
+        .chain(s.polled.iter().copied())
+        .collect();
+    both.sort_unstable();
+    both.dedup();
+    assert_eq!(
+        both,
+        expected(&delivered),
+        "every record read by one of them"
+    );
+
+    // librdkafka leaves (committing on the way out); sansa takes over.
+    rd.unsubscribe();
+    drop(rd);
+    delivered.extend(produce(
+        &bootstrap,
+        &(600..900)
+            .map(|i| TestRecord::numbered(i, 100))
+            .collect::<Vec<_>>(),
+    ));
+    drive_until(
+        &mut [&mut s],
+        Duration::from_secs(60),
+        "sansa owns every partition and read the second batch",
+        |ms| {
+            let read: BTreeSet<(i32, i64)> = ms[0].polled.iter().copied().collect();
+            ms[0].owned().len() == PARTITIONS as usize
+                && delivered[600..]
+                    .iter()
+                    .all(|d| read.contains(&(d.partition, d.offset)))
+        },
+    );
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+}
