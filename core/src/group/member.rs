@@ -666,6 +666,11 @@ impl Member {
 
     /// Everything owned is lost: dropped without a commit.
     fn lose_all(&mut self, _now: Timestamp) {
+        if let Some(k) = &mut self.consumer {
+            // KIP-848: the coordinator's view of this member is gone too
+            // (a rejoin sends everything again; an old target is void).
+            k.forget_sent();
+        }
         let owned = std::mem::take(&mut self.owned);
         self.generation = NO_GENERATION;
         self.assignment.clear();

@@ -136,7 +136,7 @@ impl ConsumerProtocol {
     }
 
     /// The coordinator has forgotten what it knew of this member.
-    fn forget_sent(&mut self) {
+    pub(super) fn forget_sent(&mut self) {
         self.sent_topics = None;
         self.sent_owned = None;
         self.target = None;
@@ -408,9 +408,6 @@ impl Member {
     pub(super) fn consumer_fenced(&mut self, now: Timestamp) {
         tracing::warn!(epoch = self.generation, "fenced from the group; rejoining");
         self.lose_all(now);
-        if let Some(k) = &mut self.consumer {
-            k.forget_sent();
-        }
         self.phase_after_loss(now, false);
     }
 

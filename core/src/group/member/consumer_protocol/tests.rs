@@ -412,6 +412,33 @@ fn fenced_member_epoch_loses_the_partitions_and_rejoins_at_epoch_zero_with_the_s
 }
 
 #[test]
+fn no_heartbeat_answer_for_a_session_loses_the_partitions_and_voids_the_old_target() {
+    let mut s = Script::new(consumer_config());
+    s.stable_with(&[(T, &[0, 1])]);
+    s.wait(Duration::from_secs(5));
+    let (_, f) = s.heartbeat();
+    // Its connection times out, and the coordinator cannot be found again
+    // for a whole session.
+    s.m.on_response(s.now, f, None);
+    s.wait(Duration::from_secs(45));
+    assert_eq!(
+        events(&s.take()),
+        [&GroupEvent::PartitionsLost(parts(&[("t", &[0, 1])]))]
+    );
+    assert!(s.m.owned().is_empty());
+    s.wait(Duration::from_secs(1));
+    s.find();
+    let (r, f) = s.heartbeat();
+    assert_eq!(r.member_epoch, 0);
+    assert_eq!(r.subscribed_topic_names, Some(vec!["t".to_string()]));
+    s.answer(f, hb(7, None));
+    assert!(
+        s.m.owned().is_empty(),
+        "the target from before the loss is void"
+    );
+}
+
+#[test]
 fn an_offset_commit_fenced_by_the_member_epoch_loses_the_partitions() {
     let mut s = Script::new(consumer_config());
     s.stable_with(&[(T, &[0])]);
