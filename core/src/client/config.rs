@@ -150,7 +150,12 @@ pub struct Config {
     /// group and consumes what the group assigns. Default none.
     pub group: Option<GroupConfig>,
     /// Seed of every random choice the client makes (backoff jitter,
-    /// sticky partitions). The same seed and inputs give the same outputs.
+    /// sticky partitions, the KIP-848 member id). The same seed and inputs
+    /// give the same outputs. Members of one consumer group with
+    /// [`GroupProtocol::Consumer`](crate::group::GroupProtocol) need
+    /// different seeds: KIP-1082's member id is drawn from it, and two
+    /// members with one id are one member to the coordinator. A driver in
+    /// production seeds from the operating system's randomness.
     pub seed: u64,
 }
 

@@ -16,6 +16,7 @@ use crate::consumer::{ConsumedRecord, FetchedPartition};
 use crate::group::balancer::TopicLayout;
 use crate::group::member::{Coordinator, GroupOutput, GroupRequest, Target};
 use crate::group::{CommitId, EpochOffset, GroupEvent, Member, TopicPartition};
+use crate::protocol::ApiKey;
 use crate::time::Timestamp;
 
 /// Requests built per drive at most: a bound, not a budget (the member
@@ -137,6 +138,7 @@ impl Client {
             return;
         }
         self.provide_group_layout(now);
+        self.name_group_topics(now);
         self.apply_group_outputs();
         for _ in 0..MAX_GROUP_REQUESTS_PER_DRIVE {
             if !self.send_group_request(now) {
@@ -177,6 +179,40 @@ impl Client {
         }
     }
 
+    /// KIP-848: the target assignment names topics by id; names them from
+    /// the metadata cache, and refreshes metadata while some id is unknown
+    /// (a topic created after the last refresh).
+    fn name_group_topics(&mut self, now: Timestamp) {
+        let Some(g) = &mut self.group else {
+            return;
+        };
+        let unnamed = g.unnamed_topic_ids();
+        if unnamed.is_empty() {
+            self.topic_ids_asked_at = None;
+            return;
+        }
+        let metadata = &self.metadata;
+        g.name_topics(now, &|id| {
+            metadata
+                .topics()
+                .find(|(_, t)| t.id == id)
+                .map(|(name, _)| name.clone())
+        });
+        if g.unnamed_topic_ids().is_empty() {
+            self.topic_ids_asked_at = None;
+            return;
+        }
+        // Once per metadata answer: the refresh schedule spaces them.
+        if self.topic_ids_asked_at != Some(self.metadata_answers) {
+            tracing::debug!(
+                ids = unnamed.len(),
+                "refreshing metadata to name assigned topic ids"
+            );
+            self.refresh.trigger();
+            self.topic_ids_asked_at = Some(self.metadata_answers);
+        }
+    }
+
     fn apply_group_outputs(&mut self) {
         let Some(g) = &mut self.group else {
             return;
@@ -188,7 +224,12 @@ impl Client {
                 }
                 GroupOutput::Revoke(partitions) => {
                     self.consumer.revoke_group_partitions(&partitions);
-                    self.fetches_signalled = self.consumer.has_buffered();
+                    // Dropping the revoked partitions' records may leave
+                    // nothing to poll (a new arrival signals again), but
+                    // never counts as a signal sent: records of the
+                    // partitions kept, buffered before any FetchesReady
+                    // went out, would wait for one forever.
+                    self.fetches_signalled &= self.consumer.has_buffered();
                 }
                 GroupOutput::Event(e) => {
                     let event = match e {
@@ -224,8 +265,15 @@ impl Client {
             return false;
         }
         let conn = &slot.conn;
-        let Some(out) = g.build_request(now, &mut |api, cap| conn.version_for(api, Some(cap)).ok())
-        else {
+        let Some(out) = g.build_request(now, &mut |api, cap| {
+            if api == ApiKey::ConsumerGroupHeartbeat {
+                // v1 is stable upstream (Apache Kafka 4.0), not yet in the
+                // specs sansa was generated from.
+                conn.version_past_stable(api, cap).ok()
+            } else {
+                conn.version_for(api, Some(cap)).ok()
+            }
+        }) else {
             return true;
         };
         self.next_token += 1;
@@ -239,6 +287,7 @@ impl Client {
             GroupRequest::LeaveGroup(r) => slot.conn.send(now, r, v, token, true),
             GroupRequest::OffsetFetch(r) => slot.conn.send(now, r, v, token, true),
             GroupRequest::OffsetCommit(r) => slot.conn.send(now, r, v, token, true),
+            GroupRequest::ConsumerGroupHeartbeat(r) => slot.conn.send(now, r, v, token, true),
         };
         match sent {
             Ok(_) => {

@@ -133,6 +133,9 @@ pub struct Client {
     /// The `metadata_answers` count when the group leader asked for a
     /// topic layout.
     layout_asked_at: Option<u64>,
+    /// The `metadata_answers` count when the KIP-848 member last asked
+    /// for metadata to name its target's topic ids.
+    topic_ids_asked_at: Option<u64>,
     /// `close` waits for the member to leave its group.
     close_after_leave: bool,
     /// The group's own connection to its coordinator (`group.rs`).
@@ -173,6 +176,7 @@ impl Client {
             txn_group_conn: None,
             metadata_answers: 0,
             layout_asked_at: None,
+            topic_ids_asked_at: None,
             close_after_leave: false,
             group_conn: None,
             rng: SeededRng::new(config.seed),

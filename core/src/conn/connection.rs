@@ -263,6 +263,17 @@ impl Connection {
             .ok_or(ConnError::NoCommonVersion(api))
     }
 
+    /// As [`Connection::version_for`] up to `cap`, past the versions the
+    /// specs call stable (see [`ApiVersionTable::negotiate_past_stable`]).
+    pub fn version_past_stable(&self, api: ApiKey, cap: i16) -> Result<i16, ConnError> {
+        if self.state != State::Ready {
+            return Err(ConnError::NotReady);
+        }
+        self.versions
+            .negotiate_past_stable(api, cap)
+            .ok_or(ConnError::NoCommonVersion(api))
+    }
+
     /// Requests written and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -83,6 +83,18 @@ impl ApiVersionTable {
         let both = ours.intersect(self.broker_range(api)?);
         (!both.is_empty()).then_some(both.max)
     }
+
+    /// As [`ApiVersionTable::negotiate`] up to `cap`, but past the last
+    /// version the specs call stable: for an API whose latest version
+    /// became stable upstream after the specs sansa was generated from
+    /// (ConsumerGroupHeartbeat v1, stable since Apache Kafka 4.0, which
+    /// librdkafka's mock cluster speaks alone).
+    pub fn negotiate_past_stable(&self, api: ApiKey, cap: i16) -> Option<i16> {
+        let ours = api.valid_versions();
+        let ours = VersionRange::new(ours.min, cap.min(ours.max));
+        let both = ours.intersect(self.broker_range(api)?);
+        (!both.is_empty()).then_some(both.max)
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +171,23 @@ mod tests {
     fn hostile_keys_do_not_size_the_table() {
         let t = table(&[(i16::MAX, 0, 1), (-5, 0, 1)]);
         assert!(t.ranges.is_empty());
+    }
+
+    #[test]
+    fn past_stable_reaches_a_version_the_specs_call_unstable() {
+        let t = table(&[(ApiKey::ConsumerGroupHeartbeat.key(), 1, 1)]);
+        assert_eq!(
+            t.negotiate(ApiKey::ConsumerGroupHeartbeat, Some(1)),
+            None,
+            "v1 is unstable in the specs"
+        );
+        assert_eq!(
+            t.negotiate_past_stable(ApiKey::ConsumerGroupHeartbeat, 1),
+            Some(1)
+        );
+        assert_eq!(
+            t.negotiate_past_stable(ApiKey::ConsumerGroupHeartbeat, 0),
+            None
+        );
     }
 }

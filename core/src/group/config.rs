@@ -1,6 +1,7 @@
 //! Consumer-group settings, with franz-go's defaults (see `semantics.md`):
 //! cooperative-sticky, 45 s session, 60 s rebalance, 3 s heartbeat,
-//! auto-commit every 5 s, commit on revoke.
+//! auto-commit every 5 s, commit on revoke; the classic protocol unless
+//! the application opts into KIP-848's (`group_protocol`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,11 +12,37 @@ use super::balancer::{Balancer, CooperativeStickyBalancer};
 /// A balancer shared between the configuration and the member.
 pub type SharedBalancer = Arc<dyn Balancer + Send + Sync>;
 
+/// Which group protocol the member speaks (Java's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup / SyncGroup / Heartbeat / LeaveGroup, balanced by the
+    /// group leader on the client (every broker since Kafka 0.9).
+    #[default]
+    Classic,
+    /// KIP-848's ConsumerGroupHeartbeat, balanced by the coordinator
+    /// (Kafka 4.0+). A coordinator that does not speak it gets the
+    /// classic protocol instead. The member id is drawn from the client's
+    /// seed (KIP-1082): members of one group need different seeds.
+    Consumer,
+}
+
 /// How a member of a consumer group behaves.
 #[derive(Clone)]
 pub struct GroupConfig {
     /// The group to join (`group.id`).
     pub group_id: String,
+    /// The group protocol (`group.protocol`). Default
+    /// [`GroupProtocol::Classic`]. With [`GroupProtocol::Consumer`] the
+    /// coordinator balances the group and decides the heartbeat interval
+    /// and session timeout; `balancers`, `session_timeout` and
+    /// `heartbeat_interval` then serve only a fallback to the classic
+    /// protocol (and the first heartbeat interval and the client's own
+    /// session watchdog).
+    pub group_protocol: GroupProtocol,
+    /// The server-side assignor the coordinator should use with
+    /// [`GroupProtocol::Consumer`] (`group.remote.assignor`: `uniform` or
+    /// `range` on Apache Kafka). Default none: the broker's default.
+    pub server_assignor: Option<String>,
     /// A static member's `group.instance.id` (KIP-345). A static member
     /// keeps its assignment across restarts within the session timeout and
     /// sends no LeaveGroup on close. Default none (a dynamic member).
@@ -69,6 +96,8 @@ impl GroupConfig {
     pub fn new(group_id: impl Into<String>) -> Self {
         GroupConfig {
             group_id: group_id.into(),
+            group_protocol: GroupProtocol::Classic,
+            server_assignor: None,
             instance_id: None,
             balancers: vec![Arc::new(CooperativeStickyBalancer)],
             session_timeout: Duration::from_secs(45),
@@ -91,6 +120,9 @@ impl GroupConfig {
         }
         if self.balancers.is_empty() {
             return Some(("balancers", "at least one"));
+        }
+        if self.server_assignor.as_deref() == Some("") {
+            return Some(("server_assignor", "non-empty when set"));
         }
         if self.instance_id.as_deref() == Some("") {
             return Some(("instance_id", "non-empty when set"));
@@ -116,6 +148,8 @@ impl fmt::Debug for GroupConfig {
         let names: Vec<&str> = self.balancers.iter().map(|b| b.protocol_name()).collect();
         f.debug_struct("GroupConfig")
             .field("group_id", &self.group_id)
+            .field("group_protocol", &self.group_protocol)
+            .field("server_assignor", &self.server_assignor)
             .field("instance_id", &self.instance_id)
             .field("balancers", &names)
             .field("session_timeout", &self.session_timeout)
@@ -143,6 +177,8 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
         assert_eq!(c.auto_commit, Some(Duration::from_secs(5)));
         assert!(c.commit_on_revoke);
+        assert_eq!(c.group_protocol, GroupProtocol::Classic, "Java's default");
+        assert_eq!(c.server_assignor, None);
         let names: Vec<&str> = c.balancers.iter().map(|b| b.protocol_name()).collect();
         assert_eq!(names, ["cooperative-sticky"]);
         assert_eq!(c.problem(), None);

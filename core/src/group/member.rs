@@ -1,6 +1,7 @@
-//! The classic consumer-group member: FindCoordinator, JoinGroup,
-//! SyncGroup, Heartbeat, LeaveGroup, and the OffsetFetch / OffsetCommit of
-//! what it owns, as one sans-IO state machine.
+//! The consumer-group member: FindCoordinator, the membership (the
+//! classic protocol's JoinGroup, SyncGroup, Heartbeat, LeaveGroup, or
+//! KIP-848's ConsumerGroupHeartbeat), and the OffsetFetch / OffsetCommit
+//! of what it owns, as one sans-IO state machine.
 //!
 //! The [`Client`](crate::client::Client) routes what [`Member`] asks for:
 //! [`Member::next_target`] says where the next request goes (any broker
@@ -13,7 +14,9 @@
 //! Files: this one holds the state and the rebalancing steps;
 //! `requests.rs` which request is due and how it is built, `answers.rs`
 //! what each answer does, `events.rs` what comes out, `wire.rs` the
-//! request and response types.
+//! request and response types, `consumer_protocol.rs` KIP-848's heartbeat
+//! and reconciliation (which reuse the revoke, commit and offset machinery
+//! here).
 //!
 //! Rules, and the failures they prevent:
 //! - **A partition is owned by one member at a time.** Cooperative
@@ -48,7 +51,7 @@ use std::time::Duration;
 use super::balancer::{
     protocol, GroupMember, JoinSubscription, PartitionsByTopic, TopicLayout, NO_GENERATION,
 };
-use super::config::{GroupConfig, SharedBalancer};
+use super::config::{GroupConfig, GroupProtocol, SharedBalancer};
 use super::offsets::{EpochOffset, OffsetBook, TopicPartition};
 use crate::cluster::{Backoff, NodeId};
 use crate::consumer::StartOffset;
@@ -70,6 +73,7 @@ use crate::rng::SeededRng;
 use crate::time::Timestamp;
 
 mod answers;
+mod consumer_protocol;
 mod events;
 mod requests;
 mod wire;
@@ -80,8 +84,9 @@ pub use events::{
 pub use wire::{Coordinator, GroupRequest, GroupResponse, Target};
 
 /// The highest version of each group API this member speaks. OffsetFetch
-/// v8+ batches groups and OffsetCommit v9+ is for KIP-848 members.
-const MAX_VERSIONS: [(ApiKey, i16); 7] = [
+/// v8+ batches groups; OffsetCommit v9+ (KIP-848 members) is capped in
+/// [`Member::max_version`] by the protocol spoken.
+const MAX_VERSIONS: [(ApiKey, i16); 8] = [
     (ApiKey::FindCoordinator, 6),
     (ApiKey::JoinGroup, 9),
     (ApiKey::SyncGroup, 5),
@@ -89,7 +94,13 @@ const MAX_VERSIONS: [(ApiKey, i16); 7] = [
     (ApiKey::LeaveGroup, 5),
     (ApiKey::OffsetFetch, 7),
     (ApiKey::OffsetCommit, 8),
+    (ApiKey::ConsumerGroupHeartbeat, 1),
 ];
+
+/// OffsetCommit's version for KIP-848 members: v9 carries the member
+/// epoch (Apache Kafka refuses an older one from a consumer-protocol
+/// member).
+const CONSUMER_PROTOCOL_OFFSET_COMMIT: i16 = 9;
 
 /// The `protocol_type` of consumer groups.
 const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
@@ -119,6 +130,7 @@ enum Lane {
     Leave,
     OffsetFetch { partitions: Vec<TopicPartition> },
     Commit(SentCommit),
+    ConsumerHeartbeat(consumer_protocol::SentHeartbeat),
 }
 
 /// Where the member is in the group's life.
@@ -126,13 +138,15 @@ enum Lane {
 enum Phase {
     /// Nothing subscribed.
     Idle,
-    /// A JoinGroup is due or in flight.
+    /// A JoinGroup (or a ConsumerGroupHeartbeat at epoch 0) is due or in
+    /// flight.
     Joining,
     /// The leader waits for the layout of the members' topics.
     AwaitingLayout,
     /// A SyncGroup is due or in flight.
     Syncing,
-    /// A member of a generation: heartbeating.
+    /// A member of a generation (or, under KIP-848, holding a member
+    /// epoch): heartbeating.
     Stable,
     /// A LeaveGroup is due or in flight.
     Leaving,
@@ -207,6 +221,8 @@ struct SentCommit {
 enum AfterRevoke {
     Rejoin,
     Leave,
+    /// Go on reconciling toward the KIP-848 target assignment.
+    Reconcile,
 }
 
 #[derive(Debug)]
@@ -238,7 +254,11 @@ pub struct Member {
     phase: Phase,
     coordinator: Option<Coordinator>,
     member_id: String,
+    /// The generation; under KIP-848 the member epoch.
     generation: i32,
+    /// KIP-848's state while the member speaks the consumer protocol;
+    /// `None` for the classic protocol (configured, or fallen back to).
+    consumer: Option<consumer_protocol::ConsumerProtocol>,
     /// Whether the protocol of the current generation is cooperative.
     cooperative: bool,
     /// Partitions this member owns now: the consumer may hold them.
@@ -273,11 +293,15 @@ impl Member {
     /// `reset` is where partitions with no committed offset start.
     pub fn new(config: GroupConfig, reset: StartOffset, backoff: Backoff, seed: u64) -> Self {
         let cooperative = config.balancers.iter().all(|b| b.is_cooperative());
+        let mut rng = SeededRng::new(seed);
+        let consumer = (config.group_protocol == GroupProtocol::Consumer)
+            .then(|| consumer_protocol::ConsumerProtocol::new(config.heartbeat_interval, &mut rng));
         Member {
             config,
             reset,
             backoff,
-            rng: SeededRng::new(seed),
+            rng,
+            consumer,
             topics: Vec::new(),
             phase: Phase::Idle,
             coordinator: None,
@@ -316,12 +340,14 @@ impl Member {
         &self.topics
     }
 
-    /// The member id the coordinator gave (empty before the first join).
+    /// The member id (empty before the first join): the coordinator's, or
+    /// under KIP-848 v1 the one this member made up.
     pub fn member_id(&self) -> &str {
         &self.member_id
     }
 
-    /// The current generation, [`NO_GENERATION`] when in none.
+    /// The current generation, [`NO_GENERATION`] when in none; under
+    /// KIP-848 the member epoch.
     pub fn generation(&self) -> i32 {
         self.generation
     }
@@ -378,7 +404,10 @@ impl Member {
                     self.timers.set(Timer::AutoCommit, now + d);
                 }
             }
-            Phase::Stable if self.topics.len() != before => self.rejoin(now),
+            // KIP-848: the next heartbeat carries the new subscription.
+            Phase::Stable if self.topics.len() != before && self.consumer.is_none() => {
+                self.rejoin(now)
+            }
             _ => {}
         }
     }
@@ -523,7 +552,7 @@ impl Member {
         let commit =
             (commit && self.config.commit_on_revoke && !partitions.is_empty()).then(|| {
                 let reason = match then {
-                    AfterRevoke::Rejoin => CommitReason::Revoke,
+                    AfterRevoke::Rejoin | AfterRevoke::Reconcile => CommitReason::Revoke,
                     AfterRevoke::Leave => CommitReason::Leave,
                 };
                 // First in line: the revoke waits for it.
@@ -547,7 +576,7 @@ impl Member {
 
     /// Moves a revoke along when its commit finished and the application
     /// let it; starts what follows it.
-    fn advance(&mut self, _now: Timestamp) {
+    fn advance(&mut self, now: Timestamp) {
         loop {
             let Some(r) = &mut self.revoking else {
                 return;
@@ -582,6 +611,12 @@ impl Member {
             match r.then {
                 AfterRevoke::Rejoin => self.phase = Phase::Joining,
                 AfterRevoke::Leave => self.start_leave_request(),
+                AfterRevoke::Reconcile => {
+                    // Assign what the target adds (or start the next
+                    // revoke, if a newer target came meanwhile).
+                    self.reconcile(now);
+                    continue;
+                }
             }
             return;
         }
@@ -589,7 +624,15 @@ impl Member {
 
     fn start_leave_request(&mut self) {
         self.fail_queued_commits();
-        if self.config.instance_id.is_some() || self.member_id.is_empty() {
+        if self.consumer.is_some() {
+            // KIP-848: a static member leaves too, at epoch -2, so its
+            // assignment waits for it; a member that never joined (no
+            // answer yet, no join on its way) has nothing to leave. A
+            // member the coordinator keeps at epoch 0 (librdkafka's mock
+            // does, until it can assign something) has joined.
+            let joined = self.phase == Phase::Stable || self.membership_in_flight;
+            self.phase = if joined { Phase::Leaving } else { Phase::Done };
+        } else if self.config.instance_id.is_some() || self.member_id.is_empty() {
             // KIP-345: a static member's assignment waits for it.
             self.phase = Phase::Done;
         } else {
@@ -623,6 +666,11 @@ impl Member {
 
     /// Everything owned is lost: dropped without a commit.
     fn lose_all(&mut self, _now: Timestamp) {
+        if let Some(k) = &mut self.consumer {
+            // KIP-848: the coordinator's view of this member is gone too
+            // (a rejoin sends everything again; an old target is void).
+            k.forget_sent();
+        }
         let owned = std::mem::take(&mut self.owned);
         self.generation = NO_GENERATION;
         self.assignment.clear();
@@ -673,7 +721,9 @@ impl Member {
                 self.lose_all(now);
                 self.revoking = None;
                 self.poll_expired = true;
-                self.phase = if self.config.instance_id.is_some() || self.member_id.is_empty() {
+                let classic_static = self.consumer.is_none()
+                    && (self.config.instance_id.is_some() || self.member_id.is_empty());
+                self.phase = if classic_static {
                     // A static member does not leave (KIP-345); its
                     // session timeout decides.
                     Phase::OutUntilPoll
@@ -746,6 +796,7 @@ enum LaneKind {
     Leave,
     OffsetFetch,
     Commit,
+    ConsumerHeartbeat,
 }
 
 impl LaneKind {
@@ -758,6 +809,7 @@ impl LaneKind {
             LaneKind::Leave => ApiKey::LeaveGroup,
             LaneKind::OffsetFetch => ApiKey::OffsetFetch,
             LaneKind::Commit => ApiKey::OffsetCommit,
+            LaneKind::ConsumerHeartbeat => ApiKey::ConsumerGroupHeartbeat,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Consumer groups (the classic protocol: JoinGroup, SyncGroup, Heartbeat,
-//! LeaveGroup).
+//! Consumer groups: the classic protocol (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup) and KIP-848's (ConsumerGroupHeartbeat), one
+//! member machine for both.
 //!
 //! - [`balancer`]: the pure functions the group leader runs to split the
 //!   subscribed partitions among the members, and the codec of the member
@@ -15,7 +16,7 @@ pub mod config;
 pub mod member;
 pub mod offsets;
 
-pub use config::GroupConfig;
+pub use config::{GroupConfig, GroupProtocol};
 pub use member::{
     CommitError, CommitId, CommitOutcome, CommitReason, GroupError, GroupEvent, GroupOutput, Member,
 };

@@ -41,6 +41,9 @@ impl Member {
             (Lane::Commit(c), Some(GroupResponse::OffsetCommit(r))) => {
                 self.on_commit(now, c, Some(&r))
             }
+            (Lane::ConsumerHeartbeat(sent), Some(GroupResponse::ConsumerGroupHeartbeat(r))) => {
+                self.on_consumer_heartbeat(now, sent, r)
+            }
             (lane, resp) => {
                 if resp.is_some() {
                     tracing::error!(?lane, "group answer of the wrong kind");
@@ -72,10 +75,19 @@ impl Member {
             }
             Lane::OffsetFetch { .. } => self.fetch_in_flight = false,
             Lane::Commit(c) => self.on_commit(now, c, None),
+            Lane::ConsumerHeartbeat(_) => {
+                self.membership_in_flight = false;
+                if self.phase == Phase::Leaving {
+                    // A dynamic member that cannot say goodbye is expelled
+                    // by its session timeout; a static one's assignment
+                    // waits for it the same way.
+                    self.after_leave_request();
+                }
+            }
         }
     }
 
-    fn coordinator_failed(&mut self, now: Timestamp) {
+    pub(super) fn coordinator_failed(&mut self, now: Timestamp) {
         if self.coordinator.take().is_some() {
             tracing::info!("looking for the group coordinator again");
         }
@@ -86,7 +98,7 @@ impl Member {
 
     /// Out for good, or until the next poll when the member left for not
     /// polling (with a new member id then: it left).
-    fn after_leave_request(&mut self) {
+    pub(super) fn after_leave_request(&mut self) {
         if self.poll_expired && self.phase == Phase::Leaving {
             self.member_id.clear();
             self.phase = Phase::OutUntilPoll;
@@ -378,6 +390,21 @@ impl Member {
     /// that concerns the membership.
     fn membership_error(&mut self, now: Timestamp, api: ApiKey, error: ErrorCode) {
         tracing::info!(?api, %error, "group membership error");
+        if self.consumer.is_some() {
+            match error {
+                ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch => {
+                    self.consumer_fenced(now)
+                }
+                // A commit with an epoch the coordinator moved past: the
+                // next heartbeat brings the new one (the commit retries).
+                ErrorCode::StaleMemberEpoch => {}
+                ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::CoordinatorLoadInProgress => self.coordinator_failed(now),
+                other => self.emit(GroupEvent::Error(GroupError::Broker { api, error: other })),
+            }
+            return;
+        }
         match error {
             ErrorCode::FencedInstanceId => {
                 let instance_id = self.config.instance_id.clone().unwrap_or_default();
@@ -532,6 +559,8 @@ impl Member {
         let mut committed = BTreeMap::new();
         let mut failed = BTreeMap::new();
         let mut retry = false;
+        // KIP-848: committed with an epoch the coordinator moved past.
+        let mut stale = false;
         let mut membership: Option<ErrorCode> = None;
         for (tp, at) in &c.offsets {
             let code = r.and_then(|r| {
@@ -557,6 +586,10 @@ impl Member {
                     self.book.on_commit_done(tp, *at, false);
                     retry = true;
                 }
+                Some(ErrorCode::StaleMemberEpoch) if self.consumer.is_some() => {
+                    self.book.on_commit_done(tp, *at, false);
+                    stale = true;
+                }
                 Some(e) => {
                     self.book.on_commit_done(tp, *at, false);
                     if matches!(
@@ -565,6 +598,7 @@ impl Member {
                             | ErrorCode::IllegalGeneration
                             | ErrorCode::FencedInstanceId
                             | ErrorCode::RebalanceInProgress
+                            | ErrorCode::FencedMemberEpoch
                     ) {
                         membership = Some(e);
                     }
@@ -572,10 +606,20 @@ impl Member {
                 }
             }
         }
-        if retry && failed.is_empty() && committed.is_empty() {
+        if (retry || stale) && failed.is_empty() && committed.is_empty() {
             // Not refused, not done: the same commit again, first in line,
-            // once the coordinator is found again.
-            self.coordinator_failed(now);
+            // once the coordinator is found again (or, for a stale member
+            // epoch, after a heartbeat, sent at once, brought the new one).
+            if retry {
+                self.coordinator_failed(now);
+            }
+            if stale {
+                tracing::info!(
+                    epoch = self.generation,
+                    "commit with a stale member epoch; retrying after a heartbeat"
+                );
+                self.timers.set(Timer::Heartbeat, now);
+            }
             self.commits.push_front(c.queued);
             let d = self.backoff_delay();
             self.timers.set(Timer::CommitRetry, now + d);

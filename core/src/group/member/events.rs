@@ -114,6 +114,20 @@ pub enum GroupError {
     /// needs (static membership needs JoinGroup v5+, Kafka 2.3+). Fatal.
     #[error("the coordinator does not support {0:?} as this member needs it")]
     Unsupported(ApiKey),
+    /// The coordinator refused the member with an error retrying cannot
+    /// fix (KIP-848: UNRELEASED_INSTANCE_ID — another member still holds
+    /// the instance id; GROUP_MAX_SIZE_REACHED; UNSUPPORTED_ASSIGNOR — the
+    /// broker has no such `server_assignor`; INVALID_REQUEST; not
+    /// authorized). Fatal: change the configuration or the cluster.
+    #[error("{api:?} refused the member: {error} {message:?}; the member stopped")]
+    Rejected {
+        /// The request.
+        api: ApiKey,
+        /// The error.
+        error: ErrorCode,
+        /// The coordinator's explanation, if it gave one.
+        message: String,
+    },
 }
 
 impl GroupError {
@@ -121,7 +135,9 @@ impl GroupError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            GroupError::FencedInstanceId { .. } | GroupError::Unsupported(_)
+            GroupError::FencedInstanceId { .. }
+                | GroupError::Unsupported(_)
+                | GroupError::Rejected { .. }
         )
     }
 }

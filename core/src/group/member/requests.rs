@@ -26,7 +26,11 @@ impl Member {
             return wanted.then_some((LaneKind::Find, Target::AnyBroker));
         };
         let to = || Target::Coordinator(coordinator.clone());
-        if !self.membership_in_flight {
+        if self.consumer.is_some() {
+            if self.consumer_heartbeat_due(now) {
+                return Some((LaneKind::ConsumerHeartbeat, to()));
+            }
+        } else if !self.membership_in_flight {
             match self.phase {
                 Phase::Joining
                     if self.timers.clear_by(Timer::Retry, now)
@@ -44,7 +48,10 @@ impl Member {
             }
         }
         if self.phase == Phase::Stable {
-            if !self.heartbeat_in_flight && self.timers.fired(Timer::Heartbeat, now) {
+            if self.consumer.is_none()
+                && !self.heartbeat_in_flight
+                && self.timers.fired(Timer::Heartbeat, now)
+            {
                 return Some((LaneKind::Heartbeat, to()));
             }
             if !self.fetch_in_flight
@@ -73,17 +80,19 @@ impl Member {
     ) -> Option<Outgoing> {
         let (lane, _) = self.next_lane(now)?;
         let api = lane.api();
-        let cap = MAX_VERSIONS
-            .iter()
-            .find(|(k, _)| *k == api)
-            .map_or(0, |(_, v)| *v);
-        let Some(version) = negotiate(api, cap) else {
+        let Some(version) = negotiate(api, self.max_version(api)) else {
+            if lane == LaneKind::ConsumerHeartbeat {
+                // The coordinator's ApiVersions lacks it.
+                self.fall_back_to_classic(now);
+                return self.build_request(now, negotiate);
+            }
             self.fatal(now, GroupError::Unsupported(api));
             return None;
         };
         let group_id = self.config.group_id.clone();
         let instance_id = self.config.instance_id.clone();
         let out = match lane {
+            LaneKind::ConsumerHeartbeat => self.build_consumer_heartbeat(version)?,
             LaneKind::Find => {
                 self.find_in_flight = true;
                 let mut req = FindCoordinatorRequest::default();
@@ -267,6 +276,18 @@ impl Member {
             version,
             in_flight: GroupInFlight(out.1),
         })
+    }
+
+    /// The highest version of `api` this member speaks, in the protocol it
+    /// speaks now.
+    fn max_version(&self, api: ApiKey) -> i16 {
+        if api == ApiKey::OffsetCommit && self.consumer.is_some() {
+            return CONSUMER_PROTOCOL_OFFSET_COMMIT;
+        }
+        MAX_VERSIONS
+            .iter()
+            .find(|(k, _)| *k == api)
+            .map_or(0, |(_, v)| *v)
     }
 
     /// The positions a queued commit covers now: owned partitions only,

@@ -1236,6 +1236,9 @@ mod properties {
                     }
                 }
                 GroupRequest::Heartbeat(_) => heartbeat(e),
+                GroupRequest::ConsumerGroupHeartbeat(_) => {
+                    panic!("a classic member sent a ConsumerGroupHeartbeat")
+                }
                 GroupRequest::LeaveGroup(_) => {
                     GroupResponse::LeaveGroup(LeaveGroupResponse::default())
                 }

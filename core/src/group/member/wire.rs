@@ -4,10 +4,11 @@
 
 use crate::cluster::NodeId;
 use crate::protocol::messages::{
-    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ResponseBody, SyncGroupRequest, SyncGroupResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ResponseBody, SyncGroupRequest,
+    SyncGroupResponse,
 };
 
 /// The group coordinator FindCoordinator named.
@@ -49,6 +50,7 @@ pub enum GroupRequest {
     LeaveGroup(LeaveGroupRequest),
     OffsetFetch(OffsetFetchRequest),
     OffsetCommit(OffsetCommitRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
 }
 
 /// An answer to a [`GroupRequest`].
@@ -63,6 +65,7 @@ pub enum GroupResponse {
     LeaveGroup(LeaveGroupResponse),
     OffsetFetch(OffsetFetchResponse),
     OffsetCommit(OffsetCommitResponse),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatResponse),
 }
 
 impl GroupResponse {
@@ -76,6 +79,7 @@ impl GroupResponse {
             ResponseBody::LeaveGroup(r) => GroupResponse::LeaveGroup(r),
             ResponseBody::OffsetFetch(r) => GroupResponse::OffsetFetch(r),
             ResponseBody::OffsetCommit(r) => GroupResponse::OffsetCommit(r),
+            ResponseBody::ConsumerGroupHeartbeat(r) => GroupResponse::ConsumerGroupHeartbeat(r),
             _ => return None,
         })
     }
