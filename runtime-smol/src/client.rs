@@ -60,8 +60,12 @@ impl Client {
     /// A builder with franz-go's defaults; at least
     /// [`ClientBuilder::seed_brokers`] must be set.
     pub fn builder() -> ClientBuilder {
+        // The core takes its randomness (backoff jitter, sticky
+        // partitions, the KIP-848 member id) as a seed: two clients must
+        // not share one, so it comes from the OS (override with `.config`).
+        let seed = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
         ClientBuilder {
-            config: sansa_core::Config::builder(),
+            config: sansa_core::Config::builder().seed(seed),
         }
     }
 
@@ -208,5 +212,19 @@ impl ClientBuilder {
                 tickets: AtomicU64::new(1),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::Client;
+
+    #[test]
+    fn every_builder_draws_its_own_seed() {
+        let seed = || {
+            let builder = Client::builder().seed_brokers(["localhost:9092"]);
+            builder.config.build().map(|c| c.seed).ok()
+        };
+        assert_ne!(seed(), seed());
     }
 }

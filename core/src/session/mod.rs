@@ -38,8 +38,8 @@
 mod books;
 mod builder;
 mod conns;
-mod handles;
 pub mod group;
+mod handles;
 mod helpers;
 mod outcome;
 mod sink;
@@ -58,8 +58,8 @@ use crate::{Client, Config, Event, Input, Output, Timestamp};
 
 use books::ById;
 pub use conns::{ConnWriter, Conns};
-pub use group::{CommitFailure, CommitRequest, CommitResult};
 use group::GroupBooks;
+pub use group::{CommitFailure, CommitRequest, CommitResult};
 pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
