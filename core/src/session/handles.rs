@@ -1,8 +1,9 @@
 //! The produce handles of the async adapters (tokio, smol), written once:
 //! both hand records to their driver the same way and wait on the same
 //! cells ([`WakerCells`](crate::session::WakerCells)); only the channel
-//! to the driver differs. The core runs no async code, so this is a
-//! template the adapter expands into its own crate, like
+//! to the driver differs. The core runs no async code: this is a
+//! template the adapter expands into its own crate (its futures are
+//! `poll_fn`s over the waker cells, with no executor behind them), like
 //! [`client_builder_methods!`](crate::client_builder_methods).
 
 /// Expands to `ProduceFuture` (one record's result) and `FirstError` (a
@@ -58,8 +59,11 @@ macro_rules! async_produce_handles {
             /// failed before that (no topic, client closed, cancelled).
             /// Awaiting this before producing more bounds the memory a
             /// fast producer uses, as franz-go's blocking `Produce` does.
-            pub async fn buffered(&mut self) -> Result<(), $crate::producer::ProduceError> {
-                ::std::future::poll_fn(|cx| self.slot.poll(cx, |s| s.admission())).await
+            pub fn buffered(
+                &mut self,
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::producer::ProduceError>> + '_
+            {
+                ::std::future::poll_fn(|cx| self.slot.poll(cx, |s| s.admission()))
             }
 
             /// Asks the client to cancel the record: it fails with
@@ -113,15 +117,17 @@ macro_rules! async_produce_handles {
             /// Produces `record` as part of this batch, failing at once
             /// with `ProduceError::BufferFull` (`Client::try_produce`
             /// semantics); a record refused this way is not counted.
-            pub async fn try_produce(
+            /// The record is handed over at the call; the future says
+            /// whether it was admitted.
+            pub fn try_produce(
                 &self,
                 client: &Client,
                 record: $crate::producer::Record,
-            ) -> Result<(), $crate::producer::ProduceError> {
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::producer::ProduceError>> {
                 let admitted = ::std::sync::Arc::new($crate::session::WakerSlot::default());
                 let sink = $crate::session::Sink::Batch(self.ticket(), Some(admitted.clone()));
                 client.send_produce(record, true, false, 0, sink);
-                ::std::future::poll_fn(|cx| admitted.poll(cx, |s| s.admission())).await
+                ::std::future::poll_fn(move |cx| admitted.poll(cx, |s| s.admission()))
             }
 
             /// Records of the batch not yet delivered or failed.
@@ -137,8 +143,11 @@ macro_rules! async_produce_handles {
             /// Waits until every record produced through this batch so
             /// far is delivered or failed, then returns the first
             /// failure, if any.
-            pub async fn wait(&self) -> Result<(), $crate::producer::ProduceError> {
-                ::std::future::poll_fn(|cx| self.batch.poll_result(cx)).await
+            pub fn wait(
+                &self,
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::producer::ProduceError>> + '_
+            {
+                ::std::future::poll_fn(|cx| self.batch.poll_result(cx))
             }
         }
     };
