@@ -42,6 +42,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod group_workload;
 pub mod invariants;
 pub mod rng;
 pub mod scenario;
