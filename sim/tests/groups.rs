@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use sansa_sim::cluster::Sabotage;
 use sansa_sim::group_workload::{BalancerKind, GroupMemberSpec};
 use sansa_sim::scenario::{check_seeds, Scenario};
+use sansa_sim::{Fault, Violation};
 
 fn group_scenario(seed: u64, members: Vec<GroupMemberSpec>) -> Scenario {
     let mut s = Scenario::quiet(seed);
@@ -61,4 +63,132 @@ fn eager_members_and_mixed_members_share_a_group() {
         eprintln!("{r:?}");
         assert!(r.group.processed >= 200, "{r:?}");
     }
+}
+
+/// Runs `s` as it is and with `sabotage` applied; the control must keep
+/// every promise, the sabotaged run's violations are returned.
+fn control_and_sabotage(
+    s: Scenario,
+    sabotage: impl FnOnce(&mut Scenario),
+) -> Vec<sansa_sim::Violation> {
+    if let Err(f) = s.run() {
+        panic!("the control run must pass: {f}");
+    }
+    let mut broken = s;
+    sabotage(&mut broken);
+    broken
+        .run_world(0)
+        .expect("the world builds")
+        .violations()
+        .to_vec()
+}
+
+fn two_members(seed: u64) -> Scenario {
+    let a = GroupMemberSpec::new("g", &["t", "u"]);
+    let mut b = GroupMemberSpec::new("g", &["t", "u"]);
+    b.join_at = Duration::from_millis(500);
+    group_scenario(seed, vec![a, b])
+}
+
+#[test]
+fn a_coordinator_giving_everyone_one_plan_breaks_one_live_owner() {
+    let v = control_and_sabotage(two_members(11), |s| {
+        s.sabotage = Sabotage::SyncGivesEveryoneOnePlan;
+    });
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::PartitionOwnedTwice { .. })),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_coordinator_accepting_stale_commits_breaks_commits_by_owners() {
+    // The first member stalls through a rebalance (the second joins) and
+    // is dropped when the rebalance times out without it; when it runs
+    // again, before its own session watchdog fires, its auto-commit
+    // names the old generation and a member id the group no longer has.
+    let make = |seed| {
+        let mut a = GroupMemberSpec::new("g", &["t", "u"]);
+        let mut b = a.clone();
+        for m in [&mut a, &mut b] {
+            m.session_timeout = Duration::from_secs(4);
+            m.heartbeat_interval = Duration::from_secs(1);
+            m.rebalance_timeout = Duration::from_secs(1);
+        }
+        b.join_at = Duration::from_millis(2000);
+        let mut s = group_scenario(seed, vec![a, b]);
+        s.scripted.push((
+            Duration::from_millis(1500),
+            Fault::StallClient {
+                client: 1,
+                duration: Duration::from_millis(2500),
+            },
+        ));
+        s
+    };
+    let v = control_and_sabotage(make(12), |s| s.sabotage = Sabotage::AcceptStaleCommits);
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::CommitByNonOwner { .. })),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_member_committing_offset_zero_after_each_poll_breaks_no_backwards_commit() {
+    let v = control_and_sabotage(two_members(13), |s| s.commit_backwards = true);
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::CommitMovedBackwards { .. })),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_coordinator_forgetting_commits_breaks_duplicates_only_of_uncommitted_work() {
+    // The second member joins late: the first has committed what it
+    // processed, and the second starts over from the earliest offset.
+    let make = |seed| {
+        let a = GroupMemberSpec::new("g", &["t", "u"]);
+        let mut b = GroupMemberSpec::new("g", &["t", "u"]);
+        b.join_at = Duration::from_millis(2500);
+        group_scenario(seed, vec![a, b])
+    };
+    let v = control_and_sabotage(make(14), |s| {
+        s.sabotage = Sabotage::OffsetFetchForgetsCommits;
+    });
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::ReprocessedCommitted { .. })),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_group_whose_members_all_stall_until_the_end_breaks_every_record_processed() {
+    // The members stall past the end of the run: nothing is processed,
+    // which the end check must call out (the stall is no fault of the
+    // client, but the check has no way to know, and must not pass).
+    let mut s = two_members(15);
+    s.settle = Duration::from_secs(5);
+    for client in [1, 2] {
+        s.scripted.push((
+            Duration::from_millis(1),
+            Fault::StallClient {
+                client,
+                duration: Duration::from_secs(3600),
+            },
+        ));
+    }
+    let v = s
+        .run_world(0)
+        .expect("the world builds")
+        .violations()
+        .to_vec();
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::GroupRecordNotProcessed { .. })),
+        "{v:?}"
+    );
 }

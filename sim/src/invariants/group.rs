@@ -29,8 +29,11 @@
 //!   hand).
 //! - **At-least-once, and nothing committed processed twice.** A record
 //!   processed again (by another member, or by the same one after it got
-//!   the partition back) must not be below what an earlier processor of
-//!   it had committed when it is processed again: only uncommitted work
+//!   the partition back) by a live member must not be below what an
+//!   earlier processor of it had committed when it is processed again
+//!   (a member the coordinator expelled while it stalled may process
+//!   what it had fetched before it learns it was expelled: Kafka's
+//!   zombie window, counted apart, not judged): only uncommitted work
 //!   (after a crash, a stall past the session timeout, lost partitions,
 //!   a commit that failed) may be redone. Every such duplicate is counted,
 //!   with how far it is beyond the group's committed offset (the window
@@ -54,6 +57,8 @@ struct Incarnation {
     generation: i32,
     owned: BTreeSet<Tp>,
     crashed: bool,
+    /// A member of its group at the coordinator, as of the last check.
+    live: bool,
 }
 
 /// Figures of the group runs, for reports.
@@ -71,6 +76,9 @@ pub struct GroupFigures {
     pub max_duplicate_beyond_commit: i64,
     /// Partitions of OffsetCommits the coordinator accepted.
     pub commits: u64,
+    /// Records processed by a member the coordinator had expelled (a
+    /// zombie that has not heard yet).
+    pub processed_by_expelled: u64,
 }
 
 /// The group checkers' state.
@@ -171,10 +179,17 @@ impl Checker {
     /// Group member `client` processed the record at `offset`.
     pub fn on_processed(&mut self, client: usize, topic: &str, partition: i32, offset: i64) {
         let g = &mut self.groups;
-        let Some(group) = g.incarnations.get(&client).map(|i| i.group.clone()) else {
+        let Some((group, live)) = g
+            .incarnations
+            .get(&client)
+            .map(|i| (i.group.clone(), i.live))
+        else {
             return;
         };
         g.figures.processed += 1;
+        if !live {
+            g.figures.processed_by_expelled += 1;
+        }
         let tp = (topic.to_owned(), partition);
         let key = (group.clone(), tp.clone());
         let before = g
@@ -197,6 +212,9 @@ impl Checker {
             .figures
             .max_duplicate_beyond_commit
             .max(offset + 1 - committed);
+        if !live {
+            return;
+        }
         let past: Vec<(usize, i64)> = earlier
             .iter()
             .filter_map(|&e| {
@@ -273,16 +291,16 @@ impl Checker {
 
     /// One owner: no partition owned by two live members of a group.
     pub(super) fn check_group_ownership(&mut self, cluster: &Cluster) {
+        for inc in self.groups.incarnations.values_mut() {
+            inc.live = !inc.crashed
+                && cluster
+                    .group(&inc.group)
+                    .is_some_and(|g| g.member(&inc.member_id).is_some());
+        }
         let mut owners: BTreeMap<(&str, &Tp), usize> = BTreeMap::new();
         let mut twice = Vec::new();
         for (&client, inc) in &self.groups.incarnations {
-            if inc.crashed || inc.owned.is_empty() {
-                continue;
-            }
-            let live = cluster
-                .group(&inc.group)
-                .is_some_and(|g| g.member(&inc.member_id).is_some());
-            if !live {
+            if !inc.live || inc.owned.is_empty() {
                 continue;
             }
             for tp in &inc.owned {
