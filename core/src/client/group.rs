@@ -167,7 +167,8 @@ impl Client {
 
     /// The leader balances with the layout of every member's topics: from
     /// the cache when it knows them all, else after one more metadata
-    /// answer (a topic still unknown then is not assigned).
+    /// answer, asked for at once (a topic still unknown then is not
+    /// assigned).
     fn provide_group_layout(&mut self, now: Timestamp) {
         let Some(g) = &mut self.group else {
             return;
@@ -180,7 +181,12 @@ impl Client {
         let asked = match self.layout_asked_at {
             Some(a) => a,
             None => {
-                self.refresh.trigger();
+                // Urgent: the whole group waits between JoinGroup and
+                // SyncGroup for this answer, and `metadata_min_age` (5 s)
+                // would hold it past short session timeouts (the
+                // simulator's group swarm: the leader lost its partitions
+                // to its own session watchdog before it could sync).
+                self.refresh.trigger_urgent();
                 self.layout_asked_at = Some(self.metadata_answers);
                 self.metadata_answers
             }

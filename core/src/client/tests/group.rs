@@ -45,6 +45,8 @@ pub(super) struct Coordinator {
     commit_requests: usize,
     /// The member id of every JoinGroup, in order.
     joins: Vec<String>,
+    /// The generation of every SyncGroup, in order.
+    syncs: Vec<i32>,
     leaves: usize,
 }
 
@@ -131,6 +133,7 @@ impl Cluster {
                 }
             }
             RequestBody::SyncGroup(r) => {
+                g.syncs.push(r.generation_id);
                 let resp = if r.generation_id != g.generation {
                     SyncGroupResponse {
                         error_code: ErrorCode::IllegalGeneration.code(),
@@ -418,6 +421,34 @@ fn cooperative_rebalance_revokes_only_what_moved_after_committing_it_and_rejoins
             "partition {p} handed out after its revoke"
         );
     }
+}
+
+#[test]
+fn a_leader_needing_a_new_topic_s_layout_syncs_without_waiting_for_the_metadata_min_age() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    h.cluster.create_topic("u", 2);
+    stable_member(&mut h);
+    // Another member subscribes to a topic the leader has never asked
+    // about: the leader needs its layout before it can balance.
+    let topics = ["t".to_string(), "u".to_string()];
+    let other = CooperativeStickyBalancer
+        .member_metadata(&JoinSubscription {
+            topics: &topics,
+            ..Default::default()
+        })
+        .expect("metadata");
+    h.cluster.group.others.push(("member-2".into(), other));
+    h.cluster.group.rebalance = true;
+    h.run(|h| h.cluster.group.generation == 2);
+    let joined = h.now;
+    h.run(|h| h.cluster.group.syncs.contains(&2));
+    let waited = h.now.since_origin() - joined.since_origin();
+    // Before the fix it waited for the metadata min age (5 s after the
+    // last refresh), past short session timeouts.
+    assert!(
+        waited < Duration::from_secs(1),
+        "the leader synced {waited:?} after its join"
+    );
 }
 
 #[test]
