@@ -126,8 +126,8 @@ pub struct Client {
     /// Metadata answers so far, so a group leader knows when the layout
     /// it asked for has been refreshed.
     metadata_answers: u64,
-    /// The `metadata_answers` count when the group leader asked for a
-    /// topic layout.
+    /// The `metadata_answers` count after which the answer to a request
+    /// sent since the group leader asked for a topic layout comes.
     layout_asked_at: Option<u64>,
     /// `close` waits for the member to leave its group.
     close_after_leave: bool,

@@ -47,6 +47,8 @@ pub(super) struct Coordinator {
     joins: Vec<String>,
     /// The generation of every SyncGroup, in order.
     syncs: Vec<i32>,
+    /// The plan of every SyncGroup that carried one (the leader's).
+    plans: Vec<Vec<(String, Bytes)>>,
     leaves: usize,
 }
 
@@ -134,6 +136,14 @@ impl Cluster {
             }
             RequestBody::SyncGroup(r) => {
                 g.syncs.push(r.generation_id);
+                if !r.assignments.is_empty() {
+                    g.plans.push(
+                        r.assignments
+                            .iter()
+                            .map(|a| (a.member_id.clone(), a.assignment.clone()))
+                            .collect(),
+                    );
+                }
                 let resp = if r.generation_id != g.generation {
                     SyncGroupResponse {
                         error_code: ErrorCode::IllegalGeneration.code(),
@@ -448,6 +458,57 @@ fn a_leader_needing_a_new_topic_s_layout_syncs_without_waiting_for_the_metadata_
     assert!(
         waited < Duration::from_secs(1),
         "the leader synced {waited:?} after its join"
+    );
+}
+
+#[test]
+fn a_leader_balances_with_metadata_asked_for_after_it_needed_the_layout_not_one_in_flight_before() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    h.cluster.create_topic("u", 2);
+    stable_member(&mut h);
+    let topics = ["t".to_string(), "u".to_string()];
+    let other = CooperativeStickyBalancer
+        .member_metadata(&JoinSubscription {
+            topics: &topics,
+            ..Default::default()
+        })
+        .expect("metadata");
+    h.cluster.group.others.push(("member-2".into(), other));
+    h.cluster.group.rebalance = true;
+    h.cluster.group.hold_joins = true;
+    h.run(|h| !h.cluster.group.held.is_empty());
+    // A routine refresh goes out (without `u`, which nobody has asked
+    // about yet) and its answer waits behind the held JoinGroup answer.
+    h.now = h.now + Duration::from_secs(1);
+    h.client.refresh.trigger_urgent();
+    h.client.handle_input(h.now, Input::Timeout);
+    while let Some(o) = h.client.poll_output(h.now) {
+        h.cluster.on_output(o, &mut h.events);
+    }
+    assert!(h.client.metadata_in_flight, "a refresh is out");
+    h.cluster.group.hold_joins = false;
+    let join = h.cluster.group.held.pop().expect("the held join answer");
+    // The join answer comes first and is acted on (the leader asks for
+    // the layout) before the refresh's answer.
+    h.client.handle_input(h.now, join);
+    while let Some(o) = h.client.poll_output(h.now) {
+        h.cluster.on_output(o, &mut h.events);
+    }
+    let before = h.cluster.group.plans.len();
+    h.run(|h| h.cluster.group.plans.len() > before);
+    let plan = h.cluster.group.plans.remove(before);
+    let assigned: Vec<String> = plan
+        .into_iter()
+        .flat_map(|(_, a)| {
+            crate::group::balancer::protocol::decode_assignment(a)
+                .expect("an assignment")
+                .partitions
+                .into_keys()
+        })
+        .collect();
+    assert!(
+        assigned.iter().any(|t| t == "u"),
+        "the leader balanced with the refresh that was in flight, which knew nothing of u: {assigned:?}"
     );
 }
 
