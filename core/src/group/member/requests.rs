@@ -108,6 +108,7 @@ impl Member {
                     }
                 };
                 self.membership_in_flight = true;
+                self.joined_topics.clone_from(&self.topics);
                 let req = JoinGroupRequest {
                     group_id,
                     session_timeout_ms: millis(self.config.session_timeout),

@@ -538,6 +538,29 @@ fn a_static_leader_told_to_skip_assignment_does_not_balance() {
 }
 
 #[test]
+fn a_subscription_widened_while_a_join_is_in_flight_rejoins_after_the_sync() {
+    let mut s = Script::new(config());
+    s.find();
+    let (req, f) = s.expect();
+    assert!(matches!(req, GroupRequest::JoinGroup(_)), "{req:?}");
+    // The application subscribes to more while the JoinGroup (carrying
+    // only `t`) waits at the coordinator.
+    s.m.subscribe(s.now, ["u".to_string()]);
+    s.answer(f, joined("m-1", "leader", 1, "cooperative-sticky"));
+    s.sync(&[("t", &[0])]);
+    // The leader balanced the old subscription: the member joins again
+    // (keeping `t`, cooperative) so that the group sees `u`.
+    let (req, _) = s.expect();
+    let GroupRequest::JoinGroup(j) = req else {
+        panic!("expected a JoinGroup with the wider subscription, got {req:?}")
+    };
+    let sub =
+        crate::group::balancer::protocol::decode_subscription(j.protocols[0].metadata.clone())
+            .expect("a subscription");
+    assert_eq!(sub.topics, ["t", "u"]);
+}
+
+#[test]
 fn a_stable_member_heartbeats_every_interval() {
     let mut s = Script::new(config());
     s.stable_with(&[("t", &[0])]);
