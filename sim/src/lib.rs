@@ -16,7 +16,9 @@
 //!   between unmodified [`sansa_core::Client`] values and the brokers, with
 //!   faults and invariant checkers run on every step.
 //! - [`scenario`]: seeded workloads under random faults (swarm mode) and
-//!   seed replay with `SANSA_SIM_SEED`.
+//!   seed replay with `SANSA_SIM_SEED`; [`group_workload`]: the
+//!   consumer-group members a scenario runs (joining, widening their
+//!   subscription, leaving, static or dynamic, cooperative or eager).
 //! - [`tcp`]: the same cluster on real sockets, for any Kafka client.
 //!
 //! A run in a few lines:

@@ -1867,7 +1867,22 @@ impl World {
                     .cluster
                     .topic(OFFSETS_TOPIC)
                     .map_or(0, |t| t.partitions().len() as u64);
-                if parts > 0 {
+                // With groups about, move one of theirs: a random one of
+                // 50 offsets partitions would seldom hit them. (No draw
+                // without groups, so producer-only seeds stay as they were.)
+                let groups: Vec<i32> = self
+                    .cluster
+                    .groups()
+                    .map(|g| self.cluster.offsets_partition_of(g.id()))
+                    .collect();
+                if let Some(&p) = self.fault_rng.pick(&groups) {
+                    if self.cluster.move_leader(OFFSETS_TOPIC, p, None).is_some() {
+                        self.trace
+                            .line(self.now, || format!("fault: group coordinator {p} moves"));
+                        self.trace.mix(&p.to_le_bytes());
+                        self.count("coordinator move");
+                    }
+                } else if parts > 0 {
                     let p = self.fault_rng.below(parts) as i32;
                     if self.cluster.move_leader(OFFSETS_TOPIC, p, None).is_some() {
                         self.trace
