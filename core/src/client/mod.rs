@@ -1022,8 +1022,16 @@ impl Client {
         {
             return Some(id);
         }
-        if self.slots.values().any(|s| !s.conn.is_closed()) {
-            return None; // one is opening
+        // One is opening: wait for it. The group's connection does not
+        // count (it is never handed out here), or a client left with only
+        // it would never open another and never refresh metadata again
+        // (the sim's group swarm, seed 202).
+        if self
+            .slots
+            .iter()
+            .any(|(id, s)| !s.conn.is_closed() && self.group_conn != Some(*id))
+        {
+            return None;
         }
         let nodes: Vec<NodeId> = self.metadata.brokers().map(|b| b.node).collect();
         for node in nodes {

@@ -513,6 +513,41 @@ fn a_leader_balances_with_metadata_asked_for_after_it_needed_the_layout_not_one_
 }
 
 #[test]
+fn a_client_whose_only_open_connection_is_the_group_s_still_opens_another_for_metadata() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    stable_member(&mut h);
+    let group_conn = h.client.group_conn.expect("a group connection");
+    // The partitions lose their leaders (so nothing is fetched), then
+    // every connection but the group's dies.
+    for p in h.cluster.topics.get_mut("t").expect("t").iter_mut() {
+        p.leader = -1;
+    }
+    h.client.refresh.trigger_urgent();
+    h.run_for(Duration::from_secs(1));
+    let others: Vec<ConnId> = h
+        .cluster
+        .conns
+        .keys()
+        .copied()
+        .filter(|&c| c != group_conn)
+        .collect();
+    for c in others {
+        h.cluster.drop_conn(c);
+    }
+    h.run_for(Duration::from_secs(1));
+    let answers = h.client.metadata_answers;
+    h.client.refresh.trigger_urgent();
+    h.run_for(Duration::from_secs(2));
+    // Before the fix the open group connection counted as "one is
+    // opening", so no other was ever opened: no metadata again, ever (the
+    // sim's group swarm, seed 202: a member never fetched its partitions).
+    assert!(
+        h.client.metadata_answers > answers,
+        "no metadata once only the group's connection was left"
+    );
+}
+
+#[test]
 fn commits_during_a_rebalance_wait_for_the_new_generation() {
     let mut config = GroupConfig::new("g");
     config.auto_commit = None;
