@@ -97,6 +97,10 @@ pub(super) struct Groups {
     committed_by: BTreeMap<(String, Tp, usize), i64>,
     /// (group, topic, partition) to each processed offset's processors.
     processed: BTreeMap<(String, Tp), BTreeMap<i64, Vec<usize>>>,
+    /// Group to topic to partition to one past the highest offset it
+    /// processed (read on every step near the end of a run: nested so
+    /// that a lookup allocates nothing).
+    frontier: BTreeMap<String, BTreeMap<String, BTreeMap<i32, i64>>>,
     figures: GroupFigures,
 }
 
@@ -200,6 +204,15 @@ impl Checker {
             .or_default();
         let earlier = before.clone();
         before.push(client);
+        let front = g
+            .frontier
+            .entry(group.clone())
+            .or_default()
+            .entry(tp.0.clone())
+            .or_default()
+            .entry(partition)
+            .or_insert(0);
+        *front = (*front).max(offset + 1);
         if earlier.is_empty() {
             return;
         }
@@ -326,14 +339,16 @@ impl Checker {
         }
     }
 
-    /// For each partition of `topics`, the next offset `group` has not
-    /// processed beyond (one past the highest processed).
-    fn group_frontier(&self, group: &str, tp: &Tp) -> i64 {
+    /// One past the highest offset of `topic`/`partition` that `group`
+    /// processed.
+    fn group_frontier(&self, group: &str, topic: &str, partition: i32) -> i64 {
         self.groups
-            .processed
-            .get(&(group.to_owned(), tp.clone()))
-            .and_then(|m| m.keys().next_back())
-            .map_or(0, |o| o + 1)
+            .frontier
+            .get(group)
+            .and_then(|t| t.get(topic))
+            .and_then(|p| p.get(&partition))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether `group` processed up to the high watermark of every
@@ -346,9 +361,8 @@ impl Checker {
             .all(|t| {
                 t.partitions().iter().all(|p| {
                     let log = p.log();
-                    let tp = (t.name().to_owned(), p.index());
                     log.high_watermark() <= log.log_start_offset()
-                        || self.group_frontier(group, &tp) >= log.high_watermark()
+                        || self.group_frontier(group, t.name(), p.index()) >= log.high_watermark()
                 })
             })
     }
