@@ -239,7 +239,7 @@ impl Checker {
             self.report(Violation::ReprocessedCommitted {
                 group: group.clone(),
                 topic: tp.0.clone(),
-                partition: partition,
+                partition,
                 offset,
                 first,
                 again: client,
