@@ -192,3 +192,69 @@ fn a_group_whose_members_all_stall_until_the_end_breaks_every_record_processed()
         "{v:?}"
     );
 }
+
+#[test]
+fn static_members_restarting_a_member_stalled_past_its_session_coordinator_moves_and_group_errors_keep_every_group_promise(
+) {
+    // Client 0 produces; 1 and 2 are static members, 3 a dynamic eager-
+    // capable one. Member 1 crashes and comes back with its instance id;
+    // member 3 stalls past its session; the coordinator moves twice; one
+    // group request in ten meets an injected error.
+    let make = |seed| {
+        let mut a = GroupMemberSpec::new("g", &["t", "u"]);
+        a.instance_id = Some("a".into());
+        let mut b = a.clone();
+        b.instance_id = Some("b".into());
+        b.join_at = Duration::from_millis(300);
+        let mut c = GroupMemberSpec::new("g", &["t"]);
+        c.balancers = vec![BalancerKind::CooperativeSticky, BalancerKind::Range];
+        c.join_at = Duration::from_millis(600);
+        c.commit_after_poll = true;
+        let mut s = group_scenario(seed, vec![a, b, c]);
+        s.faults.group.error_rate = 0.1;
+        s.scripted = vec![
+            (
+                Duration::from_millis(900),
+                Fault::CrashClient {
+                    client: 1,
+                    restart_after: Some(Duration::from_millis(700)),
+                },
+            ),
+            (
+                Duration::from_millis(1200),
+                Fault::StallClient {
+                    client: 3,
+                    duration: Duration::from_secs(3),
+                },
+            ),
+            (
+                Duration::from_millis(1500),
+                Fault::MoveCoordinator { group: "g".into() },
+            ),
+            (
+                Duration::from_millis(2600),
+                Fault::MoveCoordinator { group: "g".into() },
+            ),
+        ];
+        s
+    };
+    let reports = check_seeds(
+        "--test groups static_members_restarting_a_member_stalled_past_its_session_coordinator_moves_and_group_errors_keep_every_group_promise",
+        1,
+        4,
+        make,
+    );
+    for r in &reports {
+        assert!(r.group.processed >= 200, "{r:?}");
+        assert_eq!(r.faults.get("client restart"), Some(&1), "{r:?}");
+        assert_eq!(r.faults.get("coordinator move"), Some(&2), "{r:?}");
+        assert!(r.group_faults > 0, "{r:?}");
+    }
+    eprintln!(
+        "{:?}",
+        reports
+            .iter()
+            .map(|r| (r.group, r.rebalances))
+            .collect::<Vec<_>>()
+    );
+}
