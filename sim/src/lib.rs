@@ -39,8 +39,11 @@
 //! and the command that replays it:
 //! `SANSA_SIM_SEED=<seed> cargo test -p sansa-sim --test swarm <test>`.
 //! What the simulator found in `sansa-core` so far (two idempotence bugs,
-//! a stuck epoch bump) is fixed; `tests/core_bugs.rs` keeps their scripted
-//! reproductions as regression tests.
+//! a stuck epoch bump; with group members, a leader waiting 5 s for
+//! metadata or balancing with a stale answer, a widened subscription
+//! never seen, a stale fetch answer replayed, a client that never
+//! reconnected for metadata) is fixed; `tests/core_bugs.rs` and the
+//! core's own tests keep their reproductions as regression tests.
 
 pub mod clock;
 pub mod cluster;

@@ -27,6 +27,11 @@
 //!   strictly per partition; each record handed out is the one the log
 //!   holds at its offset; no record still in the log is skipped; after
 //!   healing, every consumer catches up with every partition's end.
+//! - **Consumer groups** (see [`group`]): one live owner per partition;
+//!   commits the coordinator accepts come from owners in its generation
+//!   and never move backwards; a record is processed again only if no
+//!   earlier processor committed past it (the duplicates are counted and
+//!   their window measured); after healing, every record is processed.
 //!
 //! The checker keeps a mirror of every partition: what it has read of the
 //! log so far. Appends are read incrementally; a change that is not an
