@@ -143,10 +143,16 @@ impl GroupMemberSpec {
 /// and the cooperative members follow it); some static; some leaving,
 /// some widening their subscription; commit habits and timeouts drawn.
 pub fn draw_group(r: &mut SimRng, topics: &[String], window: Duration) -> Vec<GroupMemberSpec> {
-    use BalancerKind::{CooperativeSticky as Coop, Range, RoundRobin, Sticky};
     if topics.is_empty() || !r.chance(0.35) {
         return Vec::new();
     }
+    draw_members(r, topics, window)
+}
+
+/// [`draw_group`] without the coin: always 1 to 4 members (for sweeps
+/// of group seeds only).
+pub fn draw_members(r: &mut SimRng, topics: &[String], window: Duration) -> Vec<GroupMemberSpec> {
+    use BalancerKind::{CooperativeSticky as Coop, Range, RoundRobin, Sticky};
     let count = r.range(1, 4);
     let style = r.below(3);
     let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);

@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
+use sansa_sim::cluster::RandomGroupFaults;
 use sansa_sim::cluster::Sabotage;
-use sansa_sim::group_workload::{BalancerKind, GroupMemberSpec};
+use sansa_sim::group_workload::{draw_members, BalancerKind, GroupMemberSpec};
 use sansa_sim::scenario::{check_seeds, Scenario};
+use sansa_sim::SimRng;
 use sansa_sim::{Fault, Violation};
 
 fn group_scenario(seed: u64, members: Vec<GroupMemberSpec>) -> Scenario {
@@ -256,5 +258,41 @@ fn static_members_restarting_a_member_stalled_past_its_session_coordinator_moves
             .iter()
             .map(|r| (r.group, r.rebalances))
             .collect::<Vec<_>>()
+    );
+}
+
+/// A swarm seed with group members in every run (the swarm test draws
+/// them in about a third of its seeds): the members, and their injected
+/// error rate, drawn from a stream of their own.
+fn group_swarm(seed: u64) -> Scenario {
+    let mut s = Scenario::swarm(seed);
+    if s.group_members.is_empty() {
+        let mut r = SimRng::new(seed ^ 0x0067_726f_7570);
+        let names: Vec<String> = s.topics.iter().map(|t| t.0.clone()).collect();
+        s.group_members = draw_members(&mut r, &names, s.produce_window);
+        s.faults.group = RandomGroupFaults {
+            error_rate: if r.chance(0.4) { 0.1 * r.unit() } else { 0.0 },
+        };
+    }
+    s
+}
+
+#[test]
+fn group_swarm_keeps_every_group_promise_under_random_faults() {
+    let reports = check_seeds(
+        "--test groups group_swarm_keeps_every_group_promise_under_random_faults",
+        0,
+        // Few by default (the swarm test covers groups in CI); sweep more
+        // with SANSA_SIM_SEEDS.
+        10,
+        group_swarm,
+    );
+    let processed: u64 = reports.iter().map(|r| r.group.processed).sum();
+    assert!(processed > 0, "the members processed nothing at all");
+    let duplicates: u64 = reports.iter().map(|r| r.group.duplicates).sum();
+    let rebalances: u64 = reports.iter().map(|r| r.rebalances).sum();
+    eprintln!(
+        "{} group seeds: {processed} processed, {duplicates} processed again, {rebalances} rebalances",
+        reports.len()
     );
 }
