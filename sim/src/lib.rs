@@ -16,7 +16,9 @@
 //!   between unmodified [`sansa_core::Client`] values and the brokers, with
 //!   faults and invariant checkers run on every step.
 //! - [`scenario`]: seeded workloads under random faults (swarm mode) and
-//!   seed replay with `SANSA_SIM_SEED`.
+//!   seed replay with `SANSA_SIM_SEED`; [`group_workload`]: the
+//!   consumer-group members a scenario runs (joining, widening their
+//!   subscription, leaving, static or dynamic, cooperative or eager).
 //! - [`tcp`]: the same cluster on real sockets, for any Kafka client.
 //!
 //! A run in a few lines:
@@ -37,11 +39,15 @@
 //! and the command that replays it:
 //! `SANSA_SIM_SEED=<seed> cargo test -p sansa-sim --test swarm <test>`.
 //! What the simulator found in `sansa-core` so far (two idempotence bugs,
-//! a stuck epoch bump) is fixed; `tests/core_bugs.rs` keeps their scripted
-//! reproductions as regression tests.
+//! a stuck epoch bump; with group members, a leader waiting 5 s for
+//! metadata or balancing with a stale answer, a widened subscription
+//! never seen, a stale fetch answer replayed, a client that never
+//! reconnected for metadata) is fixed; `tests/core_bugs.rs` and the
+//! core's own tests keep their reproductions as regression tests.
 
 pub mod clock;
 pub mod cluster;
+pub mod group_workload;
 pub mod invariants;
 pub mod rng;
 pub mod scenario;

@@ -24,7 +24,11 @@ use sansa_core::compression::Compression;
 use sansa_core::protocol::ErrorCode;
 
 use crate::clock::ClientClock;
-use crate::cluster::{ClusterConfig, RandomProduceFaults, Sabotage, UnknownProducer};
+use crate::cluster::{
+    ClusterConfig, RandomGroupFaults, RandomProduceFaults, Sabotage, UnknownProducer,
+};
+use crate::group_workload::{draw_group, GroupMemberSpec};
+use crate::invariants::group::GroupFigures;
 use crate::invariants::Violation;
 use crate::rng::SimRng;
 use crate::world::{Fault, FaultRates, NetConfig, Work, World};
@@ -157,6 +161,11 @@ pub struct Scenario {
     /// Consumers of every topic, from the earliest offset (checked by
     /// [`invariants::consumer`](crate::invariants::consumer)).
     pub consumers: usize,
+    /// Consumer-group members (checked by
+    /// [`invariants::group`](crate::invariants::group)).
+    pub group_members: Vec<GroupMemberSpec>,
+    /// Sabotage: group members commit offset 0 after each poll.
+    pub commit_backwards: bool,
     /// Network delays.
     pub net: NetConfig,
     /// Random fault rates while faults are on.
@@ -199,6 +208,13 @@ pub struct Report {
     /// Other faults applied, by kind (crashes, restarts, leader moves,
     /// connection resets, retention).
     pub faults: BTreeMap<&'static str, u64>,
+    /// What the group members did: records processed, duplicates, the
+    /// widest duplicate window, commits.
+    pub group: GroupFigures,
+    /// Generations the groups went through (their generation at the end).
+    pub rebalances: u64,
+    /// Group requests answered with an injected error.
+    pub group_faults: u64,
 }
 
 /// A run that broke a promise.
@@ -248,6 +264,8 @@ impl Scenario {
             topics: vec![("t".into(), 4, 3)],
             clients: vec![ClientSpec::new(200)],
             consumers: 0,
+            group_members: Vec::new(),
+            commit_backwards: false,
             net: NetConfig::default(),
             faults: FaultRates::default(),
             scripted: Vec::new(),
@@ -350,6 +368,8 @@ impl Scenario {
             topics,
             clients,
             consumers: 0,
+            group_members: Vec::new(),
+            commit_backwards: false,
             net,
             faults,
             scripted: Vec::new(),
@@ -375,6 +395,14 @@ impl Scenario {
                 };
             }
         }
+        // Groups last, for the same reason.
+        let names: Vec<String> = scenario.topics.iter().map(|t| t.0.clone()).collect();
+        scenario.group_members = draw_group(&mut r, &names, scenario.produce_window);
+        if !scenario.group_members.is_empty() {
+            scenario.faults.group = RandomGroupFaults {
+                error_rate: on(&mut r, 0.4, 0.0, 0.1),
+            };
+        }
         scenario
     }
 
@@ -384,7 +412,13 @@ impl Scenario {
         let mut config = ClusterConfig::new(self.brokers);
         config.unknown_producer = self.unknown_producer;
         config.sabotage = self.sabotage;
+        // Members with sessions of a second or two, so that the drawn
+        // stalls (up to 3 s) sometimes outlast them.
+        config.groups.min_session_timeout = Duration::from_millis(500);
         let mut w = World::new(self.seed, config, self.net);
+        if self.commit_backwards {
+            w.sabotage_commit_backwards();
+        }
         for (name, parts, rf) in &self.topics {
             w.cluster_mut()
                 .create_topic(name, *parts, *rf)
@@ -426,6 +460,9 @@ impl Scenario {
         for _ in 0..self.consumers {
             let c = w.add_client(consumer_config())?;
             w.consume(c, &names);
+        }
+        for spec in &self.group_members {
+            spec.add_to(&mut w, consumer_config())?;
         }
         for (at, f) in &self.scripted {
             w.schedule(*at, f.clone());
@@ -506,6 +543,13 @@ impl Scenario {
             duplicates: stats.duplicates,
             faults_injected: stats.faults_injected,
             faults: w.faults_applied().clone(),
+            group: w.checker().group_figures(),
+            rebalances: w
+                .cluster()
+                .groups()
+                .map(|g| u64::try_from(g.generation()).unwrap_or(0))
+                .sum(),
+            group_faults: stats.group_faults_injected,
         })
     }
 }

@@ -43,8 +43,8 @@ use sansa_core::{Client, Timestamp};
 
 pub use crate::clock::{ClientClock, WALL_CLOCK_ORIGIN_MS};
 use crate::cluster::{
-    Cluster, ClusterConfig, ClusterOutput, NodeId, ProduceFault, RandomProduceFaults, ServerConnId,
-    OFFSETS_TOPIC,
+    Cluster, ClusterConfig, ClusterOutput, NodeId, ProduceFault, RandomGroupFaults,
+    RandomProduceFaults, ServerConnId, OFFSETS_TOPIC,
 };
 use crate::invariants::{make_value, Checker, Promise, Violation};
 use crate::rng::SimRng;
@@ -108,6 +108,8 @@ pub struct FaultRates {
     pub client_restart: f64,
     /// Faults the brokers draw for every produce.
     pub produce: RandomProduceFaults,
+    /// Errors the group coordinators inject into group requests.
+    pub group: RandomGroupFaults,
 }
 
 /// A fault, scheduled by a test or drawn from the seed.
@@ -194,6 +196,16 @@ pub enum Work {
     },
     /// Flush a client.
     Flush(ClientIdx),
+    /// A group member subscribes to these topics (joining its group, or
+    /// rejoining with a wider subscription).
+    Subscribe {
+        /// Which client.
+        client: ClientIdx,
+        /// The topics it adds.
+        topics: Vec<String>,
+    },
+    /// A client closes: a group member commits and leaves its group.
+    Close(ClientIdx),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +290,15 @@ struct SimClient {
     consumes: Vec<String>,
     /// `Event::FetchesReady` came: records wait to be polled.
     fetches_ready: bool,
+    /// The consumer group it is a member of, if any.
+    group: Option<String>,
+    /// The topics it subscribed to as a group member; a restarted
+    /// incarnation subscribes again.
+    group_topics: Vec<String>,
+    /// Commit everything polled after each poll, by hand.
+    commit_after_poll: bool,
+    /// The application closed it (a member left its group for good).
+    closed: bool,
     /// Consecutive timeouts fed at the same instant.
     spins: u32,
     spin_at: Timestamp,
@@ -356,6 +377,9 @@ pub struct World {
     steps: u64,
     faults_applied: BTreeMap<&'static str, u64>,
     work_queued: usize,
+    /// Sabotage: after each poll, group members commit offset 0 of what
+    /// they polled, allowing backwards moves.
+    commit_backwards: bool,
 }
 
 impl World {
@@ -393,6 +417,29 @@ impl World {
             steps: 0,
             faults_applied: BTreeMap::new(),
             work_queued: 0,
+            commit_backwards: false,
+        }
+        .recording_commits()
+    }
+
+    fn recording_commits(mut self) -> Self {
+        self.cluster.record_accepted_commits(true);
+        self
+    }
+
+    /// Sabotage, for the checker tests: after each poll, every group
+    /// member commits offset 0 of each partition it polled, with
+    /// backwards moves allowed (an explicit reset the world otherwise
+    /// never makes).
+    pub fn sabotage_commit_backwards(&mut self) {
+        self.commit_backwards = true;
+    }
+
+    /// Makes group member `c` commit everything it polled after each
+    /// poll, by hand (besides any auto-commit).
+    pub fn commit_after_poll(&mut self, c: ClientIdx, on: bool) {
+        if let Some(sc) = self.clients.get_mut(c) {
+            sc.commit_after_poll = on;
         }
     }
 
@@ -512,6 +559,10 @@ impl World {
         let promise = Promise::of(&config);
         let client = Client::new(config.clone()).map_err(|e| e.to_string())?;
         let checker_id = self.checker.add_client(promise);
+        let group = config.group.as_ref().map(|g| g.group_id.clone());
+        if let Some(g) = &group {
+            self.checker.add_group_member(checker_id, g);
+        }
         self.clients.push(SimClient {
             client,
             config,
@@ -523,6 +574,10 @@ impl World {
             next_index: 0,
             consumes: Vec::new(),
             fetches_ready: false,
+            group,
+            group_topics: Vec::new(),
+            commit_after_poll: false,
+            closed: false,
             spins: 0,
             spin_at: Timestamp::ZERO,
         });
@@ -534,7 +589,17 @@ impl World {
     pub fn client_settled(&self, c: ClientIdx) -> bool {
         self.clients.get(c).is_none_or(|sc| {
             sc.running == Running::Crashed
-                || (sc.client.is_idle()
+                || sc.group.as_ref().is_some_and(|g| {
+                    // Each live member waits for its own topics: together
+                    // they cover what the group must process.
+                    sc.client.is_idle()
+                        && (!self.group_member_live(c)
+                            || self
+                                .checker
+                                .group_caught_up(&self.cluster, g, &sc.group_topics))
+                })
+                || (sc.group.is_none()
+                    && sc.client.is_idle()
                     && self.checker.outstanding(sc.checker_id) == 0
                     && (sc.consumes.is_empty()
                         || self
@@ -542,6 +607,32 @@ impl World {
                             .consumer_lag(&self.cluster, sc.checker_id, &sc.consumes)
                             .is_empty()))
         })
+    }
+
+    /// Whether group member `c` is live as the application sees it: not
+    /// crashed, not closed, its member not done (left or fatally
+    /// stopped), and subscribed.
+    pub fn group_member_live(&self, c: ClientIdx) -> bool {
+        self.clients.get(c).is_some_and(|sc| {
+            sc.group.is_some()
+                && sc.running != Running::Crashed
+                && !sc.closed
+                && !sc.group_topics.is_empty()
+                && sc.client.group_member().is_some_and(|m| !m.is_done())
+        })
+    }
+
+    /// The topics the live members of `group` subscribe to: what the
+    /// group must process.
+    pub fn live_group_topics(&self, group: &str) -> Vec<String> {
+        let mut topics: Vec<String> = (0..self.clients.len())
+            .filter(|&c| self.clients[c].group.as_deref() == Some(group))
+            .filter(|&c| self.group_member_live(c))
+            .flat_map(|c| self.clients[c].group_topics.iter().cloned())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
     }
 
     /// Whether client `c` is crashed (and not restarted).
@@ -624,10 +715,15 @@ impl World {
         let Some(sc) = self.clients.get_mut(c) else {
             return;
         };
-        sc.consumes.extend(topics.iter().cloned());
-        sc.consumes.sort();
-        sc.consumes.dedup();
-        if sc.running != Running::Crashed {
+        let list = if sc.group.is_some() {
+            &mut sc.group_topics
+        } else {
+            &mut sc.consumes
+        };
+        list.extend(topics.iter().cloned());
+        list.sort();
+        list.dedup();
+        if sc.running != Running::Crashed && !sc.closed {
             sc.client.consume_topics(now, topics.iter().cloned());
             self.drain();
         }
@@ -644,7 +740,18 @@ impl World {
             return false;
         }
         let checker_id = sc.checker_id;
+        let in_group = sc.group.is_some();
+        let commit_after_poll = sc.commit_after_poll;
         let fetched = sc.client.poll_fetches(now, None);
+        if in_group {
+            self.process_group_records(c, checker_id, &fetched);
+            if commit_after_poll && !fetched.is_empty() {
+                if let Some(sc) = self.clients.get_mut(c) {
+                    let _ = sc.client.commit_uncommitted_offsets(now);
+                }
+            }
+            return true;
+        }
         for f in &fetched {
             let log_start = self
                 .cluster
@@ -684,6 +791,66 @@ impl World {
         true
     }
 
+    /// A group member "processes" what it polled: the checker learns which
+    /// incarnation processed which record.
+    fn process_group_records(
+        &mut self,
+        c: ClientIdx,
+        checker_id: usize,
+        fetched: &[sansa_core::consumer::FetchedPartition],
+    ) {
+        let mut backwards = BTreeMap::new();
+        for f in fetched {
+            if let (Some(first), Some(last)) = (f.records.first(), f.records.last()) {
+                self.trace.line(self.now, || {
+                    format!(
+                        "c{c} processed {}/{} {}..={}",
+                        f.topic, f.partition, first.offset, last.offset
+                    )
+                });
+                backwards.insert(
+                    (f.topic.to_string(), f.partition),
+                    sansa_core::group::EpochOffset {
+                        offset: 0,
+                        leader_epoch: -1,
+                    },
+                );
+            }
+            for r in &f.records {
+                self.trace.event(
+                    self.now,
+                    b'G',
+                    c as u64,
+                    r.offset as u64,
+                    f.topic.as_bytes(),
+                );
+                self.checker
+                    .on_processed(checker_id, &f.topic, f.partition, r.offset);
+            }
+        }
+        if self.commit_backwards && !backwards.is_empty() {
+            let now = self.local_now(c);
+            if let Some(sc) = self.clients.get_mut(c) {
+                let _ = sc.client.commit_offsets(now, backwards, true);
+            }
+        }
+    }
+
+    /// Tells the checker the member id and generation of group member `c`
+    /// now.
+    fn note_group_member(&mut self, c: ClientIdx) {
+        let Some(sc) = self.clients.get(c) else {
+            return;
+        };
+        if sc.running == Running::Crashed {
+            return;
+        }
+        if let Some(m) = sc.client.group_member() {
+            self.checker
+                .note_group_member(sc.checker_id, m.member_id(), m.generation());
+        }
+    }
+
     /// Queues a fault `after` from now.
     pub fn schedule(&mut self, after: Duration, fault: Fault) {
         let at = self.now + after;
@@ -702,6 +869,7 @@ impl World {
     pub fn set_fault_rates(&mut self, rates: FaultRates) {
         self.cluster
             .set_random_produce_faults(rates.produce.clone());
+        self.cluster.set_random_group_faults(rates.group.clone());
         self.faults = rates;
         self.faults_on = true;
         if self.faults.coordinator_moves_per_sec > 0.0 {
@@ -797,6 +965,28 @@ impl World {
             for l in self.cluster.take_journal() {
                 self.trace.line(self.now, || l);
             }
+        }
+        for c in 0..self.clients.len() {
+            if self.clients[c].group.is_some() {
+                self.note_group_member(c);
+            }
+        }
+        let commits = self.cluster.take_accepted_commits();
+        if !commits.is_empty() {
+            for cm in &commits {
+                self.trace.line(self.now, || {
+                    format!(
+                        "commit accepted: {} member {} gen {} {}/{} at {}",
+                        cm.group,
+                        cm.member_id,
+                        cm.group_generation,
+                        cm.topic,
+                        cm.partition,
+                        cm.offset
+                    )
+                });
+            }
+            self.checker.on_accepted_commits(commits);
         }
         self.checker.check(&self.cluster);
         let stats = self.cluster.stats();
@@ -921,6 +1111,19 @@ impl World {
                 });
             }
             let sc = &self.clients[c];
+            if let Some(g) = &sc.group {
+                // Each live group once: at its first live member.
+                let first = (0..self.clients.len()).find(|&i| {
+                    self.clients[i].group.as_ref() == Some(g) && self.group_member_live(i)
+                });
+                if first == Some(c) {
+                    let topics = self.live_group_topics(g);
+                    for v in self.checker.group_unprocessed(&self.cluster, g, &topics) {
+                        self.checker.report(v);
+                    }
+                }
+            }
+            let sc = &self.clients[c];
             if !sc.consumes.is_empty() {
                 for v in self
                     .checker
@@ -981,7 +1184,10 @@ impl World {
             }
             Ev::Work(w) => {
                 let client = match &w {
-                    Work::Produce { client, .. } | Work::Flush(client) => *client,
+                    Work::Produce { client, .. }
+                    | Work::Flush(client)
+                    | Work::Subscribe { client, .. }
+                    | Work::Close(client) => *client,
                 };
                 if let Some(sc) = self.clients.get_mut(client) {
                     if let Running::Stalled(_) = sc.running {
@@ -1012,6 +1218,24 @@ impl World {
             Work::Flush(c) => {
                 self.trace.event(self.now, b'L', c as u64, 0, &[]);
                 let _ = self.flush(c);
+            }
+            Work::Subscribe { client, topics } => {
+                self.trace.event(self.now, b'J', client as u64, 0, &[]);
+                self.trace
+                    .line(self.now, || format!("c{client} subscribes to {topics:?}"));
+                self.consume(client, &topics);
+            }
+            Work::Close(c) => {
+                self.trace.event(self.now, b'O', c as u64, 0, &[]);
+                self.trace.line(self.now, || format!("c{c} closes"));
+                let now = self.local_now(c);
+                if let Some(sc) = self.clients.get_mut(c) {
+                    if sc.running != Running::Crashed && !sc.closed {
+                        sc.closed = true;
+                        sc.client.close(now);
+                    }
+                }
+                self.drain();
             }
         }
     }
@@ -1282,6 +1506,7 @@ impl World {
                     other => {
                         self.trace.event(now, b'V', c as u64, 0, &[]);
                         self.trace.line(now, || format!("c{c} event {other:?}"));
+                        self.group_event(c, checker_id, other);
                     }
                 }
                 if let Some(sc) = self.clients.get_mut(c) {
@@ -1296,6 +1521,29 @@ impl World {
                 self.trace
                     .line(now, || format!("c{c} unknown output {other:?}"));
             }
+        }
+    }
+
+    /// What a group member reported about its partitions, for the
+    /// checker.
+    fn group_event(&mut self, c: ClientIdx, checker_id: usize, e: &Event) {
+        if !matches!(
+            e,
+            Event::PartitionsAssigned(_)
+                | Event::PartitionsRevoked(_)
+                | Event::PartitionsLost(_)
+                | Event::GroupLeft
+        ) {
+            return;
+        }
+        self.note_group_member(c);
+        match e {
+            Event::PartitionsAssigned(p) => self.checker.on_partitions_assigned(checker_id, p),
+            Event::PartitionsRevoked(p) | Event::PartitionsLost(p) => {
+                self.checker.on_partitions_given_up(checker_id, p)
+            }
+            Event::GroupLeft => self.checker.on_group_left(checker_id),
+            _ => {}
         }
     }
 
@@ -1429,6 +1677,8 @@ impl World {
                 self.faults = FaultRates::default();
                 self.cluster
                     .set_random_produce_faults(RandomProduceFaults::default());
+                self.cluster
+                    .set_random_group_faults(RandomGroupFaults::default());
                 let down: Vec<NodeId> = self
                     .cluster
                     .broker_ids()
@@ -1553,6 +1803,9 @@ impl World {
             }
         };
         let checker_id = self.checker.add_client(promise);
+        if let Some(g) = &config.group {
+            self.checker.add_group_member(checker_id, &g.group_id);
+        }
         let Some(sc) = self.clients.get_mut(c) else {
             return;
         };
@@ -1567,6 +1820,13 @@ impl World {
             // A new incarnation reads from the earliest offset again.
             let now = sc.clock.local(self.now);
             sc.client.consume_topics(now, sc.consumes.iter().cloned());
+        }
+        if !sc.group_topics.is_empty() && !sc.closed {
+            // A new incarnation of a member joins again (a static one with
+            // its instance id, so it takes its old self's place).
+            let now = sc.clock.local(self.now);
+            sc.client
+                .consume_topics(now, sc.group_topics.iter().cloned());
         }
         self.count("client restart");
         self.trace
@@ -1607,7 +1867,22 @@ impl World {
                     .cluster
                     .topic(OFFSETS_TOPIC)
                     .map_or(0, |t| t.partitions().len() as u64);
-                if parts > 0 {
+                // With groups about, move one of theirs: a random one of
+                // 50 offsets partitions would seldom hit them. (No draw
+                // without groups, so producer-only seeds stay as they were.)
+                let groups: Vec<i32> = self
+                    .cluster
+                    .groups()
+                    .map(|g| self.cluster.offsets_partition_of(g.id()))
+                    .collect();
+                if let Some(&p) = self.fault_rng.pick(&groups) {
+                    if self.cluster.move_leader(OFFSETS_TOPIC, p, None).is_some() {
+                        self.trace
+                            .line(self.now, || format!("fault: group coordinator {p} moves"));
+                        self.trace.mix(&p.to_le_bytes());
+                        self.count("coordinator move");
+                    }
+                } else if parts > 0 {
                     let p = self.fault_rng.below(parts) as i32;
                     if self.cluster.move_leader(OFFSETS_TOPIC, p, None).is_some() {
                         self.trace

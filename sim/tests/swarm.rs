@@ -1,6 +1,7 @@
 //! Swarm mode: many seeds of a producer workload under random faults,
-//! each seed drawing the cluster shape, the clients' settings and which
-//! faults are on at which rate. Every invariant is checked on every step,
+//! each seed drawing the cluster shape, the clients' settings (producers,
+//! consumers, consumer-group members) and which faults are on at which
+//! rate. Every invariant is checked on every step,
 //! and liveness once the cluster has healed.
 //!
 //! Replay one seed: `SANSA_SIM_SEED=<n> cargo test -p sansa-sim --test
@@ -34,6 +35,19 @@ fn producer_swarm_keeps_every_promise_under_random_faults() {
         for (kind, n) in &r.faults {
             *totals.entry(kind).or_default() += n;
         }
+        if r.group.processed > 0 {
+            *totals.entry("group seeds").or_default() += 1;
+        }
+        *totals.entry("group processed").or_default() += r.group.processed;
+        *totals.entry("group duplicates").or_default() += r.group.duplicates;
+        *totals.entry("group duplicates across members").or_default() +=
+            r.group.duplicates_across_members;
+        *totals.entry("group processed by expelled").or_default() += r.group.processed_by_expelled;
+        *totals.entry("group commits").or_default() += r.group.commits;
+        *totals.entry("group rebalances").or_default() += r.rebalances;
+        *totals.entry("group errors injected").or_default() += r.group_faults;
+        let widest = totals.entry("group widest duplicate window").or_default();
+        *widest = (*widest).max(u64::try_from(r.group.max_duplicate_beyond_commit).unwrap_or(0));
     }
     eprintln!(
         "{} seeds in {secs:.1} s ({:.1} seeds/s): {totals:?}",

@@ -154,8 +154,9 @@ impl Client {
     }
 
     /// The leader balances with the layout of every member's topics: from
-    /// the cache when it knows them all, else after one more metadata
-    /// answer (a topic still unknown then is not assigned).
+    /// the cache when it knows them all, else after the answer to a
+    /// metadata request sent after it asked, at once (a topic still
+    /// unknown then is not assigned).
     fn provide_group_layout(&mut self, now: Timestamp) {
         let Some(g) = &mut self.group else {
             return;
@@ -168,9 +169,19 @@ impl Client {
         let asked = match self.layout_asked_at {
             Some(a) => a,
             None => {
-                self.refresh.trigger();
-                self.layout_asked_at = Some(self.metadata_answers);
-                self.metadata_answers
+                // Urgent: the whole group waits between JoinGroup and
+                // SyncGroup for this answer, and `metadata_min_age` (5 s)
+                // would hold it past short session timeouts (the
+                // simulator's group swarm: the leader lost its partitions
+                // to its own session watchdog before it could sync).
+                self.refresh.trigger_urgent();
+                // A refresh already out was asked without these topics:
+                // its answer does not count, the next one does (the sim's
+                // group swarm, seed 134: a topic only another member
+                // subscribed to was never assigned).
+                let asked = self.metadata_answers + u64::from(self.metadata_in_flight);
+                self.layout_asked_at = Some(asked);
+                asked
             }
         };
         if known || self.metadata_answers > asked {

@@ -130,8 +130,8 @@ pub struct Client {
     /// Metadata answers so far, so a group leader knows when the layout
     /// it asked for has been refreshed.
     metadata_answers: u64,
-    /// The `metadata_answers` count when the group leader asked for a
-    /// topic layout.
+    /// The `metadata_answers` count after which the answer to a request
+    /// sent since the group leader asked for a topic layout comes.
     layout_asked_at: Option<u64>,
     /// The `metadata_answers` count when the KIP-848 member last asked
     /// for metadata to name its target's topic ids.
@@ -1088,8 +1088,16 @@ impl Client {
         {
             return Some(id);
         }
-        if self.slots.values().any(|s| !s.conn.is_closed()) {
-            return None; // one is opening
+        // One is opening: wait for it. The group's connection does not
+        // count (it is never handed out here), or a client left with only
+        // it would never open another and never refresh metadata again
+        // (the sim's group swarm, seed 202).
+        if self
+            .slots
+            .iter()
+            .any(|(id, s)| !s.conn.is_closed() && self.group_conn != Some(*id))
+        {
+            return None;
         }
         let nodes: Vec<NodeId> = self.metadata.brokers().map(|b| b.node).collect();
         for node in nodes {

@@ -1335,9 +1335,17 @@ impl Consumer {
             else {
                 continue;
             };
-            if c.state == CursorState::Fetching {
-                c.state = CursorState::Ready;
+            if c.state != CursorState::Fetching {
+                // Not this fetch's cursor any more: the partition was
+                // revoked and assigned again (or reset) while the fetch
+                // was out, and the new cursor waits for its own start.
+                // Applied, the old answer would hand records out from
+                // the new cursor's unset offset, and the same records
+                // again once its start is known (the simulator's group
+                // swarm, seed 273: a member processed 0..=5 twice).
+                continue;
             }
+            c.state = CursorState::Ready;
             if c.paused {
                 // Paused while the fetch was out: drop what came back, the
                 // offset stays where it was.
@@ -1788,6 +1796,48 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_fetch_answered_after_its_partition_was_revoked_and_assigned_again_hands_nothing_out() {
+        use crate::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use crate::record::{BatchBuilder, BatchOptions, BatchStamp, NO_HEADERS};
+        let m = metadata(1);
+        let now = Timestamp::ZERO;
+        let mut c = Consumer::new(ConsumerConfig::default(), Duration::from_millis(100));
+        let at = |start| BTreeMap::from([("t".to_string(), BTreeMap::from([(0, start)]))]);
+        c.assign_group_partitions(at(StartOffset::At(0)));
+        c.on_metadata(&m);
+        let (_, old_fetch) = c
+            .fetch_request(now, NodeId(1), &m, MAX_FETCH_VERSION)
+            .expect("a fetch of partition 0");
+        // Lost and assigned again while the fetch waits at the broker: the
+        // new cursor needs its committed offset first.
+        c.revoke_group_partitions(&BTreeMap::from([("t".to_string(), vec![0])]));
+        c.assign_group_partitions(at(StartOffset::Earliest));
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        for _ in 0..3 {
+            b.append(0, None, Some(b"v"), NO_HEADERS).expect("room");
+        }
+        let batch = b.seal(&BatchStamp::default()).expect("sealed");
+        let answer = FetchResponse {
+            responses: vec![FetchableTopicResponse {
+                topic: "t".into(),
+                partitions: vec![PartitionData {
+                    partition_index: 0,
+                    high_watermark: 3,
+                    records: Some(batch.to_bytes()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        c.on_fetch(now, old_fetch, Some(&answer));
+        assert!(
+            !c.has_buffered(),
+            "the old cursor's answer was handed out through the new cursor"
+        );
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct Member {
     backoff: Backoff,
     rng: SeededRng,
     topics: Vec<String>,
+    /// The subscription the last JoinGroup carried: a subscription widened
+    /// after it was sent needs another join once this one completes.
+    joined_topics: Vec<String>,
     phase: Phase,
     coordinator: Option<Coordinator>,
     member_id: String,
@@ -303,6 +306,7 @@ impl Member {
             rng,
             consumer,
             topics: Vec::new(),
+            joined_topics: Vec::new(),
             phase: Phase::Idle,
             coordinator: None,
             member_id: String::new(),
@@ -391,7 +395,8 @@ impl Member {
     }
 
     /// Adds topics to the subscription and joins (or rejoins, so the
-    /// leader sees the new topics).
+    /// leader sees the new topics; during a rebalance, once it completes,
+    /// as the JoinGroup already sent carries the old subscription).
     pub fn subscribe<I: IntoIterator<Item = String>>(&mut self, now: Timestamp, topics: I) {
         let before = self.topics.len();
         self.topics.extend(topics);

@@ -45,7 +45,7 @@ use super::group::{
     join_error, sync_error, Answer, CommittedOffset, Group, GroupState, JoinArgs, ParkedKind,
     Pending, Reply,
 };
-use super::{Cluster, NodeId, ServerConnId};
+use super::{Cluster, NodeId, Sabotage, ServerConnId};
 
 /// Kafka's internal topic of committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -64,6 +64,61 @@ pub fn offsets_partition_for(group: &str, partitions: i32) -> i32 {
     let h = java_string_hash(group);
     let abs = if h == i32::MIN { 0 } else { h.abs() };
     abs % partitions.max(1)
+}
+
+/// An OffsetCommit partition the coordinator accepted, for the group
+/// invariant checkers (see [`Cluster::record_accepted_commits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedCommit {
+    /// The group.
+    pub group: String,
+    /// The member id the commit named (empty for a simple consumer).
+    pub member_id: String,
+    /// The generation the commit named.
+    pub generation: i32,
+    /// The group's generation when the coordinator accepted it.
+    pub group_generation: i32,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The committed offset (the next record to consume).
+    pub offset: i64,
+}
+
+/// Errors the coordinator injects into group requests, as a broker
+/// answers while its coordinator is loading, moving or rebalancing. The
+/// request is answered with the error and otherwise ignored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RandomGroupFaults {
+    /// Probability that a JoinGroup, SyncGroup, Heartbeat, OffsetCommit
+    /// or OffsetFetch is answered with an error drawn from
+    /// [`injectable_group_errors`] instead of being handled.
+    pub error_rate: f64,
+}
+
+/// The errors a coordinator may answer `api` with whatever the group's
+/// state: it is loading (COORDINATOR_LOAD_IN_PROGRESS), moving
+/// (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE), or, for requests of a
+/// member of a generation, rebalancing (REBALANCE_IN_PROGRESS, which
+/// makes the member rejoin).
+pub fn injectable_group_errors(api: ApiKey) -> &'static [ErrorCode] {
+    const MOVING: &[ErrorCode] = &[
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator,
+    ];
+    const MEMBER: &[ErrorCode] = &[
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator,
+        ErrorCode::RebalanceInProgress,
+    ];
+    match api {
+        ApiKey::JoinGroup | ApiKey::OffsetFetch => MOVING,
+        ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::OffsetCommit => MEMBER,
+        _ => &[],
+    }
 }
 
 /// Coordinator key types of FindCoordinator v1+.
@@ -142,6 +197,39 @@ impl Cluster {
             .groups
             .entry(id.to_owned())
             .or_insert_with(|| Group::new(id, Some(node))))
+    }
+
+    /// Injects errors into group requests at these rates.
+    pub fn set_random_group_faults(&mut self, faults: RandomGroupFaults) {
+        self.group_faults = faults;
+    }
+
+    /// Starts (or stops) keeping every offset commit the coordinator
+    /// accepts, for [`Cluster::take_accepted_commits`]. Off by default, so
+    /// a driver that never takes them keeps nothing.
+    pub fn record_accepted_commits(&mut self, on: bool) {
+        self.accepted_commits = on.then(Vec::new);
+    }
+
+    /// The offset commits accepted since the last call, in order.
+    pub fn take_accepted_commits(&mut self) -> Vec<AcceptedCommit> {
+        self.accepted_commits
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// An error to answer a group request of `api` with, drawn from the
+    /// seed at the configured rate (no draw at all when off, so turning
+    /// group faults on moves no other random choice).
+    fn draw_group_fault(&mut self, api: ApiKey) -> Option<ErrorCode> {
+        let rate = self.group_faults.error_rate;
+        if rate <= 0.0 || !self.rng.chance(rate) {
+            return None;
+        }
+        let code = *self.rng.pick(injectable_group_errors(api))?;
+        self.stats.group_faults_injected += 1;
+        Some(code)
     }
 
     /// Drops a group left with nothing in it.
@@ -388,6 +476,9 @@ impl Cluster {
         if let Err(e) = self.check_coordinator(node, &req.group_id) {
             return fail(e);
         }
+        if let Some(e) = self.draw_group_fault(ApiKey::JoinGroup) {
+            return fail(e);
+        }
         let s = &self.config.groups;
         let Some(session) = millis(req.session_timeout_ms)
             .filter(|d| *d >= s.min_session_timeout && *d <= s.max_session_timeout)
@@ -455,17 +546,35 @@ impl Cluster {
             corr,
             kind: ParkedKind::Sync,
         };
-        let answer = match self.check_coordinator(node, &req.group_id) {
+        let checked = self.check_coordinator(node, &req.group_id).and_then(|()| {
+            match self.draw_group_fault(ApiKey::SyncGroup) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        });
+        let one_plan = self.config.sabotage == Sabotage::SyncGivesEveryoneOnePlan;
+        let answer = match checked {
             Err(e) => Answer::Now(sync_error(v, e)),
             Ok(()) => match self.groups.get_mut(&req.group_id) {
                 None => Answer::Now(sync_error(v, ErrorCode::UnknownMemberId)),
                 Some(g) => {
                     let mut out = Vec::new();
-                    let assignments = req
+                    let mut assignments: Vec<(String, Bytes)> = req
                         .assignments
                         .into_iter()
                         .map(|a| (a.member_id, a.assignment))
                         .collect();
+                    if one_plan {
+                        let first = assignments
+                            .iter()
+                            .map(|a| a.1.clone())
+                            .find(|a| !a.is_empty());
+                        if let Some(first) = first {
+                            for a in &mut assignments {
+                                a.1 = first.clone();
+                            }
+                        }
+                    }
                     let answer = g.sync(
                         now,
                         &req.member_id,
@@ -501,7 +610,13 @@ impl Cluster {
         node: NodeId,
         req: HeartbeatRequest,
     ) -> HeartbeatResponse {
-        let code = match self.check_coordinator(node, &req.group_id) {
+        let checked = self.check_coordinator(node, &req.group_id).and_then(|()| {
+            match self.draw_group_fault(ApiKey::Heartbeat) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        });
+        let code = match checked {
             Err(e) => e,
             Ok(()) => match self.groups.get_mut(&req.group_id) {
                 None => ErrorCode::UnknownMemberId,
@@ -591,7 +706,19 @@ impl Cluster {
                 req.group_instance_id.clone(),
             )
         };
+        let injected = self
+            .check_coordinator(node, &req.group_id)
+            .ok()
+            .and_then(|()| self.draw_group_fault(ApiKey::OffsetCommit));
+        let stale_ok = self.config.sabotage == Sabotage::AcceptStaleCommits;
         let verdict = self.check_coordinator(node, &req.group_id).and_then(|()| {
+            if let Some(e) = injected {
+                return Err(e);
+            }
+            if stale_ok {
+                self.create_group(&req.group_id, node)?;
+                return Ok(());
+            }
             if !self.groups.contains_key(&req.group_id) && generation >= 0 {
                 // A generation for a group that does not exist: a
                 // member of a group that is gone.
@@ -618,7 +745,19 @@ impl Cluster {
                         ErrorCode::OffsetMetadataTooLarge
                     }
                     Ok(()) => {
+                        self.stats.offsets_committed += 1;
                         if let Some(g) = self.groups.get_mut(&req.group_id) {
+                            if let Some(log) = &mut self.accepted_commits {
+                                log.push(AcceptedCommit {
+                                    group: req.group_id.clone(),
+                                    member_id: member_id.clone(),
+                                    generation,
+                                    group_generation: g.generation(),
+                                    topic: t.name.clone(),
+                                    partition: p.partition_index,
+                                    offset: p.committed_offset,
+                                });
+                            }
                             g.store_offset(
                                 &t.name,
                                 p.partition_index,
@@ -716,7 +855,14 @@ impl Cluster {
                 .map(|t| (t.name, t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        match self.fetch_offsets(node, &req.group_id, wanted.clone(), stable) {
+        let fetched = self
+            .check_coordinator(node, &req.group_id)
+            .and_then(|()| match self.draw_group_fault(ApiKey::OffsetFetch) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            })
+            .and_then(|()| self.fetch_offsets(node, &req.group_id, wanted.clone(), stable));
+        match fetched {
             Ok(found) => OffsetFetchResponse {
                 topics: found
                     .into_iter()
@@ -781,7 +927,8 @@ impl Cluster {
         require_stable: bool,
     ) -> Result<Vec<(String, Vec<(i32, CommittedOffset, ErrorCode)>)>, ErrorCode> {
         self.check_coordinator(node, group)?;
-        let g = self.groups.get(group);
+        let forget = self.config.sabotage == Sabotage::OffsetFetchForgetsCommits;
+        let g = self.groups.get(group).filter(|_| !forget);
         let none = CommittedOffset {
             offset: -1,
             leader_epoch: -1,

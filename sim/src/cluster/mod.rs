@@ -56,6 +56,7 @@ use sansa_core::Timestamp;
 use crate::rng::SimRng;
 pub use api::{served_versions, SERVED_APIS};
 pub use coordinator::{offsets_partition_for, OFFSETS_TOPIC};
+pub use coordinator::{AcceptedCommit, RandomGroupFaults};
 use group::Group;
 pub use group::{CommittedOffset, GroupSettings, GroupState, Member};
 use log::PartitionLog;
@@ -115,6 +116,18 @@ pub enum Sabotage {
     /// with nothing while there is none): the consumer never sees the
     /// batch it asked for.
     FetchSkipsBatch,
+    /// The group coordinator hands every member of a generation the same
+    /// assignment (the first non-empty one of the leader's plan): two
+    /// live members own the same partitions.
+    SyncGivesEveryoneOnePlan,
+    /// The group coordinator accepts an OffsetCommit from anyone, in any
+    /// generation (no member or generation check): a member that missed
+    /// a rebalance commits for partitions it no longer owns.
+    AcceptStaleCommits,
+    /// OffsetFetch answers "nothing committed" for every partition: a
+    /// newly assigned member starts from the reset offset and processes
+    /// again what its predecessor committed.
+    OffsetFetchForgetsCommits,
 }
 
 /// Settings of a simulated cluster.
@@ -247,6 +260,10 @@ pub struct ClusterStats {
     pub bad_requests: u64,
     /// Responses the simulator itself failed to encode: a simulator bug.
     pub encode_failures: u64,
+    /// Group requests answered with an injected error.
+    pub group_faults_injected: u64,
+    /// Partitions whose OffsetCommit the coordinator accepted.
+    pub offsets_committed: u64,
 }
 
 /// Something the driver must do for the cluster.
@@ -383,6 +400,11 @@ pub struct Cluster {
     next_placement: usize,
     scripted: BTreeMap<(String, i32), VecDeque<ProduceFault>>,
     random: RandomProduceFaults,
+    /// How often group requests meet an injected error.
+    group_faults: RandomGroupFaults,
+    /// Offset commits the coordinator accepted, since the driver last
+    /// took them; `None` unless the driver asked to see them.
+    accepted_commits: Option<Vec<AcceptedCommit>>,
     /// Batches a [`Sabotage::AppendRejectedLater`] broker holds back.
     held: BTreeMap<(String, i32), Vec<sansa_core::record::Batch>>,
     rng: SimRng,
@@ -431,6 +453,8 @@ impl Cluster {
             next_placement: 0,
             scripted: BTreeMap::new(),
             random: RandomProduceFaults::default(),
+            group_faults: RandomGroupFaults::default(),
+            accepted_commits: None,
             held: BTreeMap::new(),
             rng,
             outputs: VecDeque::new(),

@@ -27,6 +27,11 @@
 //!   strictly per partition; each record handed out is the one the log
 //!   holds at its offset; no record still in the log is skipped; after
 //!   healing, every consumer catches up with every partition's end.
+//! - **Consumer groups** (see [`group`]): one live owner per partition;
+//!   commits the coordinator accepts come from owners in its generation
+//!   and never move backwards; a record is processed again only if no
+//!   earlier processor committed past it (the duplicates are counted and
+//!   their window measured); after healing, every record is processed.
 //!
 //! The checker keeps a mirror of every partition: what it has read of the
 //! log so far. Appends are read incrementally; a change that is not an
@@ -47,6 +52,7 @@ use sansa_core::record::Record;
 use crate::cluster::{Cluster, OFFSETS_TOPIC};
 
 pub mod consumer;
+pub mod group;
 
 /// What a client promises, from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +219,76 @@ pub enum Violation {
         /// The partition's high watermark.
         high_watermark: i64,
     },
+    /// Two live members of a group owned a partition at once.
+    PartitionOwnedTwice {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The two member incarnations (checker client indexes).
+        members: (usize, usize),
+    },
+    /// The coordinator accepted a commit of a partition the committing
+    /// member did not own in the group's generation.
+    CommitByNonOwner {
+        /// The group.
+        group: String,
+        /// The member id the commit named.
+        member_id: String,
+        /// The group's generation when the commit was accepted.
+        generation: i32,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The committed offset.
+        offset: i64,
+    },
+    /// An accepted commit moved a partition's committed offset back.
+    CommitMovedBackwards {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The committed offset before.
+        from: i64,
+        /// The committed offset after.
+        to: i64,
+    },
+    /// A record was processed again although a member that processed it
+    /// before had committed past it: committed work was redone.
+    ReprocessedCommitted {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+        /// The incarnation that processed and committed it first.
+        first: usize,
+        /// The incarnation that processed it again.
+        again: usize,
+        /// What the first had committed.
+        committed: i64,
+    },
+    /// After the run quiesced, a record of a subscribed topic was never
+    /// processed by any member of the group.
+    GroupRecordNotProcessed {
+        /// The group.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The first offset never processed.
+        offset: i64,
+    },
     /// The simulator's log could not be read back.
     Unreadable {
         /// Topic.
@@ -240,6 +316,11 @@ impl Violation {
             Violation::ConsumedWrongRecord { .. } => "consumed record is the log's",
             Violation::ConsumerSkipped { .. } => "consumer skips nothing the log holds",
             Violation::ConsumerBehind { .. } => "consumer catches up after healing",
+            Violation::PartitionOwnedTwice { .. } => "one live owner per group partition",
+            Violation::CommitByNonOwner { .. } => "commits only by owners in the generation",
+            Violation::CommitMovedBackwards { .. } => "committed offsets never move backwards",
+            Violation::ReprocessedCommitted { .. } => "duplicates only of uncommitted work",
+            Violation::GroupRecordNotProcessed { .. } => "group processes every record",
             Violation::Unreadable { .. } => "log readable",
         }
     }
@@ -340,6 +421,8 @@ pub struct Checker {
     violations: Vec<Violation>,
     /// What consumers were handed, and what waits to be checked.
     consumption: consumer::Consumption,
+    /// What group members owned, committed and processed.
+    groups: group::Groups,
 }
 
 impl Checker {
@@ -403,6 +486,7 @@ impl Checker {
     /// wrong if written). They still count for duplicates and order when
     /// they are in the log.
     pub fn on_client_crashed(&mut self, client: usize) {
+        self.on_group_member_crashed(client);
         for (_, e) in self.expected.range_mut((client, 0)..(client + 1, 0)) {
             if e.outcome == Outcome::Pending {
                 e.outcome = Outcome::Abandoned;
@@ -507,6 +591,7 @@ impl Checker {
             self.judge_failure(client, id);
         }
         self.check_consumed();
+        self.check_group_ownership(cluster);
     }
 
     fn verify_delivery(&mut self, cluster: &Cluster, client: usize, id: u64, meta: &RecordMeta) {

@@ -45,6 +45,10 @@ pub(super) struct Coordinator {
     commit_requests: usize,
     /// The member id of every JoinGroup, in order.
     joins: Vec<String>,
+    /// The generation of every SyncGroup, in order.
+    syncs: Vec<i32>,
+    /// The plan of every SyncGroup that carried one (the leader's).
+    plans: Vec<Vec<(String, Bytes)>>,
     leaves: usize,
 }
 
@@ -131,6 +135,15 @@ impl Cluster {
                 }
             }
             RequestBody::SyncGroup(r) => {
+                g.syncs.push(r.generation_id);
+                if !r.assignments.is_empty() {
+                    g.plans.push(
+                        r.assignments
+                            .iter()
+                            .map(|a| (a.member_id.clone(), a.assignment.clone()))
+                            .collect(),
+                    );
+                }
                 let resp = if r.generation_id != g.generation {
                     SyncGroupResponse {
                         error_code: ErrorCode::IllegalGeneration.code(),
@@ -445,6 +458,118 @@ fn a_rack_aware_leader_balances_with_the_replica_racks_of_its_metadata() {
         mine["t"],
         [1, 2],
         "rack-2's own partition, then one with no rack match (KIP-881)"
+
+#[test]
+fn a_leader_needing_a_new_topic_s_layout_syncs_without_waiting_for_the_metadata_min_age() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    h.cluster.create_topic("u", 2);
+    stable_member(&mut h);
+    // Another member subscribes to a topic the leader has never asked
+    // about: the leader needs its layout before it can balance.
+    let topics = ["t".to_string(), "u".to_string()];
+    let other = CooperativeStickyBalancer
+        .member_metadata(&JoinSubscription {
+            topics: &topics,
+            ..Default::default()
+        })
+        .expect("metadata");
+    h.cluster.group.others.push(("member-2".into(), other));
+    h.cluster.group.rebalance = true;
+    h.run(|h| h.cluster.group.generation == 2);
+    let joined = h.now;
+    h.run(|h| h.cluster.group.syncs.contains(&2));
+    let waited = h.now.since_origin() - joined.since_origin();
+    // Before the fix it waited for the metadata min age (5 s after the
+    // last refresh), past short session timeouts.
+    assert!(
+        waited < Duration::from_secs(1),
+        "the leader synced {waited:?} after its join"
+    );
+}
+
+#[test]
+fn a_leader_balances_with_metadata_asked_for_after_it_needed_the_layout_not_one_in_flight_before() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    h.cluster.create_topic("u", 2);
+    stable_member(&mut h);
+    let topics = ["t".to_string(), "u".to_string()];
+    let other = CooperativeStickyBalancer
+        .member_metadata(&JoinSubscription {
+            topics: &topics,
+            ..Default::default()
+        })
+        .expect("metadata");
+    h.cluster.group.others.push(("member-2".into(), other));
+    h.cluster.group.rebalance = true;
+    h.cluster.group.hold_joins = true;
+    h.run(|h| !h.cluster.group.held.is_empty());
+    // A routine refresh goes out (without `u`, which nobody has asked
+    // about yet) and its answer waits behind the held JoinGroup answer.
+    h.now = h.now + Duration::from_secs(1);
+    h.client.refresh.trigger_urgent();
+    h.client.handle_input(h.now, Input::Timeout);
+    while let Some(o) = h.client.poll_output(h.now) {
+        h.cluster.on_output(o, &mut h.events);
+    }
+    assert!(h.client.metadata_in_flight, "a refresh is out");
+    h.cluster.group.hold_joins = false;
+    let join = h.cluster.group.held.pop().expect("the held join answer");
+    // The join answer comes first and is acted on (the leader asks for
+    // the layout) before the refresh's answer.
+    h.client.handle_input(h.now, join);
+    while let Some(o) = h.client.poll_output(h.now) {
+        h.cluster.on_output(o, &mut h.events);
+    }
+    let before = h.cluster.group.plans.len();
+    h.run(|h| h.cluster.group.plans.len() > before);
+    let plan = h.cluster.group.plans.remove(before);
+    let assigned: Vec<String> = plan
+        .into_iter()
+        .flat_map(|(_, a)| {
+            crate::group::balancer::protocol::decode_assignment(a)
+                .expect("an assignment")
+                .partitions
+                .into_keys()
+        })
+        .collect();
+    assert!(
+        assigned.iter().any(|t| t == "u"),
+        "the leader balanced with the refresh that was in flight, which knew nothing of u: {assigned:?}"
+    );
+}
+
+#[test]
+fn a_client_whose_only_open_connection_is_the_group_s_still_opens_another_for_metadata() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    stable_member(&mut h);
+    let group_conn = h.client.group_conn.expect("a group connection");
+    // The partitions lose their leaders (so nothing is fetched), then
+    // every connection but the group's dies.
+    for p in h.cluster.topics.get_mut("t").expect("t").iter_mut() {
+        p.leader = -1;
+    }
+    h.client.refresh.trigger_urgent();
+    h.run_for(Duration::from_secs(1));
+    let others: Vec<ConnId> = h
+        .cluster
+        .conns
+        .keys()
+        .copied()
+        .filter(|&c| c != group_conn)
+        .collect();
+    for c in others {
+        h.cluster.drop_conn(c);
+    }
+    h.run_for(Duration::from_secs(1));
+    let answers = h.client.metadata_answers;
+    h.client.refresh.trigger_urgent();
+    h.run_for(Duration::from_secs(2));
+    // Before the fix the open group connection counted as "one is
+    // opening", so no other was ever opened: no metadata again, ever (the
+    // sim's group swarm, seed 202: a member never fetched its partitions).
+    assert!(
+        h.client.metadata_answers > answers,
+        "no metadata once only the group's connection was left"
     );
 }
 

@@ -354,6 +354,13 @@ impl Member {
             // KIP-429: give up what moved, then rejoin at once so the
             // next round can hand it to its new owner.
             self.start_revoke(now, lost, AfterRevoke::Rejoin, true);
+        } else if self.joined_topics != self.topics {
+            // Subscribed to more while this generation formed: the leader
+            // balanced the old subscription, and nothing else would make
+            // the group see the new one (the sim's group swarm, seed 134:
+            // a topic was never assigned).
+            tracing::info!("the subscription grew during the rebalance; rejoining");
+            self.rejoin(now);
         }
     }
 

@@ -117,6 +117,7 @@ impl Member {
                     }
                 };
                 self.membership_in_flight = true;
+                self.joined_topics.clone_from(&self.topics);
                 let req = JoinGroupRequest {
                     group_id,
                     session_timeout_ms: millis(self.config.session_timeout),
@@ -308,9 +309,17 @@ impl Member {
     fn join_protocols(
         &self,
     ) -> Result<Vec<JoinGroupRequestProtocol>, crate::protocol::EncodeError> {
-        let join = JoinSubscription {
+        // A cooperative protocol's metadata says what the member owns now:
+        // its leader withholds those partitions from others until they are
+        // revoked. An eager member (one that also offers an eager balancer)
+        // has revoked everything before it joins, so it reports nothing
+        // there, or the leader would withhold partitions nobody will give
+        // up (the sim's group swarm, seed 8367: two partitions never
+        // assigned). Eager balancers get the last assignment, which the
+        // sticky one wants back.
+        let join = |cooperative: bool| JoinSubscription {
             topics: &self.topics,
-            owned: if self.cooperative {
+            owned: if cooperative || self.cooperative {
                 &self.owned
             } else {
                 &self.assignment
@@ -324,7 +333,7 @@ impl Member {
             .map(|b| {
                 Ok(JoinGroupRequestProtocol {
                     name: b.protocol_name().to_string(),
-                    metadata: b.member_metadata(&join)?,
+                    metadata: b.member_metadata(&join(b.is_cooperative()))?,
                     ..Default::default()
                 })
             })

@@ -560,6 +560,29 @@ fn a_static_leader_told_to_skip_assignment_does_not_balance() {
 }
 
 #[test]
+fn a_subscription_widened_while_a_join_is_in_flight_rejoins_after_the_sync() {
+    let mut s = Script::new(config());
+    s.find();
+    let (req, f) = s.expect();
+    assert!(matches!(req, GroupRequest::JoinGroup(_)), "{req:?}");
+    // The application subscribes to more while the JoinGroup (carrying
+    // only `t`) waits at the coordinator.
+    s.m.subscribe(s.now, ["u".to_string()]);
+    s.answer(f, joined("m-1", "leader", 1, "cooperative-sticky"));
+    s.sync(&[("t", &[0])]);
+    // The leader balanced the old subscription: the member joins again
+    // (keeping `t`, cooperative) so that the group sees `u`.
+    let (req, _) = s.expect();
+    let GroupRequest::JoinGroup(j) = req else {
+        panic!("expected a JoinGroup with the wider subscription, got {req:?}")
+    };
+    let sub =
+        crate::group::balancer::protocol::decode_subscription(j.protocols[0].metadata.clone())
+            .expect("a subscription");
+    assert_eq!(sub.topics, ["t", "u"]);
+}
+
+#[test]
 fn a_stable_member_heartbeats_every_interval() {
     let mut s = Script::new(config());
     s.stable_with(&[("t", &[0])]);
@@ -655,6 +678,35 @@ fn eager_rebalance_revokes_everything_before_rejoining() {
     };
     let sub = protocol::decode_subscription(j.protocols[0].metadata.clone()).unwrap();
     assert!(sub.owned_partitions.is_empty());
+}
+
+#[test]
+fn an_eager_member_offering_cooperative_sticky_reports_nothing_owned_to_it_after_its_revoke() {
+    let mut c = config();
+    c.balancers = vec![Arc::new(CooperativeStickyBalancer), Arc::new(RangeBalancer)];
+    let mut s = Script::new(c);
+    s.find();
+    let (_, f) = s.expect();
+    s.answer(f, joined("m-1", "leader", 1, "range"));
+    s.sync(&[("t", &[0, 1])]);
+    s.fetch_offsets(&[]);
+    s.m.on_polled([("t", 1, at(5))]);
+    s.take();
+    s.wait(Duration::from_secs(3));
+    let (_, f) = s.expect();
+    s.answer(f, heartbeat(ErrorCode::RebalanceInProgress));
+    assert_eq!(revoked_outputs(&s.take()), [by_topic(&[("t", &[0, 1])])]);
+    s.answer_commit(ErrorCode::None);
+    let (req, _) = s.expect();
+    let GroupRequest::JoinGroup(j) = req else {
+        panic!("expected JoinGroup, got {req:?}")
+    };
+    assert_eq!(j.protocols[0].name, "cooperative-sticky");
+    // Reported as owned, the revoked partitions would be withheld by a
+    // cooperative leader from everyone until this member gave them up
+    // again, which it never does: it has nothing left to revoke.
+    let sub = protocol::decode_subscription(j.protocols[0].metadata.clone()).unwrap();
+    assert!(sub.owned_partitions.is_empty(), "{sub:?}");
 }
 
 #[test]
