@@ -149,6 +149,23 @@ impl OffsetBook {
         }
     }
 
+    /// Forgets what was polled of `tp` (a group-transact session aborted:
+    /// consumption rewinds to the committed offset, so nothing polled
+    /// before may be committed).
+    pub fn forget_polled(&mut self, tp: &TopicPartition) {
+        if let Some(e) = self.parts.get_mut(tp) {
+            e.dirty = None;
+            e.head = None;
+        }
+    }
+
+    /// `at` is committed for `tp` (by a transaction that committed).
+    pub fn set_committed(&mut self, tp: &TopicPartition, at: EpochOffset) {
+        if let Some(e) = self.parts.get_mut(tp) {
+            e.committed = Some(at);
+        }
+    }
+
     /// What is known committed for a partition.
     pub fn committed(&self, tp: &TopicPartition) -> Option<EpochOffset> {
         self.parts.get(tp).and_then(|e| e.committed)
