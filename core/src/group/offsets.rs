@@ -244,4 +244,21 @@ mod tests {
         b.forget(&tp(3));
         assert!(b.uncommitted().is_empty());
     }
+
+    #[test]
+    fn a_transaction_s_commit_sets_the_floor_and_an_abort_forgets_what_was_polled() {
+        let mut b = OffsetBook::default();
+        b.track(tp(0), Some(at(5)));
+        b.on_polled([("t", 0, at(10))]);
+        b.set_committed(&tp(0), at(10));
+        assert!(b.uncommitted().is_empty(), "committed by the transaction");
+        b.on_polled([("t", 0, at(15))]);
+        b.on_polled([("t", 0, at(20))]);
+        b.forget_polled(&tp(0));
+        assert!(
+            b.uncommitted().is_empty() && b.heads_to_commit().is_empty(),
+            "after an abort nothing polled may be committed"
+        );
+        assert_eq!(b.committed(&tp(0)), Some(at(10)));
+    }
 }

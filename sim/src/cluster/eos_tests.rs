@@ -806,7 +806,10 @@ fn the_checker_catches_a_member_that_commits_despite_a_revoke() {
         });
         honest.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
     }
-    eprintln!("the checker caught the sabotage in {caught} of {} seeds", seeds.len());
+    eprintln!(
+        "the checker caught the sabotage in {caught} of {} seeds",
+        seeds.len()
+    );
     assert!(
         caught > 0,
         "the checker never caught the sabotaged members over seeds {seeds:?}"
