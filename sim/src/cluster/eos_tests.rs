@@ -23,6 +23,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use sansa_core::client::ConnId;
 use sansa_core::consumer::{ConsumerConfig, IsolationLevel};
+use std::sync::Arc;
+
+use sansa_core::group::balancer::RangeBalancer;
 use sansa_core::group::GroupConfig;
 use sansa_core::producer::partitioner::ManualPartitioner;
 use sansa_core::producer::Record;
@@ -135,6 +138,9 @@ struct Scenario {
     feed_for: Duration,
     /// How long each transaction stays open.
     txn_len: Duration,
+    /// Members balance eagerly (range: every rebalance revokes
+    /// everything first) instead of cooperatively.
+    eager: bool,
 }
 
 impl Scenario {
@@ -148,6 +154,7 @@ impl Scenario {
             faults: Vec::new(),
             feed_for: Duration::from_secs(8),
             txn_len: Duration::from_millis(300),
+            eager: false,
         }
     }
 
@@ -259,7 +266,13 @@ impl Pipeline {
                 ..Default::default()
             }),
             Role::Worker { worker, sabotaged } => {
+                let balancers = if self.scenario.eager {
+                    vec![Arc::new(RangeBalancer) as _]
+                } else {
+                    GroupConfig::new(GROUP).balancers
+                };
                 let group = GroupConfig {
+                    balancers,
                     session_timeout: Duration::from_secs(6),
                     heartbeat_interval: Duration::from_millis(500),
                     rebalance_timeout: Duration::from_secs(10),
@@ -773,6 +786,21 @@ fn member_crashes_rebalances_coordinator_moves_broker_restarts_and_txn_errors_ke
         assert!(
             stats.commits > 0 && stats.aborts > 0 && stats.faults > 0,
             "seed {seed}: the faults must have bitten: {stats:?}"
+        );
+    }
+}
+
+#[test]
+fn eager_members_under_the_same_faults_keep_exactly_once() {
+    for seed in seeds(1..5) {
+        let (r, stats) = run(Scenario {
+            eager: true,
+            ..Scenario::faulty(seed)
+        });
+        r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
+        assert!(
+            stats.commits > 0 && stats.aborts > 0,
+            "seed {seed}: {stats:?}"
         );
     }
 }
