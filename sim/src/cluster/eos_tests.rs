@@ -780,18 +780,24 @@ fn a_calm_pipeline_with_a_member_joining_late_outputs_each_record_exactly_once()
 
 #[test]
 fn member_crashes_rebalances_coordinator_moves_broker_restarts_and_txn_errors_keep_exactly_once() {
+    let (mut aborts, mut faults) = (0, 0);
     for seed in seeds(1..9) {
         let (r, stats) = run(Scenario::faulty(seed));
         r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
         assert!(
-            stats.commits > 0 && stats.aborts > 0 && stats.faults > 0,
-            "seed {seed}: the faults must have bitten: {stats:?}"
+            stats.commits > 0,
+            "seed {seed}: nothing committed: {stats:?}"
         );
+        aborts += stats.aborts;
+        faults += stats.faults;
     }
+    // A seed may draw only harmless faults; over the seeds they bite.
+    assert!(aborts > 0 && faults > 0, "the faults never bit");
 }
 
 #[test]
 fn eager_members_under_the_same_faults_keep_exactly_once() {
+    let mut aborts = 0;
     for seed in seeds(1..5) {
         let (r, stats) = run(Scenario {
             eager: true,
@@ -799,10 +805,12 @@ fn eager_members_under_the_same_faults_keep_exactly_once() {
         });
         r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
         assert!(
-            stats.commits > 0 && stats.aborts > 0,
-            "seed {seed}: {stats:?}"
+            stats.commits > 0,
+            "seed {seed}: nothing committed: {stats:?}"
         );
+        aborts += stats.aborts;
     }
+    assert!(aborts > 0, "no eager rebalance or fault ever aborted");
 }
 
 #[test]
