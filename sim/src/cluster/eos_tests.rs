@@ -781,7 +781,8 @@ fn a_calm_pipeline_with_a_member_joining_late_outputs_each_record_exactly_once()
 #[test]
 fn member_crashes_rebalances_coordinator_moves_broker_restarts_and_txn_errors_keep_exactly_once() {
     let (mut aborts, mut faults) = (0, 0);
-    for seed in seeds(1..9) {
+    let seeds = seeds(1..9);
+    for &seed in &seeds {
         let (r, stats) = run(Scenario::faulty(seed));
         r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
         assert!(
@@ -791,14 +792,18 @@ fn member_crashes_rebalances_coordinator_moves_broker_restarts_and_txn_errors_ke
         aborts += stats.aborts;
         faults += stats.faults;
     }
-    // A seed may draw only harmless faults; over the seeds they bite.
-    assert!(aborts > 0 && faults > 0, "the faults never bit");
+    // A seed may draw only harmless faults (a replayed one alone may);
+    // over the default seeds they bite.
+    if seeds.len() > 1 {
+        assert!(aborts > 0 && faults > 0, "the faults never bit");
+    }
 }
 
 #[test]
 fn eager_members_under_the_same_faults_keep_exactly_once() {
     let mut aborts = 0;
-    for seed in seeds(1..5) {
+    let seeds = seeds(1..5);
+    for &seed in &seeds {
         let (r, stats) = run(Scenario {
             eager: true,
             ..Scenario::faulty(seed)
@@ -810,7 +815,9 @@ fn eager_members_under_the_same_faults_keep_exactly_once() {
         );
         aborts += stats.aborts;
     }
-    assert!(aborts > 0, "no eager rebalance or fault ever aborted");
+    if seeds.len() > 1 {
+        assert!(aborts > 0, "no eager rebalance or fault ever aborted");
+    }
 }
 
 #[test]
