@@ -149,6 +149,22 @@ pub struct Config {
     /// Consumer-group membership: with it, `consume_topics` joins the
     /// group and consumes what the group assigns. Default none.
     pub group: Option<GroupConfig>,
+    /// Run as a group-transact session (franz-go's
+    /// `GroupTransactSession`, needs `group` and `transactional_id`):
+    /// offsets commit only inside transactions (the group's auto-commit
+    /// and commit-on-revoke are turned off), `end_transaction(Commit)`
+    /// tries to commit the transaction with the offsets of everything
+    /// polled in it and aborts instead whenever a commit is doubtful (a
+    /// revoke or loss during the transaction, a failed offset commit),
+    /// and an abort rewinds consumption to the committed offsets.
+    /// Revokes and losses met in a transaction wait for its end; the
+    /// session acknowledges rebalance steps itself. Default off.
+    pub group_transact_session: bool,
+    /// FOR TESTS ONLY (the simulator's proof that its exactly-once
+    /// checker bites): a group-transact session that ignores revokes and
+    /// commits anyway. Never set it in an application.
+    #[doc(hidden)]
+    pub sabotage_commit_despite_revoke: bool,
     /// Seed of every random choice the client makes (backoff jitter,
     /// sticky partitions, the KIP-848 member id). The same seed and inputs
     /// give the same outputs. Members of one consumer group with
@@ -188,6 +204,8 @@ impl Default for Config {
             transaction_timeout: Duration::from_secs(40),
             consumer: ConsumerConfig::default(),
             group: None,
+            group_transact_session: false,
+            sabotage_commit_despite_revoke: false,
             seed: 0x5a45_5341,
         }
     }
@@ -225,6 +243,12 @@ impl Config {
                 Err(ConfigError::OutOfRange { setting, rule })
             }
         };
+        range(
+            !self.group_transact_session
+                || (self.group.is_some() && self.transactional_id.is_some()),
+            "group_transact_session",
+            "needs a group and a transactional id",
+        )?;
         range(
             self.transactional_id.as_deref() != Some(""),
             "transactional_id",
@@ -339,6 +363,20 @@ impl ConfigBuilder {
     /// Transactional id; requires idempotence.
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.0.transactional_id = Some(id.into());
+        self
+    }
+
+    /// Runs as a group-transact session; see
+    /// [`Config::group_transact_session`].
+    pub fn group_transact_session(mut self, on: bool) -> Self {
+        self.0.group_transact_session = on;
+        self
+    }
+
+    /// FOR TESTS ONLY; see [`Config::sabotage_commit_despite_revoke`].
+    #[doc(hidden)]
+    pub fn sabotage_commit_despite_revoke(mut self) -> Self {
+        self.0.sabotage_commit_despite_revoke = true;
         self
     }
 

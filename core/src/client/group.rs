@@ -243,6 +243,18 @@ impl Client {
                     self.fetches_signalled &= self.consumer.has_buffered();
                 }
                 GroupOutput::Event(e) => {
+                    // A group-transact session turned `require_rebalance_ack`
+                    // on: it sets its abort flag on a revoke or loss in a
+                    // transaction and holds it until the end, and lets
+                    // everything else go on at once.
+                    if self
+                        .group_txn
+                        .as_mut()
+                        .is_some_and(|s| s.on_group_event(&e))
+                    {
+                        g.allow_rebalance(self.now);
+                        g.handle_timeout(self.now);
+                    }
                     let event = match e {
                         GroupEvent::PartitionsAssigned(p) => Event::PartitionsAssigned(p),
                         GroupEvent::PartitionsRevoked(p) => Event::PartitionsRevoked(p),

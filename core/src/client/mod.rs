@@ -18,6 +18,7 @@
 
 pub mod config;
 mod group;
+mod group_txn;
 pub mod io;
 #[cfg(test)]
 mod tests;
@@ -36,7 +37,7 @@ use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record
 use crate::protocol::{ApiKey, ResponseBody};
 use crate::rng::SeededRng;
 use crate::time::Timestamp;
-use crate::txn::{TxnManager, TxnResponse};
+use crate::txn::{GroupTxnSession, TxnManager, TxnResponse};
 
 pub use config::{Acks, Config, ConfigBuilder, ConfigError};
 pub use io::{ConnId, Event, Input, Output};
@@ -146,6 +147,8 @@ pub struct Client {
     /// to the group coordinator of offsets it commits (`txn.rs`).
     txn_conn: Option<ConnId>,
     txn_group_conn: Option<ConnId>,
+    /// The group-transact session, when configured (`group_txn.rs`).
+    group_txn: Option<GroupTxnSession>,
 }
 
 impl Client {
@@ -153,7 +156,16 @@ impl Client {
     /// `poll_output` asks for a connection when there is work.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
-        let group = config.group.clone().map(|g| {
+        let session = config.group_transact_session;
+        let group = config.group.clone().map(|mut g| {
+            if session {
+                // Offsets commit only in transactions; the session
+                // acknowledges each rebalance step itself, holding a
+                // revoke met in a transaction until its end.
+                g.auto_commit = None;
+                g.commit_on_revoke = false;
+                g.require_rebalance_ack = true;
+            }
             Member::new(
                 g,
                 config.consumer.start_offset,
@@ -162,16 +174,26 @@ impl Client {
             )
         });
         let txn = config.transactional_id.clone().map(|id| {
-            TxnManager::new(
+            let mut t = TxnManager::new(
                 id,
                 config.transaction_timeout,
                 config.retry_backoff,
                 config.seed ^ 0x0074_786e,
-            )
+            );
+            t.abort_on_offset_doubt(session);
+            t
+        });
+        let group_txn = session.then(|| {
+            let mut s = GroupTxnSession::new();
+            if config.sabotage_commit_despite_revoke {
+                s.sabotage_commit_despite_revoke();
+            }
+            s
         });
         Ok(Client {
             group,
             txn,
+            group_txn,
             txn_conn: None,
             txn_group_conn: None,
             metadata_answers: 0,

@@ -55,6 +55,9 @@ impl Client {
         self.txn_mut()?.begin(now)?;
         // Failures of an earlier transaction are its own.
         let _ = self.producer.take_failed_in_txn();
+        if let Some(s) = &mut self.group_txn {
+            s.begin();
+        }
         Ok(())
     }
 
@@ -64,8 +67,17 @@ impl Client {
     /// settle, then aborts. [`Event::TransactionEnded`] with the returned
     /// id says how it ended (a commit turns into an abort if a record of
     /// the transaction failed).
+    ///
+    /// In a group-transact session (`Config::group_transact_session`) a
+    /// commit is a *try*: it also commits the offsets of everything
+    /// polled in the transaction, and aborts instead when a commit is
+    /// doubtful; an abort rewinds consumption to the committed offsets
+    /// (see `txn::GroupTxnSession`).
     pub fn end_transaction(&mut self, now: Timestamp, how: TxnEnd) -> Result<u64, TxnError> {
         self.tick(now);
+        if self.group_txn.is_some() {
+            return self.end_group_transaction(now, how);
+        }
         let id = self.txn_mut()?.end(now, how)?;
         if how == TxnEnd::Commit {
             self.producer.flush();
@@ -133,6 +145,13 @@ impl Client {
         if self.producer.needs_new_epoch() {
             t.set_abortable(TxnError::SequenceBroken);
         }
+        if t.state() == TxnState::Ending {
+            if let Some(cause) = self.group_txn.as_ref().and_then(|s| s.abort_cause()) {
+                // A revoke met while the transaction ends: a commit not
+                // yet sent becomes an abort.
+                t.set_abortable(cause.clone());
+            }
+        }
         if t.take_fail_unsent() {
             self.producer.fail_unsent(ProduceError::TransactionAborted);
         }
@@ -159,10 +178,12 @@ impl Client {
         if let Some((id, epoch)) = t.take_new_producer_id() {
             self.producer.set_producer_id(id, epoch);
         }
-        while let Some(e) = t.poll_event() {
+        let events: Vec<TxnEvent> = std::iter::from_fn(|| t.poll_event()).collect();
+        for e in events {
             match e {
                 TxnEvent::Ended(outcome) => {
                     self.producer.close_gate();
+                    let outcome = self.session_on_ended(outcome);
                     self.outputs
                         .push_back(Output::Event(Event::TransactionEnded(outcome)));
                 }

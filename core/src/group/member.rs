@@ -448,6 +448,58 @@ impl Member {
         self.enqueue_commit(CommitReason::Manual, Some(offsets), allow_backwards)
     }
 
+    /// What was polled of the owned partitions (not being revoked) and
+    /// not yet committed: the offsets a group-transact session commits in
+    /// its transaction.
+    pub fn uncommitted_owned(&self) -> BTreeMap<TopicPartition, EpochOffset> {
+        let mut offsets = self.book.uncommitted();
+        offsets.retain(|tp, _| self.keeps(tp));
+        offsets
+    }
+
+    /// A transaction committed these offsets to the group.
+    pub fn on_txn_committed(&mut self, offsets: &BTreeMap<TopicPartition, EpochOffset>) {
+        for (tp, at) in offsets {
+            self.book.set_committed(tp, *at);
+        }
+    }
+
+    /// A group-transact session aborted: forgets what was polled and
+    /// returns where each owned partition (with its committed offset
+    /// known, not being revoked) restarts: its committed offset, else the
+    /// reset offset. The consumer is re-assigned there.
+    pub fn rewind_to_committed(&mut self) -> BTreeMap<String, BTreeMap<i32, StartOffset>> {
+        let mut at: BTreeMap<String, BTreeMap<i32, StartOffset>> = BTreeMap::new();
+        for (t, ps) in &self.owned {
+            for &p in ps {
+                let tp = (t.clone(), p);
+                if !self.keeps(&tp) || !self.book.is_tracked(&tp) {
+                    continue;
+                }
+                self.book.forget_polled(&tp);
+                let start = self
+                    .book
+                    .committed(&tp)
+                    .map_or(self.reset, |c| StartOffset::AtEpoch {
+                        offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                    });
+                at.entry(t.clone()).or_default().insert(p, start);
+            }
+        }
+        at
+    }
+
+    /// Owned, its committed offset fetched, and not being revoked.
+    fn keeps(&self, tp: &TopicPartition) -> bool {
+        let revoking = self
+            .revoking
+            .as_ref()
+            .is_some_and(|r| r.partitions.get(&tp.0).is_some_and(|ps| ps.contains(&tp.1)));
+        let owned = self.owned.get(&tp.0).is_some_and(|ps| ps.contains(&tp.1));
+        owned && !revoking && !self.fetch_pending.contains(tp)
+    }
+
     /// Lets a rebalance step held by `require_rebalance_ack` go on.
     pub fn allow_rebalance(&mut self, _now: Timestamp) {
         self.blocked = false;

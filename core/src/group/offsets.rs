@@ -173,6 +173,23 @@ impl OffsetBook {
         }
     }
 
+    /// Forgets what was polled of `tp` (a group-transact session aborted:
+    /// consumption rewinds to the committed offset, so nothing polled
+    /// before may be committed).
+    pub fn forget_polled(&mut self, tp: &TopicPartition) {
+        if let Some(e) = self.parts.get_mut(tp) {
+            e.dirty = None;
+            e.head = None;
+        }
+    }
+
+    /// `at` is committed for `tp` (by a transaction that committed).
+    pub fn set_committed(&mut self, tp: &TopicPartition, at: EpochOffset) {
+        if let Some(e) = self.parts.get_mut(tp) {
+            e.committed = Some(at);
+        }
+    }
+
     /// What is known committed for a partition.
     pub fn committed(&self, tp: &TopicPartition) -> Option<EpochOffset> {
         self.parts.get(tp).and_then(|e| e.committed)
@@ -250,5 +267,22 @@ mod tests {
         b.on_polled([("t", 3, at(5))]);
         b.forget(&tp(3));
         assert!(b.uncommitted().is_empty());
+    }
+
+    #[test]
+    fn a_transaction_s_commit_sets_the_floor_and_an_abort_forgets_what_was_polled() {
+        let mut b = OffsetBook::default();
+        b.track(tp(0), Some(at(5)));
+        b.on_polled([("t", 0, at(10))]);
+        b.set_committed(&tp(0), at(10));
+        assert!(b.uncommitted().is_empty(), "committed by the transaction");
+        b.on_polled([("t", 0, at(15))]);
+        b.on_polled([("t", 0, at(20))]);
+        b.forget_polled(&tp(0));
+        assert!(
+            b.uncommitted().is_empty() && b.heads_to_commit().is_empty(),
+            "after an abort nothing polled may be committed"
+        );
+        assert_eq!(b.committed(&tp(0)), Some(at(10)));
     }
 }

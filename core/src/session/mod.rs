@@ -158,7 +158,11 @@ pub enum Command<W: Waiters> {
     BeginTransaction(Reply<Result<(), TxnError>>),
     /// `end_transaction`; the reply comes with the outcome, once the
     /// producer flushed (commit) or failed what was buffered (abort) and
-    /// the coordinator answered.
+    /// the coordinator answered. With `Config::group_transact_session`
+    /// this is the session's end: a commit is a *try* (the offsets of what
+    /// was polled go with it; a doubtful one aborts and rewinds) and
+    /// [`TransactionOutcome::committed`] is its answer, so an adapter's
+    /// `GroupTransactSession` is begin / poll_fetches / produce / this.
     EndTransaction(TxnEnd, Reply<Result<TransactionOutcome, TxnError>>),
     /// `send_offsets_to_transaction`: for the client's own group with
     /// `None`, else for the group named.

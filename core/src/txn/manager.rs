@@ -131,6 +131,10 @@ pub struct TxnManager {
     /// The transaction coordinator's finalized `transaction.version`, once
     /// seen (KIP-890: 2 or more offers transactions v2).
     transaction_version: Option<i16>,
+    /// A group-transact session runs on this manager: a TxnOffsetCommit
+    /// that may not have committed (coordinator moved or busy, connection
+    /// lost) makes the transaction abortable instead of being retried.
+    abort_on_offset_doubt: bool,
     events: VecDeque<TxnEvent>,
 }
 
@@ -164,8 +168,24 @@ impl TxnManager {
             new_producer_id: None,
             fail_unsent: false,
             transaction_version: None,
+            abort_on_offset_doubt: false,
             events: VecDeque::new(),
         }
+    }
+
+    /// Makes every doubtful TxnOffsetCommit answer (NOT_COORDINATOR,
+    /// COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS,
+    /// CONCURRENT_TRANSACTIONS, a timeout or a lost connection) abortable
+    /// rather than retried: a group-transact session aborts whenever it
+    /// maybe should (franz-go's `GroupTransactSession` treats the same
+    /// errors so), and reprocessing is cheaper than a doubtful commit.
+    pub fn abort_on_offset_doubt(&mut self, on: bool) {
+        self.abort_on_offset_doubt = on;
+    }
+
+    /// The abortable error of the open transaction, if it hit one.
+    pub fn abortable_error(&self) -> Option<&TxnError> {
+        self.abortable.as_ref()
     }
 
     /// The transactional id.

@@ -56,11 +56,13 @@
 //! always added explicitly and EndTxn stays below v5, which every broker
 //! accepts. Using v2 needs Produce v12, beyond the generated codecs.
 
+mod group_session;
 mod manager;
 #[cfg(test)]
 mod tests;
 mod wire;
 
+pub use group_session::{GroupTxnSession, SessionEnded};
 pub use manager::{TxnEvent, TxnManager, TxnState};
 pub use wire::{TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget};
 
@@ -146,6 +148,15 @@ pub enum TxnError {
     /// The client closed before the transaction ended.
     #[error("the client closed")]
     Closed,
+    /// A group-transact session lost partitions to a revoke while the
+    /// transaction was open: its output for them may be produced again by
+    /// their new owner, so it was aborted.
+    #[error("partitions were revoked during the transaction")]
+    PartitionsRevoked,
+    /// A group-transact session lost its partitions (fenced out of the
+    /// group, session timeout) while the transaction was open.
+    #[error("partitions were lost during the transaction")]
+    PartitionsLost,
 }
 
 impl TxnError {

@@ -660,6 +660,39 @@ fn an_offset_commit_refused_by_the_group_makes_the_transaction_abortable() {
 }
 
 #[test]
+fn in_a_group_transact_session_a_doubtful_offset_commit_aborts_instead_of_retrying() {
+    for error in [
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::CoordinatorLoadInProgress,
+        ErrorCode::ConcurrentTransactions,
+        ErrorCode::RequestTimedOut,
+    ] {
+        let mut m = offsets_at_group_coordinator();
+        m.abort_on_offset_doubt(true);
+        let commit = expect(&mut m, T0);
+        m.on_response(T0, commit.in_flight, Some(offset_committed(error)));
+        assert_eq!(m.state(), TxnState::MustAbort, "{error}");
+        assert!(
+            matches!(m.abortable_error(), Some(TxnError::Broker { error: e, .. }) if *e == error),
+            "{error}: {:?}",
+            m.abortable_error()
+        );
+        // Nothing is retried: the offsets are dropped with the abort.
+        assert!(
+            next(&mut m, T0 + Duration::from_secs(5)).is_none(),
+            "{error}"
+        );
+    }
+    // A lost answer is as doubtful.
+    let mut m = offsets_at_group_coordinator();
+    m.abort_on_offset_doubt(true);
+    let commit = expect(&mut m, T0);
+    m.on_response(T0, commit.in_flight, None);
+    assert_eq!(m.state(), TxnState::MustAbort);
+}
+
+#[test]
 fn misuse_is_refused_with_typed_errors() {
     let mut m = manager();
     assert_eq!(m.end(T0, TxnEnd::Commit), Err(TxnError::NotInTransaction));

@@ -1018,6 +1018,8 @@ impl Cluster {
 }
 
 #[cfg(test)]
+mod eos_tests;
+#[cfg(test)]
 mod group_tests;
 #[cfg(test)]
 mod tests;

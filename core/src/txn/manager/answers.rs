@@ -49,6 +49,13 @@ impl TxnManager {
             if matches!(lane, Lane::AddPartitions(_) | Lane::AddOffsets) {
                 self.coordinator_involved = true;
             }
+            if matches!(lane, Lane::OffsetCommit) && self.abort_on_offset_doubt {
+                self.offsets.pop_front();
+                self.set_abortable(TxnError::Broker {
+                    api: ApiKey::TxnOffsetCommit,
+                    error: ErrorCode::NetworkException,
+                });
+            }
             let group = matches!(lane, Lane::OffsetCommit | Lane::Find { group: true });
             self.lost_coordinator(now, group);
             self.maybe_finish_locally(now);
@@ -264,6 +271,31 @@ impl TxnManager {
             .map(|p| ErrorCode::from_code(p.error_code))
             .find(|e| !e.is_ok());
         let api = ApiKey::TxnOffsetCommit;
+        let doubtful = matches!(
+            worst,
+            Some(
+                ErrorCode::NotCoordinator
+                    | ErrorCode::CoordinatorNotAvailable
+                    | ErrorCode::RequestTimedOut
+                    | ErrorCode::CoordinatorLoadInProgress
+                    | ErrorCode::ConcurrentTransactions
+            )
+        );
+        if doubtful && self.abort_on_offset_doubt {
+            if let Some(e) = worst {
+                // Abort rather than retry; the coordinator is looked up
+                // afresh for the next transaction's offsets all the same.
+                if matches!(
+                    e,
+                    ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable
+                ) {
+                    self.group_coordinator = None;
+                }
+                self.offsets.pop_front();
+                self.make_abortable(api, e);
+            }
+            return;
+        }
         match worst {
             None => {
                 self.offsets.pop_front();
