@@ -458,6 +458,8 @@ fn a_rack_aware_leader_balances_with_the_replica_racks_of_its_metadata() {
         mine["t"],
         [1, 2],
         "rack-2's own partition, then one with no rack match (KIP-881)"
+    );
+}
 
 #[test]
 fn a_leader_needing_a_new_topic_s_layout_syncs_without_waiting_for_the_metadata_min_age() {
