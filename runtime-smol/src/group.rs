@@ -1,56 +1,21 @@
 //! The consumer-group calls of [`Client`]: commits that report their
-//! outcome, the group's events, `allow_rebalance`, and `abort`. The
+//! outcome and `allow_rebalance` (from the core's
+//! [`sansa_core::async_group_commits!`] template), the group's events,
+//! and `abort`. The
 //! bookkeeping is the core session's (`sansa_core::session::group`); this
 //! file only carries calls to the driver and answers back.
 //! See [`Client::next_group_event`] for how rebalances reach the
 //! application, with an example.
 
-use std::collections::BTreeMap;
-
-use sansa_core::consumer::ConsumedRecord;
-use sansa_core::group::offsets::positions_after;
-use sansa_core::group::{EpochOffset, GroupEvent, TopicPartition};
+use sansa_core::group::GroupEvent;
 use sansa_core::session::{CommitFailure, CommitRequest, CommitResult};
 
 use crate::driver::Command;
 use crate::Client;
 
+sansa_core::async_group_commits!();
+
 impl Client {
-    /// Commits everything polled and not yet committed, and waits for the
-    /// coordinator's answer. Fails with [`CommitFailure::NoGroup`] without
-    /// a consumer group, [`CommitFailure::Refused`] when some partitions
-    /// were not committed.
-    pub async fn commit_uncommitted_offsets(&self) -> CommitResult {
-        self.commit(CommitRequest::Uncommitted).await
-    }
-
-    /// Commits past these records (per partition, the offset after the
-    /// highest one), forward only, and waits for the answer.
-    pub async fn commit_records(&self, records: &[ConsumedRecord]) -> CommitResult {
-        self.commit_offsets(positions_after(records), false).await
-    }
-
-    /// Commits these positions (the next offset to consume per owned
-    /// partition); positions at or below what is committed are left out
-    /// unless `allow_backwards`.
-    pub async fn commit_offsets(
-        &self,
-        offsets: BTreeMap<TopicPartition, EpochOffset>,
-        allow_backwards: bool,
-    ) -> CommitResult {
-        self.commit(CommitRequest::Offsets {
-            offsets,
-            allow_backwards,
-        })
-        .await
-    }
-
-    /// Lets a rebalance step held for the application go on (with
-    /// `require_rebalance_ack` or `block_rebalance_on_poll`).
-    pub fn allow_rebalance(&self) {
-        self.send(Command::AllowRebalance);
-    }
-
     /// The group's next event: partitions assigned, revoked or lost, a
     /// group error, or the outcome of a commit nobody awaited (auto, on
     /// revoke). `None` once the client is closed. Events wait (up to a
@@ -114,6 +79,7 @@ impl Client {
         let _ = rx.recv().await;
     }
 
+    /// Hands a commit to the driver and waits for its answer.
     async fn commit(&self, request: CommitRequest) -> CommitResult {
         let (tx, rx) = async_channel::bounded(1);
         self.send(Command::Commit(request, tx));

@@ -152,3 +152,61 @@ macro_rules! async_produce_handles {
         }
     };
 }
+
+/// Expands to the async adapters' commit calls of a consumer-group member
+/// (`commit_uncommitted_offsets`, `commit_records`, `commit_offsets`,
+/// `allow_rebalance`) as an `impl Client` block in the invoking module.
+///
+/// In scope where it is invoked: `Client` with
+/// `fn commit(&self, CommitRequest) -> impl Future<Output = CommitResult>`
+/// (hands the request to the driver and waits for its answer) and
+/// `fn send(&self, Command)`, where `Command::AllowRebalance` exists.
+#[macro_export]
+macro_rules! async_group_commits {
+    () => {
+        impl Client {
+            /// Commits everything polled and not yet committed, and waits
+            /// for the coordinator's answer. Fails with
+            /// `CommitFailure::NoGroup` without a consumer group,
+            /// `CommitFailure::Refused` when some partitions were not
+            /// committed.
+            pub fn commit_uncommitted_offsets(
+                &self,
+            ) -> impl ::std::future::Future<Output = $crate::session::CommitResult> + '_ {
+                self.commit($crate::session::CommitRequest::Uncommitted)
+            }
+
+            /// Commits past these records (per partition, the offset after
+            /// the highest one), forward only, and waits for the answer.
+            pub fn commit_records(
+                &self,
+                records: &[$crate::consumer::ConsumedRecord],
+            ) -> impl ::std::future::Future<Output = $crate::session::CommitResult> + '_ {
+                self.commit_offsets($crate::group::offsets::positions_after(records), false)
+            }
+
+            /// Commits these positions (the next offset to consume per
+            /// owned partition); positions at or below what is committed
+            /// are left out unless `allow_backwards`.
+            pub fn commit_offsets(
+                &self,
+                offsets: ::std::collections::BTreeMap<
+                    $crate::group::TopicPartition,
+                    $crate::group::EpochOffset,
+                >,
+                allow_backwards: bool,
+            ) -> impl ::std::future::Future<Output = $crate::session::CommitResult> + '_ {
+                self.commit($crate::session::CommitRequest::Offsets {
+                    offsets,
+                    allow_backwards,
+                })
+            }
+
+            /// Lets a rebalance step held for the application go on (with
+            /// `require_rebalance_ack` or `block_rebalance_on_poll`).
+            pub fn allow_rebalance(&self) {
+                self.send(Command::AllowRebalance);
+            }
+        }
+    };
+}
