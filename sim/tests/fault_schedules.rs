@@ -165,3 +165,26 @@ fn a_failing_schedule_shrinks_to_the_fault_that_matters() {
         other => panic!("the sabotage went unnoticed: {other:?}"),
     }
 }
+
+/// Found by the property above in CI: with two of three brokers down (so
+/// some partitions have no live replica) and the producer crashed and
+/// restarted, the restarted producer kept 11 records buffered after the
+/// cluster healed.
+#[test]
+fn records_buffered_while_two_brokers_are_down_are_sent_after_healing() {
+    let schedule = vec![
+        (Duration::ZERO, Fault::Crash(2)),
+        (Duration::from_millis(141), Fault::Crash(1)),
+        (
+            Duration::from_millis(442),
+            Fault::CrashClient {
+                client: 0,
+                restart_after: Some(Duration::from_millis(26)),
+            },
+        ),
+    ];
+    let s = scenario(246, schedule, Sabotage::None);
+    if let Err(f) = s.run() {
+        panic!("{f}");
+    }
+}
