@@ -184,7 +184,7 @@ fn records_buffered_while_two_brokers_are_down_are_sent_after_healing() {
         ),
     ];
     let s = scenario(246, schedule, Sabotage::None);
-    if let Err(f) = s.run() {
+    if let Err(f) = s.run_with_trace(sansa_sim::scenario::trace_lines_wanted()) {
         panic!("{f}");
     }
 }

@@ -465,6 +465,7 @@ impl Client {
             }
             Input::ConnectFailed(id, reason) => {
                 tracing::debug!(conn = %id, %reason, "connect failed");
+                self.broker_unreachable(id);
                 self.drop_conn(now, id, &reason, false);
             }
             Input::Received(id, data) => {
@@ -486,6 +487,7 @@ impl Client {
             }
             Input::Closed(id, reason) => {
                 tracing::debug!(conn = %id, %reason, "connection closed");
+                self.broker_unreachable(id);
                 self.drop_conn(now, id, &reason, false);
             }
             Input::Timeout => self.handle_timeout(now),
@@ -514,6 +516,7 @@ impl Client {
             match why {
                 Expiry::Connect => {
                     tracing::debug!(conn = %id, "connect timed out");
+                    self.broker_unreachable(id);
                     self.drop_conn(now, id, "connect timed out", true);
                 }
                 Expiry::Request(e) => self.conn_failed(now, id, &e),
@@ -531,7 +534,19 @@ impl Client {
 
     fn conn_failed(&mut self, now: Timestamp, id: ConnId, e: &ConnError) {
         tracing::warn!(conn = %id, error = %e, "connection failed");
+        self.broker_unreachable(id);
         self.drop_conn(now, id, &e.to_string(), true);
+    }
+
+    /// A connection to a broker failed or the broker closed it: the broker
+    /// may be gone and its partitions led elsewhere, so metadata is asked
+    /// for again (within `metadata_min_age`), as Java's client does on
+    /// every disconnect. Without it, records for a partition whose leader
+    /// died wait for `metadata_max_age`.
+    fn broker_unreachable(&mut self, id: ConnId) {
+        if self.slots.get(&id).is_some_and(|s| s.node.is_some()) && !self.closed {
+            self.refresh.trigger();
+        }
     }
 
     /// Forgets a connection, handing its requests back to their owners.
@@ -659,7 +674,9 @@ impl Client {
                     // `metadata_max_age`.
                     self.refresh.trigger_urgent();
                 }
-                if !changes.failed.is_empty() && self.producer.wants_metadata() {
+                if (!changes.failed.is_empty() && self.producer.wants_metadata())
+                    || self.producer.waits_on_leader()
+                {
                     self.refresh.trigger();
                 }
             }

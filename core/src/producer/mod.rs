@@ -522,6 +522,22 @@ impl Producer {
         self.topics.values().any(|t| !t.waiting.is_empty())
     }
 
+    /// Whether some buffered record sits in a partition the latest
+    /// metadata gave no leader: only a later answer can name one, so the
+    /// client keeps asking (every `metadata_min_age`) until it does.
+    pub fn waits_on_leader(&self) -> bool {
+        self.topics.values().any(|t| {
+            t.partitions.iter().any(|p| {
+                !p.batches.is_empty()
+                    && !t
+                        .leaders
+                        .get(p.partition as usize)
+                        .copied()
+                        .unwrap_or(false)
+            })
+        })
+    }
+
     /// Folds new metadata in: records waiting for their topic are placed;
     /// topics the cluster keeps calling unknown fail their records after
     /// `unknown_topic_retries` answers.
