@@ -188,3 +188,24 @@ fn records_buffered_while_two_brokers_are_down_are_sent_after_healing() {
         panic!("{f}");
     }
 }
+
+/// Found by exploring: two brokers down from the start and the producer
+/// restarted, as above, in another order.
+#[test]
+fn records_buffered_while_two_brokers_are_down_from_the_start_are_sent_after_healing() {
+    let schedule = vec![
+        (Duration::ZERO, Fault::Crash(1)),
+        (Duration::ZERO, Fault::Crash(3)),
+        (
+            Duration::ZERO,
+            Fault::CrashClient {
+                client: 0,
+                restart_after: Some(Duration::from_millis(339)),
+            },
+        ),
+    ];
+    let s = scenario(618, schedule, Sabotage::None);
+    if let Err(f) = s.run_with_trace(sansa_sim::scenario::trace_lines_wanted()) {
+        panic!("{f}");
+    }
+}

@@ -128,6 +128,9 @@ impl Client {
         if let Some(layout) = g.layout_wanted() {
             topics.extend(layout);
         }
+        topics.extend(g.balanced_topics().cloned());
+        topics.sort();
+        topics.dedup();
         topics
     }
 
@@ -187,6 +190,14 @@ impl Client {
         if known || self.metadata_answers > asked {
             g.provide_layout(now, &TopicLayout::from_metadata(&self.metadata));
             self.layout_asked_at = None;
+        }
+    }
+
+    /// After a metadata answer: a leader whose members' topics changed
+    /// since it balanced rejoins.
+    pub(super) fn check_group_layout(&mut self, now: Timestamp) {
+        if let Some(g) = &mut self.group {
+            g.check_layout(now, &TopicLayout::from_metadata(&self.metadata));
         }
     }
 

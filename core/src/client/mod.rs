@@ -674,9 +674,8 @@ impl Client {
                     // `metadata_max_age`.
                     self.refresh.trigger_urgent();
                 }
-                if (!changes.failed.is_empty() && self.producer.wants_metadata())
-                    || self.producer.waits_on_leader()
-                {
+                self.check_group_layout(now);
+                if !changes.failed.is_empty() && self.producer.wants_metadata() {
                     self.refresh.trigger();
                 }
             }
@@ -855,6 +854,9 @@ impl Client {
     }
 
     fn drive_metadata(&mut self, now: Timestamp) {
+        if self.producer.take_leader_wanted() {
+            self.refresh.trigger();
+        }
         let wanted = self.producer.topics().next().is_some()
             || self.consumer.is_active()
             || self.group_wants_metadata();

@@ -272,6 +272,12 @@ pub struct Member {
     /// Owned partitions waiting for their committed offsets.
     fetch_pending: BTreeSet<TopicPartition>,
     leader_join: Option<LeaderJoin>,
+    /// The partition counts of every member's topics the leader balanced
+    /// with (0 for a topic that did not exist): when metadata shows
+    /// another count (a subscribed topic created, or grown) the leader
+    /// rejoins so the new partitions are assigned, as Java's leader does.
+    /// `None` on a follower.
+    balanced: Option<BTreeMap<String, i32>>,
     sync_assignments: Vec<SyncGroupRequestAssignment>,
     revoking: Option<Revoking>,
     /// The application must call `allow_rebalance` before the next step.
@@ -316,6 +322,7 @@ impl Member {
             assignment: PartitionsByTopic::new(),
             fetch_pending: BTreeSet::new(),
             leader_join: None,
+            balanced: None,
             sync_assignments: Vec::new(),
             revoking: None,
             blocked: false,
@@ -576,6 +583,39 @@ impl Member {
             self.phase = Phase::Joining;
         } else {
             self.start_revoke(now, self.owned.clone(), AfterRevoke::Rejoin, true);
+        }
+    }
+
+    /// The topics whose partition counts the leader balanced with: the
+    /// client keeps their metadata fresh so that [`Member::check_layout`]
+    /// sees a change. Empty on a follower.
+    pub fn balanced_topics(&self) -> impl Iterator<Item = &String> {
+        self.balanced.iter().flat_map(|b| b.keys())
+    }
+
+    /// Compares fresh metadata with the layout the leader balanced with:
+    /// a topic of some member's subscription created since, or with
+    /// another partition count, makes the leader rejoin so the group is
+    /// balanced again (KIP-848 members leave this to the coordinator).
+    pub fn check_layout(&mut self, now: Timestamp, layout: &TopicLayout) {
+        if self.phase != Phase::Stable || self.consumer.is_some() {
+            return;
+        }
+        let Some(balanced) = &self.balanced else {
+            return;
+        };
+        let changed = balanced
+            .iter()
+            .find(|(t, &n)| layout.partition_count(t).unwrap_or(0) != n);
+        if let Some((topic, &before)) = changed {
+            tracing::info!(
+                topic = %topic,
+                before,
+                now = layout.partition_count(topic).unwrap_or(0),
+                "a member's topic changed since the leader balanced; rejoining"
+            );
+            self.balanced = None;
+            self.rejoin(now);
         }
     }
 

@@ -176,6 +176,9 @@ pub struct Producer {
     producer_id_attempts: u32,
     producer_id_retry_at: Option<Timestamp>,
     in_flight_per_broker: BTreeMap<NodeId, usize>,
+    /// A record went into a partition the latest metadata gave no leader
+    /// (or one sits there after an answer): the client must ask again.
+    leader_wanted: bool,
     events: VecDeque<Event>,
     rng: SeededRng,
     /// Codec state and spare buffers shared by every batch.
@@ -243,6 +246,7 @@ impl Producer {
             producer_id_attempts: 0,
             producer_id_retry_at: None,
             in_flight_per_broker: BTreeMap::new(),
+            leader_wanted: false,
             events: VecDeque::new(),
             rng: SeededRng::new(config.seed ^ 0x7072_6f64),
             memory: BatchMemory::default(),
@@ -377,6 +381,9 @@ impl Producer {
         let error = match placed {
             Ok((partition, None)) => {
                 tb.partitioner.on_record_buffered(&info, partition);
+                if !tb.leaders.get(partition as usize).copied().unwrap_or(false) {
+                    self.leader_wanted = true;
+                }
                 if let Ok(buf) = partition_at(&mut tb.partitions, partition) {
                     buf.keep(pending, urgent);
                     return;
@@ -522,10 +529,15 @@ impl Producer {
         self.topics.values().any(|t| !t.waiting.is_empty())
     }
 
-    /// Whether some buffered record sits in a partition the latest
-    /// metadata gave no leader: only a later answer can name one, so the
-    /// client keeps asking (every `metadata_min_age`) until it does.
-    pub fn waits_on_leader(&self) -> bool {
+    /// Whether a record waits on a partition the latest metadata gave no
+    /// leader, since the last call: only a later answer can name one, so
+    /// the client asks again (within `metadata_min_age`), and again after
+    /// each answer that still names none.
+    pub fn take_leader_wanted(&mut self) -> bool {
+        std::mem::take(&mut self.leader_wanted)
+    }
+
+    fn waits_on_leader(&self) -> bool {
         self.topics.values().any(|t| {
             t.partitions.iter().any(|p| {
                 !p.batches.is_empty()
@@ -592,6 +604,7 @@ impl Producer {
                 }
             }
         }
+        self.leader_wanted |= self.waits_on_leader();
         self.check_flushes();
     }
 

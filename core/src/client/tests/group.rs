@@ -541,6 +541,57 @@ fn a_leader_balances_with_metadata_asked_for_after_it_needed_the_layout_not_one_
 }
 
 #[test]
+fn the_leader_rebalances_when_a_topic_another_member_subscribes_to_is_created_later() {
+    let mut h = group_harness(10, GroupConfig::new("g"));
+    let topics = ["t".to_string(), "later".to_string()];
+    let other = CooperativeStickyBalancer
+        .member_metadata(&JoinSubscription {
+            topics: &topics,
+            ..Default::default()
+        })
+        .expect("metadata");
+    h.cluster.group.others.push(("member-2".into(), other));
+    stable_member(&mut h);
+    let plans = |h: &Harness| -> Vec<Vec<String>> {
+        h.cluster
+            .group
+            .plans
+            .iter()
+            .map(|plan| {
+                plan.iter()
+                    .flat_map(|(_, a)| {
+                        crate::group::balancer::protocol::decode_assignment(a.clone())
+                            .expect("an assignment")
+                            .partitions
+                            .into_keys()
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(plans(&h).len(), 1);
+    assert!(
+        !plans(&h)[0].iter().any(|t| t == "later"),
+        "{:?}",
+        plans(&h)
+    );
+    let generation = h.cluster.group.generation;
+    h.cluster.create_topic("later", 3);
+    // The leader keeps `later` in its metadata requests and sees it at the
+    // next routine refresh (metadata_max_age, 5 minutes by default).
+    h.run_for(Duration::from_secs(301));
+    assert!(
+        h.cluster.group.generation > generation,
+        "the leader did not rejoin after the topic appeared"
+    );
+    let last = plans(&h).pop().expect("a plan");
+    assert!(
+        last.iter().any(|t| t == "later"),
+        "the new topic is balanced: {last:?}"
+    );
+}
+
+#[test]
 fn a_client_whose_only_open_connection_is_the_group_s_still_opens_another_for_metadata() {
     let mut h = group_harness(10, GroupConfig::new("g"));
     stable_member(&mut h);

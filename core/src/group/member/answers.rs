@@ -192,6 +192,7 @@ impl Member {
         self.timers
             .set(Timer::Session, now + self.config.session_timeout);
         let leader = r.leader == self.member_id;
+        self.balanced = None;
         tracing::info!(
             generation = self.generation,
             member = %self.member_id,
@@ -269,6 +270,12 @@ impl Member {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(GroupError::Balance)?;
                 let plan = b.assign(&members, layout).map_err(GroupError::Balance)?;
+                self.balanced = Some(
+                    join.topics
+                        .iter()
+                        .map(|t| (t.clone(), layout.partition_count(t).unwrap_or(0)))
+                        .collect(),
+                );
                 plan.encode_assignments()
                     .map_err(|e| GroupError::EncodeAssignment(e.to_string()))
             });

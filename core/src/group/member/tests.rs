@@ -497,6 +497,86 @@ fn the_leader_balances_every_member_and_syncs_their_assignments() {
     assert_eq!(count(s.m.owned()), 2);
 }
 
+/// A topic another member subscribes to, created after the leader
+/// balanced (or a topic grown since), is assigned: the leader watches the
+/// layout it balanced with and rejoins when metadata shows another one, as
+/// Java's leader does. Unchanged metadata changes nothing.
+#[test]
+fn the_leader_rejoins_when_a_members_topic_is_created_or_grows_after_it_balanced() {
+    let mut s = Script::new(config());
+    s.find();
+    let (_, f) = s.expect();
+    let sub = |topics: &[&str]| {
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        CooperativeStickyBalancer
+            .member_metadata(&JoinSubscription {
+                topics: &topics,
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    s.answer(
+        f,
+        GroupResponse::JoinGroup(JoinGroupResponse {
+            generation_id: 1,
+            protocol_name: Some("cooperative-sticky".into()),
+            leader: "m-1".into(),
+            member_id: "m-1".into(),
+            members: vec![
+                JoinGroupResponseMember {
+                    member_id: "m-1".into(),
+                    metadata: sub(&["t"]),
+                    ..Default::default()
+                },
+                JoinGroupResponseMember {
+                    member_id: "m-2".into(),
+                    metadata: sub(&["t", "later"]),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }),
+    );
+    // `later` does not exist yet: balanced as zero partitions.
+    let at_balance = TopicLayout::new().with_topic("t", 2);
+    s.m.provide_layout(s.now, &at_balance);
+    let (req, f) = s.expect();
+    let GroupRequest::SyncGroup(r) = req else {
+        panic!("{req:?}")
+    };
+    let mine = r.assignments.iter().find(|a| a.member_id == "m-1").unwrap();
+    s.answer(
+        f,
+        GroupResponse::SyncGroup(SyncGroupResponse {
+            assignment: mine.assignment.clone(),
+            ..Default::default()
+        }),
+    );
+    while s.next().is_some() {}
+    assert_eq!(
+        s.m.balanced_topics().cloned().collect::<Vec<_>>(),
+        ["later", "t"],
+        "the leader keeps every member's topics fresh"
+    );
+    s.m.check_layout(s.now, &at_balance);
+    assert!(s.next().is_none(), "nothing changed: no rejoin");
+    s.m.check_layout(s.now, &at_balance.clone().with_topic("later", 3));
+    let (req, _) = s.expect();
+    assert!(
+        matches!(req, GroupRequest::JoinGroup(_)),
+        "a created topic makes the leader rejoin, got {req:?}"
+    );
+}
+
+#[test]
+fn a_follower_does_not_watch_the_layout() {
+    let mut s = Script::new(config());
+    s.stable_with(&[("t", &[0])]);
+    assert_eq!(s.m.balanced_topics().count(), 0);
+    s.m.check_layout(s.now, &TopicLayout::new().with_topic("t", 8));
+    assert!(s.next().is_none(), "only the leader rebalances on metadata");
+}
+
 #[test]
 fn undecodable_member_metadata_fails_the_round_and_rejoins() {
     let mut s = Script::new(config());
