@@ -55,11 +55,39 @@ impl Client {
         )?;
         s.on_end_started(id, offsets);
         if commit {
+            t.require_group_check();
+        }
+        if commit {
             self.producer.flush();
         } else {
             self.producer.fail_unsent(ProduceError::TransactionAborted);
         }
         Ok(id)
+    }
+
+    /// A session's commit, its offsets in the transaction, heartbeats
+    /// before its EndTxn (semantics.md: a rebalance that began meanwhile
+    /// makes the commit doubtful, so it aborts instead).
+    pub(super) fn drive_group_check(&mut self, now: Timestamp) {
+        let (Some(t), Some(s), Some(g)) = (&mut self.txn, &mut self.group_txn, &mut self.group)
+        else {
+            return;
+        };
+        if t.wants_group_check() {
+            g.check_membership(now);
+        }
+        match g.take_membership_check() {
+            Some(Ok(())) => t.group_check_passed(),
+            Some(Err(error)) => {
+                if s.set_abort(TxnError::GroupCheckFailed(error)) {
+                    tracing::info!(%error, "heartbeat before the commit failed; aborting");
+                    t.set_abortable(TxnError::GroupCheckFailed(error));
+                } else {
+                    t.group_check_passed();
+                }
+            }
+            None => {}
+        }
     }
 
     /// A transaction ended: in a session, commits the offsets it carried

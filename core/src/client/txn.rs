@@ -145,6 +145,10 @@ impl Client {
         if self.producer.needs_new_epoch() {
             t.set_abortable(TxnError::SequenceBroken);
         }
+        self.drive_group_check(now);
+        let Some(t) = &mut self.txn else {
+            return;
+        };
         if t.state() == TxnState::Ending {
             if let Some(cause) = self.group_txn.as_ref().and_then(|s| s.abort_cause()) {
                 // A revoke met while the transaction ends: a commit not

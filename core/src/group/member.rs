@@ -278,6 +278,11 @@ pub struct Member {
     /// rejoins so the new partitions are assigned, as Java's leader does.
     /// `None` on a follower.
     balanced: Option<BTreeMap<String, i32>>,
+    /// A heartbeat asked for by [`Member::check_membership`]: `false`
+    /// until it goes out, `true` while it is in flight.
+    membership_check: Option<bool>,
+    /// What that heartbeat said, until taken.
+    membership_checked: Option<Result<(), ErrorCode>>,
     sync_assignments: Vec<SyncGroupRequestAssignment>,
     revoking: Option<Revoking>,
     /// The application must call `allow_rebalance` before the next step.
@@ -323,6 +328,8 @@ impl Member {
             fetch_pending: BTreeSet::new(),
             leader_join: None,
             balanced: None,
+            membership_check: None,
+            membership_checked: None,
             sync_assignments: Vec::new(),
             revoking: None,
             blocked: false,
@@ -617,6 +624,39 @@ impl Member {
             self.balanced = None;
             self.rejoin(now);
         }
+    }
+
+    /// Asks the coordinator at once, with a heartbeat, whether this member
+    /// is still in a stable generation: a group-transact session does so
+    /// after its offsets went into the transaction and before it commits
+    /// (semantics.md), since a rebalance that began meanwhile makes the
+    /// commit doubtful. [`Member::take_membership_check`] gives the
+    /// answer. A member not stable now fails the check at once; under
+    /// KIP-848 the check passes (its epoch fences the offsets, and
+    /// revocations arrive as events the session holds).
+    pub fn check_membership(&mut self, now: Timestamp) {
+        if self.membership_check.is_some() || self.membership_checked.is_some() {
+            return;
+        }
+        if self.consumer.is_some() {
+            self.membership_checked = Some(Ok(()));
+        } else if self.phase != Phase::Stable || self.revoking.is_some() {
+            self.membership_checked = Some(Err(ErrorCode::RebalanceInProgress));
+        } else {
+            self.membership_check = Some(false);
+            self.timers.set(Timer::Heartbeat, now);
+        }
+    }
+
+    /// The answer to [`Member::check_membership`], once there is one: the
+    /// heartbeat's error, or REBALANCE_IN_PROGRESS when the member left
+    /// its stable generation before the answer came.
+    pub fn take_membership_check(&mut self) -> Option<Result<(), ErrorCode>> {
+        if self.membership_check.is_some() && self.phase != Phase::Stable {
+            self.membership_check = None;
+            return Some(Err(ErrorCode::RebalanceInProgress));
+        }
+        self.membership_checked.take()
     }
 
     /// Rejoin after a backoff (an error, not a rebalance).

@@ -102,6 +102,17 @@ impl GroupTxnSession {
         self.abort = None;
     }
 
+    /// Something other than a group event made the open transaction
+    /// doubtful (the heartbeat before the commit failed); `false` when
+    /// the session ignores it (no transaction open, or sabotaged).
+    pub fn set_abort(&mut self, cause: TxnError) -> bool {
+        if !self.in_txn || self.sabotage {
+            return false;
+        }
+        self.abort.get_or_insert(cause);
+        true
+    }
+
     /// Why the open transaction must abort, if it must.
     pub fn abort_cause(&self) -> Option<&TxnError> {
         self.abort.as_ref()

@@ -75,6 +75,9 @@ struct Ending {
     /// The abort was answered INVALID_PRODUCER_EPOCH (KIP-588): the end
     /// completes once the producer re-initialized.
     recovering: bool,
+    /// A group-transact session's commit waits for the member's heartbeat
+    /// (`Some(false)`) before EndTxn; `Some(true)` once it passed.
+    group_check: Option<bool>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -379,6 +382,7 @@ impl TxnManager {
             settled: false,
             commit_sent: false,
             recovering: false,
+            group_check: None,
         });
         Ok(id)
     }
@@ -413,6 +417,36 @@ impl TxnManager {
             self.abortable = Some(cause.clone());
             if self.phase == Phase::Open {
                 self.events.push_back(TxnEvent::Error(cause));
+            }
+        }
+    }
+
+    /// The commit now ending must wait, before its EndTxn, for
+    /// [`TxnManager::group_check_passed`] (a group-transact session's
+    /// heartbeat); a check that fails makes it abortable instead.
+    pub fn require_group_check(&mut self) {
+        if let Some(e) = &mut self.ending {
+            if e.commit {
+                e.group_check = Some(false);
+            }
+        }
+    }
+
+    /// Whether the commit is ready for its EndTxn but for the group
+    /// check: the time to heartbeat is after the offsets went in.
+    pub fn wants_group_check(&self) -> bool {
+        self.end_ready()
+            && self
+                .ending
+                .as_ref()
+                .is_some_and(|e| e.commit && e.group_check == Some(false))
+    }
+
+    /// The group check passed: the commit's EndTxn may go.
+    pub fn group_check_passed(&mut self) {
+        if let Some(e) = &mut self.ending {
+            if e.group_check.is_some() {
+                e.group_check = Some(true);
             }
         }
     }

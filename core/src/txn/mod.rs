@@ -157,6 +157,12 @@ pub enum TxnError {
     /// group, session timeout) while the transaction was open.
     #[error("partitions were lost during the transaction")]
     PartitionsLost,
+    /// A group-transact session's heartbeat before the commit said the
+    /// member is no longer in a stable generation (REBALANCE_IN_PROGRESS,
+    /// ILLEGAL_GENERATION, ...): a new owner may produce the same output,
+    /// so the transaction was aborted.
+    #[error("the heartbeat before the commit failed: {0}")]
+    GroupCheckFailed(ErrorCode),
 }
 
 impl TxnError {

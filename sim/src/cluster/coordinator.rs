@@ -219,10 +219,14 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// An error to answer a group request of `api` with, drawn from the
-    /// seed at the configured rate (no draw at all when off, so turning
+    /// An error to answer a group request of `api` with: one scripted by
+    /// [`Cluster::inject_group_error`], else drawn from the seed at the
+    /// configured rate (no draw at all when off, so turning
     /// group faults on moves no other random choice).
     fn draw_group_fault(&mut self, api: ApiKey) -> Option<ErrorCode> {
+        if let Some(code) = self.take_txn_error(api) {
+            return Some(code);
+        }
         let rate = self.group_faults.error_rate;
         if rate <= 0.0 || !self.rng.chance(rate) {
             return None;

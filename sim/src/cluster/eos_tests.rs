@@ -919,3 +919,43 @@ fn an_end_txn_answer_lost_after_the_commit_neither_rewinds_nor_duplicates() {
         p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
     }
 }
+
+/// semantics.md: the session heartbeats after its offsets went into the
+/// transaction and before EndTxn, and a rebalance begun meanwhile turns
+/// the commit into an abort. The coordinator answers heartbeats
+/// REBALANCE_IN_PROGRESS a few times once the members are steady; the
+/// check's heartbeat meets one, and the output stays exactly once.
+#[test]
+fn a_rebalance_seen_by_the_heartbeat_before_the_commit_aborts_it() {
+    let mut seen = 0;
+    for seed in seeds(1..4) {
+        let mut p = Pipeline::new(Scenario {
+            late_member_at: None,
+            ..Scenario::calm(seed)
+        });
+        for _ in 0..300 {
+            p.step();
+        }
+        for _ in 0..3 {
+            p.cluster
+                .inject_group_error(ApiKey::Heartbeat, ErrorCode::RebalanceInProgress);
+        }
+        p.run();
+        p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
+        seen += p
+            .peers
+            .iter()
+            .flat_map(|peer| &peer.outcomes)
+            .filter(|o| {
+                o.error
+                    == Some(sansa_core::txn::TxnError::GroupCheckFailed(
+                        ErrorCode::RebalanceInProgress,
+                    ))
+            })
+            .count();
+    }
+    assert!(
+        seen > 0,
+        "no commit was turned into an abort by its heartbeat"
+    );
+}

@@ -796,6 +796,13 @@ impl Cluster {
         self.txn_errors.push((api, code));
     }
 
+    /// Answers the next group request of `api` (JoinGroup, SyncGroup,
+    /// Heartbeat, OffsetCommit or OffsetFetch) with `code`, without acting
+    /// on it, as [`RandomGroupFaults`] does at random.
+    pub fn inject_group_error(&mut self, api: ApiKey, code: ErrorCode) {
+        self.txn_errors.push((api, code));
+    }
+
     /// The error scripted for this request of `api`, if any (taken).
     pub(super) fn take_txn_error(&mut self, api: ApiKey) -> Option<ErrorCode> {
         let i = self.txn_errors.iter().position(|(a, _)| *a == api)?;

@@ -66,7 +66,13 @@ impl Member {
                     self.rejoin_later(now);
                 }
             }
-            Lane::Heartbeat { .. } => self.heartbeat_in_flight = false,
+            Lane::Heartbeat { .. } => {
+                self.heartbeat_in_flight = false;
+                // A check's heartbeat lost: the next one answers it.
+                if self.membership_check == Some(true) {
+                    self.membership_check = Some(false);
+                }
+            }
             Lane::Leave => {
                 // A static member never gets here; a dynamic one that
                 // cannot say goodbye is expelled by its session timeout.
@@ -373,6 +379,16 @@ impl Member {
 
     fn on_heartbeat(&mut self, now: Timestamp, generation: i32, error: ErrorCode) {
         self.heartbeat_in_flight = false;
+        if self.membership_check == Some(true) {
+            self.membership_check = None;
+            self.membership_checked = Some(if error.is_ok() && generation == self.generation {
+                Ok(())
+            } else if error.is_ok() {
+                Err(ErrorCode::IllegalGeneration)
+            } else {
+                Err(error)
+            });
+        }
         if self.phase != Phase::Stable || generation != self.generation {
             return;
         }

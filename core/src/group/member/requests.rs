@@ -156,6 +156,9 @@ impl Member {
             }
             LaneKind::Heartbeat => {
                 self.heartbeat_in_flight = true;
+                if self.membership_check == Some(false) {
+                    self.membership_check = Some(true);
+                }
                 self.timers
                     .set(Timer::Heartbeat, now + self.config.heartbeat_interval);
                 let req = HeartbeatRequest {

@@ -681,6 +681,42 @@ fn a_stable_member_heartbeats_every_interval() {
     assert!(s.next().is_none());
 }
 
+/// The group-transact session's check before a commit: a heartbeat at
+/// once (not at the next interval), its answer handed over once; a member
+/// not stable fails it without asking.
+#[test]
+fn a_membership_check_heartbeats_at_once_and_reports_the_answer() {
+    let mut s = Script::new(config());
+    s.stable_with(&[("t", &[0])]);
+    assert!(s.next().is_none());
+    s.m.check_membership(s.now);
+    let (req, f) = s.expect();
+    assert!(matches!(req, GroupRequest::Heartbeat(_)), "{req:?}");
+    assert_eq!(s.m.take_membership_check(), None, "not answered yet");
+    s.answer(f, heartbeat(ErrorCode::RebalanceInProgress));
+    assert_eq!(
+        s.m.take_membership_check(),
+        Some(Err(ErrorCode::RebalanceInProgress))
+    );
+    assert_eq!(s.m.take_membership_check(), None, "handed over once");
+    // Now rejoining: a new check fails at once.
+    s.m.check_membership(s.now);
+    assert_eq!(
+        s.m.take_membership_check(),
+        Some(Err(ErrorCode::RebalanceInProgress))
+    );
+}
+
+#[test]
+fn a_membership_check_passes_on_a_clean_heartbeat() {
+    let mut s = Script::new(config());
+    s.stable_with(&[("t", &[0])]);
+    s.m.check_membership(s.now);
+    let (_, f) = s.expect();
+    s.answer(f, heartbeat(ErrorCode::None));
+    assert_eq!(s.m.take_membership_check(), Some(Ok(())));
+}
+
 #[test]
 fn cooperative_rebalance_revokes_only_what_moved_commits_it_first_and_rejoins_at_once() {
     let mut s = Script::new(config());

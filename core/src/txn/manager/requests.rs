@@ -21,6 +21,15 @@ impl TxnManager {
     }
 
     fn end_due(&self) -> bool {
+        self.end_ready()
+            && self
+                .ending
+                .as_ref()
+                .is_some_and(|e| !e.commit || e.group_check != Some(false))
+    }
+
+    /// EndTxn could go but for a group check the commit waits for.
+    pub(super) fn end_ready(&self) -> bool {
         self.ending.as_ref().is_some_and(|e| {
             e.settled
                 && !e.recovering
