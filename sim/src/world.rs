@@ -597,7 +597,7 @@ impl World {
             client: if app {
                 Driven::session(client)
             } else {
-                Driven::Core(client)
+                Driven::Core(Box::new(client))
             },
             app,
             config,
@@ -911,12 +911,16 @@ impl World {
     /// produce is stamped with the client's wall clock now) and carries
     /// out what follows. A command for a crashed, stalled or finished
     /// client is handed back.
-    pub(crate) fn app_command(&mut self, c: ClientIdx, mut cmd: Command) -> Result<(), Command> {
+    pub(crate) fn app_command(
+        &mut self,
+        c: ClientIdx,
+        mut cmd: Command,
+    ) -> Result<(), Box<Command>> {
         let Some(sc) = self.clients.get_mut(c) else {
-            return Err(cmd);
+            return Err(Box::new(cmd));
         };
         if !sc.app || !sc.runs() {
-            return Err(cmd);
+            return Err(Box::new(cmd));
         }
         let now = sc.clock.local(self.now);
         if let Command::Produce(p) = &mut cmd {
@@ -1911,7 +1915,7 @@ impl World {
         let Some(sc) = self.clients.get_mut(c) else {
             return;
         };
-        sc.client = Driven::Core(client);
+        sc.client = Driven::Core(Box::new(client));
         sc.config = config;
         sc.running = Running::Yes;
         sc.checker_id = checker_id;

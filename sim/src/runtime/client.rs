@@ -50,10 +50,10 @@ impl Inbox {
     }
 
     /// Queues `cmd`, or gives it back when the client is closed.
-    pub(crate) fn push(&self, cmd: Command) -> Result<(), Command> {
+    pub(crate) fn push(&self, cmd: Command) -> Result<(), Box<Command>> {
         let mut state = self.lock();
         if state.closed {
-            return Err(cmd);
+            return Err(Box::new(cmd));
         }
         state.commands.push_back(cmd);
         Ok(())
@@ -242,8 +242,10 @@ impl Client {
             ticket,
             waiter: sink,
         };
-        if let Err(Command::Produce(request)) = self.inner.inbox.push(Command::Produce(request)) {
-            request.refuse(ProduceError::Closed);
+        if let Err(cmd) = self.inner.inbox.push(Command::Produce(request)) {
+            if let Command::Produce(request) = *cmd {
+                request.refuse(ProduceError::Closed);
+            }
         }
     }
 }

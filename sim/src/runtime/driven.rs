@@ -62,7 +62,7 @@ pub(crate) type Command = session::Command<SimWaiters>;
 pub(crate) enum Driven {
     /// A core client the world drives itself (its events are the
     /// world's to read).
-    Core(Client),
+    Core(Box<Client>),
     /// An application's client: a session that turns events into its
     /// callers' answers.
     Session(Box<Session<SimWaiters>>),
@@ -129,8 +129,9 @@ impl Driven {
             tracing::error!("a session's own config was refused; its callers wait forever");
             return;
         };
-        if let Driven::Session(s) = std::mem::replace(self, Driven::Core(placeholder)) {
-            *self = Driven::Core(s.finish());
+        let placeholder = Driven::Core(Box::new(placeholder));
+        if let Driven::Session(s) = std::mem::replace(self, placeholder) {
+            *self = Driven::Core(Box::new(s.finish()));
         }
     }
 }

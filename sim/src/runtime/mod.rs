@@ -195,7 +195,7 @@ impl Shared {
             if !self.world.client_stalled(app.index) {
                 while let Some(cmd) = app.inbox.pop() {
                     if let Err(cmd) = self.world.app_command(app.index, cmd) {
-                        app.inbox.unpop(cmd);
+                        app.inbox.unpop(*cmd);
                         break;
                     }
                 }
@@ -603,3 +603,6 @@ impl<T> Future for JoinHandle<T> {
         Pin::new(&mut self.0).poll(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;
