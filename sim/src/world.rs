@@ -29,6 +29,12 @@
 //! promise), and optionally restarted as a new client with the same
 //! configuration.
 //!
+//! An application's client ([`crate::runtime`]) is a
+//! [`Session`](sansa_core::session::Session) over its core client, driven
+//! the same way: the world carries its bytes and fires its timers, the
+//! session turns its events into the application's answers, and the
+//! world's workload and checkers leave it alone.
+//!
 //! Each step mixes what happened into a trace hash (FNV-1a over event
 //! kinds, ids, times and every byte on the wire): the same seed gives the
 //! same hash, which is how determinism is tested.
