@@ -32,7 +32,9 @@
 //! they wait (the work they held is lost as a killed process's is), its
 //! connections are reset, and calls of other tasks on it answer as a
 //! closed client. A restart is the application's: build a new client
-//! with the same settings and spawn its loop again.
+//! with the same settings and spawn its loop again. A stalled client
+//! ([`Fault::StallClient`]) is not driven for a while; the application's
+//! tasks still run, and their calls on it wait.
 //!
 //! ```
 //! use std::time::Duration;

@@ -186,3 +186,62 @@ fn records_produced_are_delivered_and_consumed_through_the_adapters_calls() {
             .collect::<Vec<bytes::Bytes>>()
     );
 }
+
+#[test]
+fn the_ledger_catches_work_redone_past_a_commit_and_records_never_processed() {
+    use super::{AtLeastOnce, Breach};
+    use sansa_core::group::GroupConfig;
+
+    let mut sim = Sim::new(8, ClusterConfig::new(1));
+    let breaches = sim
+        .block_on(|h| async move {
+            h.create_topic("t", 1, 1).expect("topic");
+            let p = h.client().build().await.expect("producer");
+            for i in 0..3 {
+                p.produce(Record::new("t", format!("v{i}")))
+                    .await
+                    .expect("delivered");
+            }
+            let mut group = GroupConfig::new("g");
+            group.auto_commit = None;
+            let c = h
+                .client()
+                .consumer_group(group)
+                .build()
+                .await
+                .expect("member");
+            c.consume_topics(["t"]);
+            let mut records = Vec::new();
+            while records.len() < 3 {
+                records.extend(c.poll_records(None).await);
+            }
+            let mut ledger = AtLeastOnce::new("g");
+            // Processes the first two only, commits all three: the third
+            // is never processed.
+            ledger.processed(&h, &records[0]);
+            ledger.processed(&h, &records[1]);
+            c.commit_records(&records).await.expect("committed");
+            assert_eq!(h.committed_offset("g", "t", 0), Some(3));
+            // Redoes the first after the commit covered it.
+            ledger.processed(&h, &records[0]);
+            assert_eq!(ledger.duplicates(), 1);
+            ledger.check(&h, &["t"])
+        })
+        .expect("runs");
+    assert_eq!(
+        breaches,
+        [
+            Breach::ProcessedAgainAfterCommit {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                committed: 3
+            },
+            Breach::NeverProcessed {
+                topic: "t".into(),
+                partition: 0,
+                offset: 2
+            },
+        ]
+    );
+}
