@@ -471,7 +471,9 @@ impl SimHandle {
         JoinHandle(rx)
     }
 
-    /// The world: its cluster, clients, checkers and fault rates.
+    /// The world: its cluster, clients, checkers and fault rates. The
+    /// world is borrowed for the call: `f` must not use a [`SimHandle`]
+    /// (read the time and the like before), or the borrow panics.
     pub fn with_world<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
         f(&mut self.shared.borrow_mut().world)
     }
