@@ -1,21 +1,4 @@
-//! The promise of a consumer group's process-then-commit loop, checked:
-//! at least once, and again only what was not committed.
-//!
-//! The application tells the ledger each record it has processed (after
-//! the processing's effect). Each time, the ledger reads the group's
-//! committed offset of that partition at the coordinator:
-//!
-//! - **Again only within uncommitted work.** A record processed a second
-//!   time must not be below the group's committed offset at that moment:
-//!   redoing work is allowed only for what no commit covered yet (a
-//!   member crashed, or lost the partition, between processing and
-//!   committing). A loop that commits before it processes, or commits
-//!   positions it has not reached, breaks this or the next rule.
-//! - **At least once.** At the end, every record in the logs of the
-//!   group's topics was processed by some member.
-//!
-//! Offsets of the logs are taken as records one to one: topics written
-//! without transactions (no control records).
+//! [`AtLeastOnce`]: a process-then-commit loop's promise, checked.
 
 use std::collections::BTreeMap;
 
@@ -50,8 +33,26 @@ pub enum Breach {
     },
 }
 
-/// What a group's members processed, checked against its commits. See
-/// the [module documentation](self).
+/// What a consumer group's members processed, checked against its
+/// commits: at least once, and again only what was not committed.
+///
+/// The application tells the ledger each record it has processed (after
+/// the processing's effect). Each time, the ledger reads the group's
+/// committed offset of that partition at the coordinator:
+///
+/// - **Again only within uncommitted work.** A record processed a second
+///   time must not be below the group's committed offset at that moment:
+///   redoing work is allowed only for what no commit covered yet (a
+///   member crashed, or lost the partition, between processing and
+///   committing).
+/// - **At least once.** At the end, every record in the logs of the
+///   group's topics was processed by some member.
+///
+/// A loop that commits before it processes breaks the second rule when a
+/// member crashes mid-batch; one that lets a rebalance complete while it
+/// still processes what it polled can break the first. Offsets of the
+/// logs are taken as records one to one: topics written without
+/// transactions (no control records).
 #[derive(Debug, Clone)]
 pub struct AtLeastOnce {
     group: String,

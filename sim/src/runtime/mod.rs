@@ -15,7 +15,14 @@
 //!   [`SimHandle::move_coordinator`], [`SimHandle::crash_client`], any
 //!   [`Fault`] through [`SimHandle::apply`], random rates through
 //!   [`SimHandle::with_world`]) break the cluster.
-//! - [`AtLeastOnce`] checks a process-then-commit loop's promise.
+//! - [`AtLeastOnce`] checks a process-then-commit loop's promise;
+//!   `sim/tests/app_at_least_once.rs` is a whole application test with it
+//!   (member crashes mid-batch, broker crash, coordinator and leader moves,
+//!   random faults), and shows it catching a loop that commits before it
+//!   processes.
+//! - Many seeds: run the test over [`scenario::seeds`](crate::scenario::seeds)
+//!   (`SANSA_SIM_SEED=<n>` replays one, `SANSA_SIM_SEEDS=<count>` runs
+//!   more); every [`SimError`] names its seed.
 //!
 //! It is one more runtime for the core's
 //! [`Session`](sansa_core::session::Session): a client's calls become
