@@ -20,6 +20,10 @@
 //!   consumer-group members a scenario runs (joining, widening their
 //!   subscription, leaving, static or dynamic, cooperative or eager).
 //! - [`tcp`]: the same cluster on real sockets, for any Kafka client.
+//! - [`runtime`]: the simulator as a runtime for an application's own
+//!   tests: async tasks with the adapters' client calls on virtual time,
+//!   faults where the test chooses, and a check of a process-then-commit
+//!   loop's at-least-once promise.
 //!
 //! A run in a few lines:
 //!
@@ -50,6 +54,7 @@ pub mod cluster;
 pub mod group_workload;
 pub mod invariants;
 pub mod rng;
+pub mod runtime;
 pub mod scenario;
 pub mod tcp;
 pub mod world;

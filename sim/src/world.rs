@@ -29,6 +29,12 @@
 //! promise), and optionally restarted as a new client with the same
 //! configuration.
 //!
+//! An application's client ([`crate::runtime`]) is a
+//! [`Session`](sansa_core::session::Session) over its core client, driven
+//! the same way: the world carries its bytes and fires its timers, the
+//! session turns its events into the application's answers, and the
+//! world's workload and checkers leave it alone.
+//!
 //! Each step mixes what happened into a trace hash (FNV-1a over event
 //! kinds, ids, times and every byte on the wire): the same seed gives the
 //! same hash, which is how determinism is tested.
@@ -48,6 +54,7 @@ use crate::cluster::{
 };
 use crate::invariants::{make_value, Checker, Promise, Violation};
 use crate::rng::SimRng;
+use crate::runtime::driven::{Command, Driven};
 
 /// How a client is known in the world.
 pub type ClientIdx = usize;
@@ -273,7 +280,11 @@ enum Running {
 
 #[derive(Debug)]
 struct SimClient {
-    client: Client,
+    client: Driven,
+    /// An application's client ([`crate::runtime`]): its session hands
+    /// every event to the application, which judges it; the world's
+    /// workload and checkers leave it alone.
+    app: bool,
     /// Its configuration, to restart it after a crash.
     config: Config,
     clock: ClientClock,
@@ -544,6 +555,27 @@ impl World {
         config: ConfigBuilder,
         clock: ClientClock,
     ) -> Result<ClientIdx, String> {
+        self.add(config, clock, false)
+    }
+
+    /// Adds an application's client (see [`crate::runtime`]): a session
+    /// the application's async calls reach through
+    /// [`World::app_command`]. Not a crashed client's restart: the
+    /// application starts a new one.
+    pub(crate) fn add_app_client(
+        &mut self,
+        config: ConfigBuilder,
+        clock: ClientClock,
+    ) -> Result<ClientIdx, String> {
+        self.add(config, clock, true)
+    }
+
+    fn add(
+        &mut self,
+        config: ConfigBuilder,
+        clock: ClientClock,
+        app: bool,
+    ) -> Result<ClientIdx, String> {
         let seeds: Vec<String> = self
             .cluster
             .config()
@@ -559,12 +591,21 @@ impl World {
         let promise = Promise::of(&config);
         let client = Client::new(config.clone()).map_err(|e| e.to_string())?;
         let checker_id = self.checker.add_client(promise);
-        let group = config.group.as_ref().map(|g| g.group_id.clone());
+        let group = config
+            .group
+            .as_ref()
+            .filter(|_| !app)
+            .map(|g| g.group_id.clone());
         if let Some(g) = &group {
             self.checker.add_group_member(checker_id, g);
         }
         self.clients.push(SimClient {
-            client,
+            client: if app {
+                Driven::session(client)
+            } else {
+                Driven::Core(Box::new(client))
+            },
+            app,
             config,
             clock,
             running: Running::Yes,
@@ -589,6 +630,7 @@ impl World {
     pub fn client_settled(&self, c: ClientIdx) -> bool {
         self.clients.get(c).is_none_or(|sc| {
             sc.running == Running::Crashed
+                || sc.app
                 || sc.group.as_ref().is_some_and(|g| {
                     // Each live member waits for its own topics: together
                     // they cover what the group must process.
@@ -651,7 +693,7 @@ impl World {
 
     /// A client (for a crashed one, the state it crashed in).
     pub fn client(&self, c: ClientIdx) -> Option<&Client> {
-        self.clients.get(c).map(|s| &s.client)
+        self.clients.get(c).map(|s| &*s.client)
     }
 
     /// How many clients there are.
@@ -864,6 +906,63 @@ impl World {
         self.push(at, Ev::Work(work));
     }
 
+    /// Applies a fault now, as [`World::schedule`] with no delay would at
+    /// the next step, but before anything else happens.
+    pub fn apply(&mut self, fault: Fault) {
+        self.apply_fault(fault);
+        self.drain();
+    }
+
+    /// Feeds application client `c` a command at the world's present (a
+    /// produce is stamped with the client's wall clock now) and carries
+    /// out what follows. A command for a crashed, stalled or finished
+    /// client is handed back.
+    pub(crate) fn app_command(
+        &mut self,
+        c: ClientIdx,
+        mut cmd: Command,
+    ) -> Result<(), Box<Command>> {
+        let Some(sc) = self.clients.get_mut(c) else {
+            return Err(Box::new(cmd));
+        };
+        if !sc.app || !sc.runs() {
+            return Err(Box::new(cmd));
+        }
+        let now = sc.clock.local(self.now);
+        if let Command::Produce(p) = &mut cmd {
+            p.wall_ms = sc.clock.wall_ms(self.now);
+        }
+        if !sc.client.command(now, cmd) {
+            // A finished session: the command was dropped with it, which
+            // answers its caller (closed).
+            return Ok(());
+        }
+        self.trace.event(self.now, b'U', c as u64, 0, &[]);
+        self.drain();
+        Ok(())
+    }
+
+    /// Whether application client `c`'s session is done and waits to be
+    /// finished.
+    pub(crate) fn app_session_done(&self, c: ClientIdx) -> bool {
+        self.clients
+            .get(c)
+            .is_some_and(|sc| sc.client.session_done())
+    }
+
+    /// Ends application client `c`'s session once its core closed (after
+    /// a close or an abort); returns whether it did.
+    pub(crate) fn finish_app_if_done(&mut self, c: ClientIdx) -> bool {
+        let now = self.local_now(c);
+        match self.clients.get_mut(c) {
+            Some(sc) if sc.client.session_done() => {
+                sc.client.finish(now, false);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Turns random faults on at these rates (the produce faults go to the
     /// brokers).
     pub fn set_fault_rates(&mut self, rates: FaultRates) {
@@ -971,7 +1070,14 @@ impl World {
                 self.note_group_member(c);
             }
         }
-        let commits = self.cluster.take_accepted_commits();
+        let mut commits = self.cluster.take_accepted_commits();
+        // A group of applications' clients only is the application's to
+        // judge: the checker never hears of their partitions.
+        commits.retain(|cm| {
+            self.clients
+                .iter()
+                .any(|sc| sc.group.as_deref() == Some(cm.group.as_str()))
+        });
         if !commits.is_empty() {
             for cm in &commits {
                 self.trace.line(self.now, || {
@@ -1078,7 +1184,9 @@ impl World {
         })
     }
 
-    fn next_due(&self) -> Option<Timestamp> {
+    /// When the next thing is due (an event, a broker deadline, a
+    /// client's timer), if anything is left to happen.
+    pub fn next_due(&self) -> Option<Timestamp> {
         let q = self.queue.first_key_value().map(|(&(t, _), _)| t);
         let c = self.cluster.poll_timeout();
         let cl = self.next_client_deadline().map(|(t, _)| t);
@@ -1093,7 +1201,7 @@ impl World {
     /// healing and running long enough.
     pub fn check_outcomes(&mut self) {
         for c in 0..self.clients.len() {
-            if self.clients[c].running == Running::Crashed {
+            if self.clients[c].running == Running::Crashed || self.clients[c].app {
                 continue;
             }
             let outstanding = self.checker.outstanding(self.clients[c].checker_id);
@@ -1747,6 +1855,9 @@ impl World {
             return;
         }
         sc.running = Running::Crashed;
+        // An application's callers hear that their client is gone.
+        let local = sc.clock.local(self.now);
+        sc.client.finish(local, true);
         // Workload it would have run after a stall dies with it.
         let dropped_work = sc
             .backlog
@@ -1788,7 +1899,8 @@ impl World {
         let Some(sc) = self.clients.get(c) else {
             return;
         };
-        if sc.running != Running::Crashed {
+        // An application restarts its own clients, as a new process would.
+        if sc.running != Running::Crashed || sc.app {
             return;
         }
         let mut config = sc.config.clone();
@@ -1809,7 +1921,7 @@ impl World {
         let Some(sc) = self.clients.get_mut(c) else {
             return;
         };
-        sc.client = client;
+        sc.client = Driven::Core(Box::new(client));
         sc.config = config;
         sc.running = Running::Yes;
         sc.checker_id = checker_id;

@@ -393,6 +393,21 @@ impl<W: Waiters> Session<W> {
         self.core.config()
     }
 
+    /// The core client, to read its state (idle, buffered records, group
+    /// membership, next deadline); a simulator's checkers read it.
+    pub fn core(&self) -> &Client {
+        &self.core
+    }
+
+    /// The core client, to change it past the session: what is done
+    /// through it has no caller in the session's books (a record produced
+    /// here has nobody to tell how it ended). For a driver that mixes its
+    /// own workload with the session's callers, as the simulator's world
+    /// does; an adapter has no use for it.
+    pub fn core_mut(&mut self) -> &mut Client {
+        &mut self.core
+    }
+
     /// The core is closed: stop the loop, then call [`Session::finish`].
     pub fn is_done(&self) -> bool {
         self.done
@@ -538,8 +553,10 @@ impl<W: Waiters> Session<W> {
     /// Ends the session after the loop: close waiters hear the core is
     /// closed; every record still waiting fails with
     /// [`ProduceError::Closed`] and every `poll_fetches` caller gets
-    /// nothing.
-    pub fn finish(mut self) {
+    /// nothing. Hands back the core client in the state it ended in, for a
+    /// driver that inspects it afterwards (the simulator keeps a crashed
+    /// client's state).
+    pub fn finish(mut self) -> Client {
         for (_, waiter) in self.fetch_waiters.drain(..) {
             let _ = W::fetched(waiter, Vec::new());
         }
@@ -558,6 +575,7 @@ impl<W: Waiters> Session<W> {
         }
         self.wake_all();
         tracing::debug!("session finished");
+        self.core
     }
 
     fn produce(&mut self, now: Timestamp, p: ProduceRequest<W::Produce>) {
