@@ -43,6 +43,7 @@ mod handles;
 mod helpers;
 mod outcome;
 mod sink;
+mod txn_handles;
 mod waker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -63,7 +64,7 @@ pub use group::{CommitFailure, CommitRequest, CommitResult};
 pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
-pub use waker::{WakerBatch, WakerCells, WakerSlot};
+pub use waker::{ReplyFuture, WakerBatch, WakerCells, WakerSlot};
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll
