@@ -118,8 +118,14 @@ macro_rules! async_transactions {
 
             /// Waits for fetched records of the group's partitions and
             /// returns them by partition, at most `max_records` (all
-            /// buffered with `None`). Empty only when the client is
-            /// closed.
+            /// buffered with `None`). Empty when the client is closed,
+            /// or when partitions were revoked or lost during the
+            /// transaction: the rebalance waits for the transaction's
+            /// end (which will abort), so call `end` next.
+            ///
+            /// Await the answer rather than dropping the future: records
+            /// the driver hands to a caller that just left are lost to
+            /// the application (a warning is logged).
             pub async fn poll_fetches(
                 &self,
                 max_records: Option<usize>,

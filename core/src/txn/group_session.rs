@@ -102,6 +102,12 @@ impl GroupTxnSession {
         self.abort = None;
     }
 
+    /// A revoke or loss met during the open transaction waits for its
+    /// end.
+    pub fn holds_rebalance(&self) -> bool {
+        self.holding
+    }
+
     /// Why the open transaction must abort, if it must.
     pub fn abort_cause(&self) -> Option<&TxnError> {
         self.abort.as_ref()
