@@ -12,7 +12,10 @@
 //!   another takes its partitions meanwhile. The output is read with
 //!   librdkafka's and with sansa's own read_committed consumer.
 //! - **librdkafka's mock cluster**: EndTxn, AddPartitionsToTxn and
-//!   TxnOffsetCommit errors are injected while the members run. The mock
+//!   TxnOffsetCommit errors are injected while one member runs (two
+//!   sansa members never settle on the mock: its SyncGroup gives a
+//!   follower that syncs after the leader a null assignment, see
+//!   `groups.rs`). The mock
 //!   writes no transaction markers and lists no aborted transactions, so
 //!   its read_committed shows aborted output too: there the check is that
 //!   what sansa reported committed is each input's transform exactly once
@@ -518,16 +521,14 @@ fn injected_transaction_errors_leave_the_committed_output_exactly_once_on_the_mo
     let injected = AtomicUsize::new(0);
     rt.block_on(async {
         let never = Arc::new(AtomicBool::new(false));
-        let mut members = Vec::new();
-        for m in 0..2 {
-            members.push(session(&bootstrap, m).await);
-        }
-        // Both in the group before any input: a rebalance after a commit
-        // would restart partitions from the beginning on the mock (it
-        // stores no transactional offsets, see the module docs).
-        for m in &members {
-            assigned(m).await;
-        }
+        // One member: two sansa members never settle on the mock, whose
+        // SyncGroup hands a follower that syncs after its leader a null
+        // assignment (`rdkafka_mock_cgrp.c`, see `groups.rs`); and a
+        // rebalance after a commit would restart partitions from the
+        // beginning there, as it stores no transactional offsets (see the
+        // module docs). Several members run on noida-db.
+        let members = vec![session(&bootstrap, 0).await];
+        assigned(&members[0]).await;
         let handles: Vec<_> = members
             .iter()
             .map(|s| tokio::spawn(run_member(s.clone(), never.clone(), ledger.clone())))
@@ -564,20 +565,26 @@ fn injected_transaction_errors_leave_the_committed_output_exactly_once_on_the_mo
         "no transaction aborted: the abortable errors did not bite"
     );
     check_exactly_once("what the sessions reported committed", &ledger.committed);
-    // The log holds what was committed and what was aborted (the mock
-    // writes no markers), and nothing else.
-    let aborted: usize = ledger.aborted.values().map(Vec::len).sum();
-    let log = read_with_librdkafka(&bootstrap, total + aborted, "read_committed");
+    // The log holds what was committed and, the mock writing no markers,
+    // whatever of the aborted output was sent before its abort; nothing
+    // else.
+    let log = read_with_librdkafka(&bootstrap, total, "read_committed");
     for p in 0..PARTITIONS {
-        let mut want: Vec<&String> = ledger.committed.get(&p).into_iter().flatten().collect();
-        want.extend(ledger.aborted.get(&p).into_iter().flatten());
-        want.sort();
-        let mut got: Vec<&String> = log.get(&p).into_iter().flatten().collect();
-        got.sort();
-        assert_eq!(
-            got, want,
-            "partition {p}: the log is not committed + aborted output"
-        );
+        let mut rest: Vec<&String> = log.get(&p).into_iter().flatten().collect();
+        for out in ledger.committed.get(&p).into_iter().flatten() {
+            let at = rest.iter().position(|r| *r == out);
+            let at =
+                at.unwrap_or_else(|| panic!("partition {p}: committed {out} is not in the log"));
+            rest.swap_remove(at);
+        }
+        let mut aborted: Vec<&String> = ledger.aborted.get(&p).into_iter().flatten().collect();
+        for out in rest {
+            let at = aborted.iter().position(|a| *a == out);
+            let at = at.unwrap_or_else(|| {
+                panic!("partition {p}: {out} is in the log, neither committed nor aborted")
+            });
+            aborted.swap_remove(at);
+        }
     }
 }
 
