@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
+use sansa_core::group::balancer::RangeBalancer;
 use sansa_core::producer::partitioner::ManualPartitioner;
 use sansa_core::protocol::{ApiKey, ErrorCode};
 use sansa_tests::peers::librdkafka::{self, Consumed};
@@ -109,7 +110,15 @@ fn quick_consumer(isolation: IsolationLevel) -> ConsumerConfig {
 
 /// A session member with the transactional id `eos-{member}`.
 async fn session(bootstrap: &str, member: usize) -> GroupTransactSession {
-    let mut group = GroupConfig::new(GROUP);
+    session_with(bootstrap, member, GroupConfig::new(GROUP)).await
+}
+
+/// [`session`] with these group settings (timings are set here).
+async fn session_with(
+    bootstrap: &str,
+    member: usize,
+    mut group: GroupConfig,
+) -> GroupTransactSession {
     group.session_timeout = SESSION_TIMEOUT;
     group.heartbeat_interval = Duration::from_millis(500);
     group.rebalance_timeout = Duration::from_secs(10);
@@ -128,6 +137,13 @@ async fn session(bootstrap: &str, member: usize) -> GroupTransactSession {
         .expect("session");
     session.client().consume_topics([INPUT]);
     session
+}
+
+/// The group with eager (range) balancing.
+fn range_group() -> GroupConfig {
+    let mut g = GroupConfig::new(GROUP);
+    g.balancers = vec![Arc::new(RangeBalancer)];
+    g
 }
 
 /// What the members reported, by partition, in the order they reported
@@ -280,13 +296,15 @@ async fn close_all(
 }
 
 /// Waits until `session` was assigned partitions (read from its group
-/// events, which the session acknowledges itself).
-async fn assigned(session: &GroupTransactSession) {
+/// events, which the session acknowledges itself); returns how many.
+async fn assigned(session: &GroupTransactSession) -> usize {
     let start = Instant::now();
     loop {
         let left = WAIT.saturating_sub(start.elapsed());
         match tokio::time::timeout(left, session.client().next_group_event()).await {
-            Ok(Some(GroupEvent::PartitionsAssigned(p))) if !p.is_empty() => return,
+            Ok(Some(GroupEvent::PartitionsAssigned(p))) if !p.is_empty() => {
+                return p.values().map(Vec::len).sum()
+            }
             Ok(Some(_)) => {}
             Ok(None) => panic!("the client closed before it was assigned"),
             Err(_) => panic!("no assignment within {WAIT:?}"),
@@ -427,12 +445,20 @@ fn a_member_killed_mid_transaction_leaves_the_output_exactly_once_on_noida_db() 
         let never = Arc::new(AtomicBool::new(false));
         let mut members = Vec::new();
         let mut handles = Vec::new();
-        for m in 0..3 {
-            members.push(session(&bootstrap, m).await);
+        // Member 0 joins first, so it leads and the one killed (1) does
+        // not: noida-db keeps a dead leader leading (see the ignored test
+        // at the end). Eager (range) balancing: with cooperative-sticky,
+        // members joining a noida-db group one after the other never
+        // settle (see there too); every later rebalance then revokes
+        // everything, in the middle of transactions.
+        members.push(session_with(&bootstrap, 0, range_group()).await);
+        assigned(&members[0]).await;
+        for m in 1..3 {
+            members.push(session_with(&bootstrap, m, range_group()).await);
         }
         // Every member owns partitions before input flows, so the one to
         // be killed has a transaction to be killed in.
-        for m in &members {
+        for m in &members[1..] {
             assigned(m).await;
         }
         for (m, s) in members.iter().enumerate() {
@@ -459,7 +485,7 @@ fn a_member_killed_mid_transaction_leaves_the_output_exactly_once_on_noida_db() 
         eprintln!("member 1 killed with {written} outputs of its open transaction written");
         // Restarted with the same transactional id: InitProducerId fences
         // the killed instance and aborts its open transaction.
-        let restarted = session(&bootstrap, 1).await;
+        let restarted = session_with(&bootstrap, 1, range_group()).await;
         handles.push(tokio::spawn(run_member(
             restarted.clone(),
             never.clone(),
@@ -662,4 +688,53 @@ fn cap_flexible_group_versions(mock: &MockCluster) {
         mock.api_versions(api, 0, max)
             .unwrap_or_else(|e| panic!("{e}"));
     }
+}
+
+/// When the group's leader dies (no LeaveGroup), Kafka expires it once
+/// its session times out and rebalances, and the survivor then owns every
+/// partition. Known noida-db defects: a member that dies without
+/// LeaveGroup is never expired (no rebalance comes at all, here for
+/// 40 s with a 6 s session timeout); and when another member's join
+/// does start a rebalance, the dead leader stays leader of the next
+/// generation (JoinGroup answers every live member as a follower), so
+/// SyncGroup waits for an assignment that never comes and fails with
+/// REBALANCE_IN_PROGRESS (seen in the kill scenario when the killed
+/// member led, which is why it kills a follower).
+#[test]
+#[ignore = "known noida-db defect: a member that dies without LeaveGroup is never expired, and a dead leader stays leader of the next generation"]
+fn a_survivor_takes_every_partition_when_the_leader_dies_on_noida_db() {
+    init_tracing();
+    let peer = NoidaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    topics(&peer, 1);
+    let bootstrap = peer.bootstrap();
+    runtime().block_on(async {
+        // The first to join leads. Eager (range) balancing: with
+        // cooperative-sticky, a second member joining a noida-db group
+        // is assigned nothing and the leader is then told it is unknown
+        // (UNKNOWN_MEMBER_ID), round after round (not investigated
+        // further; the scenarios above start their members together).
+        let leader = session_with(&bootstrap, 0, range_group()).await;
+        assigned(&leader).await;
+        let survivor = session_with(&bootstrap, 1, range_group()).await;
+        let mut owned = assigned(&survivor).await;
+        leader.client().abort().await;
+        let start = Instant::now();
+        while owned < PARTITIONS as usize {
+            let left = WAIT.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, survivor.client().next_group_event()).await {
+                Ok(Some(GroupEvent::PartitionsAssigned(p))) => {
+                    owned += p.values().map(Vec::len).sum::<usize>()
+                }
+                Ok(Some(GroupEvent::PartitionsLost(p) | GroupEvent::PartitionsRevoked(p))) => {
+                    owned -= p.values().map(Vec::len).sum::<usize>().min(owned)
+                }
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "the survivor owns {owned} of {PARTITIONS} partitions {WAIT:?} after the \
+                     leader died"
+                ),
+            }
+        }
+        survivor.client().close().await;
+    });
 }
