@@ -4,7 +4,7 @@
 //! transactional id and a group. Transactions against brokers are in
 //! `tests/tests/eos.rs` and `tests/tests/transactions.rs`.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::time::Duration;
 
