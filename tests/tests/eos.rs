@@ -26,9 +26,13 @@
 //!   the beginning and duplicates the output: the kill runs on noida-db
 //!   only, and the defect is the ignored test at the end, which expects
 //!   Kafka's behaviour.
-//! - Tansu is not run: it advertises transactions (InitProducerId, EndTxn)
-//!   but its Fetch lists no aborted transactions (BROKERS.md), so its
-//!   read_committed cannot hide an abort, which every scenario here has.
+//! - **Tansu** runs the check that offsets committed in transactions
+//!   become the group's (they do); not the pipelines: its Fetch lists no
+//!   aborted transactions (BROKERS.md), so its read_committed cannot hide
+//!   an abort, which every pipeline here has.
+//! - noida-db's group defects met on the way are the ignored test at the
+//!   end: a member that dies without LeaveGroup is never expired, and a
+//!   dead leader stays leader.
 //!
 //! Real-peer tests run one at a time (`RUST_TEST_THREADS=1`); each stays
 //! under a minute.
@@ -46,7 +50,7 @@ use sansa_core::group::balancer::RangeBalancer;
 use sansa_core::producer::partitioner::ManualPartitioner;
 use sansa_core::protocol::{ApiKey, ErrorCode};
 use sansa_tests::peers::librdkafka::{self, Consumed};
-use sansa_tests::peers::{KafkaPeer, MockCluster, NoidaDb};
+use sansa_tests::peers::{KafkaPeer, MockCluster, NoidaDb, Tansu};
 use sansa_tokio::{
     Client, ConsumerConfig, GroupConfig, GroupEvent, GroupTransactSession, IsolationLevel, Record,
     StartOffset,
@@ -737,4 +741,10 @@ fn a_survivor_takes_every_partition_when_the_leader_dies_on_noida_db() {
         }
         survivor.client().close().await;
     });
+}
+
+#[test]
+fn offsets_committed_in_a_transaction_are_the_groups_on_tansu() {
+    let peer = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    offsets_committed_in_a_transaction_are_the_groups(&peer, 1);
 }
