@@ -53,7 +53,7 @@ use sansa_tests::peers::librdkafka::{self, Consumed};
 use sansa_tests::peers::{KafkaPeer, MockCluster, NoidaDb, Tansu};
 use sansa_tokio::{
     Client, ConsumerConfig, GroupConfig, GroupEvent, GroupTransactSession, IsolationLevel, Record,
-    StartOffset,
+    StartOffset, TxnEnd,
 };
 
 const INPUT: &str = "eos-in";
@@ -747,4 +747,50 @@ fn a_survivor_takes_every_partition_when_the_leader_dies_on_noida_db() {
 fn offsets_committed_in_a_transaction_are_the_groups_on_tansu() {
     let peer = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
     offsets_committed_in_a_transaction_are_the_groups(&peer, 1);
+}
+
+/// `begin_transaction` / `end_transaction` of the tokio client itself
+/// (no session): a committed transaction reaches librdkafka's
+/// read_committed consumer, an aborted one (its records written before
+/// the abort) does not, though read_uncommitted shows it is in the log.
+#[test]
+fn the_tokio_client_commits_and_aborts_transactions_on_noida_db() {
+    init_tracing();
+    let peer = NoidaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    topics(&peer, 1);
+    let bootstrap = peer.bootstrap();
+    runtime().block_on(async {
+        let client = Client::builder()
+            .seed_brokers(bootstrap.split(','))
+            .transactional_id("eos-plain")
+            .partitioner(ManualPartitioner)
+            .build()
+            .await
+            .unwrap();
+        for (how, prefix) in [(TxnEnd::Commit, "kept"), (TxnEnd::Abort, "dropped")] {
+            client.begin_transaction().await.unwrap();
+            let deliveries: Vec<_> = (0..PARTITIONS)
+                .map(|p| {
+                    client.produce(Record::new(OUTPUT, format!("{prefix}-{p}")).with_partition(p))
+                })
+                .collect();
+            for d in deliveries {
+                d.await.unwrap();
+            }
+            let outcome = client.end_transaction(how).await.unwrap();
+            assert_eq!(outcome.committed, how == TxnEnd::Commit, "{outcome:?}");
+            assert_eq!(outcome.error, None);
+        }
+        client.close().await;
+    });
+    let n = PARTITIONS as usize;
+    let committed = read_with_librdkafka(&bootstrap, n, "read_committed");
+    let everything = read_with_librdkafka(&bootstrap, 2 * n, "read_uncommitted");
+    for p in 0..PARTITIONS {
+        assert_eq!(committed[&p], vec![format!("kept-{p}")]);
+        assert_eq!(
+            everything[&p],
+            vec![format!("kept-{p}"), format!("dropped-{p}")]
+        );
+    }
 }
