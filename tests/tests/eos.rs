@@ -10,7 +10,9 @@
 //!   output is in the log, its transaction open) and restarted with the
 //!   same transactional id, which fences it and aborts what it left open;
 //!   another takes its partitions meanwhile. The output is read with
-//!   librdkafka's and with sansa's own read_committed consumer.
+//!   librdkafka's and with sansa's own read_committed consumer. The tokio
+//!   client's own `begin_transaction` / `end_transaction` (commit, and an
+//!   abort of written records) are checked there too.
 //! - **librdkafka's mock cluster**: EndTxn, AddPartitionsToTxn and
 //!   TxnOffsetCommit errors are injected while one member runs (two
 //!   sansa members never settle on the mock: its SyncGroup gives a
