@@ -34,6 +34,7 @@ mod conn;
 mod driver;
 mod group;
 mod produce;
+mod txn;
 mod wait;
 
 pub use client::{Client, ClientBuilder, Error};
@@ -49,3 +50,5 @@ pub use sansa_core::consumer::{
 pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta};
 pub use sansa_core::session::{CommitFailure, CommitResult};
+pub use sansa_core::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};
+pub use txn::GroupTransactSession;

@@ -124,7 +124,9 @@ impl Client {
 
     /// Waits for fetched records and returns them by partition, at most
     /// `max_records` (all buffered with `None`). Empty only when the
-    /// client is closed.
+    /// client is closed, or (in a
+    /// [`GroupTransactSession`](crate::GroupTransactSession)) when
+    /// partitions went away during the transaction, which must end.
     pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
         let (tx, rx) = async_channel::bounded(1);
         self.send(Command::PollFetches(max_records, tx));

@@ -5,7 +5,7 @@
 //! bookkeeping: the core's [`sansa_core::session::Session`] decides
 //! everything; what is here is sockets (async-net), a timer (async-io),
 //! channels (async-channel) and the futures users await. The API is
-//! `sansa-tokio`'s.
+//! `sansa-tokio`'s, transactions and [`GroupTransactSession`] included.
 //!
 //! ```no_run
 //! use sansa_smol::{Client, Record};
@@ -29,6 +29,7 @@ mod conn;
 mod driver;
 mod group;
 mod produce;
+mod txn;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};
@@ -43,3 +44,5 @@ pub use sansa_core::consumer::{
 pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta};
 pub use sansa_core::session::{CommitFailure, CommitResult};
+pub use sansa_core::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};
+pub use txn::GroupTransactSession;

@@ -99,7 +99,9 @@ impl Client {
 
     /// Waits for fetched records and returns them by partition, at most
     /// `max_records` (all buffered with `None`); per-partition errors come
-    /// in the same list. Empty only when the client is closed.
+    /// in the same list. Empty only when the client is closed, or (in a
+    /// [`GroupTransactSession`](crate::GroupTransactSession)) when
+    /// partitions went away during the transaction, which must end.
     pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::PollFetches(max_records, tx));

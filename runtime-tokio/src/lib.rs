@@ -74,6 +74,13 @@
 //!   [`Client::next_group_event`] and, with `require_rebalance_ack`, wait
 //!   for [`Client::allow_rebalance`]; [`Client::abort`] stops as a crash
 //!   would.
+//! - Transactions: with [`ClientBuilder::transactional_id`],
+//!   [`Client::begin_transaction`] and [`Client::end_transaction`]
+//!   (commit or abort) group records into atomic transactions;
+//!   [`GroupTransactSession`] (from
+//!   [`ClientBuilder::build_group_transact_session`]) consumes from a
+//!   group, produces and commits the consumed offsets in one transaction,
+//!   aborting and rewinding whenever a commit is doubtful.
 //! - Shutdown: [`Client::close`] flushes, commits and leaves the group
 //!   (when in one), then closes every connection and ends the driver.
 //!   Dropping the last handle does the same in the background.
@@ -87,6 +94,7 @@ mod driver;
 mod group;
 mod produce;
 mod stream;
+mod txn;
 
 pub use client::{Client, ClientBuilder, Error};
 pub use produce::{FirstError, ProduceFuture};
@@ -96,6 +104,7 @@ pub use sansa_core::consumer::{
 };
 pub use sansa_core::session::PartitionError;
 pub use stream::RecordStream;
+pub use txn::GroupTransactSession;
 
 /// The sans-IO core this crate drives, for its configuration types and
 /// protocol.
@@ -105,3 +114,4 @@ pub use sansa_core::compression::Compression;
 pub use sansa_core::group::{CommitOutcome, GroupConfig, GroupEvent};
 pub use sansa_core::producer::{ProduceError, Record, RecordMeta, Topic};
 pub use sansa_core::session::{CommitFailure, CommitResult};
+pub use sansa_core::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};

@@ -7,7 +7,9 @@
 //! aborted transactions, so its read_committed cannot hide an abort).
 //!
 //! The core is driven by the custom event loop example
-//! (`core/examples/mio_loop.rs`): no adapter exposes transactions yet.
+//! (`core/examples/mio_loop.rs`), so the core's own calls are checked
+//! without an adapter between; the adapters' `GroupTransactSession` runs
+//! in `eos.rs`.
 
 #![allow(clippy::unwrap_used)]
 

@@ -90,6 +90,16 @@ impl Client {
         }
     }
 
+    /// In a group-transact session: a revoke or loss of partitions met
+    /// during the open transaction waits for its end (which will abort).
+    /// The application must end the transaction for the group to go on,
+    /// so a caller waiting for records of those partitions is told now.
+    pub fn transaction_holds_rebalance(&self) -> bool {
+        self.group_txn
+            .as_ref()
+            .is_some_and(crate::txn::GroupTxnSession::holds_rebalance)
+    }
+
     /// A transaction ended: in a session, commits the offsets it carried
     /// into the member's books or rewinds the consumer to the committed
     /// offsets, and lets a held revoke go on. Returns the outcome for the

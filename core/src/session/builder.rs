@@ -131,6 +131,21 @@ macro_rules! client_builder_methods {
             self.config(|c| c.consumer_group(group))
         }
 
+        /// Produces inside transactions with this transactional id
+        /// (`begin_transaction` / `end_transaction`, or a
+        /// `GroupTransactSession`); requires idempotent writes. Default
+        /// none.
+        pub fn transactional_id(self, id: impl Into<String>) -> Self {
+            self.config(|c| c.transactional_id(id))
+        }
+
+        /// How long the coordinator lets a transaction stay open before
+        /// it aborts it (`transaction.timeout.ms`, at most the broker's
+        /// `transaction.max.timeout.ms`). Default 40 s.
+        pub fn transaction_timeout(self, timeout: ::std::time::Duration) -> Self {
+            self.config(|c| c.transaction_timeout(timeout))
+        }
+
         /// The partitioner of every topic. Default: Java-compatible
         /// murmur2 for keyed records, sticky uniform bytes for unkeyed
         /// ones.

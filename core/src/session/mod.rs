@@ -27,7 +27,10 @@
 //!   records produced after the close began fail with
 //!   [`ProduceError::Closed`].
 //! - `poll_fetches` callers are served oldest first; one that left is
-//!   skipped.
+//!   skipped. They get nothing (an empty answer) when the session ends,
+//!   and in a group-transact session when a revoke or loss waits for the
+//!   open transaction's end: the application must end it for the group
+//!   to go on, and the records it waits for may never come.
 //! - A connection input after the core closed that connection is dropped:
 //!   the core asked to hear nothing more about it.
 //! - A close of a group member ends only after the member left the group
@@ -43,6 +46,7 @@ mod handles;
 mod helpers;
 mod outcome;
 mod sink;
+mod txn_handles;
 mod waker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -63,7 +67,7 @@ pub use group::{CommitFailure, CommitRequest, CommitResult};
 pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
-pub use waker::{WakerBatch, WakerCells, WakerSlot};
+pub use waker::{ReplyFuture, WakerBatch, WakerCells, WakerSlot};
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll
@@ -670,8 +674,14 @@ impl<W: Waiters> Session<W> {
                 self.done = self.closing.is_some() && self.core.is_closed();
             }
             Event::PartitionsAssigned(p) => self.group.push(GroupEvent::PartitionsAssigned(p)),
-            Event::PartitionsRevoked(p) => self.group.push(GroupEvent::PartitionsRevoked(p)),
-            Event::PartitionsLost(p) => self.group.push(GroupEvent::PartitionsLost(p)),
+            Event::PartitionsRevoked(p) => {
+                self.group.push(GroupEvent::PartitionsRevoked(p));
+                self.release_fetch_waiters_for_txn_end();
+            }
+            Event::PartitionsLost(p) => {
+                self.group.push(GroupEvent::PartitionsLost(p));
+                self.release_fetch_waiters_for_txn_end();
+            }
             Event::GroupError(e) => self.group.push(GroupEvent::Error(e)),
             Event::CommitFinished(outcome) => self.group.commit_finished(outcome),
             other => tracing::debug!(?other, "event the session does not act on; ignored"),
@@ -699,6 +709,19 @@ impl<W: Waiters> Session<W> {
                     "a poll_fetches caller left; records dropped"
                 );
             }
+        }
+    }
+
+    /// A group-transact session holds a revoke or loss until the open
+    /// transaction ends: callers waiting for records (which may never
+    /// come, the partitions being gone) get none now, so the application
+    /// goes on to end the transaction and the group can rebalance.
+    fn release_fetch_waiters_for_txn_end(&mut self) {
+        if !self.core.transaction_holds_rebalance() {
+            return;
+        }
+        for (_, waiter) in self.fetch_waiters.drain(..) {
+            let _ = W::fetched(waiter, Vec::new());
         }
     }
 

@@ -113,6 +113,12 @@ impl GroupTxnSession {
         true
     }
 
+    /// A revoke or loss met during the open transaction waits for its
+    /// end.
+    pub fn holds_rebalance(&self) -> bool {
+        self.holding
+    }
+
     /// Why the open transaction must abort, if it must.
     pub fn abort_cause(&self) -> Option<&TxnError> {
         self.abort.as_ref()
@@ -204,11 +210,14 @@ mod tests {
     fn a_revoke_during_a_transaction_sets_the_abort_flag_and_is_held_until_the_end() {
         let mut s = GroupTxnSession::new();
         s.begin();
+        assert!(!s.holds_rebalance());
         assert!(!s.on_group_event(&GroupEvent::PartitionsRevoked(parts())));
         assert_eq!(s.abort_cause(), Some(&TxnError::PartitionsRevoked));
+        assert!(s.holds_rebalance(), "held: waiting callers must be told");
         s.on_end_started(3, BTreeMap::new());
         let end = s.on_ended(outcome(3, false)).expect("the session's end");
         assert!(end.release && end.rewind);
+        assert!(!s.holds_rebalance(), "released at the end");
         assert_eq!(end.outcome.error, Some(TxnError::PartitionsRevoked));
         // The next transaction starts clean.
         s.begin();

@@ -190,3 +190,42 @@ pub struct TransactionOutcome {
     /// treat the offsets as possibly committed.
     pub commit_in_doubt: bool,
 }
+
+impl TransactionOutcome {
+    /// A group-transact session's answer to `end(try_commit)` (franz-go's
+    /// `End` returning `committed, err`): `Ok(true)` when the coordinator
+    /// committed; `Ok(false)` when the transaction aborted, asked for or
+    /// because a commit was doubtful (consumption was rewound, so the
+    /// aborted input comes again); `Err` when the end failed fatally: the
+    /// producer is closed, and when [`commit_in_doubt`](Self::commit_in_doubt)
+    /// the offsets may have committed, so nothing was rewound and a new
+    /// client must start from the committed offsets.
+    ///
+    /// ```
+    /// use sansa_core::protocol::ErrorCode;
+    /// use sansa_core::txn::{TransactionOutcome, TxnError};
+    ///
+    /// let aborted = TransactionOutcome {
+    ///     id: 1,
+    ///     committed: false,
+    ///     error: Some(TxnError::PartitionsRevoked),
+    ///     commit_in_doubt: false,
+    /// };
+    /// assert_eq!(aborted.session_result(), Ok(false));
+    /// let fenced = TransactionOutcome {
+    ///     error: Some(TxnError::Fenced(ErrorCode::ProducerFenced)),
+    ///     commit_in_doubt: true,
+    ///     ..TransactionOutcome { id: 2, committed: false, error: None, commit_in_doubt: false }
+    /// };
+    /// assert!(fenced.session_result().is_err());
+    /// ```
+    pub fn session_result(self) -> Result<bool, TxnError> {
+        if self.committed {
+            return Ok(true);
+        }
+        match self.error {
+            Some(e) if e.is_fatal() || self.commit_in_doubt => Err(e),
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The transaction calls of the async adapters (tokio, smol), written
+//! once, like [`async_produce_handles!`](crate::async_produce_handles):
+//! `begin_transaction`, `end_transaction` and
+//! `send_offsets_to_transaction` on the client, and the
+//! `GroupTransactSession` wrapper (franz-go's). Every decision (when a
+//! commit is doubtful and aborts instead, the rewind after an abort, the
+//! revoke held until the end) is the core's
+//! ([`GroupTxnSession`](crate::txn::GroupTxnSession)); these only carry a
+//! command to the driver and await its [`ReplyFuture`](super::ReplyFuture).
+
+/// Expands to the transaction calls of an async adapter's `Client` (an
+/// `impl Client` block) and to `GroupTransactSession` in the invoking
+/// module. `client_example` and `session_example` are doc examples
+/// written against the adapter's crate, shown on `begin_transaction` and
+/// on `GroupTransactSession`.
+///
+/// In scope where it is invoked: `Client` with `fn send(&self, Command)`
+/// (ignores a closed driver), `async fn poll_fetches(&self,
+/// Option<usize>) -> Vec<FetchedPartition>`, `fn produce(&self, Record)
+/// -> ProduceFuture`, `async fn close(&self)` and `async fn abort(&self)`;
+/// and `ProduceFuture`.
+#[macro_export]
+macro_rules! async_transactions {
+    (client_example = $client_example:literal, session_example = $session_example:literal) => {
+        impl Client {
+            /// Opens a transaction: records produced from now on belong
+            /// to it, and are refused outside one. Needs a transactional
+            /// id (`ClientBuilder::transactional_id`); the first call also
+            /// initializes the producer id with the transaction
+            /// coordinator, which fences any older producer of the id.
+            ///
+            #[doc = $client_example]
+            pub async fn begin_transaction(&self) -> Result<(), $crate::txn::TxnError> {
+                let (reply, answer) = $crate::session::ReplyFuture::channel();
+                self.send($crate::session::Command::BeginTransaction(reply));
+                answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+            }
+
+            /// Ends the open transaction and waits for the coordinator. A
+            /// commit flushes everything produced first; it turns into an
+            /// abort if a record of the transaction failed (the outcome's
+            /// `committed` is then false and its `error` says why). An
+            /// abort fails what is still buffered with
+            /// `ProduceError::TransactionAborted`. `Err` when no
+            /// transaction is open, or the producer failed fatally
+            /// (fenced by a newer instance: build a new client).
+            pub async fn end_transaction(
+                &self,
+                how: $crate::txn::TxnEnd,
+            ) -> Result<$crate::txn::TransactionOutcome, $crate::txn::TxnError> {
+                let (reply, answer) = $crate::session::ReplyFuture::channel();
+                self.send($crate::session::Command::EndTransaction(how, reply));
+                answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+            }
+
+            /// Commits `offsets` (the next offset to consume, per
+            /// partition) to a consumer group as part of the open
+            /// transaction: they commit only if it does. For this
+            /// client's own group with `None` (with its generation and
+            /// member id, KIP-447), else for the group `group` describes
+            /// (a consumer in another client). A
+            /// `GroupTransactSession` does this itself at `end`.
+            pub async fn send_offsets_to_transaction(
+                &self,
+                offsets: ::std::collections::BTreeMap<
+                    $crate::group::TopicPartition,
+                    $crate::group::EpochOffset,
+                >,
+                group: Option<$crate::txn::GroupMetadata>,
+            ) -> Result<(), $crate::txn::TxnError> {
+                let (reply, answer) = $crate::session::ReplyFuture::channel();
+                self.send($crate::session::Command::SendOffsetsToTransaction(
+                    offsets, group, reply,
+                ));
+                answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+            }
+        }
+
+        /// Consume, transform, produce and commit the consumed offsets in
+        /// one transaction: exactly-once processing from a consumer group
+        /// (franz-go's `GroupTransactSession`). Built by
+        /// `ClientBuilder::build_group_transact_session` from a builder
+        /// with a `transactional_id` and a `consumer_group`.
+        ///
+        /// The loop is `begin`, `poll_fetches`, `produce` the results,
+        /// `end(true)`. `end` commits only when nothing made the commit
+        /// doubtful: a rebalance that revoked or lost partitions during
+        /// the transaction, a record that failed, a refused offset commit
+        /// all turn it into an abort, and after an abort consumption
+        /// rewinds to the committed offsets, so the aborted input is
+        /// polled and processed again. A revoke met during a transaction
+        /// waits for its end. Offsets are never committed outside a
+        /// transaction.
+        ///
+        #[doc = $session_example]
+        #[derive(Debug, Clone)]
+        pub struct GroupTransactSession {
+            client: Client,
+        }
+
+        impl GroupTransactSession {
+            /// Wraps a client built with `group_transact_session` on.
+            pub(crate) fn new(client: Client) -> Self {
+                GroupTransactSession { client }
+            }
+
+            /// The client underneath: for `consume_topics`, group events,
+            /// `flush`.
+            pub fn client(&self) -> &Client {
+                &self.client
+            }
+
+            /// Opens a transaction. Call it before polling: what is
+            /// polled in a transaction is what its end commits.
+            pub async fn begin(&self) -> Result<(), $crate::txn::TxnError> {
+                self.client.begin_transaction().await
+            }
+
+            /// Waits for fetched records of the group's partitions and
+            /// returns them by partition, at most `max_records` (all
+            /// buffered with `None`). Empty when the client is closed,
+            /// or when partitions were revoked or lost during the
+            /// transaction: the rebalance waits for the transaction's
+            /// end (which will abort), so call `end` next.
+            ///
+            /// Await the answer rather than dropping the future: records
+            /// the driver hands to a caller that just left are lost to
+            /// the application (a warning is logged).
+            pub async fn poll_fetches(
+                &self,
+                max_records: Option<usize>,
+            ) -> Vec<$crate::consumer::FetchedPartition> {
+                self.client.poll_fetches(max_records).await
+            }
+
+            /// Like [`GroupTransactSession::poll_fetches`], flattened to
+            /// records in order per partition.
+            pub async fn poll_records(
+                &self,
+                max_records: Option<usize>,
+            ) -> Vec<$crate::consumer::ConsumedRecord> {
+                $crate::session::into_records(self.poll_fetches(max_records).await)
+            }
+
+            /// Produces `record` in the open transaction. A record that
+            /// fails makes the transaction abort at `end`.
+            pub fn produce(&self, record: $crate::producer::Record) -> ProduceFuture {
+                self.client.produce(record)
+            }
+
+            /// Ends the transaction: with `try_commit`, commits it with
+            /// the offsets of everything polled in it unless a commit is
+            /// doubtful, else aborts it. `Ok(true)`: committed;
+            /// `Ok(false)`: aborted, and polling starts again from the
+            /// committed offsets; `Err`: the producer failed fatally
+            /// (fenced, or the commit's answer was lost with the
+            /// producer), so build a new session; see
+            /// `TransactionOutcome::session_result`.
+            pub async fn end(&self, try_commit: bool) -> Result<bool, $crate::txn::TxnError> {
+                let how = if try_commit {
+                    $crate::txn::TxnEnd::Commit
+                } else {
+                    $crate::txn::TxnEnd::Abort
+                };
+                self.client
+                    .end_transaction(how)
+                    .await
+                    .and_then($crate::txn::TransactionOutcome::session_result)
+            }
+
+            /// Aborts the open transaction, if any, then closes the
+            /// client (leaving the group).
+            pub async fn close(&self) {
+                match self.end(false).await {
+                    Ok(_) | Err($crate::txn::TxnError::NotInTransaction) => {}
+                    Err(e) => ::tracing::warn!(error = %e, "closing: the abort failed"),
+                }
+                self.client.close().await;
+            }
+        }
+    };
+}
