@@ -8,10 +8,10 @@ use async_channel::{Sender, WeakSender};
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest};
+use sansa_core::session::{self, ProduceRequest, Sink};
 
 use crate::driver::{Command, Driver};
-use crate::produce::{ProduceFuture, Sink};
+use crate::produce::ProduceFuture;
 
 /// Why a client could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,25 +94,18 @@ impl Client {
     /// Sends everything buffered without waiting for linger, and waits
     /// until every record produced before the call is done.
     pub async fn flush(&self) {
-        let (tx, rx) = async_channel::bounded(1);
-        if self.inner.commands.try_send(Command::Flush(tx)).is_ok() {
-            let _ = rx.recv().await;
-        }
+        let (done, reply) = session::answer();
+        self.send(Command::Flush(reply));
+        let _ = done.await;
     }
 
     /// Flushes, then closes every connection and stops the driver.
     /// Records produced after the close began fail with
     /// [`ProduceError::Closed`]. Closing twice is harmless.
     pub async fn close(&self) {
-        let (tx, rx) = async_channel::bounded(1);
-        if self
-            .inner
-            .commands
-            .try_send(Command::Close(Some(tx)))
-            .is_ok()
-        {
-            let _ = rx.recv().await;
-        }
+        let (done, reply) = session::answer();
+        self.send(Command::Close(Some(reply)));
+        let _ = done.await;
     }
 
     /// Whether the driver has ended (after [`Client::close`]).
@@ -126,9 +119,9 @@ impl Client {
     /// `max_records` (all buffered with `None`). Empty only when the
     /// client is closed.
     pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send(Command::PollFetches(max_records, tx));
-        rx.recv().await.unwrap_or_default()
+        let (fetched, reply) = session::answer();
+        self.send(Command::PollFetches(max_records, reply));
+        fetched.await.unwrap_or_default()
     }
 
     /// Like [`Client::poll_fetches`], flattened to records in order per

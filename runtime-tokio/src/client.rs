@@ -7,11 +7,11 @@ use std::time::SystemTime;
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest};
-use tokio::sync::{mpsc, oneshot};
+use sansa_core::session::{self, ProduceRequest, Sink};
+use tokio::sync::mpsc;
 
 use crate::driver::{self, Command};
-use crate::produce::{ProduceFuture, Sink};
+use crate::produce::ProduceFuture;
 use crate::stream::RecordStream;
 
 /// Why a client could not be built.
@@ -101,9 +101,9 @@ impl Client {
     /// `max_records` (all buffered with `None`); per-partition errors come
     /// in the same list. Empty only when the client is closed.
     pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::PollFetches(max_records, tx));
-        rx.await.unwrap_or_default()
+        let (fetched, reply) = session::answer();
+        self.send(Command::PollFetches(max_records, reply));
+        fetched.await.unwrap_or_default()
     }
 
     /// Like [`Client::poll_fetches`], flattened to records in order per
@@ -185,10 +185,10 @@ impl Client {
     /// # }
     /// ```
     pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        // A closed driver drops the sender: nothing is left to flush.
-        self.send(Command::Flush(tx));
-        let _ = rx.await;
+        let (done, reply) = session::answer();
+        // A closed driver drops the reply: nothing is left to flush.
+        self.send(Command::Flush(reply));
+        let _ = done.await;
     }
 
     /// Flushes, then closes every connection and stops the driver task.
@@ -209,9 +209,9 @@ impl Client {
     /// # }
     /// ```
     pub async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Close(Some(tx)));
-        let _ = rx.await;
+        let (done, reply) = session::answer();
+        self.send(Command::Close(Some(reply)));
+        let _ = done.await;
     }
 
     /// Whether the driver task has ended (after [`Client::close`]).

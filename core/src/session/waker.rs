@@ -1,14 +1,12 @@
-//! The cells of the async adapters (tokio, smol): both wait through a
-//! [`std::task::Waker`], so the cells that pair a state with the tasks
-//! waiting on it are written once here, as [`WakerCells`]. They poll
-//! nothing and spawn nothing: a future polls them, the driver updates
-//! them.
+//! The cells every adapter's callers wait on for records: a state and
+//! the [`std::task::Waker`] of whoever waits on it. They poll nothing,
+//! spawn nothing and block nothing: a future (tokio, smol) or a parked
+//! thread (blocking) polls them, the driver updates them.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::outcome::{BatchState, RecordState};
-use super::sink::Cells;
 use crate::producer::ProduceError;
 
 /// Locks a mutex whose holders never panic; a poisoned state is still a
@@ -137,38 +135,5 @@ impl WakerBatch {
             state.1.push(cx.waker().clone());
         }
         Poll::Pending
-    }
-}
-
-/// The cells of both async adapters: a [`WakerSlot`] per record, a
-/// [`WakerBatch`] per batch, and a [`WakerSlot`] too for a caller
-/// waiting to hear whether a batch's record was buffered (it polls
-/// [`RecordState::admission`]).
-#[derive(Debug)]
-pub struct WakerCells;
-
-impl Cells for WakerCells {
-    type Record = WakerSlot;
-    type Batch = WakerBatch;
-    type Admission = Arc<WakerSlot>;
-    type Wake = Waker;
-
-    fn update(record: &Arc<WakerSlot>, f: impl FnOnce(&mut RecordState)) -> Option<Waker> {
-        record.update_quietly(f)
-    }
-
-    fn wake(wake: Waker) {
-        wake.wake();
-    }
-
-    fn finish(batch: &WakerBatch, error: Option<ProduceError>) {
-        batch.finish(error);
-    }
-
-    fn admit(reply: Arc<WakerSlot>, result: Result<(), ProduceError>) {
-        reply.update(|s| match result {
-            Ok(()) => s.buffered(),
-            Err(e) => s.complete(Err(e)),
-        });
     }
 }
