@@ -39,6 +39,7 @@
 
 mod books;
 mod builder;
+mod client_calls;
 mod conns;
 pub mod group;
 mod group_calls;
