@@ -45,14 +45,14 @@ fn lock<T>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
 /// use std::task::{Context, Poll, Waker};
 /// use sansa_core::session::answer;
 ///
-/// let (mut answer, reply) = answer::<u32>();
+/// let (mut waiting, reply) = answer::<u32>();
 /// let mut cx = Context::from_waker(Waker::noop());
-/// assert_eq!(answer.poll_answer(&mut cx), Poll::Pending);
+/// assert_eq!(waiting.poll_answer(&mut cx), Poll::Pending);
 /// assert_eq!(reply.send(7), Ok(()));
-/// assert_eq!(answer.poll_answer(&mut cx), Poll::Ready(Some(7)));
+/// assert_eq!(waiting.poll_answer(&mut cx), Poll::Ready(Some(7)));
 ///
-/// let (answer, reply) = answer::<u32>();
-/// assert_eq!(answer.abandon(), None);
+/// let (waiting, reply) = answer::<u32>();
+/// assert_eq!(waiting.abandon(), None);
 /// assert!(reply.is_abandoned());
 /// assert_eq!(reply.send(8), Err(8), "the value comes back to the session");
 /// ```
