@@ -169,8 +169,10 @@ impl Client {
     }
 
     pub(crate) fn send(&self, cmd: Command) {
-        // Commands after close are no-ops, as the calls document.
-        let _ = self.inner.inbox.send(Msg::Command(cmd));
+        // Commands after close are refused, as the calls document.
+        if let Err(mpsc::SendError(Msg::Command(cmd))) = self.inner.inbox.send(Msg::Command(cmd)) {
+            cmd.refuse();
+        }
     }
 
     pub(crate) fn next_ticket(&self) -> u64 {
@@ -190,7 +192,8 @@ impl Client {
     }
 
     /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record.
+    /// call; if the driver is gone, fails the record (see
+    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -201,13 +204,7 @@ impl Client {
     ) {
         let wall = SystemTime::now();
         let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(mpsc::SendError(Msg::Command(Command::Produce(request)))) = self
-            .inner
-            .inbox
-            .send(Msg::Command(Command::Produce(request)))
-        {
-            request.refuse(ProduceError::Closed);
-        }
+        self.send(Command::Produce(request));
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use async_channel::{Sender, WeakSender};
 use sansa_core::client::{ConfigBuilder, ConfigError};
-use sansa_core::producer::{ProduceError, Record};
+use sansa_core::producer::Record;
 use sansa_core::session::{ProduceRequest, Sink};
 
 use crate::driver::{Command, Driver};
@@ -78,8 +78,10 @@ impl Client {
     sansa_core::client_consume_methods!();
 
     pub(crate) fn send(&self, cmd: Command) {
-        // Commands after close are no-ops, as the calls document.
-        let _ = self.inner.commands.try_send(cmd);
+        // Commands after close are refused, as the calls document.
+        if let Err(e) = self.inner.commands.try_send(cmd) {
+            e.into_inner().refuse();
+        }
     }
 
     pub(crate) fn next_ticket(&self) -> u64 {
@@ -99,7 +101,8 @@ impl Client {
     }
 
     /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record.
+    /// call; if the driver is gone, fails the record (see
+    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -110,11 +113,7 @@ impl Client {
     ) {
         let wall = SystemTime::now();
         let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(e) = self.inner.commands.try_send(Command::Produce(request)) {
-            if let Command::Produce(request) = e.into_inner() {
-                request.refuse(ProduceError::Closed);
-            }
-        }
+        self.send(Command::Produce(request));
     }
 }
 

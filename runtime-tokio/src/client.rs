@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
-use sansa_core::producer::{ProduceError, Record};
+use sansa_core::producer::Record;
 use sansa_core::session::{ProduceRequest, Sink};
 use tokio::sync::mpsc;
 
@@ -145,8 +145,10 @@ impl Client {
 
     pub(crate) fn send(&self, cmd: Command) {
         // The driver only goes away after close; commands after that are
-        // no-ops, as the calls document.
-        let _ = self.inner.commands.send(cmd);
+        // refused, as the calls document.
+        if let Err(mpsc::error::SendError(cmd)) = self.inner.commands.send(cmd) {
+            cmd.refuse();
+        }
     }
 
     /// Whether the driver task has ended (after [`Client::close`]).
@@ -171,8 +173,8 @@ impl Client {
     }
 
     /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record with
-    /// [`ProduceError::Closed`] here.
+    /// call; if the driver is gone, fails the record (see
+    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -183,11 +185,7 @@ impl Client {
     ) {
         let wall = SystemTime::now();
         let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(mpsc::error::SendError(Command::Produce(request))) =
-            self.inner.commands.send(Command::Produce(request))
-        {
-            request.refuse(ProduceError::Closed);
-        }
+        self.send(Command::Produce(request));
     }
 }
 

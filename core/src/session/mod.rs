@@ -157,6 +157,19 @@ pub enum Command<P> {
     Abort(Option<Reply<()>>),
 }
 
+impl<P: ProduceWaiter> Command<P> {
+    /// Answers a command no driver will take (its channel is closed: the
+    /// client closed): a record fails with [`ProduceError::Closed`], the
+    /// answer of a session that is closing (a `try_produce` record is
+    /// refused with it, so a batch does not count it); any other command
+    /// is dropped, so its caller hears `None`.
+    pub fn refuse(self) {
+        if let Command::Produce(request) = self {
+            request.refuse(ProduceError::Closed);
+        }
+    }
+}
+
 /// One record to produce and who waits for it.
 #[derive(Debug)]
 pub struct ProduceRequest<P> {

@@ -121,6 +121,23 @@ fn a_close_flushes_first_and_refuses_records_produced_after_it_began() {
 }
 
 #[test]
+fn a_command_no_driver_takes_fails_its_record_closed_and_leaves_other_callers_unanswered() {
+    let log = Log::default();
+    produce("a", &log, 1, false).refuse();
+    produce("b", &log, 2, true).refuse();
+    let (mut flushed, reply) = answer();
+    Command::<Named>::Flush(reply).refuse();
+    assert_eq!(
+        take(&log),
+        [
+            "a failed: the client is closed",
+            "b refused: the client is closed"
+        ]
+    );
+    assert_eq!(got(&mut flushed), Some(None));
+}
+
+#[test]
 fn fetch_waiters_left_at_the_end_get_nothing_and_records_fail_closed() {
     let log = Log::default();
     let mut s = session(10);
