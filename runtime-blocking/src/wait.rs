@@ -4,18 +4,12 @@
 //! deadline passes. The async adapters poll the same cells from their
 //! futures; only this parking is the blocking adapter's own.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use sansa_core::session::Answer;
-
-/// Locks a mutex whose holders never panic; a poisoned state is still a
-/// valid one.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Wakes a thread parked in [`until`]. An unpark of a thread that is not
 /// parked costs no system call, so a cell that changes while nobody
