@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest};
+use sansa_core::session::{self, ProduceRequest, Sink};
 
 use crate::driver::{Command, Driver, Msg};
-use crate::produce::{ProduceHandle, Sink};
-use crate::wait::answer;
+use crate::produce::ProduceHandle;
+use crate::wait;
 
 /// Commands and connection inputs waiting for the driver; a caller (or a
 /// connection reader) waits when it is full.
@@ -74,14 +74,6 @@ impl Drop for Inner {
 #[derive(Debug)]
 pub(crate) struct WeakClient(Weak<Inner>);
 
-impl WeakClient {
-    pub(crate) fn send(&self, cmd: Command) {
-        if let Some(inner) = self.0.upgrade() {
-            let _ = inner.inbox.send(Msg::Command(cmd));
-        }
-    }
-}
-
 impl Client {
     /// A builder with franz-go's defaults; at least
     /// [`ClientBuilder::seed_brokers`] must be set.
@@ -125,9 +117,9 @@ impl Client {
     /// [`Client::flush`] for at most `timeout` (`None`: no limit); true
     /// if the flush finished.
     pub fn flush_timeout(&self, timeout: Option<Duration>) -> bool {
-        let (done, reply) = answer();
+        let (done, reply) = session::answer();
         self.send(Command::Flush(reply));
-        done.wait(timeout).is_some()
+        wait::answer(done, timeout).is_some()
     }
 
     /// Flushes, then closes every connection and stops the driver.
@@ -140,9 +132,9 @@ impl Client {
     /// [`Client::close`], waiting at most `timeout`; true if the client
     /// closed in time (it keeps closing in the background otherwise).
     pub fn close_timeout(&self, timeout: Option<Duration>) -> bool {
-        let (done, reply) = answer();
+        let (done, reply) = session::answer();
         self.send(Command::Close(Some(reply)));
-        done.wait(timeout);
+        wait::answer(done, timeout);
         self.is_closed()
     }
 
@@ -161,9 +153,9 @@ impl Client {
         max_records: Option<usize>,
         timeout: Duration,
     ) -> Vec<FetchedPartition> {
-        let (fetched, reply) = answer();
+        let (fetched, reply) = session::answer();
         self.send(Command::PollFetches(max_records, reply));
-        fetched.wait(Some(timeout)).unwrap_or_default()
+        wait::answer(fetched, Some(timeout)).unwrap_or_default()
     }
 
     /// Like [`Client::poll_fetches`], flattened to records in order per
@@ -177,8 +169,10 @@ impl Client {
     }
 
     pub(crate) fn send(&self, cmd: Command) {
-        // Commands after close are no-ops, as the calls document.
-        let _ = self.inner.inbox.send(Msg::Command(cmd));
+        // Commands after close are refused, as the calls document.
+        if let Err(mpsc::SendError(Msg::Command(cmd))) = self.inner.inbox.send(Msg::Command(cmd)) {
+            cmd.refuse();
+        }
     }
 
     pub(crate) fn next_ticket(&self) -> u64 {
@@ -189,8 +183,17 @@ impl Client {
         WeakClient(Arc::downgrade(&self.inner))
     }
 
+    /// Asks the driver to cancel the record of `ticket`, if the client is
+    /// still open.
+    pub(crate) fn send_cancel(client: &WeakClient, ticket: u64) {
+        if let Some(inner) = client.0.upgrade() {
+            let _ = inner.inbox.send(Msg::Command(Command::Cancel(ticket)));
+        }
+    }
+
     /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record.
+    /// call; if the driver is gone, fails the record (see
+    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -201,13 +204,7 @@ impl Client {
     ) {
         let wall = SystemTime::now();
         let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(mpsc::SendError(Msg::Command(Command::Produce(request)))) = self
-            .inner
-            .inbox
-            .send(Msg::Command(Command::Produce(request)))
-        {
-            request.refuse(ProduceError::Closed);
-        }
+        self.send(Command::Produce(request));
     }
 }
 

@@ -10,7 +10,7 @@
 use std::io::{BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -19,7 +19,6 @@ use sansa_core::session::ConnWriter;
 use sansa_core::Input;
 
 use crate::driver::Msg;
-use crate::wait::lock;
 
 /// Read buffer size; a larger response arrives in pieces, which the
 /// core's framing reassembles.
@@ -80,6 +79,12 @@ impl Drop for ConnHandle {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
+}
+
+/// Locks a mutex whose holders never panic; a poisoned state is still a
+/// valid one.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {

@@ -9,51 +9,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sansa_core::consumer::FetchedPartition;
-use sansa_core::session::{self, Conns, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, Session, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
-use crate::produce::Sink;
-use crate::wait::Reply;
-
-/// How results reach blocked callers: a [`Sink`] per record, a
-/// [`Reply`] for flushes, closes and `poll_fetches`.
-#[derive(Debug)]
-pub(crate) struct BlockingWaiters;
-
-impl Waiters for BlockingWaiters {
-    type Produce = Sink;
-    type Flush = Reply<()>;
-    type Fetch = Reply<Vec<FetchedPartition>>;
-    type Reply<T> = Reply<T>;
-
-    fn flushed(waiter: Reply<()>) {
-        let _ = waiter.send(());
-    }
-
-    fn fetch_abandoned(waiter: &Self::Fetch) -> bool {
-        waiter.abandoned()
-    }
-
-    fn fetched(
-        waiter: Self::Fetch,
-        fetched: Vec<FetchedPartition>,
-    ) -> Result<(), Vec<FetchedPartition>> {
-        waiter.send(fetched)
-    }
-
-    fn reply<T>(waiter: Reply<T>, value: T) -> Result<(), T> {
-        waiter.send(value)
-    }
-
-    fn reply_abandoned<T>(waiter: &Reply<T>) -> bool {
-        waiter.abandoned()
-    }
-}
 
 /// What a [`crate::Client`] asks of the driver.
-pub(crate) type Command = session::Command<BlockingWaiters>;
+pub(crate) type Command = session::Command<Sink>;
 
 /// What arrives in the driver's inbox.
 #[derive(Debug)]
@@ -65,7 +27,7 @@ pub(crate) enum Msg {
 }
 
 pub(crate) struct Driver {
-    session: Session<BlockingWaiters>,
+    session: Session<Sink>,
     /// The origin of the core's timestamps.
     origin: Instant,
     inbox: Receiver<Msg>,

@@ -6,8 +6,9 @@
 //! bookkeeping: the core's [`sansa_core::session::Session`] decides
 //! everything, on one driver thread. Each broker connection has a writer
 //! thread and a reader thread (std has no readiness API, and a client
-//! talks to a handful of brokers). No async runtime is in its dependency
-//! tree.
+//! talks to a handful of brokers). A blocked caller waits on the same
+//! core cells and answers the async adapters await, polled with a waker
+//! that unparks its thread. No async runtime is in its dependency tree.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -8,7 +8,6 @@
 //! (the command dropped) ends the wait with [`TxnError::Closed`].
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
@@ -19,7 +18,7 @@ use sansa_core::txn::{GroupMetadata, TransactionOutcome, TxnEnd, TxnError};
 
 use crate::client::{ClientBuilder, Error};
 use crate::driver::Command;
-use crate::{Client, ProduceHandle};
+use crate::{wait, Client, ProduceHandle};
 
 impl Client {
     /// Opens a transaction: records produced from now on belong to it,
@@ -78,11 +77,9 @@ impl Client {
         &self,
         make: impl FnOnce(Reply<Result<T, TxnError>>) -> Command,
     ) -> Result<T, TxnError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(make(Reply::new(move |answer| {
-            let _ = tx.send(answer);
-        })));
-        rx.recv().unwrap_or(Err(TxnError::Closed))
+        let (answer, reply) = session::answer();
+        self.send(make(reply));
+        wait::answer(answer, None).unwrap_or(Err(TxnError::Closed))
     }
 }
 

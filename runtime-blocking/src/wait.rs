@@ -1,178 +1,102 @@
-//! How a blocked caller waits: a value behind a mutex and a condvar,
-//! with a deadline. Used for one record ([`RecordSlot`] over the core's
-//! [`RecordState`]) and for one answer ([`Answer`]: a flush, a close, a
-//! `poll_fetches`, a batch admission).
+//! How a blocked caller waits on the core's cells (a record's
+//! `WakerSlot`, a batch's `WakerBatch`, an [`Answer`]): it polls them
+//! with a waker that unparks its thread, and parks until woken or the
+//! deadline passes. The async adapters poll the same cells from their
+//! futures; only this parking is the blocking adapter's own.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use sansa_core::session::RecordState;
+use sansa_core::session::Answer;
 
-/// Locks a mutex whose holders never panic; a poisoned state is still a
-/// valid one.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Wakes a thread parked in [`until`]. An unpark of a thread that is not
+/// parked costs no system call, so a cell that changes while nobody
+/// waits stays cheap.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
 }
 
-/// A value and the condvar that says it changed, with a count of the
-/// threads waiting on it: a notify is a system call even with nobody
-/// waiting, and most values (a record's state) change with nobody
-/// waiting yet.
-#[derive(Debug, Default)]
-pub(crate) struct Watched<T> {
-    value: Mutex<T>,
-    changed: Condvar,
-    waiting: AtomicUsize,
+thread_local! {
+    /// One waker per thread, made once: a cell keeps a waker only when it
+    /// is not the one it has (`will_wake`), so waiting again costs no
+    /// clone.
+    static WAKER: Waker = Waker::from(Arc::new(Unpark(thread::current())));
 }
 
-impl<T> Watched<T> {
-    fn new(value: T) -> Self {
-        Watched {
-            value: Mutex::new(value),
-            changed: Condvar::new(),
-            waiting: AtomicUsize::new(0),
-        }
-    }
-
-    /// Changes the value and wakes every waiter.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let r = f(&mut lock(&self.value));
-        self.notify();
-        r
-    }
-
-    /// Whether a thread waits on the value. Read after a change, it is
-    /// exact enough: a thread counts itself under the lock before it
-    /// waits, and one that comes later sees the change.
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.waiting.load(Ordering::SeqCst) > 0
-    }
-
-    /// Wakes every waiter (after a change made with [`Watched::with`]).
-    pub(crate) fn notify(&self) {
-        if self.has_waiters() {
-            self.changed.notify_all();
-        }
-    }
-
-    /// Reads or changes the value without waking anyone.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut lock(&self.value))
-    }
-
-    /// Waits until `f` gives an answer, or `timeout` (`None`: forever)
-    /// passes.
-    pub(crate) fn wait<R>(
-        &self,
-        timeout: Option<Duration>,
-        mut f: impl FnMut(&mut T) -> Option<R>,
-    ) -> Option<R> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut value = lock(&self.value);
+/// Polls `poll` until it is ready, parking the thread in between, for at
+/// most `timeout` (`None`: no limit); `None` if it was not ready in time.
+pub(crate) fn until<T>(
+    timeout: Option<Duration>,
+    mut poll: impl FnMut(&Context<'_>) -> Poll<T>,
+) -> Option<T> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    WAKER.with(|waker| {
+        let cx = Context::from_waker(waker);
         loop {
-            if let Some(r) = f(&mut value) {
-                return Some(r);
+            if let Poll::Ready(t) = poll(&cx) {
+                return Some(t);
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => Some(d.checked_duration_since(Instant::now())?),
-            };
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            value = match left {
-                None => self
-                    .changed
-                    .wait(value)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(left) => {
-                    self.changed
-                        .wait_timeout(value, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            // A wake between the poll and the park is not lost: it leaves
+            // the thread's token set, and the park returns at once.
+            match deadline {
+                None => thread::park(),
+                Some(d) => thread::park_timeout(d.checked_duration_since(Instant::now())?),
+            }
         }
+    })
+}
+
+/// The answer, waiting at most `timeout` (`None`: no limit); `None` when
+/// the driver ended without one or the time ran out (the driver then
+/// keeps a value that comes later).
+pub(crate) fn answer<T>(mut answer: Answer<T>, timeout: Option<Duration>) -> Option<T> {
+    match until(timeout, |cx| answer.poll_answer(cx)) {
+        Some(value) => value,
+        None => answer.abandon(),
     }
 }
 
-/// One record's state, shared by its [`crate::ProduceHandle`] and the
-/// driver.
-pub(crate) type RecordSlot = Arc<Watched<RecordState>>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sansa_core::session;
 
-/// One answer for one caller, who may stop waiting (time out) first.
-#[derive(Debug)]
-pub(crate) struct Answer<T>(Arc<Watched<AnswerState<T>>>);
-
-#[derive(Debug)]
-pub(crate) struct AnswerState<T> {
-    value: Option<T>,
-    /// The caller stopped waiting.
-    abandoned: bool,
-    /// The driver's end went away without answering.
-    dropped: bool,
-}
-
-/// The driver's end of an [`Answer`]; dropped without a value, the
-/// caller hears `None`.
-#[derive(Debug)]
-pub(crate) struct Reply<T>(Option<Arc<Watched<AnswerState<T>>>>);
-
-/// A new answer and the driver's end of it.
-pub(crate) fn answer<T>() -> (Answer<T>, Reply<T>) {
-    let shared = Arc::new(Watched::new(AnswerState {
-        value: None,
-        abandoned: false,
-        dropped: false,
-    }));
-    (Answer(shared.clone()), Reply(Some(shared)))
-}
-
-impl<T> Answer<T> {
-    /// The value, or `None` when the driver went away or `timeout`
-    /// passed (after which a late value is handed back to the driver).
-    pub(crate) fn wait(self, timeout: Option<Duration>) -> Option<T> {
-        let got = self.0.wait(timeout, |s| {
-            if let Some(v) = s.value.take() {
-                return Some(Some(v));
-            }
-            s.dropped.then_some(None)
+    #[test]
+    fn an_answer_sent_from_another_thread_wakes_the_waiting_one() {
+        let (waiting, reply) = session::answer();
+        let sender = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            reply.send(5u8)
         });
-        match got {
-            Some(v) => v,
-            None => self.0.with(|s| {
-                s.abandoned = true;
-                s.value.take()
-            }),
-        }
-    }
-}
-
-impl<T> Reply<T> {
-    /// Whether the caller stopped waiting.
-    pub(crate) fn abandoned(&self) -> bool {
-        self.0.as_ref().is_none_or(|s| s.with(|s| s.abandoned))
+        assert_eq!(answer(waiting, Some(Duration::from_secs(10))), Some(5));
+        assert_eq!(sender.join().ok(), Some(Ok(())));
     }
 
-    /// Hands the value over; gives it back if the caller left.
-    pub(crate) fn send(mut self, value: T) -> Result<(), T> {
-        let Some(shared) = self.0.take() else {
-            return Err(value);
-        };
-        shared.update(|s| {
-            if s.abandoned {
-                return Err(value);
-            }
-            s.value = Some(value);
-            Ok(())
-        })
+    #[test]
+    fn a_timed_out_answer_leaves_its_value_to_the_driver() {
+        let (waiting, reply) = session::answer::<u8>();
+        let started = Instant::now();
+        assert_eq!(answer(waiting, Some(Duration::from_millis(30))), None);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(reply.is_abandoned());
+        assert_eq!(reply.send(1), Err(1));
     }
-}
 
-impl<T> Drop for Reply<T> {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            shared.update(|s| s.dropped = true);
-        }
+    #[test]
+    fn a_driver_gone_without_answering_ends_the_wait() {
+        let (waiting, reply) = session::answer::<u8>();
+        let dropper = thread::spawn(move || drop(reply));
+        assert_eq!(answer(waiting, None), None);
+        assert!(dropper.join().is_ok());
     }
 }

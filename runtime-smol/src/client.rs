@@ -6,12 +6,11 @@ use std::time::SystemTime;
 
 use async_channel::{Sender, WeakSender};
 use sansa_core::client::{ConfigBuilder, ConfigError};
-use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
-use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest};
+use sansa_core::producer::Record;
+use sansa_core::session::{ProduceRequest, Sink};
 
 use crate::driver::{Command, Driver};
-use crate::produce::{ProduceFuture, Sink};
+use crate::produce::ProduceFuture;
 
 /// Why a client could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,79 +68,20 @@ impl Client {
         }
     }
 
-    /// Produces `record`; the future resolves when it is delivered or
-    /// failed. The record is handed over before this returns, so records
-    /// keep the order of the calls; when `max_buffered_records` is
-    /// reached it waits inside the client for space (see
-    /// [`ProduceFuture::buffered`]).
-    pub fn produce(&self, record: Record) -> ProduceFuture {
-        ProduceFuture::start(self, record, false, false)
-    }
-
-    /// Produces `record` without lingering and waits for the result.
-    pub async fn produce_sync(&self, record: Record) -> Result<RecordMeta, ProduceError> {
-        ProduceFuture::start(self, record, false, true).await
-    }
-
-    /// Produces `record` unless the buffer is full: fails with
-    /// [`ProduceError::BufferFull`] at once, else returns its future.
-    pub async fn try_produce(&self, record: Record) -> Result<ProduceFuture, ProduceError> {
-        let mut delivery = ProduceFuture::start(self, record, true, false);
-        delivery.buffered().await?;
-        Ok(delivery)
-    }
-
-    /// Sends everything buffered without waiting for linger, and waits
-    /// until every record produced before the call is done.
-    pub async fn flush(&self) {
-        let (tx, rx) = async_channel::bounded(1);
-        if self.inner.commands.try_send(Command::Flush(tx)).is_ok() {
-            let _ = rx.recv().await;
-        }
-    }
-
-    /// Flushes, then closes every connection and stops the driver.
-    /// Records produced after the close began fail with
-    /// [`ProduceError::Closed`]. Closing twice is harmless.
-    pub async fn close(&self) {
-        let (tx, rx) = async_channel::bounded(1);
-        if self
-            .inner
-            .commands
-            .try_send(Command::Close(Some(tx)))
-            .is_ok()
-        {
-            let _ = rx.recv().await;
-        }
-    }
-
     /// Whether the driver has ended (after [`Client::close`]).
     pub fn is_closed(&self) -> bool {
         self.inner.commands.is_closed()
     }
 
+    sansa_core::async_client_calls!();
+
     sansa_core::client_consume_methods!();
 
-    /// Waits for fetched records and returns them by partition, at most
-    /// `max_records` (all buffered with `None`). Empty only when the
-    /// client is closed, or (in a
-    /// [`GroupTransactSession`](crate::GroupTransactSession)) when
-    /// partitions went away during the transaction, which must end.
-    pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
-        let (tx, rx) = async_channel::bounded(1);
-        self.send(Command::PollFetches(max_records, tx));
-        rx.recv().await.unwrap_or_default()
-    }
-
-    /// Like [`Client::poll_fetches`], flattened to records in order per
-    /// partition (partition errors are logged and skipped).
-    pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
-        session::into_records(self.poll_fetches(max_records).await)
-    }
-
     pub(crate) fn send(&self, cmd: Command) {
-        // Commands after close are no-ops, as the calls document.
-        let _ = self.inner.commands.try_send(cmd);
+        // Commands after close are refused, as the calls document.
+        if let Err(e) = self.inner.commands.try_send(cmd) {
+            e.into_inner().refuse();
+        }
     }
 
     pub(crate) fn next_ticket(&self) -> u64 {
@@ -161,7 +101,8 @@ impl Client {
     }
 
     /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record.
+    /// call; if the driver is gone, fails the record (see
+    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -172,11 +113,7 @@ impl Client {
     ) {
         let wall = SystemTime::now();
         let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(e) = self.inner.commands.try_send(Command::Produce(request)) {
-            if let Command::Produce(request) = e.into_inner() {
-                request.refuse(ProduceError::Closed);
-            }
-        }
+        self.send(Command::Produce(request));
     }
 }
 

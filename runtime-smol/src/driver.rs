@@ -9,54 +9,17 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use futures_lite::future;
-use sansa_core::consumer::FetchedPartition;
-use sansa_core::session::{self, Conns, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, Session, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
-use crate::produce::Sink;
 
 /// Inputs from connection tasks waiting for the driver; readers wait
 /// when it is full rather than buffer without bound.
 const CONN_INPUTS: usize = 1024;
 
-/// How results reach smol callers: a [`Sink`] per record, one-message
-/// channels for flushes, closes and `poll_fetches`.
-#[derive(Debug)]
-pub(crate) struct SmolWaiters;
-
-impl Waiters for SmolWaiters {
-    type Produce = Sink;
-    type Flush = Sender<()>;
-    type Fetch = Sender<Vec<FetchedPartition>>;
-    type Reply<T> = Sender<T>;
-
-    fn flushed(waiter: Sender<()>) {
-        let _ = waiter.try_send(());
-    }
-
-    fn fetch_abandoned(waiter: &Self::Fetch) -> bool {
-        waiter.is_closed()
-    }
-
-    fn fetched(
-        waiter: Self::Fetch,
-        fetched: Vec<FetchedPartition>,
-    ) -> Result<(), Vec<FetchedPartition>> {
-        waiter.try_send(fetched).map_err(|e| e.into_inner())
-    }
-
-    fn reply<T>(waiter: Sender<T>, value: T) -> Result<(), T> {
-        waiter.try_send(value).map_err(|e| e.into_inner())
-    }
-
-    fn reply_abandoned<T>(waiter: &Sender<T>) -> bool {
-        waiter.is_closed()
-    }
-}
-
 /// What a [`crate::Client`] asks of the driver.
-pub(crate) type Command = session::Command<SmolWaiters>;
+pub(crate) type Command = session::Command<Sink>;
 
 /// What woke the driver.
 enum Wake {
@@ -67,7 +30,7 @@ enum Wake {
 }
 
 pub(crate) struct Driver {
-    session: Session<SmolWaiters>,
+    session: Session<Sink>,
     /// The origin of the core's timestamps.
     origin: Instant,
     commands: Receiver<Command>,

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
-use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
-use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest};
-use tokio::sync::{mpsc, oneshot};
+use sansa_core::producer::Record;
+use sansa_core::session::{ProduceRequest, Sink};
+use tokio::sync::mpsc;
 
 use crate::driver::{self, Command};
-use crate::produce::{ProduceFuture, Sink};
+use crate::produce::ProduceFuture;
 use crate::stream::RecordStream;
 
 /// Why a client could not be built.
@@ -70,50 +69,55 @@ impl Client {
         }
     }
 
-    /// Produces `record`; the future resolves when it is delivered or
-    /// failed.
-    ///
-    /// The record is handed to the client before this returns, so records
-    /// keep the order of the calls whether or not, and in whatever order,
-    /// their futures are awaited. When `max_buffered_records` is reached
-    /// the record waits inside the client for space (see
-    /// [`ProduceFuture::buffered`] to wait for that before producing
-    /// more). A record naming no topic goes to the default produce topic.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
-    /// use sansa_tokio::Record;
-    ///
-    /// let a = client.produce(Record::new("events", "a").with_key("k"));
-    /// let b = client.produce(Record::new("events", "b").with_key("k"));
-    /// let (a, b) = (a.await?, b.await?);
-    /// assert!(a.offset < b.offset); // same key, same partition, in order
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn produce(&self, record: Record) -> ProduceFuture {
-        ProduceFuture::start(self, record, false, false)
-    }
+    sansa_core::async_client_calls!(
+        produce: {
+            /// ```no_run
+            /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
+            /// use sansa_tokio::Record;
+            ///
+            /// let a = client.produce(Record::new("events", "a").with_key("k"));
+            /// let b = client.produce(Record::new("events", "b").with_key("k"));
+            /// let (a, b) = (a.await?, b.await?);
+            /// assert!(a.offset < b.offset); // same key, same partition, in order
+            /// # Ok(())
+            /// # }
+            /// ```
+        }
+        try_produce: {
+            /// ```no_run
+            /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
+            /// use sansa_tokio::{ProduceError, Record};
+            ///
+            /// match client.try_produce(Record::new("metrics", "cpu=3")).await {
+            ///     Ok(delivery) => drop(delivery), // sent; result not needed
+            ///     Err(ProduceError::BufferFull) => { /* drop the sample */ }
+            ///     Err(e) => return Err(e),
+            /// }
+            /// # Ok(())
+            /// # }
+            /// ```
+        }
+        flush: {
+            /// ```no_run
+            /// # async fn f(client: sansa_tokio::Client) {
+            /// for i in 0..10 {
+            ///     let _ = client.produce(sansa_tokio::Record::new("events", format!("{i}")));
+            /// }
+            /// client.flush().await; // all ten are done now
+            /// # }
+            /// ```
+        }
+        close: {
+            /// ```no_run
+            /// # async fn f(client: sansa_tokio::Client) {
+            /// client.close().await;
+            /// assert!(client.is_closed());
+            /// # }
+            /// ```
+        }
+    );
 
     sansa_core::client_consume_methods!();
-
-    /// Waits for fetched records and returns them by partition, at most
-    /// `max_records` (all buffered with `None`); per-partition errors come
-    /// in the same list. Empty only when the client is closed, or (in a
-    /// [`GroupTransactSession`](crate::GroupTransactSession)) when
-    /// partitions went away during the transaction, which must end.
-    pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::PollFetches(max_records, tx));
-        rx.await.unwrap_or_default()
-    }
-
-    /// Like [`Client::poll_fetches`], flattened to records in order per
-    /// partition (partition errors are logged and skipped; use
-    /// `poll_fetches` to see them).
-    pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
-        session::into_records(self.poll_fetches(max_records).await)
-    }
 
     /// The consumed records as a [`futures_core::Stream`]: each item is a
     /// record, or a partition's error (after the records fetched before
@@ -141,79 +145,10 @@ impl Client {
 
     pub(crate) fn send(&self, cmd: Command) {
         // The driver only goes away after close; commands after that are
-        // no-ops, as the calls document.
-        let _ = self.inner.commands.send(cmd);
-    }
-
-    /// Produces `record` without lingering and waits for the result: one
-    /// record, sent as soon as the connection allows.
-    pub async fn produce_sync(&self, record: Record) -> Result<RecordMeta, ProduceError> {
-        ProduceFuture::start(self, record, false, true).await
-    }
-
-    /// Produces `record` unless the buffer is full: fails with
-    /// [`ProduceError::BufferFull`] at once (after one round trip to the
-    /// driver, never waiting on the network), else returns the record's
-    /// future.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) -> Result<(), sansa_tokio::ProduceError> {
-    /// use sansa_tokio::{ProduceError, Record};
-    ///
-    /// match client.try_produce(Record::new("metrics", "cpu=3")).await {
-    ///     Ok(delivery) => drop(delivery), // sent; result not needed
-    ///     Err(ProduceError::BufferFull) => { /* drop the sample */ }
-    ///     Err(e) => return Err(e),
-    /// }
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn try_produce(&self, record: Record) -> Result<ProduceFuture, ProduceError> {
-        let mut delivery = ProduceFuture::start(self, record, true, false);
-        delivery.buffered().await?;
-        Ok(delivery)
-    }
-
-    /// Sends everything buffered without waiting for linger, and waits
-    /// until every record produced before the call is delivered or failed.
-    /// With `manual_flushing`, this is what sends records at all.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// for i in 0..10 {
-    ///     let _ = client.produce(sansa_tokio::Record::new("events", format!("{i}")));
-    /// }
-    /// client.flush().await; // all ten are done now
-    /// # }
-    /// ```
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        // A closed driver drops the sender: nothing is left to flush.
-        self.send(Command::Flush(tx));
-        let _ = rx.await;
-    }
-
-    /// Flushes, then closes every connection and stops the driver task.
-    /// Records produced after the close began fail with
-    /// [`ProduceError::Closed`], as does any call on any clone of this
-    /// handle afterwards. Closing twice is harmless.
-    ///
-    /// This waits as long as the flush does: with unlimited retries
-    /// (the default) and no broker reachable, that is until one is. Set
-    /// `record_delivery_timeout` or wrap the call in
-    /// [`tokio::time::timeout`] to bound it; the close still completes in
-    /// the background.
-    ///
-    /// ```no_run
-    /// # async fn f(client: sansa_tokio::Client) {
-    /// client.close().await;
-    /// assert!(client.is_closed());
-    /// # }
-    /// ```
-    pub async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Close(Some(tx)));
-        let _ = rx.await;
+        // refused, as the calls document.
+        if let Err(mpsc::error::SendError(cmd)) = self.inner.commands.send(cmd) {
+            cmd.refuse();
+        }
     }
 
     /// Whether the driver task has ended (after [`Client::close`]).
@@ -238,8 +173,8 @@ impl Client {
     }
 
     /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record with
-    /// [`ProduceError::Closed`] here.
+    /// call; if the driver is gone, fails the record (see
+    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -250,11 +185,7 @@ impl Client {
     ) {
         let wall = SystemTime::now();
         let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(mpsc::error::SendError(Command::Produce(request))) =
-            self.inner.commands.send(Command::Produce(request))
-        {
-            request.refuse(ProduceError::Closed);
-        }
+        self.send(Command::Produce(request));
     }
 }
 

@@ -10,57 +10,20 @@
 
 use std::time::Duration;
 
-use sansa_core::consumer::FetchedPartition;
-use sansa_core::session::{self, Conns, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, Session, Sink, BURST};
 use sansa_core::{Input, Timestamp};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::conn::ConnHandle;
-use crate::produce::Sink;
 
 /// Events from connection tasks waiting for the driver; readers wait when
 /// it is full rather than buffer without bound.
 const CONN_EVENTS: usize = 1024;
 
-/// How results reach tokio callers: a [`Sink`] per record, oneshot
-/// channels for flushes, closes and `poll_fetches`.
-#[derive(Debug)]
-pub(crate) struct TokioWaiters;
-
-impl Waiters for TokioWaiters {
-    type Produce = Sink;
-    type Flush = oneshot::Sender<()>;
-    type Fetch = oneshot::Sender<Vec<FetchedPartition>>;
-    type Reply<T> = oneshot::Sender<T>;
-
-    fn flushed(waiter: oneshot::Sender<()>) {
-        let _ = waiter.send(());
-    }
-
-    fn fetch_abandoned(waiter: &Self::Fetch) -> bool {
-        waiter.is_closed()
-    }
-
-    fn fetched(
-        waiter: Self::Fetch,
-        fetched: Vec<FetchedPartition>,
-    ) -> Result<(), Vec<FetchedPartition>> {
-        waiter.send(fetched)
-    }
-
-    fn reply<T>(waiter: oneshot::Sender<T>, value: T) -> Result<(), T> {
-        waiter.send(value)
-    }
-
-    fn reply_abandoned<T>(waiter: &oneshot::Sender<T>) -> bool {
-        waiter.is_closed()
-    }
-}
-
 /// What a [`crate::Client`] asks of the driver.
-pub(crate) type Command = session::Command<TokioWaiters>;
+pub(crate) type Command = session::Command<Sink>;
 
 /// Starts the driver of `core` on `runtime`.
 pub(crate) fn spawn(
@@ -75,7 +38,7 @@ pub(crate) fn spawn(
 }
 
 struct Driver {
-    session: Session<TokioWaiters>,
+    session: Session<Sink>,
     /// The origin of the core's timestamps.
     origin: Instant,
     commands: mpsc::UnboundedReceiver<Command>,

@@ -1,36 +1,11 @@
 //! The consumer-group calls of [`Client`]: commits that report their
-//! outcome and `allow_rebalance` (from the core's
-//! [`sansa_core::async_group_commits!`] template), the group's events,
-//! and `abort`. The
-//! bookkeeping is the core session's (`sansa_core::session::group`); this
-//! file only carries calls to the driver and answers back.
-//! See [`Client::next_group_event`] for how rebalances reach the
-//! application, with an example.
+//! outcome, the group's events, `allow_rebalance` and `abort`, from the
+//! core's [`sansa_core::async_group_commits!`] template. The bookkeeping
+//! is the core session's (`sansa_core::session::group`).
 
-use sansa_core::group::GroupEvent;
-use sansa_core::session::{CommitFailure, CommitRequest, CommitResult};
-
-use tokio::sync::oneshot;
-
-use crate::driver::Command;
 use crate::Client;
 
-sansa_core::async_group_commits!();
-
-impl Client {
-    /// The group's next event: partitions assigned, revoked or lost, a
-    /// group error, or the outcome of a commit nobody awaited (auto, on
-    /// revoke). `None` once the client is closed. Events wait (up to a
-    /// bound, oldest dropped) until read.
-    ///
-    /// Rebalances are events to read here, not
-    /// callbacks: a callback run by the driver would stall heartbeats while
-    /// it runs, and one that commits would wait for the driver it blocks.
-    /// With `GroupConfig::require_rebalance_ack` the group holds each
-    /// assignment, revoke or loss until [`Client::allow_rebalance`], which
-    /// gives the application the same "finish before the rebalance goes on"
-    /// a blocking callback would.
-    ///
+sansa_core::async_group_commits! {
     /// ```no_run
     /// use sansa_tokio::{Client, GroupConfig, GroupEvent};
     ///
@@ -63,26 +38,4 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn next_group_event(&self) -> Option<GroupEvent> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::NextGroupEvent(tx));
-        rx.await.ok()
-    }
-
-    /// Stops at once, as a crash would: no flush, no final commit, no
-    /// LeaveGroup (the coordinator keeps the member's partitions until its
-    /// session timeout). Records not yet delivered fail with
-    /// `ProduceError::Closed`.
-    pub async fn abort(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Abort(Some(tx)));
-        let _ = rx.await;
-    }
-
-    /// Hands a commit to the driver and waits for its answer.
-    async fn commit(&self, request: CommitRequest) -> CommitResult {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Commit(request, tx));
-        rx.await.unwrap_or(Err(CommitFailure::Closed))
-    }
 }

@@ -14,7 +14,7 @@
 //!   reads back to the driver. A slow socket never blocks the driver.
 //! - Results travel back through the core's cells: a [`ProduceFuture`]
 //!   per record waits on a waker slot the driver fills (a burst of
-//!   results wakes it once), a [`Client::flush`] on a oneshot.
+//!   results wakes it once), a [`Client::flush`] on the core's answer.
 //!
 //! ```no_run
 //! use sansa_tokio::{Client, Record};

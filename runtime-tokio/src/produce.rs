@@ -1,15 +1,11 @@
 //! What a produce call gives back: a [`ProduceFuture`] per record, or a
 //! [`FirstError`] for a batch of records, both expanded from the core's
-//! [`sansa_core::async_produce_handles!`] over its cells
-//! ([`WakerCells`]): this adapter adds only its channel to the driver.
+//! [`sansa_core::async_produce_handles!`] over its waker cells: this
+//! adapter adds only its channel to the driver.
 
-use sansa_core::session::{self, WakerCells};
 use tokio::sync::mpsc;
 
 use crate::client::Client;
 use crate::driver::Command;
-
-/// Where the driver sends a record's result.
-pub(crate) type Sink = session::Sink<WakerCells>;
 
 sansa_core::async_produce_handles!(mpsc::WeakUnboundedSender<Command>);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Io, Session, Waiters};
+use super::{Io, ProduceWaiter, Session};
 use crate::client::ConnId;
 use crate::{Input, Timestamp};
 
@@ -38,9 +38,9 @@ impl<H: ConnWriter> Conns<H> {
     /// Carries out every connection action `session` has: opens a
     /// connection with `open(conn, addr, connect_timeout)`, writes, and
     /// closes by dropping the handle.
-    pub fn drain<W: Waiters>(
+    pub fn drain<P: ProduceWaiter>(
         &mut self,
-        session: &mut Session<W>,
+        session: &mut Session<P>,
         now: Timestamp,
         mut open: impl FnMut(ConnId, String, Duration) -> H,
     ) {
@@ -67,7 +67,12 @@ impl<H: ConnWriter> Conns<H> {
 
     /// Feeds what a connection reported to `session`; the handle of a
     /// connection that failed or closed is dropped.
-    pub fn feed<W: Waiters>(&mut self, session: &mut Session<W>, now: Timestamp, input: Input) {
+    pub fn feed<P: ProduceWaiter>(
+        &mut self,
+        session: &mut Session<P>,
+        now: Timestamp,
+        input: Input,
+    ) {
         if let Input::ConnectFailed(conn, _) | Input::Closed(conn, _) = &input {
             self.open.remove(conn);
         }

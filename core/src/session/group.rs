@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::Waiters;
+use super::Reply;
 use crate::group::{CommitId, CommitOutcome, EpochOffset, GroupEvent, TopicPartition};
 use crate::{Client, Timestamp};
 
@@ -86,41 +86,21 @@ pub enum CommitRequest {
 
 /// The session's group books: who waits for which commit, and the events
 /// waiting for a reader (or readers waiting for an event).
-pub(super) struct GroupBooks<W: Waiters> {
-    commits: HashMap<CommitId, W::Reply<CommitResult>>,
+#[derive(Debug, Default)]
+pub(super) struct GroupBooks {
+    commits: HashMap<CommitId, Reply<CommitResult>>,
     events: VecDeque<GroupEvent>,
-    readers: VecDeque<W::Reply<GroupEvent>>,
+    readers: VecDeque<Reply<GroupEvent>>,
 }
 
-impl<W: Waiters> std::fmt::Debug for GroupBooks<W> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Counts only: the waiters are the adapter's, with no Debug bound.
-        f.debug_struct("GroupBooks")
-            .field("commits", &self.commits.len())
-            .field("events", &self.events)
-            .field("readers", &self.readers.len())
-            .finish()
-    }
-}
-
-impl<W: Waiters> Default for GroupBooks<W> {
-    fn default() -> Self {
-        GroupBooks {
-            commits: HashMap::new(),
-            events: VecDeque::new(),
-            readers: VecDeque::new(),
-        }
-    }
-}
-
-impl<W: Waiters> GroupBooks<W> {
+impl GroupBooks {
     /// Starts a commit; the waiter hears how it ended.
     pub(super) fn commit(
         &mut self,
         core: &mut Client,
         now: Timestamp,
         request: CommitRequest,
-        waiter: W::Reply<CommitResult>,
+        waiter: Reply<CommitResult>,
     ) {
         let id = match request {
             CommitRequest::Uncommitted => core.commit_uncommitted_offsets(now),
@@ -134,7 +114,7 @@ impl<W: Waiters> GroupBooks<W> {
                 self.commits.insert(id, waiter);
             }
             None => {
-                let _ = W::reply(waiter, Err(CommitFailure::NoGroup));
+                let _ = waiter.send(Err(CommitFailure::NoGroup));
             }
         }
     }
@@ -150,7 +130,7 @@ impl<W: Waiters> GroupBooks<W> {
         } else {
             Err(CommitFailure::Refused(outcome))
         };
-        if let Err(Ok(outcome) | Err(CommitFailure::Refused(outcome))) = W::reply(waiter, result) {
+        if let Err(Ok(outcome) | Err(CommitFailure::Refused(outcome))) = waiter.send(result) {
             self.push(GroupEvent::CommitFinished(outcome));
         }
     }
@@ -158,7 +138,7 @@ impl<W: Waiters> GroupBooks<W> {
     /// Hands `event` to the oldest reader still waiting, else queues it.
     pub(super) fn push(&mut self, mut event: GroupEvent) {
         while let Some(reader) = self.readers.pop_front() {
-            match W::reply(reader, event) {
+            match reader.send(event) {
                 Ok(()) => return,
                 Err(back) => event = back,
             }
@@ -173,11 +153,11 @@ impl<W: Waiters> GroupBooks<W> {
 
     /// A reader wants the next event: the oldest queued one, or the next
     /// to come.
-    pub(super) fn next_event(&mut self, reader: W::Reply<GroupEvent>) {
-        self.readers.retain(|r| !W::reply_abandoned(r));
+    pub(super) fn next_event(&mut self, reader: Reply<GroupEvent>) {
+        self.readers.retain(|r| !r.is_abandoned());
         match self.events.pop_front() {
             Some(event) => {
-                if let Err(event) = W::reply(reader, event) {
+                if let Err(event) = reader.send(event) {
                     // It left before the answer: keep the event for the next.
                     self.events.push_front(event);
                 }
@@ -190,7 +170,7 @@ impl<W: Waiters> GroupBooks<W> {
     /// waiters drop).
     pub(super) fn finish(&mut self) {
         for (_, waiter) in self.commits.drain() {
-            let _ = W::reply(waiter, Err(CommitFailure::Closed));
+            let _ = waiter.send(Err(CommitFailure::Closed));
         }
         self.readers.clear();
     }

@@ -1,9 +1,11 @@
 //! A [`Client`] with the books a runtime adapter keeps beside it: which
 //! caller waits for each record, flush, close and fetch. Every adapter
 //! (tokio, smol, blocking) drives a [`Session`], so none of them holds
-//! Kafka or bookkeeping logic of its own; each only plugs in how it
-//! hands a result to a caller (a oneshot, a waker slot, a condvar)
-//! through [`Waiters`].
+//! Kafka or bookkeeping logic of its own. Every caller waits the same
+//! way: on a waker cell ([`WakerSlot`], [`WakerBatch`]) for a record or a
+//! batch, on an [`Answer`] for anything else. An async adapter polls them
+//! from its futures, the blocking one with a waker that unparks its
+//! thread; a test may plug in its own [`ProduceWaiter`].
 //!
 //! Like the rest of the core it reads no clock and does no I/O: the
 //! adapter's loop is
@@ -40,11 +42,14 @@
 
 mod books;
 mod builder;
+mod client_calls;
 mod conns;
 pub mod group;
+mod group_calls;
 mod handles;
 mod helpers;
 mod outcome;
+mod reply;
 mod sink;
 mod txn_handles;
 mod waker;
@@ -66,8 +71,9 @@ use group::GroupBooks;
 pub use group::{CommitFailure, CommitRequest, CommitResult};
 pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
 pub use outcome::{BatchState, Outcome, RecordState};
-pub use sink::{Cells, Sink};
-pub use waker::{ReplyFuture, WakerBatch, WakerCells, WakerSlot};
+pub use reply::{answer, Answer, Reply};
+pub use sink::Sink;
+pub use waker::{WakerBatch, WakerSlot};
 
 /// At most this many commands (or connection inputs) an adapter should
 /// feed between two drains. Draining after every one made the per-poll
@@ -77,7 +83,7 @@ pub use waker::{ReplyFuture, WakerBatch, WakerCells, WakerSlot};
 pub const BURST: usize = 256;
 
 /// Who waits for one record: whether it got into the buffer, and how it
-/// ended. [`Sink`] is one for any adapter's [`Cells`].
+/// ended. [`Sink`] is the one every adapter uses.
 ///
 /// Each change hands back the waiting caller's wake-up rather than
 /// waking it: the session wakes them all at the end of a drain
@@ -102,52 +108,20 @@ pub trait ProduceWaiter {
     fn wake(wake: Self::Wake);
 }
 
-/// How an adapter hands results to its callers: one type per kind of
-/// waiting caller, and what to do with each.
-///
-/// Functions rather than methods on the flush and fetch waiter types, so
-/// an adapter can plug in a foreign type (a tokio oneshot sender) as it
-/// is.
-pub trait Waiters {
-    /// Waits for one record.
-    type Produce: ProduceWaiter;
-    /// Waits for a flush or a close to finish.
-    type Flush;
-    /// Waits for fetched records (`poll_fetches`).
-    type Fetch;
-    /// Waits for one answer of type `T` (a commit's outcome, the next
-    /// group event); dropped unanswered, the caller hears none.
-    type Reply<T>;
-
-    /// The flush or close is done.
-    fn flushed(waiter: Self::Flush);
-    /// The caller stopped waiting (dropped its future, timed out).
-    fn fetch_abandoned(waiter: &Self::Fetch) -> bool;
-    /// Hands records over; gives them back if the caller left meanwhile.
-    fn fetched(
-        waiter: Self::Fetch,
-        fetched: Vec<FetchedPartition>,
-    ) -> Result<(), Vec<FetchedPartition>>;
-    /// Hands `value` over; gives it back if the caller left meanwhile.
-    fn reply<T>(waiter: Self::Reply<T>, value: T) -> Result<(), T>;
-    /// The caller stopped waiting for its answer.
-    fn reply_abandoned<T>(waiter: &Self::Reply<T>) -> bool;
-}
-
 /// What a user's handle asks of the session.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Command<W: Waiters> {
+pub enum Command<P> {
     /// Produce a record.
-    Produce(ProduceRequest<W::Produce>),
+    Produce(ProduceRequest<P>),
     /// Send what is buffered and tell the waiter when everything
     /// produced before is done.
-    Flush(W::Flush),
+    Flush(Reply<()>),
     /// Cancel the record produced with this ticket (0: none).
     Cancel(u64),
     /// Flush, then close; the waiter hears when the core is closed.
     /// `None` when every handle is gone and nobody waits.
-    Close(Option<W::Flush>),
+    Close(Option<Reply<()>>),
     /// `consume_topics`.
     ConsumeTopics(Vec<String>),
     /// `consume_regex`; the patterns were checked by the caller.
@@ -157,7 +131,7 @@ pub enum Command<W: Waiters> {
     /// Pause (`true`) or resume a topic's partitions (all with `None`).
     Pause(String, Option<Vec<i32>>, bool),
     /// Wait for at most this many fetched records (all with `None`).
-    PollFetches(Option<usize>, W::Fetch),
+    PollFetches(Option<usize>, Reply<Vec<FetchedPartition>>),
     /// `begin_transaction`; the reply says whether it opened.
     BeginTransaction(Reply<Result<(), TxnError>>),
     /// `end_transaction`; the reply comes with the outcome, once the
@@ -176,36 +150,27 @@ pub enum Command<W: Waiters> {
         Reply<Result<(), TxnError>>,
     ),
     /// Commit as the group member; the waiter hears the outcome.
-    Commit(CommitRequest, W::Reply<CommitResult>),
+    Commit(CommitRequest, Reply<CommitResult>),
     /// Let a rebalance step held for the application go on
     /// (`require_rebalance_ack`, `block_rebalance_on_poll`).
     AllowRebalance,
     /// Wait for the next [`GroupEvent`].
-    NextGroupEvent(W::Reply<GroupEvent>),
+    NextGroupEvent(Reply<GroupEvent>),
     /// Stop at once as a crash would (no flush, commit or LeaveGroup);
     /// the waiter hears when the core is closed.
-    Abort(Option<W::Flush>),
+    Abort(Option<Reply<()>>),
 }
 
-/// A caller waiting for one answer, whatever the adapter's way of handing
-/// it over (a oneshot, a waker slot, a condvar): called once.
-pub struct Reply<T>(Box<dyn FnOnce(T) + Send>);
-
-impl<T> Reply<T> {
-    /// A reply that hands the answer to `f`.
-    pub fn new(f: impl FnOnce(T) + Send + 'static) -> Self {
-        Reply(Box::new(f))
-    }
-
-    /// Hands over the answer.
-    pub fn send(self, answer: T) {
-        (self.0)(answer)
-    }
-}
-
-impl<T> std::fmt::Debug for Reply<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Reply")
+impl<P: ProduceWaiter> Command<P> {
+    /// Answers a command no driver will take (its channel is closed: the
+    /// client closed): a record fails with [`ProduceError::Closed`], the
+    /// answer of a session that is closing (a `try_produce` record is
+    /// refused with it, so a batch does not count it); any other command
+    /// is dropped, so its caller hears `None`.
+    pub fn refuse(self) {
+        if let Command::Produce(request) = self {
+            request.refuse(ProduceError::Closed);
+        }
     }
 }
 
@@ -310,13 +275,12 @@ struct Entry<P> {
 /// waiting callers. See the [module documentation](self).
 ///
 /// ```
-/// use sansa_core::consumer::FetchedPartition;
-/// use sansa_core::session::{Command, Outcome, ProduceWaiter, Session, Waiters};
+/// use std::task::{Context, Poll, Waker};
+/// use sansa_core::session::{answer, Command, Outcome, ProduceWaiter, Session};
 /// use sansa_core::producer::ProduceError;
 /// use sansa_core::{Client, Config, Timestamp};
 ///
-/// /// Waiters that only note that a close finished.
-/// struct Noting;
+/// /// Callers of records that need no news.
 /// struct Ignored;
 /// impl ProduceWaiter for Ignored {
 ///     type Wake = ();
@@ -325,43 +289,33 @@ struct Entry<P> {
 ///     fn refused(self, _: ProduceError) -> Option<()> { None }
 ///     fn wake(_: ()) {}
 /// }
-/// impl Waiters for Noting {
-///     type Produce = Ignored;
-///     type Flush = std::rc::Rc<std::cell::Cell<bool>>;
-///     type Fetch = ();
-///     type Reply<T> = ();
-///     fn flushed(done: Self::Flush) { done.set(true) }
-///     fn fetch_abandoned(_: &()) -> bool { false }
-///     fn fetched(_: (), _: Vec<FetchedPartition>) -> Result<(), Vec<FetchedPartition>> { Ok(()) }
-///     fn reply<T>(_: (), _: T) -> Result<(), T> { Ok(()) }
-///     fn reply_abandoned<T>(_: &()) -> bool { false }
-/// }
 ///
 /// let config = Config::builder().seed_brokers(["localhost:9092"]).build()?;
-/// let mut session = Session::<Noting>::new(Client::new(config)?);
-/// let closed = std::rc::Rc::new(std::cell::Cell::new(false));
+/// let mut session = Session::<Ignored>::new(Client::new(config)?);
+/// let (mut closed, reply) = answer();
 /// let now = Timestamp::from_nanos(0);
-/// session.handle_command(now, Command::Close(Some(closed.clone())));
+/// session.handle_command(now, Command::Close(Some(reply)));
 /// while let Some(_io) = session.poll_io(now) {}
 /// assert!(session.is_done(), "nothing to flush: closed at once");
 /// session.finish();
-/// assert!(closed.get());
+/// let mut cx = Context::from_waker(Waker::noop());
+/// assert_eq!(closed.poll_answer(&mut cx), Poll::Ready(Some(())));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct Session<W: Waiters> {
+pub struct Session<P: ProduceWaiter> {
     core: Client,
     /// Connections the core opened and has not closed or lost.
     live: HashSet<ConnId>,
-    records: ById<Entry<W::Produce>>,
-    flushes: HashMap<u64, W::Flush>,
+    records: ById<Entry<P>>,
+    flushes: HashMap<u64, Reply<()>>,
     /// The flush a close waits for, once a close began.
     closing: Option<u64>,
-    close_waiters: Vec<W::Flush>,
+    close_waiters: Vec<Reply<()>>,
     /// `poll_fetches` callers waiting for records, oldest first.
-    fetch_waiters: VecDeque<(Option<usize>, W::Fetch)>,
+    fetch_waiters: VecDeque<(Option<usize>, Reply<Vec<FetchedPartition>>)>,
     /// Group commits waiting for their outcome, group events for readers.
-    group: GroupBooks<W>,
+    group: GroupBooks,
     /// The core is closed; the adapter's loop ends.
     done: bool,
     /// The deadline last returned by `poll_timer`.
@@ -370,10 +324,10 @@ pub struct Session<W: Waiters> {
     txn_ends: HashMap<u64, Reply<Result<TransactionOutcome, TxnError>>>,
     /// Callers' wake-ups held back until the end of the drain (see
     /// [`ProduceWaiter`]).
-    wakes: Vec<<W::Produce as ProduceWaiter>::Wake>,
+    wakes: Vec<P::Wake>,
 }
 
-impl<W: Waiters> Session<W> {
+impl<P: ProduceWaiter> Session<P> {
     /// Wraps a core client that has done nothing yet.
     pub fn new(core: Client) -> Self {
         Session {
@@ -418,7 +372,7 @@ impl<W: Waiters> Session<W> {
     }
 
     /// Feeds a caller's command.
-    pub fn handle_command(&mut self, now: Timestamp, cmd: Command<W>) {
+    pub fn handle_command(&mut self, now: Timestamp, cmd: Command<P>) {
         match cmd {
             Command::Produce(p) => self.produce(now, p),
             Command::Flush(waiter) => {
@@ -451,17 +405,23 @@ impl<W: Waiters> Session<W> {
                 self.fetch_waiters.push_back((max, waiter));
                 self.answer_fetch_waiters(now);
             }
-            Command::BeginTransaction(reply) => reply.send(self.core.begin_transaction(now)),
+            Command::BeginTransaction(reply) => {
+                let _ = reply.send(self.core.begin_transaction(now));
+            }
             Command::EndTransaction(how, reply) => match self.core.end_transaction(now, how) {
                 Ok(id) => {
                     self.txn_ends.insert(id, reply);
                 }
-                Err(e) => reply.send(Err(e)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
             },
-            Command::SendOffsetsToTransaction(offsets, group, reply) => reply.send(match group {
-                Some(g) => self.core.send_offsets_to_transaction_for(now, offsets, g),
-                None => self.core.send_offsets_to_transaction(now, offsets),
-            }),
+            Command::SendOffsetsToTransaction(offsets, group, reply) => {
+                let _ = reply.send(match group {
+                    Some(g) => self.core.send_offsets_to_transaction_for(now, offsets, g),
+                    None => self.core.send_offsets_to_transaction(now, offsets),
+                });
+            }
             Command::Commit(request, waiter) => {
                 self.group.commit(&mut self.core, now, request, waiter)
             }
@@ -534,14 +494,14 @@ impl<W: Waiters> Session<W> {
     }
 
     /// Holds a caller's wake-up back until the end of the drain.
-    fn defer(&mut self, wake: Option<<W::Produce as ProduceWaiter>::Wake>) {
+    fn defer(&mut self, wake: Option<P::Wake>) {
         self.wakes.extend(wake);
     }
 
     /// Wakes every caller whose record changed during the drain.
     fn wake_all(&mut self) {
         for w in self.wakes.drain(..) {
-            W::Produce::wake(w);
+            P::wake(w);
         }
     }
 
@@ -562,14 +522,14 @@ impl<W: Waiters> Session<W> {
     /// client's state).
     pub fn finish(mut self) -> Client {
         for (_, waiter) in self.fetch_waiters.drain(..) {
-            let _ = W::fetched(waiter, Vec::new());
+            let _ = waiter.send(Vec::new());
         }
         self.group.finish();
         for waiter in self.close_waiters.drain(..) {
-            W::flushed(waiter);
+            let _ = waiter.send(());
         }
         for (_, reply) in self.txn_ends.drain() {
-            reply.send(Err(TxnError::Closed));
+            let _ = reply.send(Err(TxnError::Closed));
         }
         while let Some(id) = self.records.find(|_| true) {
             if let Some(e) = self.records.remove(id) {
@@ -582,7 +542,7 @@ impl<W: Waiters> Session<W> {
         self.core
     }
 
-    fn produce(&mut self, now: Timestamp, p: ProduceRequest<W::Produce>) {
+    fn produce(&mut self, now: Timestamp, p: ProduceRequest<P>) {
         if self.closing.is_some() {
             return p.refuse(ProduceError::Closed);
         }
@@ -654,7 +614,7 @@ impl<W: Waiters> Session<W> {
             }
             Event::Flushed(id) => {
                 if let Some(waiter) = self.flushes.remove(&id) {
-                    W::flushed(waiter);
+                    let _ = waiter.send(());
                 }
                 if self.closing == Some(id) {
                     tracing::debug!("flushed; closing the core");
@@ -666,7 +626,7 @@ impl<W: Waiters> Session<W> {
             Event::FetchesReady => self.answer_fetch_waiters(now),
             Event::TransactionEnded(outcome) => {
                 if let Some(reply) = self.txn_ends.remove(&outcome.id) {
-                    reply.send(Ok(outcome));
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             Event::GroupLeft => {
@@ -692,7 +652,7 @@ impl<W: Waiters> Session<W> {
     /// first, while there are any.
     fn answer_fetch_waiters(&mut self, now: Timestamp) {
         self.fetch_waiters
-            .retain(|(_, waiter)| !W::fetch_abandoned(waiter));
+            .retain(|(_, waiter)| !waiter.is_abandoned());
         while let Some(&(max, _)) = self.fetch_waiters.front() {
             let fetched = self.core.poll_fetches(now, max);
             if fetched.is_empty() {
@@ -701,7 +661,7 @@ impl<W: Waiters> Session<W> {
             let Some((_, waiter)) = self.fetch_waiters.pop_front() else {
                 break;
             };
-            if let Err(unsent) = W::fetched(waiter, fetched) {
+            if let Err(unsent) = waiter.send(fetched) {
                 // Gone between the check and the hand-over: the records
                 // are lost to it, so log rather than drop them silently.
                 tracing::warn!(
@@ -721,15 +681,16 @@ impl<W: Waiters> Session<W> {
             return;
         }
         for (_, waiter) in self.fetch_waiters.drain(..) {
-            let _ = W::fetched(waiter, Vec::new());
+            let _ = waiter.send(Vec::new());
         }
     }
 
     /// Flushes, then (at that flush's event) closes the core.
-    fn begin_close(&mut self, now: Timestamp, waiter: Option<W::Flush>) {
+    fn begin_close(&mut self, now: Timestamp, waiter: Option<Reply<()>>) {
         if let Some(w) = waiter {
             if self.done {
-                return W::flushed(w);
+                let _ = w.send(());
+                return;
             }
             self.close_waiters.push(w);
         }

@@ -1,7 +1,7 @@
 //! What a caller waiting on one record, or on a batch of records, knows
 //! so far: the state behind a `ProduceFuture`, a blocking produce handle
-//! and a `FirstError`, kept here once so adapters add only their way of
-//! waking a caller (a `Waker`, a `Condvar`).
+//! and a `FirstError`, kept here once; the waker cells pair it with the
+//! caller to wake.
 
 use crate::producer::{ProduceError, RecordMeta};
 

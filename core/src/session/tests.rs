@@ -8,9 +8,6 @@ use super::*;
 
 type Log = Rc<RefCell<Vec<String>>>;
 
-/// Waiters that write what happened to them into a shared log.
-struct Logged;
-
 /// A record's waiter: its name in the log.
 struct Named(&'static str, Log);
 
@@ -37,40 +34,16 @@ impl ProduceWaiter for Named {
     fn wake(_: ()) {}
 }
 
-impl Waiters for Logged {
-    type Produce = Named;
-    type Flush = (&'static str, Log);
-    type Fetch = (&'static str, Log);
-    /// The caller keeps a clone; once it drops it, it left.
-    type Reply<T> = Rc<RefCell<Option<T>>>;
-
-    fn flushed((name, log): Self::Flush) {
-        log.borrow_mut().push(format!("{name} done"));
-    }
-    fn fetch_abandoned(_: &Self::Fetch) -> bool {
-        false
-    }
-    fn fetched(
-        (name, log): Self::Fetch,
-        fetched: Vec<FetchedPartition>,
-    ) -> Result<(), Vec<FetchedPartition>> {
-        log.borrow_mut()
-            .push(format!("{name} got {} partitions", fetched.len()));
-        Ok(())
-    }
-    fn reply<T>(waiter: Self::Reply<T>, value: T) -> Result<(), T> {
-        if Self::reply_abandoned(&waiter) {
-            return Err(value);
-        }
-        *waiter.borrow_mut() = Some(value);
-        Ok(())
-    }
-    fn reply_abandoned<T>(waiter: &Self::Reply<T>) -> bool {
-        Rc::strong_count(waiter) == 1
+/// The caller's answer so far: `None` while it waits, `Some(None)` when
+/// the session dropped its reply unanswered.
+fn got<T>(answer: &mut Answer<T>) -> Option<Option<T>> {
+    match answer.poll_answer(&std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(value) => Some(value),
+        std::task::Poll::Pending => None,
     }
 }
 
-fn session(max_buffered: usize) -> Session<Logged> {
+fn session(max_buffered: usize) -> Session<Named> {
     let config = Config::builder()
         .seed_brokers(["127.0.0.1:9"])
         .max_buffered_records(max_buffered)
@@ -79,7 +52,7 @@ fn session(max_buffered: usize) -> Session<Logged> {
     Session::new(Client::new(config).expect("valid config"))
 }
 
-fn produce(name: &'static str, log: &Log, ticket: u64, try_: bool) -> Command<Logged> {
+fn produce(name: &'static str, log: &Log, ticket: u64, try_: bool) -> Command<Named> {
     Command::Produce(ProduceRequest {
         record: Record::new("t", "v"),
         wall_ms: 0,
@@ -90,7 +63,7 @@ fn produce(name: &'static str, log: &Log, ticket: u64, try_: bool) -> Command<Lo
     })
 }
 
-fn drain(s: &mut Session<Logged>, now: Timestamp) -> Vec<Io> {
+fn drain(s: &mut Session<Named>, now: Timestamp) -> Vec<Io> {
     std::iter::from_fn(|| s.poll_io(now)).collect()
 }
 
@@ -123,7 +96,8 @@ fn a_close_flushes_first_and_refuses_records_produced_after_it_began() {
     let mut s = session(10);
     let now = Timestamp::from_nanos(1);
     s.handle_command(now, produce("a", &log, 1, false));
-    s.handle_command(now, Command::Close(Some(("close", log.clone()))));
+    let (mut closed, reply) = answer();
+    s.handle_command(now, Command::Close(Some(reply)));
     s.handle_command(now, produce("late", &log, 2, false));
     s.handle_command(now, produce("late-try", &log, 3, true));
     let _ = drain(&mut s, now);
@@ -140,8 +114,27 @@ fn a_close_flushes_first_and_refuses_records_produced_after_it_began() {
     s.handle_command(now, Command::Cancel(1));
     let _ = drain(&mut s, now);
     assert!(s.is_done());
+    assert_eq!(take(&log), ["a failed: cancelled"]);
+    assert_eq!(got(&mut closed), None, "closed only when the session ends");
     s.finish();
-    assert_eq!(take(&log), ["a failed: cancelled", "close done"]);
+    assert_eq!(got(&mut closed), Some(Some(())));
+}
+
+#[test]
+fn a_command_no_driver_takes_fails_its_record_closed_and_leaves_other_callers_unanswered() {
+    let log = Log::default();
+    produce("a", &log, 1, false).refuse();
+    produce("b", &log, 2, true).refuse();
+    let (mut flushed, reply) = answer();
+    Command::<Named>::Flush(reply).refuse();
+    assert_eq!(
+        take(&log),
+        [
+            "a failed: the client is closed",
+            "b refused: the client is closed"
+        ]
+    );
+    assert_eq!(got(&mut flushed), Some(None));
 }
 
 #[test]
@@ -149,15 +142,15 @@ fn fetch_waiters_left_at_the_end_get_nothing_and_records_fail_closed() {
     let log = Log::default();
     let mut s = session(10);
     let now = Timestamp::from_nanos(1);
-    s.handle_command(now, Command::PollFetches(None, ("poll", log.clone())));
+    let (mut poll, reply) = answer();
+    s.handle_command(now, Command::PollFetches(None, reply));
     s.handle_command(now, produce("a", &log, 1, false));
     let _ = drain(&mut s, now);
-    assert_eq!(take(&log), ["a buffered"], "no records fetched yet");
+    assert_eq!(take(&log), ["a buffered"]);
+    assert!(got(&mut poll).is_none(), "no records fetched yet");
     s.finish();
-    assert_eq!(
-        take(&log),
-        ["poll got 0 partitions", "a failed: the client is closed"]
-    );
+    assert_eq!(got(&mut poll).map(|p| p.map(|p| p.len())), Some(Some(0)));
+    assert_eq!(take(&log), ["a failed: the client is closed"]);
 }
 
 #[test]
@@ -213,28 +206,6 @@ impl ProduceWaiter for Woken {
     }
 }
 
-struct WokenWaiters;
-
-impl Waiters for WokenWaiters {
-    type Produce = Woken;
-    type Flush = ();
-    type Fetch = ();
-    type Reply<T> = ();
-    fn flushed(_: ()) {}
-    fn fetch_abandoned(_: &()) -> bool {
-        false
-    }
-    fn fetched(_: (), _: Vec<FetchedPartition>) -> Result<(), Vec<FetchedPartition>> {
-        Ok(())
-    }
-    fn reply<T>(_: (), _: T) -> Result<(), T> {
-        Ok(())
-    }
-    fn reply_abandoned<T>(_: &()) -> bool {
-        false
-    }
-}
-
 #[test]
 fn callers_are_woken_after_the_whole_burst_not_once_per_record() {
     let log = Log::default();
@@ -243,7 +214,7 @@ fn callers_are_woken_after_the_whole_burst_not_once_per_record() {
         .max_buffered_records(2)
         .build()
         .expect("valid config");
-    let mut s = Session::<WokenWaiters>::new(Client::new(config).expect("valid config"));
+    let mut s = Session::<Woken>::new(Client::new(config).expect("valid config"));
     let now = Timestamp::from_nanos(1);
     for (name, try_) in [("a", false), ("b", false), ("c", true)] {
         s.handle_command(
@@ -276,7 +247,7 @@ fn callers_are_woken_after_the_whole_burst_not_once_per_record() {
     );
 }
 
-fn transactional() -> Session<Logged> {
+fn transactional() -> Session<Named> {
     let config = Config::builder()
         .seed_brokers(["127.0.0.1:9"])
         .transactional_id("tx")
@@ -285,25 +256,32 @@ fn transactional() -> Session<Logged> {
     Session::new(Client::new(config).expect("valid config"))
 }
 
-/// A reply that records its answer, for [`replies`]: a `Reply` must be
-/// `Send`, so it cannot write into the single-threaded log.
+/// A reply whose answer [`replies`] reports, named.
 fn reply<T: std::fmt::Debug + 'static>(name: &'static str) -> Reply<T> {
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    REPLIES.with(|r| r.borrow_mut().push(rx));
-    Reply::new(move |answer: T| {
-        let _ = tx.send(format!("{name}: {answer:?}"));
-    })
+    let (mut answer, reply) = answer::<T>();
+    REPLIES.with(|r| {
+        r.borrow_mut()
+            .push(Box::new(move || match got(&mut answer) {
+                Some(Some(a)) => Some(format!("{name}: {a:?}")),
+                _ => None,
+            }))
+    });
+    reply
 }
+
+type Poller = Box<dyn FnMut() -> Option<String>>;
 
 thread_local! {
-    static REPLIES: RefCell<Vec<std::sync::mpsc::Receiver<String>>> = const { RefCell::new(Vec::new()) };
+    static REPLIES: RefCell<Vec<Poller>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The answers that came since the last call, in the order the replies
+/// were made.
 fn replies() -> Vec<String> {
     REPLIES.with(|r| {
-        r.borrow()
-            .iter()
-            .filter_map(|rx| rx.try_recv().ok())
+        r.borrow_mut()
+            .iter_mut()
+            .filter_map(|poll| poll())
             .collect()
     })
 }
@@ -354,17 +332,13 @@ fn transaction_commands_answer_through_their_replies() {
 
 use crate::group::{CommitError, CommitId, CommitOutcome, CommitReason, GroupConfig};
 
-fn group_session() -> Session<Logged> {
+fn group_session() -> Session<Named> {
     let config = Config::builder()
         .seed_brokers(["127.0.0.1:9"])
         .consumer_group(GroupConfig::new("g"))
         .build()
         .expect("valid config");
     Session::new(Client::new(config).expect("valid config"))
-}
-
-fn group_reply<T>() -> Rc<RefCell<Option<T>>> {
-    Rc::new(RefCell::new(None))
 }
 
 fn outcome(id: u64, failed: bool) -> CommitOutcome {
@@ -384,33 +358,27 @@ fn outcome(id: u64, failed: bool) -> CommitOutcome {
 fn a_commit_without_a_consumer_group_fails_with_no_group() {
     let mut s = session(10);
     let now = Timestamp::from_nanos(1);
-    let answer = group_reply();
-    s.handle_command(
-        now,
-        Command::Commit(CommitRequest::Uncommitted, answer.clone()),
-    );
-    assert_eq!(answer.take(), Some(Err(CommitFailure::NoGroup)));
+    let (mut commit, reply) = answer();
+    s.handle_command(now, Command::Commit(CommitRequest::Uncommitted, reply));
+    assert_eq!(got(&mut commit), Some(Some(Err(CommitFailure::NoGroup))));
 }
 
 #[test]
 fn an_abort_ends_at_once_and_fails_the_commits_still_waiting() {
-    let log = Log::default();
     let mut s = group_session();
     let now = Timestamp::from_nanos(1);
     s.handle_command(now, Command::ConsumeTopics(vec!["t".into()]));
-    let commit = group_reply();
-    s.handle_command(
-        now,
-        Command::Commit(CommitRequest::Uncommitted, commit.clone()),
-    );
+    let (mut commit, reply) = answer();
+    s.handle_command(now, Command::Commit(CommitRequest::Uncommitted, reply));
     let _ = drain(&mut s, now);
     assert!(!s.is_done());
-    s.handle_command(now, Command::Abort(Some(("abort", log.clone()))));
+    let (mut aborted, reply) = answer();
+    s.handle_command(now, Command::Abort(Some(reply)));
     let _ = drain(&mut s, now);
     assert!(s.is_done(), "an abort ends at once");
     s.finish();
-    assert_eq!(take(&log), ["abort done"]);
-    assert_eq!(commit.take(), Some(Err(CommitFailure::Closed)));
+    assert_eq!(got(&mut aborted), Some(Some(())));
+    assert_eq!(got(&mut commit), Some(Some(Err(CommitFailure::Closed))));
 }
 
 #[test]
@@ -418,26 +386,29 @@ fn a_commit_s_caller_hears_its_own_outcome_and_unclaimed_outcomes_become_events(
     let mut s = group_session();
     let now = Timestamp::from_nanos(1);
     s.handle_command(now, Command::ConsumeTopics(vec!["t".into()]));
-    let (ok, refused, gone) = (group_reply(), group_reply(), group_reply());
-    for r in [&ok, &refused, &gone] {
-        s.handle_command(now, Command::Commit(CommitRequest::Uncommitted, r.clone()));
-    }
-    drop(gone); // this caller stopped waiting; its outcome becomes an event
+    let mut callers: Vec<_> = (0..3)
+        .map(|_| {
+            let (caller, reply) = answer();
+            s.handle_command(now, Command::Commit(CommitRequest::Uncommitted, reply));
+            caller
+        })
+        .collect();
+    drop(callers.pop()); // this caller stopped waiting; its outcome becomes an event
     s.group.commit_finished(outcome(1, false));
     s.group.commit_finished(outcome(2, true));
     s.group.commit_finished(outcome(3, false));
     s.group.commit_finished(outcome(99, false)); // an auto-commit, say
-    assert_eq!(ok.take(), Some(Ok(outcome(1, false))));
+    assert_eq!(got(&mut callers[0]), Some(Some(Ok(outcome(1, false)))));
     assert_eq!(
-        refused.take(),
-        Some(Err(CommitFailure::Refused(outcome(2, true))))
+        got(&mut callers[1]),
+        Some(Some(Err(CommitFailure::Refused(outcome(2, true)))))
     );
     for id in [3, 99] {
-        let event = group_reply();
-        s.handle_command(now, Command::NextGroupEvent(event.clone()));
+        let (mut event, reply) = answer();
+        s.handle_command(now, Command::NextGroupEvent(reply));
         assert_eq!(
-            event.take(),
-            Some(GroupEvent::CommitFinished(outcome(id, false)))
+            got(&mut event),
+            Some(Some(GroupEvent::CommitFinished(outcome(id, false))))
         );
     }
 }
@@ -447,24 +418,29 @@ fn group_events_go_to_the_oldest_reader_still_waiting_and_queue_bounded_otherwis
     let mut s = group_session();
     let now = Timestamp::from_nanos(1);
     let assigned = |n: i32| GroupEvent::PartitionsAssigned(BTreeMap::from([("t".into(), vec![n])]));
-    let (left, waiting) = (group_reply(), group_reply());
-    s.handle_command(now, Command::NextGroupEvent(left.clone()));
-    s.handle_command(now, Command::NextGroupEvent(waiting.clone()));
+    let (left, reply) = answer();
+    s.handle_command(now, Command::NextGroupEvent(reply));
+    let (mut waiting, reply) = answer();
+    s.handle_command(now, Command::NextGroupEvent(reply));
     drop(left);
     s.group.push(assigned(0));
-    assert_eq!(waiting.take(), Some(assigned(0)));
+    assert_eq!(got(&mut waiting), Some(Some(assigned(0))));
     // Nobody reads: the queue keeps the newest, up to its bound.
     for n in 1..=(group::MAX_QUEUED_GROUP_EVENTS as i32 + 1) {
         s.group.push(assigned(n));
     }
-    let first = group_reply();
-    s.handle_command(now, Command::NextGroupEvent(first.clone()));
-    assert_eq!(first.take(), Some(assigned(2)), "the oldest was dropped");
+    let (mut first, reply) = answer();
+    s.handle_command(now, Command::NextGroupEvent(reply));
+    assert_eq!(
+        got(&mut first),
+        Some(Some(assigned(2))),
+        "the oldest was dropped"
+    );
     // At the end, a reader still waiting hears nothing.
-    let last = group_reply();
+    let (mut last, reply) = answer::<GroupEvent>();
     let mut s = group_session();
-    s.handle_command(now, Command::NextGroupEvent(last.clone()));
+    s.handle_command(now, Command::NextGroupEvent(reply));
+    assert_eq!(got(&mut last), None);
     s.finish();
-    assert_eq!(Rc::strong_count(&last), 1, "the session let go of it");
-    assert_eq!(last.take(), None);
+    assert_eq!(got(&mut last), Some(None), "the session let go of it");
 }

@@ -6,7 +6,7 @@
 //! commit is doubtful and aborts instead, the rewind after an abort, the
 //! revoke held until the end) is the core's
 //! ([`GroupTxnSession`](crate::txn::GroupTxnSession)); these only carry a
-//! command to the driver and await its [`ReplyFuture`](super::ReplyFuture).
+//! command to the driver and await its [`Answer`](super::Answer).
 
 /// Expands to the transaction calls of an async adapter's `Client` (an
 /// `impl Client` block) and to `GroupTransactSession` in the invoking
@@ -31,7 +31,7 @@ macro_rules! async_transactions {
             ///
             #[doc = $client_example]
             pub async fn begin_transaction(&self) -> Result<(), $crate::txn::TxnError> {
-                let (reply, answer) = $crate::session::ReplyFuture::channel();
+                let (answer, reply) = $crate::session::answer();
                 self.send($crate::session::Command::BeginTransaction(reply));
                 answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
             }
@@ -48,7 +48,7 @@ macro_rules! async_transactions {
                 &self,
                 how: $crate::txn::TxnEnd,
             ) -> Result<$crate::txn::TransactionOutcome, $crate::txn::TxnError> {
-                let (reply, answer) = $crate::session::ReplyFuture::channel();
+                let (answer, reply) = $crate::session::answer();
                 self.send($crate::session::Command::EndTransaction(how, reply));
                 answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
             }
@@ -68,7 +68,7 @@ macro_rules! async_transactions {
                 >,
                 group: Option<$crate::txn::GroupMetadata>,
             ) -> Result<(), $crate::txn::TxnError> {
-                let (reply, answer) = $crate::session::ReplyFuture::channel();
+                let (answer, reply) = $crate::session::answer();
                 self.send($crate::session::Command::SendOffsetsToTransaction(
                     offsets, group, reply,
                 ));

@@ -1,17 +1,12 @@
-//! The cells of the async adapters (tokio, smol): both wait through a
-//! [`std::task::Waker`], so the cells that pair a state with the tasks
-//! waiting on it are written once here, as [`WakerCells`]. They poll
-//! nothing and spawn nothing: a future polls them, the driver updates
-//! them.
+//! The cells every adapter's callers wait on for records: a state and
+//! the [`std::task::Waker`] of whoever waits on it. They poll nothing,
+//! spawn nothing and block nothing: a future (tokio, smol) or a parked
+//! thread (blocking) polls them, the driver updates them.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::outcome::{BatchState, RecordState};
-use super::sink::Cells;
-use super::Reply;
 use crate::producer::ProduceError;
 
 /// Locks a mutex whose holders never panic; a poisoned state is still a
@@ -140,139 +135,5 @@ impl WakerBatch {
             state.1.push(cx.waker().clone());
         }
         Poll::Pending
-    }
-}
-
-/// The cells of both async adapters: a [`WakerSlot`] per record, a
-/// [`WakerBatch`] per batch, and a [`WakerSlot`] too for a caller
-/// waiting to hear whether a batch's record was buffered (it polls
-/// [`RecordState::admission`]).
-#[derive(Debug)]
-pub struct WakerCells;
-
-impl Cells for WakerCells {
-    type Record = WakerSlot;
-    type Batch = WakerBatch;
-    type Admission = Arc<WakerSlot>;
-    type Wake = Waker;
-
-    fn update(record: &Arc<WakerSlot>, f: impl FnOnce(&mut RecordState)) -> Option<Waker> {
-        record.update_quietly(f)
-    }
-
-    fn wake(wake: Waker) {
-        wake.wake();
-    }
-
-    fn finish(batch: &WakerBatch, error: Option<ProduceError>) {
-        batch.finish(error);
-    }
-
-    fn admit(reply: Arc<WakerSlot>, result: Result<(), ProduceError>) {
-        reply.update(|s| match result {
-            Ok(()) => s.buffered(),
-            Err(e) => s.complete(Err(e)),
-        });
-    }
-}
-
-/// A task awaiting one answer the driver hands to a [`Reply`]: what the
-/// async adapters' transaction calls wait on. Resolves to `None` when the
-/// reply was dropped unanswered (the driver is gone, or dropped the
-/// command), so no caller waits forever on a closed client.
-///
-/// ```
-/// use std::future::Future;
-/// use std::pin::pin;
-/// use std::task::{Context, Poll, Waker};
-/// use sansa_core::session::ReplyFuture;
-///
-/// let mut cx = Context::from_waker(Waker::noop());
-/// let (reply, answer) = ReplyFuture::<u8>::channel();
-/// let mut answer = pin!(answer);
-/// assert_eq!(answer.as_mut().poll(&mut cx), Poll::Pending);
-/// reply.send(7);
-/// assert_eq!(answer.poll(&mut cx), Poll::Ready(Some(7)));
-///
-/// let (reply, answer) = ReplyFuture::<u8>::channel();
-/// drop(reply); // the driver went away
-/// assert_eq!(pin!(answer).poll(&mut cx), Poll::Ready(None));
-/// ```
-pub struct ReplyFuture<T> {
-    cell: Arc<Mutex<ReplyCell<T>>>,
-}
-
-struct ReplyCell<T> {
-    answer: Option<T>,
-    /// The reply was answered or dropped: nothing more will come.
-    gone: bool,
-    waker: Option<Waker>,
-}
-
-/// The driver's end of a [`ReplyFuture`]; dropped, it ends the wait.
-struct Answerer<T>(Arc<Mutex<ReplyCell<T>>>);
-
-impl<T> Answerer<T> {
-    fn answer(self, value: T) {
-        lock(&self.0).answer = Some(value);
-        // Drop wakes the task.
-    }
-}
-
-impl<T> Drop for Answerer<T> {
-    fn drop(&mut self) {
-        let waker = {
-            let mut cell = lock(&self.0);
-            cell.gone = true;
-            cell.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-impl<T: Send + 'static> ReplyFuture<T> {
-    /// A [`Reply`] to put in a command, and the future of its answer.
-    pub fn channel() -> (Reply<T>, Self) {
-        let cell = Arc::new(Mutex::new(ReplyCell {
-            answer: None,
-            gone: false,
-            waker: None,
-        }));
-        let answerer = Answerer(cell.clone());
-        (
-            Reply::new(move |value| answerer.answer(value)),
-            ReplyFuture { cell },
-        )
-    }
-}
-
-impl<T> Future for ReplyFuture<T> {
-    type Output = Option<T>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let mut cell = lock(&self.cell);
-        if let Some(value) = cell.answer.take() {
-            return Poll::Ready(Some(value));
-        }
-        if cell.gone {
-            return Poll::Ready(None);
-        }
-        match &cell.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => cell.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-}
-
-impl<T> std::fmt::Debug for ReplyFuture<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let cell = lock(&self.cell);
-        f.debug_struct("ReplyFuture")
-            .field("answered", &cell.answer.is_some())
-            .field("gone", &cell.gone)
-            .finish()
     }
 }

@@ -11,13 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use sansa_core::client::ConfigBuilder;
-use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
-use sansa_core::group::GroupEvent;
-use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, CommitFailure, CommitRequest, CommitResult, ProduceRequest};
+use sansa_core::producer::Record;
+use sansa_core::session::ProduceRequest;
 
 use super::driven::{Command, Sink};
-use super::oneshot;
 use super::SimHandle;
 use crate::clock::ClientClock;
 use crate::world::ClientIdx;
@@ -117,95 +114,20 @@ impl Client {
         self.inner.index
     }
 
-    /// Produces `record`; the future resolves when it is delivered or
-    /// failed. The record is handed over before this returns, so records
-    /// keep the order of the calls.
-    pub fn produce(&self, record: Record) -> ProduceFuture {
-        ProduceFuture::start(self, record, false, false)
-    }
-
-    /// Produces `record` without lingering and waits for the result.
-    pub async fn produce_sync(&self, record: Record) -> Result<RecordMeta, ProduceError> {
-        ProduceFuture::start(self, record, false, true).await
-    }
-
-    /// Produces `record` unless the buffer is full: fails with
-    /// [`ProduceError::BufferFull`] at once, else returns the record's
-    /// future.
-    pub async fn try_produce(&self, record: Record) -> Result<ProduceFuture, ProduceError> {
-        let mut delivery = ProduceFuture::start(self, record, true, false);
-        delivery.buffered().await?;
-        Ok(delivery)
-    }
+    sansa_core::async_client_calls!();
 
     sansa_core::client_consume_methods!();
-
-    /// Waits for fetched records and returns them by partition, at most
-    /// `max_records` (all buffered with `None`). Empty only when the
-    /// client is closed (or crashed).
-    pub async fn poll_fetches(&self, max_records: Option<usize>) -> Vec<FetchedPartition> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::PollFetches(max_records, tx));
-        rx.await.unwrap_or_default()
-    }
-
-    /// [`Client::poll_fetches`] flattened to records in order per
-    /// partition (partition errors are logged and skipped).
-    pub async fn poll_records(&self, max_records: Option<usize>) -> Vec<ConsumedRecord> {
-        session::into_records(self.poll_fetches(max_records).await)
-    }
-
-    /// Sends everything buffered and waits until every record produced
-    /// before the call is delivered or failed.
-    pub async fn flush(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Flush(tx));
-        let _ = rx.await;
-    }
-
-    /// Flushes, commits and leaves the group (when in one), then closes.
-    /// Calls afterwards answer as a closed client would.
-    pub async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Close(Some(tx)));
-        let _ = rx.await;
-    }
-
-    /// Stops at once, as a crash would: no flush, no final commit, no
-    /// LeaveGroup. (A crash of the whole process, its tasks included, is
-    /// [`SimHandle::crash_client`].)
-    pub async fn abort(&self) {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Abort(Some(tx)));
-        let _ = rx.await;
-    }
-
-    /// The group's next event: partitions assigned, revoked or lost, a
-    /// group error, or the outcome of a commit nobody awaited. `None`
-    /// once the client is closed.
-    pub async fn next_group_event(&self) -> Option<GroupEvent> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::NextGroupEvent(tx));
-        rx.await
-    }
 
     /// Whether the client is closed (closed, aborted or crashed).
     pub fn is_closed(&self) -> bool {
         self.inner.inbox.is_closed()
     }
 
-    /// Hands a commit to the session and waits for its answer.
-    async fn commit(&self, request: CommitRequest) -> CommitResult {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Commit(request, tx));
-        rx.await.unwrap_or(Err(CommitFailure::Closed))
-    }
-
-    /// Queues a command; on a closed client it is dropped, which answers
-    /// its caller as closed (its waiter drops).
+    /// Queues a command; on a closed client it is refused, which answers
+    /// its caller as closed.
     pub(crate) fn send(&self, cmd: Command) {
         if let Err(cmd) = self.inner.inbox.push(cmd) {
-            drop(cmd);
+            cmd.refuse();
         }
     }
 
@@ -242,11 +164,7 @@ impl Client {
             ticket,
             waiter: sink,
         };
-        if let Err(cmd) = self.inner.inbox.push(Command::Produce(request)) {
-            if let Command::Produce(request) = *cmd {
-                request.refuse(ProduceError::Closed);
-            }
-        }
+        self.send(Command::Produce(request));
     }
 }
 

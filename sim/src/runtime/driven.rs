@@ -9,53 +9,15 @@
 use std::ops::{Deref, DerefMut};
 
 use sansa_core::client::{Input, Output};
-use sansa_core::consumer::FetchedPartition;
-use sansa_core::session::{self, Io, Session, Waiters, WakerCells};
+use sansa_core::session::{self, Io, Session};
 use sansa_core::{Client, Timestamp};
-
-use super::oneshot::Sender;
 
 /// Where a record's result goes: the core's waker cells, as in the async
 /// adapters.
-pub(crate) type Sink = session::Sink<WakerCells>;
-
-/// How results reach the application's tasks: a [`Sink`] per record,
-/// one-message channels for everything else.
-#[derive(Debug)]
-pub(crate) struct SimWaiters;
-
-impl Waiters for SimWaiters {
-    type Produce = Sink;
-    type Flush = Sender<()>;
-    type Fetch = Sender<Vec<FetchedPartition>>;
-    type Reply<T> = Sender<T>;
-
-    fn flushed(waiter: Sender<()>) {
-        let _ = waiter.send(());
-    }
-
-    fn fetch_abandoned(waiter: &Self::Fetch) -> bool {
-        waiter.is_closed()
-    }
-
-    fn fetched(
-        waiter: Self::Fetch,
-        fetched: Vec<FetchedPartition>,
-    ) -> Result<(), Vec<FetchedPartition>> {
-        waiter.send(fetched)
-    }
-
-    fn reply<T>(waiter: Sender<T>, value: T) -> Result<(), T> {
-        waiter.send(value)
-    }
-
-    fn reply_abandoned<T>(waiter: &Sender<T>) -> bool {
-        waiter.is_closed()
-    }
-}
+pub(crate) type Sink = session::Sink;
 
 /// A command of an application's client to its session.
-pub(crate) type Command = session::Command<SimWaiters>;
+pub(crate) type Command = session::Command<Sink>;
 
 /// A client as the world drives it.
 #[derive(Debug)]
@@ -65,7 +27,7 @@ pub(crate) enum Driven {
     Core(Box<Client>),
     /// An application's client: a session that turns events into its
     /// callers' answers.
-    Session(Box<Session<SimWaiters>>),
+    Session(Box<Session<Sink>>),
 }
 
 impl Driven {
