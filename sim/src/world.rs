@@ -46,8 +46,12 @@ use crate::cluster::{
     Cluster, ClusterConfig, ClusterOutput, NodeId, ProduceFault, RandomGroupFaults,
     RandomProduceFaults, ServerConnId, OFFSETS_TOPIC,
 };
+use crate::invariants::consumer::LogBounds;
 use crate::invariants::{make_value, Checker, Promise, Violation};
 use crate::rng::SimRng;
+
+mod txn_work;
+pub use txn_work::{PlannedTxn, INJECTABLE_TXN_ERRORS};
 
 /// How a client is known in the world.
 pub type ClientIdx = usize;
@@ -110,6 +114,13 @@ pub struct FaultRates {
     pub produce: RandomProduceFaults,
     /// Errors the group coordinators inject into group requests.
     pub group: RandomGroupFaults,
+    /// Errors injected into transaction requests a second (each answers
+    /// one request of its API, see [`INJECTABLE_TXN_ERRORS`]).
+    pub txn_errors_per_sec: f64,
+    /// Transaction coordinator moves a second: the leader of the
+    /// `__transaction_state` partition of a random transactional
+    /// producer's id moves.
+    pub txn_coordinator_moves_per_sec: f64,
 }
 
 /// A fault, scheduled by a test or drawn from the seed.
@@ -206,6 +217,9 @@ pub enum Work {
     },
     /// A client closes: a group member commits and leaves its group.
     Close(ClientIdx),
+    /// A turn of a transactional producer's loop (see
+    /// [`World::add_txn_producer`]).
+    TxnTurn(ClientIdx),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +231,8 @@ enum Random {
     CoordinatorMove,
     Stall,
     ClientCrash,
+    TxnError,
+    TxnCoordinatorMove,
 }
 
 #[derive(Debug)]
@@ -380,6 +396,8 @@ pub struct World {
     /// Sabotage: after each poll, group members commit offset 0 of what
     /// they polled, allowing backwards moves.
     commit_backwards: bool,
+    /// Transactional producers' loops, by client.
+    txn_producers: BTreeMap<ClientIdx, txn_work::TxnLoop>,
 }
 
 impl World {
@@ -418,6 +436,7 @@ impl World {
             faults_applied: BTreeMap::new(),
             work_queued: 0,
             commit_backwards: false,
+            txn_producers: BTreeMap::new(),
         }
         .recording_commits()
     }
@@ -753,10 +772,12 @@ impl World {
             return true;
         }
         for f in &fetched {
-            let log_start = self
+            let (log_start, last_stable) = self
                 .cluster
                 .partition(&f.topic, f.partition)
-                .map_or(0, |p| p.log().log_start_offset());
+                .map_or((0, 0), |p| {
+                    (p.log().log_start_offset(), p.log().last_stable_offset())
+                });
             if let Some(e) = &f.error {
                 self.trace.line(self.now, || {
                     format!("c{c} fetch error {}/{}: {e}", f.topic, f.partition)
@@ -784,7 +805,10 @@ impl World {
                     f.partition,
                     r.offset,
                     r.value.clone(),
-                    log_start,
+                    LogBounds {
+                        log_start,
+                        last_stable,
+                    },
                 );
             }
         }
@@ -883,6 +907,8 @@ impl World {
             Random::CoordinatorMove,
             Random::Stall,
             Random::ClientCrash,
+            Random::TxnError,
+            Random::TxnCoordinatorMove,
         ] {
             self.schedule_random(kind);
         }
@@ -897,6 +923,8 @@ impl World {
             Random::CoordinatorMove => self.faults.coordinator_moves_per_sec,
             Random::Stall => self.faults.stalls_per_sec,
             Random::ClientCrash => self.faults.client_crashes_per_sec,
+            Random::TxnError => self.faults.txn_errors_per_sec,
+            Random::TxnCoordinatorMove => self.faults.txn_coordinator_moves_per_sec,
         }
     }
 
@@ -1092,6 +1120,9 @@ impl World {
     /// Checks liveness: every workload record has an outcome. Call after
     /// healing and running long enough.
     pub fn check_outcomes(&mut self) {
+        for v in self.checker.unmarked_committed_txns() {
+            self.checker.report(v);
+        }
         for c in 0..self.clients.len() {
             if self.clients[c].running == Running::Crashed {
                 continue;
@@ -1187,7 +1218,8 @@ impl World {
                     Work::Produce { client, .. }
                     | Work::Flush(client)
                     | Work::Subscribe { client, .. }
-                    | Work::Close(client) => *client,
+                    | Work::Close(client)
+                    | Work::TxnTurn(client) => *client,
                 };
                 if let Some(sc) = self.clients.get_mut(client) {
                     if let Running::Stalled(_) = sc.running {
@@ -1237,6 +1269,7 @@ impl World {
                 }
                 self.drain();
             }
+            Work::TxnTurn(c) => self.txn_turn(c),
         }
     }
 
@@ -1507,6 +1540,10 @@ impl World {
                         self.trace.event(now, b'V', c as u64, 0, &[]);
                         self.trace.line(now, || format!("c{c} event {other:?}"));
                         self.group_event(c, checker_id, other);
+                        if let Event::TransactionEnded(o) = other {
+                            self.checker
+                                .on_txn_ended(checker_id, o.committed, o.commit_in_doubt);
+                        }
                     }
                 }
                 if let Some(sc) = self.clients.get_mut(c) {
@@ -1679,6 +1716,7 @@ impl World {
                     .set_random_produce_faults(RandomProduceFaults::default());
                 self.cluster
                     .set_random_group_faults(RandomGroupFaults::default());
+                self.cluster.clear_txn_errors();
                 let down: Vec<NodeId> = self
                     .cluster
                     .broker_ids()
@@ -1829,6 +1867,7 @@ impl World {
                 .consume_topics(now, sc.group_topics.iter().cloned());
         }
         self.count("client restart");
+        self.resume_txn_loop(c);
         self.trace
             .event(self.now, b'q', c as u64, checker_id as u64, &[]);
         self.trace.line(self.now, || {
@@ -1892,6 +1931,8 @@ impl World {
                     }
                 }
             }
+            Random::TxnError => self.inject_random_txn_error(),
+            Random::TxnCoordinatorMove => self.move_random_txn_coordinator(),
             Random::Stall | Random::ClientCrash => {
                 let running: Vec<ClientIdx> = (0..self.clients.len())
                     .filter(|&c| self.clients[c].runs())

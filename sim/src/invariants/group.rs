@@ -361,8 +361,17 @@ impl Checker {
             .all(|t| {
                 t.partitions().iter().all(|p| {
                     let log = p.log();
-                    log.high_watermark() <= log.log_start_offset()
-                        || self.group_frontier(group, t.name(), p.index()) >= log.high_watermark()
+                    let frontier = self
+                        .group_frontier(group, t.name(), p.index())
+                        .max(log.log_start_offset());
+                    // Transaction markers at the end are nothing to process.
+                    match self.mirrors.get(&(t.name().to_owned(), p.index())) {
+                        Some(m) => !m
+                            .records
+                            .range(frontier..log.high_watermark())
+                            .any(|(&o, _)| m.visible(o, false)),
+                        None => frontier >= log.high_watermark(),
+                    }
                 })
             })
     }
@@ -392,6 +401,7 @@ impl Checker {
                     .records
                     .range(log.log_start_offset()..log.high_watermark())
                     .map(|(&o, _)| o)
+                    .filter(|&o| mirror.visible(o, false))
                     .find(|o| !done.is_some_and(|d| d.contains_key(o)));
                 if let Some(offset) = first {
                     missing.push(Violation::GroupRecordNotProcessed {
