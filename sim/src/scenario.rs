@@ -28,7 +28,7 @@ use crate::clock::ClientClock;
 use crate::cluster::{
     ClusterConfig, RandomGroupFaults, RandomProduceFaults, Sabotage, UnknownProducer,
 };
-use crate::group_workload::{draw_group, GroupMemberSpec};
+use crate::group_workload::{draw_group, BalancerKind, GroupMemberSpec};
 use crate::invariants::group::GroupFigures;
 use crate::invariants::Violation;
 use crate::rng::SimRng;
@@ -244,6 +244,13 @@ pub struct Scenario {
     pub txn_producers: Vec<TxnProducerSpec>,
     /// read_committed consumers of every topic, from the earliest offset.
     pub committed_consumers: usize,
+    /// Exactly-once pipeline members (see [`World::add_eos_member`]),
+    /// checked by [`invariants::eos`](crate::invariants::eos).
+    pub eos_members: Vec<GroupMemberSpec>,
+    /// How long an exactly-once member's transaction stays open.
+    pub eos_txn_len: Duration,
+    /// Sabotage: exactly-once members commit despite a revoke.
+    pub eos_commit_despite_revoke: bool,
     /// Sabotage: group members commit offset 0 after each poll.
     pub commit_backwards: bool,
     /// Network delays.
@@ -351,6 +358,9 @@ impl Scenario {
             group_members: Vec::new(),
             txn_producers: Vec::new(),
             committed_consumers: 0,
+            eos_members: Vec::new(),
+            eos_txn_len: Duration::from_millis(200),
+            eos_commit_despite_revoke: false,
             commit_backwards: false,
             net: NetConfig::default(),
             faults: FaultRates::default(),
@@ -457,6 +467,9 @@ impl Scenario {
             group_members: Vec::new(),
             txn_producers: Vec::new(),
             committed_consumers: 0,
+            eos_members: Vec::new(),
+            eos_txn_len: Duration::from_millis(200),
+            eos_commit_despite_revoke: false,
             commit_backwards: false,
             net,
             faults,
@@ -508,6 +521,31 @@ impl Scenario {
             scenario.committed_consumers = r.range(1, 2) as usize;
             scenario.faults.txn_errors_per_sec = on(&mut r, 0.5, 0.0, 3.0);
             scenario.faults.txn_coordinator_moves_per_sec = on(&mut r, 0.4, 0.0, 2.0);
+        }
+        // Exactly-once pipelines last, for the same reason.
+        if r.chance(0.2) {
+            let input = scenario.topics.first().map(|t| t.0.clone());
+            let window = u64::try_from(scenario.produce_window.as_millis()).unwrap_or(1000);
+            scenario.eos_members = (0..r.range(1, 3))
+                .map(|_| {
+                    let mut m = GroupMemberSpec::new("eos", &[]);
+                    m.topics = input.iter().cloned().collect();
+                    m.balancers = if r.chance(0.5) {
+                        vec![BalancerKind::CooperativeSticky]
+                    } else {
+                        vec![BalancerKind::Range]
+                    };
+                    m.session_timeout = Duration::from_millis(r.range(1000, 4000));
+                    m.heartbeat_interval = m.session_timeout / 4;
+                    m.rebalance_timeout = Duration::from_millis(r.range(2000, 8000));
+                    m.join_at = Duration::from_millis(r.range(0, window));
+                    m
+                })
+                .collect();
+            scenario.eos_txn_len = Duration::from_millis(r.range(50, 500));
+            if scenario.faults.txn_errors_per_sec == 0.0 {
+                scenario.faults.txn_errors_per_sec = on(&mut r, 0.5, 0.0, 3.0);
+            }
         }
         scenario
     }
@@ -575,6 +613,24 @@ impl Scenario {
             let window = u64::try_from(self.produce_window.as_nanos()).unwrap_or(u64::MAX);
             let start = Duration::from_nanos(r.below(window.max(1)));
             w.add_txn_producer(spec.config(i), ClientClock::EXACT, plan, start)?;
+        }
+        if !self.eos_members.is_empty() {
+            for (name, parts, rf) in &self.topics {
+                let out = crate::invariants::eos::eos_output_topic(name);
+                if w.cluster().topic(&out).is_none() {
+                    w.cluster_mut()
+                        .create_topic(&out, *parts, *rf)
+                        .map_err(|e| format!("create {out}: {e}"))?;
+                }
+            }
+        }
+        for (i, spec) in self.eos_members.iter().enumerate() {
+            let base = if self.eos_commit_despite_revoke {
+                consumer_config().sabotage_commit_despite_revoke()
+            } else {
+                consumer_config()
+            };
+            w.add_eos_member(spec, base, format!("eos-{i}"), self.eos_txn_len)?;
         }
         for _ in 0..self.committed_consumers {
             let c = w.add_client(consumer_config().consumer(ConsumerConfig {

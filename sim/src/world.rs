@@ -50,6 +50,7 @@ use crate::invariants::consumer::LogBounds;
 use crate::invariants::{make_value, Checker, Promise, Violation};
 use crate::rng::SimRng;
 
+mod eos_work;
 mod txn_work;
 pub use txn_work::{PlannedTxn, INJECTABLE_TXN_ERRORS};
 
@@ -255,6 +256,8 @@ enum Ev {
     Work(Work),
     /// A stalled client is driven again: what waited for it is delivered.
     Unstall(ClientIdx),
+    /// A turn of an exactly-once member (not workload: it never ends).
+    EosTurn(ClientIdx),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,6 +401,8 @@ pub struct World {
     commit_backwards: bool,
     /// Transactional producers' loops, by client.
     txn_producers: BTreeMap<ClientIdx, txn_work::TxnLoop>,
+    /// Exactly-once pipeline members' loops, by client.
+    eos_members: BTreeMap<ClientIdx, eos_work::EosLoop>,
 }
 
 impl World {
@@ -437,6 +442,7 @@ impl World {
             work_queued: 0,
             commit_backwards: false,
             txn_producers: BTreeMap::new(),
+            eos_members: BTreeMap::new(),
         }
         .recording_commits()
     }
@@ -612,6 +618,7 @@ impl World {
                     // Each live member waits for its own topics: together
                     // they cover what the group must process.
                     sc.client.is_idle()
+                        && self.eos_settled(c)
                         && (!self.group_member_live(c)
                             || self
                                 .checker
@@ -751,6 +758,9 @@ impl World {
     /// Hands client `c` what it has fetched, and the checker what it was
     /// handed. Returns whether there was anything.
     fn take_fetches(&mut self, c: ClientIdx) -> bool {
+        if self.eos_members.contains_key(&c) {
+            return self.eos_take_fetches(c);
+        }
         let now = self.local_now(c);
         let Some(sc) = self.clients.get_mut(c) else {
             return false;
@@ -1123,6 +1133,9 @@ impl World {
         for v in self.checker.unmarked_committed_txns() {
             self.checker.report(v);
         }
+        for v in self.eos_missing() {
+            self.checker.report(v);
+        }
         for c in 0..self.clients.len() {
             if self.clients[c].running == Running::Crashed {
                 continue;
@@ -1206,6 +1219,7 @@ impl World {
                 self.deliver_to_client(net, input, force)
             }
             Ev::Unstall(c) => self.unstall(c),
+            Ev::EosTurn(c) => self.eos_turn(c),
             Ev::Fault(f) => self.apply_fault(f),
             Ev::Random(kind) => {
                 if self.faults_on {

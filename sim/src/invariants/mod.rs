@@ -37,6 +37,8 @@
 //!   open transaction, never a marker, never past the last stable
 //!   offset); a transaction reported committed is whole (every record
 //!   delivered, none under an abort marker, its markers written).
+//! - **Exactly-once pipelines** (see [`eos`]): the committed output holds
+//!   each input record's transform exactly once.
 //!
 //! The checker keeps a mirror of every partition: what it has read of the
 //! log so far. Appends are read incrementally; a change that is not an
@@ -59,6 +61,7 @@ use crate::cluster::txn_index::TxnRole;
 use crate::cluster::{Cluster, OFFSETS_TOPIC};
 
 pub mod consumer;
+pub mod eos;
 pub mod group;
 pub mod txn;
 
@@ -330,6 +333,19 @@ pub enum Violation {
         /// What is missing.
         detail: String,
     },
+    /// An exactly-once pipeline's committed output holds an input's
+    /// transform twice, or (after healing) not at all.
+    EosNotExactlyOnce {
+        /// The topic (the output for a duplicate, the input for a missing
+        /// transform).
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The record's value.
+        value: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The simulator's log could not be read back.
     Unreadable {
         /// Topic.
@@ -364,6 +380,7 @@ impl Violation {
             Violation::GroupRecordNotProcessed { .. } => "group processes every record",
             Violation::UncommittedRead { .. } => "read_committed sees only committed data",
             Violation::CommittedTxnNotWhole { .. } => "committed transactions appear whole",
+            Violation::EosNotExactlyOnce { .. } => "EOS output holds each transform once",
             Violation::Unreadable { .. } => "log readable",
         }
     }
@@ -538,6 +555,8 @@ pub struct Checker {
     /// Transactions of transactional producers and what read_committed
     /// consumers saw of them.
     txns: txn::Transactions,
+    /// Exactly-once pipelines and their committed output.
+    eos: eos::Pipelines,
 }
 
 impl Checker {
@@ -722,6 +741,7 @@ impl Checker {
         self.check_consumed();
         self.check_group_ownership(cluster);
         self.check_committed_txns(cluster);
+        self.check_eos_outputs();
     }
 
     fn verify_delivery(&mut self, cluster: &Cluster, client: usize, id: u64, meta: &RecordMeta) {

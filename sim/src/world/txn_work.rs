@@ -212,7 +212,7 @@ impl World {
     }
 
     /// Whether a restart of client `c` is queued.
-    fn restart_queued(&self, c: ClientIdx) -> bool {
+    pub(super) fn restart_queued(&self, c: ClientIdx) -> bool {
         self.queue
             .values()
             .any(|ev| matches!(ev, Ev::Fault(Fault::RestartClient(r)) if *r == c))
