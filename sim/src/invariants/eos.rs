@@ -21,12 +21,25 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::{show, Checker, LogFate, Violation};
 use crate::cluster::Cluster;
 
-/// The transform an exactly-once member writes for input `value`.
-pub fn eos_transform(value: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(value.len() + 2);
-    out.put_slice(b"T|");
+/// The transform an exactly-once member writes for the input record at
+/// `offset` holding `value`: `T<offset>|<value>`. The offset makes it
+/// unique per input record even when the input holds a value twice (a
+/// producer without idempotence may write a retry twice).
+pub fn eos_transform(offset: i64, value: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(value.len() + 24);
+    out.put_slice(format!("T{offset}|").as_bytes());
     out.put_slice(value);
     out.freeze()
+}
+
+/// A transform for a report: its offset and the input's identity.
+fn show_transform(v: &[u8]) -> String {
+    let cut = v.iter().take(48).count();
+    let s = String::from_utf8_lossy(&v[..cut]).into_owned();
+    match s.split('|').collect::<Vec<_>>().as_slice() {
+        [t, id, ..] => format!("{t}|{id}"),
+        _ => s,
+    }
 }
 
 /// The output topic of input topic `topic`.
@@ -89,7 +102,7 @@ impl Checker {
                                 found.push(Violation::EosNotExactlyOnce {
                                     topic: topic.clone(),
                                     partition: *partition,
-                                    value: format!("T({})", show(v.get(2..).unwrap_or_default())),
+                                    value: show_transform(&v),
                                     detail: format!("committed at {first} and again at {o}"),
                                 });
                             } else {
@@ -164,8 +177,8 @@ impl Checker {
                     .range(log.log_start_offset()..log.high_watermark())
                     .filter(|(&o, _)| m.visible(o, true))
                     .filter(|(&o, _)| m.txn_fate(o) != Some(LogFate::Open))
-                    .find(|(_, (_, v))| {
-                        let t = eos_transform(v.as_deref().unwrap_or_default());
+                    .find(|(o, (_, v))| {
+                        let t = eos_transform(**o, v.as_deref().unwrap_or_default());
                         !committed.is_some_and(|c| c.contains_key(&t))
                     });
                 if let Some((&o, (_, v))) = first {

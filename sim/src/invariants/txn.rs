@@ -101,10 +101,13 @@ impl Transactions {
         }
     }
 
-    pub(super) fn on_failed(&mut self, client: usize, index: u64) {
-        if let Some(&txn) = self.record_txn.get(&(client, index)) {
-            *self.failed.entry((client, txn)).or_default() += 1;
-        }
+    /// A record failed; returns whether it was produced in a transaction.
+    pub(super) fn on_failed(&mut self, client: usize, index: u64) -> bool {
+        let Some(&txn) = self.record_txn.get(&(client, index)) else {
+            return false;
+        };
+        *self.failed.entry((client, txn)).or_default() += 1;
+        true
     }
 
     pub(super) fn on_client_crashed(&mut self, client: usize) {

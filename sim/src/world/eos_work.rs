@@ -178,7 +178,7 @@ impl World {
                 );
                 self.checker
                     .on_processed(checker_id, &f.topic, f.partition, r.offset);
-                let value = eos_transform(r.value.as_deref().unwrap_or_default());
+                let value = eos_transform(r.offset, r.value.as_deref().unwrap_or_default());
                 let record = Record::new(out.as_str(), value).with_partition(f.partition);
                 if let Err(e) = self.clients[c].client.produce(now, record, wall) {
                     self.trace.line(self.now, || {
