@@ -63,7 +63,7 @@ fn transactions_under_random_faults_keep_read_committed_and_whole_commits() {
     let reports = check_seeds(
         "--test transactions transactions_under_random_faults_keep_read_committed_and_whole_commits",
         1000,
-        60,
+        25,
         txn_swarm,
     );
     let committed: usize = reports.iter().map(|r| r.txns_committed).sum();
