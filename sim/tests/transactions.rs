@@ -210,3 +210,13 @@ fn members_that_commit_despite_a_revoke_break_exactly_once() {
         "the sabotage was never caught over seeds {seeds:?}"
     );
 }
+
+#[test]
+fn transactional_and_exactly_once_runs_replay_byte_for_byte() {
+    for s in [calm(3), pipeline(2), txn_swarm(1001)] {
+        let a = s.run().unwrap_or_else(|f| panic!("{f}"));
+        let b = s.run().unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {}", s.seed);
+        assert!(a.txns_committed > 0 || a.group.processed > 0, "{a:?}");
+    }
+}
