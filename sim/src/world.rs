@@ -52,7 +52,7 @@ use crate::rng::SimRng;
 
 mod eos_work;
 mod txn_work;
-pub use txn_work::{PlannedTxn, INJECTABLE_TXN_ERRORS};
+pub use txn_work::{PlannedRecord, PlannedTxn, INJECTABLE_TXN_ERRORS};
 
 /// How a client is known in the world.
 pub type ClientIdx = usize;

@@ -522,8 +522,8 @@ impl Mirror {
     /// log holds one): not a marker, and for a read_committed consumer
     /// not of an aborted transaction.
     fn visible(&self, offset: i64, read_committed: bool) -> bool {
-        !self.control.contains(&offset)
-            && !(read_committed && self.txn_fate(offset) == Some(LogFate::Aborted))
+        let aborted = read_committed && self.txn_fate(offset) == Some(LogFate::Aborted);
+        !(self.control.contains(&offset) || aborted)
     }
 }
 

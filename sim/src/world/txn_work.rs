@@ -53,11 +53,14 @@ pub const INJECTABLE_TXN_ERRORS: &[(ApiKey, ErrorCode)] = &[
     (ApiKey::EndTxn, ErrorCode::CoordinatorLoadInProgress),
 ];
 
+/// A planned record: topic, key, padding bytes of the value.
+pub type PlannedRecord = (String, Option<Bytes>, usize);
+
 /// One planned transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedTxn {
-    /// Its records: topic, key, padding bytes of the value.
-    pub records: Vec<(String, Option<Bytes>, usize)>,
+    /// Its records.
+    pub records: Vec<PlannedRecord>,
     /// How long it stays open between its first and second half.
     pub open_for: Duration,
     /// Commit (else abort) at the end.
@@ -69,7 +72,7 @@ pub struct PlannedTxn {
 pub(super) struct TxnLoop {
     plan: VecDeque<PlannedTxn>,
     /// The open transaction's second half and how it ends.
-    open: Option<(Vec<(String, Option<Bytes>, usize)>, bool)>,
+    open: Option<(Vec<PlannedRecord>, bool)>,
 }
 
 impl World {
