@@ -46,14 +46,26 @@ fn calm_transactions_are_seen_whole_by_read_committed_consumers_and_aborts_never
     }
 }
 
-/// Swarm seeds with transactional producers forced in.
+/// Swarm seeds with transactional producers forced in, and on odd seeds
+/// two exactly-once members reading the first topic.
 fn txn_swarm(seed: u64) -> Scenario {
+    use sansa_sim::group_workload::GroupMemberSpec;
     let mut s = Scenario::swarm(seed);
     if s.txn_producers.is_empty() {
         s.txn_producers = vec![TxnProducerSpec::new(6)];
         s.committed_consumers = 1;
         s.faults.txn_errors_per_sec = 1.0;
         s.faults.txn_coordinator_moves_per_sec = 1.0;
+    }
+    if s.eos_members.is_empty() && seed % 2 == 1 {
+        let input = s.topics[0].0.clone();
+        s.eos_members = (0..2u64)
+            .map(|i| {
+                let mut m = GroupMemberSpec::new("eos", &[input.as_str()]);
+                m.join_at = Duration::from_millis(300 * i);
+                m
+            })
+            .collect();
     }
     s
 }
@@ -69,11 +81,13 @@ fn transactions_under_random_faults_keep_read_committed_and_whole_commits() {
     let committed: usize = reports.iter().map(|r| r.txns_committed).sum();
     let aborted: usize = reports.iter().map(|r| r.txns_aborted).sum();
     let consumed: u64 = reports.iter().map(|r| r.consumed).sum();
+    let processed: u64 = reports.iter().map(|r| r.group.processed).sum();
     eprintln!(
-        "{} seeds: {committed} committed, {aborted} aborted, {consumed} consumed",
+        "{} seeds: {committed} committed, {aborted} aborted, {consumed} consumed, \
+         {processed} processed by group members",
         reports.len()
     );
-    assert!(committed > 0 && aborted > 0 && consumed > 0);
+    assert!(committed > 0 && aborted > 0 && consumed > 0 && processed > 0);
 }
 
 /// Runs `s` on a correct broker (must pass) and on the sabotaged one
