@@ -18,7 +18,11 @@
 //! - [`scenario`]: seeded workloads under random faults (swarm mode) and
 //!   seed replay with `SANSA_SIM_SEED`; [`group_workload`]: the
 //!   consumer-group members a scenario runs (joining, widening their
-//!   subscription, leaving, static or dynamic, cooperative or eager).
+//!   subscription, leaving, static or dynamic, cooperative or eager);
+//!   the world also runs transactional producers (a loop of commits and
+//!   aborts) with read_committed consumers, and exactly-once pipeline
+//!   members (group-transact sessions), under transaction faults
+//!   (injected coordinator errors, transaction coordinator moves).
 //! - [`tcp`]: the same cluster on real sockets, for any Kafka client.
 //! - [`runtime`]: the simulator as a runtime for an application's own
 //!   tests: async tasks with the adapters' client calls on virtual time,
@@ -46,8 +50,10 @@
 //! a stuck epoch bump; with group members, a leader waiting 5 s for
 //! metadata or balancing with a stale answer, a widened subscription
 //! never seen, a stale fetch answer replayed, a client that never
-//! reconnected for metadata) is fixed; `tests/core_bugs.rs` and the
-//! core's own tests keep their reproductions as regression tests.
+//! reconnected for metadata; with transactions, an abort that waited
+//! forever for a batch stranded by a broken sequence) is fixed;
+//! `tests/core_bugs.rs` and the core's own tests keep their reproductions
+//! as regression tests.
 
 pub mod clock;
 pub mod cluster;

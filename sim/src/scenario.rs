@@ -21,17 +21,18 @@ use bytes::Bytes;
 use sansa_core::client::{Acks, Config};
 use sansa_core::cluster::Backoff;
 use sansa_core::compression::Compression;
+use sansa_core::consumer::{ConsumerConfig, IsolationLevel};
 use sansa_core::protocol::ErrorCode;
 
 use crate::clock::ClientClock;
 use crate::cluster::{
     ClusterConfig, RandomGroupFaults, RandomProduceFaults, Sabotage, UnknownProducer,
 };
-use crate::group_workload::{draw_group, GroupMemberSpec};
+use crate::group_workload::{draw_group, BalancerKind, GroupMemberSpec};
 use crate::invariants::group::GroupFigures;
 use crate::invariants::Violation;
 use crate::rng::SimRng;
-use crate::world::{Fault, FaultRates, NetConfig, Work, World};
+use crate::world::{Fault, FaultRates, NetConfig, PlannedTxn, Work, World};
 
 /// The error codes swarm mode injects into produce answers: retriable ones
 /// the client must retry (some of which mean the batch was written), and
@@ -133,6 +134,80 @@ impl ClientSpec {
     }
 }
 
+/// One transactional producer of a scenario: a loop of transactions (see
+/// [`World::add_txn_producer`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnProducerSpec {
+    /// Transactions to run.
+    pub transactions: usize,
+    /// Most records in one transaction (at least one).
+    pub max_records: usize,
+    /// Longest a transaction stays open between its halves.
+    pub max_open: Duration,
+    /// Probability that a transaction is planned to abort.
+    pub abort_rate: f64,
+    /// The transaction timeout the producer asks for: how soon the
+    /// coordinator aborts a transaction a crashed producer left open.
+    pub transaction_timeout: Duration,
+    /// Linger.
+    pub linger: Duration,
+    /// Codec.
+    pub compression: Compression,
+    /// Request timeout.
+    pub request_timeout: Duration,
+}
+
+impl TxnProducerSpec {
+    /// `transactions` transactions of up to 10 records, one in five
+    /// aborted.
+    pub fn new(transactions: usize) -> Self {
+        TxnProducerSpec {
+            transactions,
+            max_records: 10,
+            max_open: Duration::from_millis(200),
+            abort_rate: 0.2,
+            transaction_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            compression: Compression::None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The client configuration of producer `index` (seed brokers and
+    /// seed come from the world).
+    pub fn config(&self, index: usize) -> sansa_core::client::ConfigBuilder {
+        Config::builder()
+            .transactional_id(format!("txn-{index}"))
+            .transaction_timeout(self.transaction_timeout)
+            .linger(self.linger)
+            .compression(self.compression)
+            .request_timeout(self.request_timeout)
+            .retry_backoff(Backoff {
+                initial: Duration::from_millis(50),
+                max: Duration::from_secs(1),
+                jitter: 0.2,
+            })
+    }
+
+    /// Its plan of transactions over `topics`, drawn from `r`.
+    fn plan(&self, r: &mut SimRng, topics: &[(String, i32, i16)]) -> Vec<PlannedTxn> {
+        let open = u64::try_from(self.max_open.as_millis()).unwrap_or(1000);
+        (0..self.transactions)
+            .map(|_| PlannedTxn {
+                records: (0..r.range(1, self.max_records.max(1) as u64))
+                    .map(|_| {
+                        let topic = r.pick(topics).map(|t| t.0.clone()).unwrap_or_default();
+                        let key = Bytes::from(format!("k{}", r.below(16)));
+                        (topic, Some(key), r.below(64) as usize)
+                    })
+                    .collect(),
+                open_for: Duration::from_millis(r.range(0, open)),
+                commit: !r.chance(self.abort_rate),
+            })
+            .collect()
+    }
+}
+
 /// A consumer's settings: defaults, with the producers' short retry
 /// backoff so it follows faults at the simulation's pace.
 fn consumer_config() -> sansa_core::client::ConfigBuilder {
@@ -164,6 +239,18 @@ pub struct Scenario {
     /// Consumer-group members (checked by
     /// [`invariants::group`](crate::invariants::group)).
     pub group_members: Vec<GroupMemberSpec>,
+    /// Transactional producers (checked by
+    /// [`invariants::txn`](crate::invariants::txn)).
+    pub txn_producers: Vec<TxnProducerSpec>,
+    /// read_committed consumers of every topic, from the earliest offset.
+    pub committed_consumers: usize,
+    /// Exactly-once pipeline members (see [`World::add_eos_member`]),
+    /// checked by [`invariants::eos`](crate::invariants::eos).
+    pub eos_members: Vec<GroupMemberSpec>,
+    /// How long an exactly-once member's transaction stays open.
+    pub eos_txn_len: Duration,
+    /// Sabotage: exactly-once members commit despite a revoke.
+    pub eos_commit_despite_revoke: bool,
     /// Sabotage: group members commit offset 0 after each poll.
     pub commit_backwards: bool,
     /// Network delays.
@@ -215,6 +302,10 @@ pub struct Report {
     pub rebalances: u64,
     /// Group requests answered with an injected error.
     pub group_faults: u64,
+    /// Transactions their producers were told committed.
+    pub txns_committed: usize,
+    /// Transactions their producers were told aborted.
+    pub txns_aborted: usize,
 }
 
 /// A run that broke a promise.
@@ -265,6 +356,11 @@ impl Scenario {
             clients: vec![ClientSpec::new(200)],
             consumers: 0,
             group_members: Vec::new(),
+            txn_producers: Vec::new(),
+            committed_consumers: 0,
+            eos_members: Vec::new(),
+            eos_txn_len: Duration::from_millis(200),
+            eos_commit_despite_revoke: false,
             commit_backwards: false,
             net: NetConfig::default(),
             faults: FaultRates::default(),
@@ -369,6 +465,11 @@ impl Scenario {
             clients,
             consumers: 0,
             group_members: Vec::new(),
+            txn_producers: Vec::new(),
+            committed_consumers: 0,
+            eos_members: Vec::new(),
+            eos_txn_len: Duration::from_millis(200),
+            eos_commit_despite_revoke: false,
             commit_backwards: false,
             net,
             faults,
@@ -402,6 +503,52 @@ impl Scenario {
             scenario.faults.group = RandomGroupFaults {
                 error_rate: on(&mut r, 0.4, 0.0, 0.1),
             };
+        }
+        // Transactions last, for the same reason; in few seeds, as they
+        // cost twice a plain seed (more clients, every record read again
+        // by a read_committed consumer), and the CI's seed count should
+        // take about as long as before they existed.
+        if r.chance(0.1) {
+            scenario.txn_producers = (0..r.range(1, 2))
+                .map(|_| TxnProducerSpec {
+                    transactions: r.range(2, 8) as usize,
+                    max_records: r.range(1, 12) as usize,
+                    max_open: Duration::from_millis(r.range(0, 300)),
+                    abort_rate: *r.pick(&[0.0, 0.2, 0.5]).unwrap_or(&0.2),
+                    transaction_timeout: Duration::from_millis(r.range(2_000, 15_000)),
+                    linger: Duration::from_millis(r.range(0, 20)),
+                    compression: *r.pick(&Compression::ALL).unwrap_or(&Compression::None),
+                    request_timeout: Duration::from_millis(r.range(1_000, 30_000)),
+                })
+                .collect();
+            scenario.committed_consumers = 1;
+            scenario.faults.txn_errors_per_sec = on(&mut r, 0.5, 0.0, 3.0);
+            scenario.faults.txn_coordinator_moves_per_sec = on(&mut r, 0.4, 0.0, 2.0);
+        }
+        // Exactly-once pipelines last, for the same reason (and as seldom).
+        if r.chance(0.08) {
+            let input = scenario.topics.first().map(|t| t.0.clone());
+            let window = u64::try_from(scenario.produce_window.as_millis()).unwrap_or(1000);
+            scenario.eos_members = (0..r.range(1, 3))
+                .map(|_| {
+                    let mut m = GroupMemberSpec::new("eos", &[]);
+                    m.topics = input.iter().cloned().collect();
+                    m.balancers = if r.chance(0.5) {
+                        vec![BalancerKind::CooperativeSticky]
+                    } else {
+                        vec![BalancerKind::Range]
+                    };
+                    m.session_timeout = Duration::from_millis(r.range(1000, 4000));
+                    m.heartbeat_interval = m.session_timeout / 4;
+                    m.rebalance_timeout = Duration::from_millis(r.range(2000, 8000));
+                    m.join_at = Duration::from_millis(r.range(0, window));
+                    m
+                })
+                .collect();
+            scenario.eos_txn_len = Duration::from_millis(r.range(50, 500));
+            if scenario.faults.txn_errors_per_sec == 0.0 {
+                scenario.faults.txn_errors_per_sec = on(&mut r, 0.5, 0.0, 3.0);
+            }
         }
         scenario
     }
@@ -463,6 +610,37 @@ impl Scenario {
         }
         for spec in &self.group_members {
             spec.add_to(&mut w, consumer_config())?;
+        }
+        for (i, spec) in self.txn_producers.iter().enumerate() {
+            let plan = spec.plan(&mut r, &self.topics);
+            let window = u64::try_from(self.produce_window.as_nanos()).unwrap_or(u64::MAX);
+            let start = Duration::from_nanos(r.below(window.max(1)));
+            w.add_txn_producer(spec.config(i), ClientClock::EXACT, plan, start)?;
+        }
+        if !self.eos_members.is_empty() {
+            for (name, parts, rf) in &self.topics {
+                let out = crate::invariants::eos::eos_output_topic(name);
+                if w.cluster().topic(&out).is_none() {
+                    w.cluster_mut()
+                        .create_topic(&out, *parts, *rf)
+                        .map_err(|e| format!("create {out}: {e}"))?;
+                }
+            }
+        }
+        for (i, spec) in self.eos_members.iter().enumerate() {
+            let base = if self.eos_commit_despite_revoke {
+                consumer_config().sabotage_commit_despite_revoke()
+            } else {
+                consumer_config()
+            };
+            w.add_eos_member(spec, base, format!("eos-{i}"), self.eos_txn_len)?;
+        }
+        for _ in 0..self.committed_consumers {
+            let c = w.add_client(consumer_config().consumer(ConsumerConfig {
+                isolation: IsolationLevel::ReadCommitted,
+                ..ConsumerConfig::default()
+            }))?;
+            w.consume(c, &names);
         }
         for (at, f) in &self.scripted {
             w.schedule(*at, f.clone());
@@ -550,6 +728,8 @@ impl Scenario {
                 .map(|g| u64::try_from(g.generation()).unwrap_or(0))
                 .sum(),
             group_faults: stats.group_faults_injected,
+            txns_committed: w.checker().committed_txns(),
+            txns_aborted: w.checker().aborted_txns(),
         })
     }
 }

@@ -52,9 +52,14 @@ use crate::cluster::{
     Cluster, ClusterConfig, ClusterOutput, NodeId, ProduceFault, RandomGroupFaults,
     RandomProduceFaults, ServerConnId, OFFSETS_TOPIC,
 };
+use crate::invariants::consumer::LogBounds;
 use crate::invariants::{make_value, Checker, Promise, Violation};
 use crate::rng::SimRng;
 use crate::runtime::driven::{Command, Driven};
+
+mod eos_work;
+mod txn_work;
+pub use txn_work::{PlannedRecord, PlannedTxn, INJECTABLE_TXN_ERRORS};
 
 /// How a client is known in the world.
 pub type ClientIdx = usize;
@@ -117,6 +122,13 @@ pub struct FaultRates {
     pub produce: RandomProduceFaults,
     /// Errors the group coordinators inject into group requests.
     pub group: RandomGroupFaults,
+    /// Errors injected into transaction requests a second (each answers
+    /// one request of its API, see [`INJECTABLE_TXN_ERRORS`]).
+    pub txn_errors_per_sec: f64,
+    /// Transaction coordinator moves a second: the leader of the
+    /// `__transaction_state` partition of a random transactional
+    /// producer's id moves.
+    pub txn_coordinator_moves_per_sec: f64,
 }
 
 /// A fault, scheduled by a test or drawn from the seed.
@@ -213,6 +225,9 @@ pub enum Work {
     },
     /// A client closes: a group member commits and leaves its group.
     Close(ClientIdx),
+    /// A turn of a transactional producer's loop (see
+    /// [`World::add_txn_producer`]).
+    TxnTurn(ClientIdx),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +239,8 @@ enum Random {
     CoordinatorMove,
     Stall,
     ClientCrash,
+    TxnError,
+    TxnCoordinatorMove,
 }
 
 #[derive(Debug)]
@@ -246,6 +263,8 @@ enum Ev {
     Work(Work),
     /// A stalled client is driven again: what waited for it is delivered.
     Unstall(ClientIdx),
+    /// A turn of an exactly-once member (not workload: it never ends).
+    EosTurn(ClientIdx),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,6 +410,10 @@ pub struct World {
     /// Sabotage: after each poll, group members commit offset 0 of what
     /// they polled, allowing backwards moves.
     commit_backwards: bool,
+    /// Transactional producers' loops, by client.
+    txn_producers: BTreeMap<ClientIdx, txn_work::TxnLoop>,
+    /// Exactly-once pipeline members' loops, by client.
+    eos_members: BTreeMap<ClientIdx, eos_work::EosLoop>,
 }
 
 impl World {
@@ -429,6 +452,8 @@ impl World {
             faults_applied: BTreeMap::new(),
             work_queued: 0,
             commit_backwards: false,
+            txn_producers: BTreeMap::new(),
+            eos_members: BTreeMap::new(),
         }
         .recording_commits()
     }
@@ -635,6 +660,7 @@ impl World {
                     // Each live member waits for its own topics: together
                     // they cover what the group must process.
                     sc.client.is_idle()
+                        && self.eos_settled(c)
                         && (!self.group_member_live(c)
                             || self
                                 .checker
@@ -774,6 +800,9 @@ impl World {
     /// Hands client `c` what it has fetched, and the checker what it was
     /// handed. Returns whether there was anything.
     fn take_fetches(&mut self, c: ClientIdx) -> bool {
+        if self.eos_members.contains_key(&c) {
+            return self.eos_take_fetches(c);
+        }
         let now = self.local_now(c);
         let Some(sc) = self.clients.get_mut(c) else {
             return false;
@@ -795,10 +824,12 @@ impl World {
             return true;
         }
         for f in &fetched {
-            let log_start = self
+            let (log_start, last_stable) = self
                 .cluster
                 .partition(&f.topic, f.partition)
-                .map_or(0, |p| p.log().log_start_offset());
+                .map_or((0, 0), |p| {
+                    (p.log().log_start_offset(), p.log().last_stable_offset())
+                });
             if let Some(e) = &f.error {
                 self.trace.line(self.now, || {
                     format!("c{c} fetch error {}/{}: {e}", f.topic, f.partition)
@@ -826,7 +857,10 @@ impl World {
                     f.partition,
                     r.offset,
                     r.value.clone(),
-                    log_start,
+                    LogBounds {
+                        log_start,
+                        last_stable,
+                    },
                 );
             }
         }
@@ -982,6 +1016,8 @@ impl World {
             Random::CoordinatorMove,
             Random::Stall,
             Random::ClientCrash,
+            Random::TxnError,
+            Random::TxnCoordinatorMove,
         ] {
             self.schedule_random(kind);
         }
@@ -996,6 +1032,8 @@ impl World {
             Random::CoordinatorMove => self.faults.coordinator_moves_per_sec,
             Random::Stall => self.faults.stalls_per_sec,
             Random::ClientCrash => self.faults.client_crashes_per_sec,
+            Random::TxnError => self.faults.txn_errors_per_sec,
+            Random::TxnCoordinatorMove => self.faults.txn_coordinator_moves_per_sec,
         }
     }
 
@@ -1200,6 +1238,12 @@ impl World {
     /// Checks liveness: every workload record has an outcome. Call after
     /// healing and running long enough.
     pub fn check_outcomes(&mut self) {
+        for v in self.checker.unmarked_committed_txns() {
+            self.checker.report(v);
+        }
+        for v in self.eos_missing() {
+            self.checker.report(v);
+        }
         for c in 0..self.clients.len() {
             if self.clients[c].running == Running::Crashed || self.clients[c].app {
                 continue;
@@ -1283,6 +1327,7 @@ impl World {
                 self.deliver_to_client(net, input, force)
             }
             Ev::Unstall(c) => self.unstall(c),
+            Ev::EosTurn(c) => self.eos_turn(c),
             Ev::Fault(f) => self.apply_fault(f),
             Ev::Random(kind) => {
                 if self.faults_on {
@@ -1295,7 +1340,8 @@ impl World {
                     Work::Produce { client, .. }
                     | Work::Flush(client)
                     | Work::Subscribe { client, .. }
-                    | Work::Close(client) => *client,
+                    | Work::Close(client)
+                    | Work::TxnTurn(client) => *client,
                 };
                 if let Some(sc) = self.clients.get_mut(client) {
                     if let Running::Stalled(_) = sc.running {
@@ -1345,6 +1391,7 @@ impl World {
                 }
                 self.drain();
             }
+            Work::TxnTurn(c) => self.txn_turn(c),
         }
     }
 
@@ -1615,6 +1662,10 @@ impl World {
                         self.trace.event(now, b'V', c as u64, 0, &[]);
                         self.trace.line(now, || format!("c{c} event {other:?}"));
                         self.group_event(c, checker_id, other);
+                        if let Event::TransactionEnded(o) = other {
+                            self.checker
+                                .on_txn_ended(checker_id, o.committed, o.commit_in_doubt);
+                        }
                     }
                 }
                 if let Some(sc) = self.clients.get_mut(c) {
@@ -1787,6 +1838,7 @@ impl World {
                     .set_random_produce_faults(RandomProduceFaults::default());
                 self.cluster
                     .set_random_group_faults(RandomGroupFaults::default());
+                self.cluster.clear_txn_errors();
                 let down: Vec<NodeId> = self
                     .cluster
                     .broker_ids()
@@ -1941,6 +1993,7 @@ impl World {
                 .consume_topics(now, sc.group_topics.iter().cloned());
         }
         self.count("client restart");
+        self.resume_txn_loop(c);
         self.trace
             .event(self.now, b'q', c as u64, checker_id as u64, &[]);
         self.trace.line(self.now, || {
@@ -2004,6 +2057,8 @@ impl World {
                     }
                 }
             }
+            Random::TxnError => self.inject_random_txn_error(),
+            Random::TxnCoordinatorMove => self.move_random_txn_coordinator(),
             Random::Stall | Random::ClientCrash => {
                 let running: Vec<ClientIdx> = (0..self.clients.len())
                     .filter(|&c| self.clients[c].runs())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sansa_core::protocol::ErrorCode;
 use sansa_sim::cluster::ProduceFault;
-use sansa_sim::scenario::{ClientSpec, Scenario};
+use sansa_sim::scenario::{ClientSpec, Scenario, TxnProducerSpec};
 use sansa_sim::world::{Fault, NetConfig};
 
 fn one_broker(seed: u64, partitions: i32, client: ClientSpec) -> Scenario {
@@ -126,4 +126,33 @@ fn a_producer_forgotten_by_retention_may_land_out_of_order() {
     if let Err(f) = sansa_sim::scenario::Scenario::swarm(6201).run() {
         panic!("{f}");
     }
+}
+
+/// Transactions swarm seed 1040: UNKNOWN_PRODUCER_ID answered a
+/// partition's first batch inside a transaction. The producer kept the
+/// batch for a retry under a new epoch (KIP-360), but a transactional
+/// producer gets its new epoch only after the transaction ends; the commit
+/// turned into an abort, and the abort waited for the producer to settle:
+/// forever, the batch stuck and the transaction never ended. An aborting
+/// transaction now fails the batches stranded that way (not in flight;
+/// anything an earlier attempt wrote is under the abort marker).
+#[test]
+fn an_abort_does_not_wait_for_a_batch_stranded_by_a_broken_sequence() {
+    let mut s = one_broker(31, 1, ClientSpec::new(0));
+    s.clients.clear();
+    s.txn_producers = vec![TxnProducerSpec {
+        abort_rate: 0.0,
+        ..TxnProducerSpec::new(4)
+    }];
+    s.committed_consumers = 1;
+    s.scripted = vec![fault(
+        0,
+        ProduceFault::Error {
+            code: ErrorCode::UnknownProducerId,
+            append: false,
+        },
+    )];
+    let r = s.run().unwrap_or_else(|f| panic!("{f}"));
+    // The first transaction aborts (its sequence broke); the rest commit.
+    assert_eq!((r.txns_aborted, r.txns_committed), (1, 3), "{r:?}");
 }

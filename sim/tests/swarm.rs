@@ -1,7 +1,8 @@
 //! Swarm mode: many seeds of a producer workload under random faults,
 //! each seed drawing the cluster shape, the clients' settings (producers,
-//! consumers, consumer-group members) and which faults are on at which
-//! rate. Every invariant is checked on every step,
+//! consumers, consumer-group members, transactional producers with
+//! read_committed consumers, exactly-once pipeline members) and which
+//! faults are on at which rate. Every invariant is checked on every step,
 //! and liveness once the cluster has healed.
 //!
 //! Replay one seed: `SANSA_SIM_SEED=<n> cargo test -p sansa-sim --test
@@ -46,6 +47,11 @@ fn producer_swarm_keeps_every_promise_under_random_faults() {
         *totals.entry("group commits").or_default() += r.group.commits;
         *totals.entry("group rebalances").or_default() += r.rebalances;
         *totals.entry("group errors injected").or_default() += r.group_faults;
+        if r.txns_committed + r.txns_aborted > 0 {
+            *totals.entry("txn seeds").or_default() += 1;
+        }
+        *totals.entry("txn committed").or_default() += r.txns_committed as u64;
+        *totals.entry("txn aborted").or_default() += r.txns_aborted as u64;
         let widest = totals.entry("group widest duplicate window").or_default();
         *widest = (*widest).max(u64::try_from(r.group.max_duplicate_beyond_commit).unwrap_or(0));
     }

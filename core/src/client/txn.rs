@@ -159,6 +159,11 @@ impl Client {
         if t.take_fail_unsent() {
             self.producer.fail_unsent(ProduceError::TransactionAborted);
         }
+        if t.is_aborting() && t.awaits_producer() {
+            // Batches waiting for the new epoch only the end brings.
+            self.producer
+                .fail_stranded(ProduceError::TransactionAborted);
+        }
         t.note_partitions(self.producer.partitions_to_add());
         if t.awaits_producer() && self.producer.is_idle() {
             t.on_producer_settled(now);

@@ -593,6 +593,20 @@ impl PartitionBuffer {
         Some(self.fail_from(idx, error))
     }
 
+    /// Fails every batch, sent or not, when none is in flight (else
+    /// nothing): for an aborting transaction whose producer must get a new
+    /// epoch before it may send again (see
+    /// [`Producer::fail_stranded`](super::Producer::fail_stranded)).
+    pub(crate) fn fail_idle(&mut self, error: ProduceError) -> Option<Failed> {
+        if self.batches.is_empty() || self.batches.iter().any(|b| b.in_flight) {
+            return None;
+        }
+        self.retry_at = None;
+        self.rewinding = false;
+        self.failing = None;
+        Some(self.fail_from(0, error))
+    }
+
     fn after_response(&mut self) {
         if self.in_flight == 0 && self.failing.take().is_some() {
             // Everything behind the failure came back: start over from the

@@ -91,6 +91,30 @@ impl Producer {
         std::mem::take(&mut self.failed_in_txn)
     }
 
+    /// Fails every batch not in flight, sent before or not, while the
+    /// producer needs a new epoch: for an abort. A transactional producer
+    /// gets its new epoch (KIP-360) only after the abort, so a batch
+    /// waiting for a retry (say after UNKNOWN_PRODUCER_ID on a partition's
+    /// first batch) could never go out and the abort, which waits for the
+    /// producer to settle, would wait forever. Failing it is safe: it is
+    /// not on the wire, and whatever an earlier attempt wrote lies in a
+    /// partition of the transaction, under its abort marker.
+    pub fn fail_stranded(&mut self, error: ProduceError) {
+        if !self.needs_new_epoch() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for tb in self.topics.values_mut() {
+            for p in &mut tb.partitions {
+                failed.extend(p.fail_idle(error.clone()));
+            }
+        }
+        for f in failed {
+            self.fail_records(f.records, f.error);
+        }
+        self.check_flushes();
+    }
+
     /// Fails every record buffered and never sent (an abort); batches sent
     /// at least once settle as usual.
     pub fn fail_unsent(&mut self, error: ProduceError) {

@@ -463,6 +463,12 @@ impl TxnManager {
         self.maybe_finish_locally(now);
     }
 
+    /// Whether the transaction is ending with an abort (asked for, or a
+    /// commit turned into one).
+    pub fn is_aborting(&self) -> bool {
+        self.ending.as_ref().is_some_and(|e| !e.commit)
+    }
+
     /// Whether the ending transaction waits for the producer to settle.
     pub fn awaits_producer(&self) -> bool {
         self.ending.as_ref().is_some_and(|e| !e.settled)

@@ -852,12 +852,20 @@ impl Cluster {
                 pd.high_watermark = log.high_watermark();
                 pd.last_stable_offset = log.last_stable_offset();
                 pd.log_start_offset = log.log_start_offset();
-                let end = if read_committed {
+                let end = if read_committed
+                    && self.config.sabotage != Sabotage::FetchIgnoresLastStableOffset
+                {
                     log.last_stable_offset()
                 } else {
                     log.high_watermark()
                 };
-                if read_committed && fp.fetch_offset < end {
+                if self.config.sabotage == Sabotage::FetchIgnoresLastStableOffset {
+                    pd.last_stable_offset = end;
+                }
+                let omit = self.config.sabotage == Sabotage::FetchOmitsAbortedTxns;
+                if read_committed && fp.fetch_offset < end && omit {
+                    pd.aborted_transactions = Some(Vec::new());
+                } else if read_committed && fp.fetch_offset < end {
                     pd.aborted_transactions = Some(
                         log.txn_index()
                             .aborted_between(fp.fetch_offset, end)

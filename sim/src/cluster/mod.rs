@@ -128,6 +128,19 @@ pub enum Sabotage {
     /// newly assigned member starts from the reset offset and processes
     /// again what its predecessor committed.
     OffsetFetchForgetsCommits,
+    /// The transaction coordinator writes a COMMIT marker where it should
+    /// write an ABORT (it forgets the abort): aborted records become
+    /// visible to read_committed consumers.
+    AbortMarkerCommits,
+    /// The transaction coordinator writes an ABORT marker where it should
+    /// write a COMMIT: a committed transaction disappears.
+    CommitMarkerAborts,
+    /// A read_committed Fetch lists no aborted transactions: the consumer
+    /// cannot tell aborted records from committed ones.
+    FetchOmitsAbortedTxns,
+    /// A read_committed Fetch reads up to the high watermark instead of
+    /// the last stable offset: open transactions' records are handed out.
+    FetchIgnoresLastStableOffset,
 }
 
 /// Settings of a simulated cluster.
@@ -801,6 +814,11 @@ impl Cluster {
     /// on it, as [`RandomGroupFaults`] does at random.
     pub fn inject_group_error(&mut self, api: ApiKey, code: ErrorCode) {
         self.txn_errors.push((api, code));
+    }
+
+    /// Forgets every scripted transaction error not yet used (healing).
+    pub fn clear_txn_errors(&mut self) {
+        self.txn_errors.clear();
     }
 
     /// The error scripted for this request of `api`, if any (taken).

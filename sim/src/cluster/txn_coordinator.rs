@@ -43,6 +43,7 @@ use sansa_core::Timestamp;
 use super::coordinator::offsets_partition_for;
 use super::group::CommittedOffset;
 use super::transaction::{Transaction, TxnState, TRANSACTION_STATE_TOPIC};
+use super::Sabotage;
 use super::{Cluster, NodeId};
 
 /// Whether a client at version `v` of an API that learnt PRODUCER_FENCED
@@ -358,6 +359,7 @@ impl Cluster {
         let (pid, epoch, commit) = (t.producer_id, t.producer_epoch, t.commits());
         let pending: Vec<(String, i32)> = t.pending_markers.iter().cloned().collect();
         let coordinator_epoch = self.txn_partition(id).map_or(-1, |(_, e)| e);
+        let sabotage = self.config.sabotage;
         let mut written = Vec::new();
         for (topic, partition) in pending {
             let done = match self.partition_mut(&topic, partition) {
@@ -365,7 +367,12 @@ impl Cluster {
                 None => true,
                 Some(p) if p.leader.is_none() => false,
                 Some(p) => {
-                    let marker = ControlRecord::end_txn(commit, coordinator_epoch);
+                    let written = match sabotage {
+                        Sabotage::AbortMarkerCommits => true,
+                        Sabotage::CommitMarkerAborts => false,
+                        _ => commit,
+                    };
+                    let marker = ControlRecord::end_txn(written, coordinator_epoch);
                     let stamp = BatchStamp {
                         producer: ProducerStamp {
                             producer_id: pid,

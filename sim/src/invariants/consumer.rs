@@ -11,9 +11,21 @@
 //! - **Catching up.** After the cluster heals, a live consumer reaches
 //!   every partition's high watermark (checked at the end, as liveness).
 //!
-//! These hold for the simulator's consumers, which read uncommitted data
-//! from the earliest offset and reset to the earliest offset, with no
-//! transactions and no truncating elections (only sabotage truncates).
+//! These hold for the simulator's consumers, which read from the earliest
+//! offset and reset to the earliest offset, with no truncating elections
+//! (only sabotage truncates). Transaction markers are never handed out,
+//! and a read_committed consumer passes over aborted transactions' records
+//! too: neither counts as skipped. What a read_committed consumer may be
+//! handed at all is [`txn`](super::txn)'s business.
+
+/// A partition's bounds when a record of it was handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    /// The log start offset.
+    pub log_start: i64,
+    /// The last stable offset.
+    pub last_stable: i64,
+}
 
 use bytes::Bytes;
 
@@ -42,13 +54,13 @@ struct Handed {
     value: Option<Bytes>,
     /// The offset handed out before in this partition.
     previous: Option<i64>,
-    /// The partition's log start when it was handed out.
-    log_start: i64,
+    /// The partition's bounds when it was handed out.
+    bounds: LogBounds,
 }
 
 impl Checker {
     /// Consumer `client` was handed the record at `offset` of
-    /// `topic`/`partition`; `log_start` is the partition's log start now.
+    /// `topic`/`partition`; `bounds` are the partition's now.
     pub fn on_consumed(
         &mut self,
         client: usize,
@@ -56,7 +68,7 @@ impl Checker {
         partition: i32,
         offset: i64,
         value: Option<Bytes>,
-        log_start: i64,
+        bounds: LogBounds,
     ) {
         self.consumption.count += 1;
         let key = (client, topic.to_owned(), partition);
@@ -79,7 +91,7 @@ impl Checker {
             offset,
             value,
             previous,
-            log_start,
+            bounds,
         });
     }
 
@@ -111,13 +123,22 @@ impl Checker {
             .topics()
             .filter(|t| topics.iter().any(|n| n == t.name()))
         {
+            let read_committed = self.promises.get(client).is_some_and(|p| p.read_committed);
             for p in t.partitions() {
                 let log = p.log();
                 let position = self
                     .consumer_position(client, t.name(), p.index())
                     .unwrap_or(0)
                     .max(log.log_start_offset());
-                if position < log.high_watermark() {
+                // Markers and (read_committed) aborted records at the end
+                // are nothing to be handed.
+                let mirror = self.mirrors.get(&(t.name().to_owned(), p.index()));
+                let due = mirror.map_or(position < log.high_watermark(), |m| {
+                    m.records
+                        .range(position..log.high_watermark())
+                        .any(|(&o, _)| m.visible(o, read_committed))
+                });
+                if due {
                     behind.push(Violation::ConsumerBehind {
                         client,
                         topic: t.name().to_owned(),
@@ -136,6 +157,20 @@ impl Checker {
     pub(super) fn check_consumed(&mut self) {
         let pending = std::mem::take(&mut self.consumption.pending);
         for h in pending {
+            let read_committed = self
+                .promises
+                .get(h.client)
+                .is_some_and(|p| p.read_committed);
+            if read_committed {
+                self.judge_committed_read(
+                    h.client,
+                    &h.topic,
+                    h.partition,
+                    h.offset,
+                    h.value.as_deref(),
+                    h.bounds.last_stable,
+                );
+            }
             let Some(m) = self.mirrors.get(&(h.topic.clone(), h.partition)) else {
                 self.report(Violation::ConsumedWrongRecord {
                     client: h.client,
@@ -155,9 +190,17 @@ impl Checker {
             };
             // A record fetched before retention removed it may be handed
             // out after: then nothing before it counts.
-            let from = h.previous.map_or(i64::MIN, |p| p + 1).max(h.log_start);
+            let from = h
+                .previous
+                .map_or(i64::MIN, |p| p + 1)
+                .max(h.bounds.log_start);
             let skipped = (from < h.offset)
-                .then(|| m.records.range(from..h.offset).next().map(|(&o, _)| o))
+                .then(|| {
+                    m.records
+                        .range(from..h.offset)
+                        .map(|(&o, _)| o)
+                        .find(|&o| m.visible(o, read_committed))
+                })
                 .flatten();
             if let Some(log) = wrong {
                 self.report(Violation::ConsumedWrongRecord {
@@ -205,9 +248,17 @@ mod tests {
             no_loss: true,
             no_duplicates: true,
             in_order: true,
+            read_committed: false,
         });
         checker.check(&cluster);
         (cluster, checker)
+    }
+
+    fn at(log_start: i64) -> LogBounds {
+        LogBounds {
+            log_start,
+            last_stable: i64::MAX,
+        }
     }
 
     fn value(i: u64) -> Option<Bytes> {
@@ -218,7 +269,7 @@ mod tests {
     fn a_faithful_consumer_breaks_nothing_and_catches_up() {
         let (cluster, mut c) = setup(5);
         for i in 0..5 {
-            c.on_consumed(0, "t", 0, i as i64, value(i), 0);
+            c.on_consumed(0, "t", 0, i as i64, value(i), at(0));
         }
         c.check(&cluster);
         assert!(c.violations().is_empty(), "{:?}", c.violations());
@@ -228,9 +279,9 @@ mod tests {
     #[test]
     fn going_back_skipping_wrong_values_and_lag_are_caught() {
         let (cluster, mut c) = setup(5);
-        c.on_consumed(0, "t", 0, 1, value(1), 0); // skipped offset 0
-        c.on_consumed(0, "t", 0, 1, value(1), 0); // not above the last
-        c.on_consumed(0, "t", 0, 2, value(3), 0); // wrong record
+        c.on_consumed(0, "t", 0, 1, value(1), at(0)); // skipped offset 0
+        c.on_consumed(0, "t", 0, 1, value(1), at(0)); // not above the last
+        c.on_consumed(0, "t", 0, 2, value(3), at(0)); // wrong record
         c.check(&cluster);
         let mut rules: Vec<&str> = c.violations().iter().map(Violation::rule).collect();
         rules.sort_unstable();
@@ -262,7 +313,7 @@ mod tests {
     fn a_record_handed_out_after_retention_removed_it_is_no_skip() {
         let (cluster, mut c) = setup(5);
         // Fetched while the log held it; handed out when the log started at 4.
-        c.on_consumed(0, "t", 0, 2, value(2), 4);
+        c.on_consumed(0, "t", 0, 2, value(2), at(4));
         c.check(&cluster);
         assert!(c.violations().is_empty(), "{:?}", c.violations());
     }
@@ -271,7 +322,7 @@ mod tests {
     fn what_retention_removed_may_be_passed_over() {
         let (cluster, mut c) = setup(5);
         // Log start was 3 when offset 3 was handed out: 0..3 were gone.
-        c.on_consumed(0, "t", 0, 3, value(3), 3);
+        c.on_consumed(0, "t", 0, 3, value(3), at(3));
         c.check(&cluster);
         assert!(c.violations().is_empty(), "{:?}", c.violations());
     }

@@ -351,18 +351,38 @@ impl Checker {
             .unwrap_or(0)
     }
 
+    /// Whether `group`'s members read committed data only (then aborted
+    /// records are nothing to process).
+    fn group_reads_committed(&self, group: &str) -> bool {
+        self.groups
+            .incarnations
+            .iter()
+            .filter(|(_, i)| i.group == group)
+            .any(|(&c, _)| self.promises.get(c).is_some_and(|p| p.read_committed))
+    }
+
     /// Whether `group` processed up to the high watermark of every
     /// partition of `topics` (a cheap test for the end of a run; the
     /// exact one is [`Checker::group_unprocessed`]).
     pub fn group_caught_up(&self, cluster: &Cluster, group: &str, topics: &[String]) -> bool {
+        let committed = self.group_reads_committed(group);
         cluster
             .topics()
             .filter(|t| topics.iter().any(|n| n == t.name()))
             .all(|t| {
                 t.partitions().iter().all(|p| {
                     let log = p.log();
-                    log.high_watermark() <= log.log_start_offset()
-                        || self.group_frontier(group, t.name(), p.index()) >= log.high_watermark()
+                    let frontier = self
+                        .group_frontier(group, t.name(), p.index())
+                        .max(log.log_start_offset());
+                    // Transaction markers at the end are nothing to process.
+                    match self.mirrors.get(&(t.name().to_owned(), p.index())) {
+                        Some(m) => !m
+                            .records
+                            .range(frontier..log.high_watermark())
+                            .any(|(&o, _)| m.visible(o, committed)),
+                        None => frontier >= log.high_watermark(),
+                    }
                 })
             })
     }
@@ -376,6 +396,7 @@ impl Checker {
         group: &str,
         topics: &[String],
     ) -> Vec<Violation> {
+        let committed = self.group_reads_committed(group);
         let mut missing = Vec::new();
         for t in cluster
             .topics()
@@ -392,6 +413,7 @@ impl Checker {
                     .records
                     .range(log.log_start_offset()..log.high_watermark())
                     .map(|(&o, _)| o)
+                    .filter(|&o| mirror.visible(o, committed))
                     .find(|o| !done.is_some_and(|d| d.contains_key(o)));
                 if let Some(offset) = first {
                     missing.push(Violation::GroupRecordNotProcessed {

@@ -22,6 +22,9 @@
 //! - **A failed record is never written later.** A record reported failed
 //!   that was not in the log then must never appear afterwards: the client
 //!   fails a batch only when no copy of it can still reach a broker.
+//!   (Records produced in a transaction are exempt: one failed with its
+//!   transaction may land under the transaction's abort, or in one its
+//!   producer's successor aborts; [`txn`] keeps them from view.)
 //! - **No double report.** A record is reported delivered or failed once.
 //! - **Consumers** (see [`consumer`]): offsets handed to a consumer rise
 //!   strictly per partition; each record handed out is the one the log
@@ -32,6 +35,13 @@
 //!   and never move backwards; a record is processed again only if no
 //!   earlier processor committed past it (the duplicates are counted and
 //!   their window measured); after healing, every record is processed.
+//! - **Transactions** (see [`txn`]): a read_committed consumer is handed
+//!   only records of committed transactions (never one of an aborted or
+//!   open transaction, never a marker, never past the last stable
+//!   offset); a transaction reported committed is whole (every record
+//!   delivered, none under an abort marker, its markers written).
+//! - **Exactly-once pipelines** (see [`eos`]): the committed output holds
+//!   each input record's transform exactly once.
 //!
 //! The checker keeps a mirror of every partition: what it has read of the
 //! log so far. Appends are read incrementally; a change that is not an
@@ -42,17 +52,21 @@
 //! `c<client>-<index>|<filler>`, where the index grows with every record a
 //! client produces. Records with other values are ignored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use sansa_core::client::{Acks, Config};
 use sansa_core::producer::{ProduceId, RecordMeta};
 use sansa_core::record::Record;
 
+use crate::cluster::log::PartitionLog;
+use crate::cluster::txn_index::TxnRole;
 use crate::cluster::{Cluster, OFFSETS_TOPIC};
 
 pub mod consumer;
+pub mod eos;
 pub mod group;
+pub mod txn;
 
 /// What a client promises, from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +78,9 @@ pub struct Promise {
     /// Records keep their order within a partition (idempotence, or one
     /// request in flight).
     pub in_order: bool,
+    /// As a consumer, it reads committed data only (isolation
+    /// read_committed).
+    pub read_committed: bool,
 }
 
 impl Promise {
@@ -73,6 +90,8 @@ impl Promise {
             no_loss: config.acks != Acks::None,
             no_duplicates: config.idempotent,
             in_order: config.idempotent || config.max_produce_requests_in_flight == 1,
+            read_committed: config.consumer.isolation
+                == sansa_core::consumer::IsolationLevel::ReadCommitted,
         }
     }
 }
@@ -289,6 +308,47 @@ pub enum Violation {
         /// The first offset never processed.
         offset: i64,
     },
+    /// A read_committed consumer was handed a record that is not
+    /// committed data: of an aborted or open transaction, a marker, or
+    /// one at or past the last stable offset.
+    UncommittedRead {
+        /// The consumer.
+        client: usize,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The record's value.
+        value: String,
+        /// Why it is not committed data.
+        why: String,
+    },
+    /// A transaction its producer was told committed is not whole: a
+    /// record of it failed, lies under an abort marker, or never got its
+    /// commit marker.
+    CommittedTxnNotWhole {
+        /// The producer.
+        client: usize,
+        /// Which of its transactions (from 0).
+        txn: u64,
+        /// What is missing.
+        detail: String,
+    },
+    /// An exactly-once pipeline's committed output holds an input's
+    /// transform twice, or (after healing) not at all.
+    EosNotExactlyOnce {
+        /// The topic (the output for a duplicate, the input for a missing
+        /// transform).
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The record's value.
+        value: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The simulator's log could not be read back.
     Unreadable {
         /// Topic.
@@ -321,6 +381,9 @@ impl Violation {
             Violation::CommitMovedBackwards { .. } => "committed offsets never move backwards",
             Violation::ReprocessedCommitted { .. } => "duplicates only of uncommitted work",
             Violation::GroupRecordNotProcessed { .. } => "group processes every record",
+            Violation::UncommittedRead { .. } => "read_committed sees only committed data",
+            Violation::CommittedTxnNotWhole { .. } => "committed transactions appear whole",
+            Violation::EosNotExactlyOnce { .. } => "EOS output holds each transform once",
             Violation::Unreadable { .. } => "log readable",
         }
     }
@@ -393,6 +456,75 @@ struct Mirror {
     /// it accepted from them again, with any sequence: records produced
     /// before that one and still in flight may land after it.
     relearning: std::collections::BTreeSet<usize>,
+    /// Offsets of control records (transaction markers), which no
+    /// consumer is handed.
+    control: BTreeSet<i64>,
+    /// Transactional data batches: base offset to (last offset, producer
+    /// id).
+    txn_batches: BTreeMap<i64, (i64, i64)>,
+    /// Transaction markers: offset to (producer id, commit).
+    markers: BTreeMap<i64, (i64, bool)>,
+}
+
+/// What the log says of a transactional record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFate {
+    /// Its producer has not written a marker after it yet.
+    Open,
+    /// A COMMIT marker of its producer follows it.
+    Committed,
+    /// An ABORT marker of its producer follows it.
+    Aborted,
+}
+
+impl Mirror {
+    /// Takes in the transactional role of every batch of `log` from
+    /// `from` on.
+    fn read_roles(&mut self, log: &PartitionLog, from: i64) {
+        let batches = log.batches();
+        let first = batches.partition_point(|b| b.last_offset < from);
+        for b in &batches[first..] {
+            match b.txn_role {
+                TxnRole::None => {}
+                TxnRole::Data => {
+                    self.txn_batches
+                        .insert(b.base_offset, (b.last_offset, b.producer_id));
+                }
+                TxnRole::Marker { commit } => {
+                    self.control.extend(b.base_offset..=b.last_offset);
+                    self.markers.insert(b.base_offset, (b.producer_id, commit));
+                }
+                TxnRole::OtherControl => self.control.extend(b.base_offset..=b.last_offset),
+            }
+        }
+    }
+
+    /// The fate of the transactional record at `offset`; `None` when it
+    /// is not one.
+    fn txn_fate(&self, offset: i64) -> Option<LogFate> {
+        let (_, &(last, pid)) = self.txn_batches.range(..=offset).next_back()?;
+        if last < offset {
+            return None;
+        }
+        let marker = self
+            .markers
+            .range(last + 1..)
+            .find(|(_, &(p, _))| p == pid)
+            .map(|(_, &(_, commit))| commit);
+        Some(match marker {
+            None => LogFate::Open,
+            Some(true) => LogFate::Committed,
+            Some(false) => LogFate::Aborted,
+        })
+    }
+
+    /// Whether a consumer must be handed the record at `offset` (if the
+    /// log holds one): not a marker, and for a read_committed consumer
+    /// not of an aborted transaction.
+    fn visible(&self, offset: i64, read_committed: bool) -> bool {
+        let aborted = read_committed && self.txn_fate(offset) == Some(LogFate::Aborted);
+        !(self.control.contains(&offset) || aborted)
+    }
 }
 
 /// The invariant checker.
@@ -423,6 +555,11 @@ pub struct Checker {
     consumption: consumer::Consumption,
     /// What group members owned, committed and processed.
     groups: group::Groups,
+    /// Transactions of transactional producers and what read_committed
+    /// consumers saw of them.
+    txns: txn::Transactions,
+    /// Exactly-once pipelines and their committed output.
+    eos: eos::Pipelines,
 }
 
 impl Checker {
@@ -461,6 +598,7 @@ impl Checker {
         if let Some((_, index)) = parse_value(&value) {
             let below = self.produced_below.entry(client).or_default();
             *below = (*below).max(index + 1);
+            self.txns.on_produce(client, index);
         }
         self.expected.insert(
             (client, id.0),
@@ -487,6 +625,7 @@ impl Checker {
     /// they are in the log.
     pub fn on_client_crashed(&mut self, client: usize) {
         self.on_group_member_crashed(client);
+        self.txns.on_client_crashed(client);
         for (_, e) in self.expected.range_mut((client, 0)..(client + 1, 0)) {
             if e.outcome == Outcome::Pending {
                 e.outcome = Outcome::Abandoned;
@@ -504,6 +643,9 @@ impl Checker {
             }
             Some(e) => {
                 e.outcome = Outcome::Delivered;
+                if let Some((_, index)) = parse_value(&e.value) {
+                    self.txns.on_delivered(client, index, meta);
+                }
                 if *meta.topic != *e.topic {
                     let detail = format!("{id:?} for {} delivered to {}", e.topic, meta.topic);
                     self.report(Violation::BadReport { client, detail });
@@ -525,6 +667,15 @@ impl Checker {
             return;
         }
         e.outcome = Outcome::Failed;
+        if let Some((_, index)) = parse_value(&e.value) {
+            if self.txns.on_failed(client, index) {
+                // A record of a transaction that failed may still land
+                // (a fatal error fails what is in flight too), in a
+                // transaction that never commits: what matters then is
+                // that no read_committed consumer sees it (`txn`).
+                return;
+            }
+        }
         self.pending_failed.push((client, id.0));
     }
 
@@ -563,7 +714,12 @@ impl Checker {
                 if mirror.generation != log.generation() {
                     let start = log.log_start_offset();
                     match log.records_from(start) {
-                        Ok(records) => self.rebuild(&key, log.generation(), start, records),
+                        Ok(records) => {
+                            self.rebuild(&key, log.generation(), start, records);
+                            if let Some(m) = self.mirrors.get_mut(&key) {
+                                m.read_roles(log, start);
+                            }
+                        }
                         Err(e) => self.report(Violation::Unreadable {
                             topic: key.0.clone(),
                             partition: key.1,
@@ -571,6 +727,7 @@ impl Checker {
                         }),
                     }
                 } else if log.log_end_offset() > mirror.end {
+                    mirror.read_roles(log, mirror.end);
                     match log.records_from(mirror.end) {
                         Ok(records) => self.scan(&key, records),
                         Err(e) => self.report(Violation::Unreadable {
@@ -592,6 +749,8 @@ impl Checker {
         }
         self.check_consumed();
         self.check_group_ownership(cluster);
+        self.check_committed_txns(cluster);
+        self.check_eos_outputs();
     }
 
     fn verify_delivery(&mut self, cluster: &Cluster, client: usize, id: u64, meta: &RecordMeta) {
@@ -774,6 +933,13 @@ impl Checker {
         // gone): what it produced so far may land in any order.
         let mut forgotten_below = std::mem::take(&mut m.forgotten_below);
         let mut relearning = std::mem::take(&mut m.relearning);
+        // Transactional roles of the history stay; the rest is read again.
+        let mut control = std::mem::take(&mut m.control);
+        control.retain(|&o| o < start);
+        let mut txn_batches = std::mem::take(&mut m.txn_batches);
+        txn_batches.retain(|&o, _| o < start);
+        let mut markers = std::mem::take(&mut m.markers);
+        markers.retain(|&o, _| o < start);
         let mut newest: BTreeMap<usize, i64> = BTreeMap::new();
         for (&o, (_, v)) in &m.records {
             if let Some((c, _)) = v.as_deref().and_then(parse_value) {
@@ -795,6 +961,9 @@ impl Checker {
             records: history,
             forgotten_below,
             relearning,
+            control,
+            txn_batches,
+            markers,
             ..Default::default()
         };
         let old: Vec<(i64, Bytes)> = m
