@@ -2,12 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest};
+use sansa_core::session;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{self, Command};
@@ -51,6 +50,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
+    /// Where produce calls hand their records to the core.
+    intake: Arc<driver::Intake>,
     /// Names produce calls so a [`ProduceFuture`] can cancel its record
     /// before the driver has told anyone the core's id for it. 0 is
     /// "not cancellable".
@@ -150,8 +151,8 @@ impl Client {
     }
 
     /// Produces `record` unless the buffer is full: fails with
-    /// [`ProduceError::BufferFull`] at once (after one round trip to the
-    /// driver, never waiting on the network), else returns the record's
+    /// [`ProduceError::BufferFull`] at once (decided on the caller's
+    /// thread, never waiting on the network), else returns the record's
     /// future.
     ///
     /// ```no_run
@@ -235,9 +236,9 @@ impl Client {
         }
     }
 
-    /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record with
-    /// [`ProduceError::Closed`] here.
+    /// Hands a produce to the core on this thread (see [`driver::Intake`]);
+    /// if the driver is gone, fails the record with
+    /// [`ProduceError::Closed`].
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -246,13 +247,9 @@ impl Client {
         ticket: u64,
         sink: Sink,
     ) {
-        let wall = SystemTime::now();
-        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        if let Err(mpsc::error::SendError(Command::Produce(request))) =
-            self.inner.commands.send(Command::Produce(request))
-        {
-            request.refuse(ProduceError::Closed);
-        }
+        self.inner
+            .intake
+            .produce(record, fail_when_full, urgent, ticket, sink);
     }
 }
 
@@ -291,10 +288,11 @@ impl ClientBuilder {
         let config = self.config.build()?;
         let core = sansa_core::Client::new(config)?;
         let (commands, rx) = mpsc::unbounded_channel();
-        driver::spawn(&runtime, core, rx);
+        let intake = driver::spawn(&runtime, core, rx);
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
+                intake,
                 tickets: AtomicU64::new(1),
             }),
         })

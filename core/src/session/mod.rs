@@ -457,6 +457,21 @@ impl<W: Waiters> Session<W> {
         }
     }
 
+    /// Takes a record on the caller's thread, for an adapter that keeps
+    /// the session behind a lock its callers share with the driver (as
+    /// librdkafka appends to a partition's queue in `produce`): no
+    /// command crosses a channel per record. Callers waiting on the
+    /// outcome are woken before this returns.
+    ///
+    /// True when the driver must drain now ([`Client::take_needs_poll`]:
+    /// the record opened or readied a batch, waits, or failed); false when
+    /// it only joined an open batch, whose deadline the driver has.
+    pub fn intake(&mut self, now: Timestamp, request: ProduceRequest<W::Produce>) -> bool {
+        self.produce(now, request);
+        self.wake_all();
+        self.core.take_needs_poll()
+    }
+
     /// Feeds what a connection reported. Reports on a connection the core
     /// no longer knows (a task that lagged behind a close) are dropped.
     pub fn handle_input(&mut self, now: Timestamp, input: Input) {
