@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use sansa_core::consumer::FetchedPartition;
 use sansa_core::producer::ProduceError;
-use sansa_core::session::{self, Conns, ProduceRequest, Session, Waiters, BURST};
+use sansa_core::session::{self, Conns, ProduceRequest, Session, Waiters, WallAnchor, BURST};
 use sansa_core::{Input, Timestamp};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
@@ -78,13 +78,21 @@ pub(crate) type Command = session::Command<TokioWaiters>;
 /// origin of the core's timestamps, and the driver's wake-up.
 #[derive(Debug)]
 pub(crate) struct Intake {
-    /// `None` once the driver has finished: records fail as closed.
-    session: Mutex<Option<Session<TokioWaiters>>>,
+    locked: Mutex<Locked>,
     /// The origin of the core's timestamps, for callers and driver alike.
     origin: Instant,
     /// Wakes the driver for a record that needs it; a wake-up given while
     /// the driver is busy is kept for its next wait, so none is lost.
     wake: Notify,
+}
+
+/// What [`Intake`]'s lock guards.
+#[derive(Debug)]
+struct Locked {
+    /// `None` once the driver has finished: records fail as closed.
+    session: Option<Session<TokioWaiters>>,
+    /// Record timestamps between two reads of the wall clock.
+    wall: WallAnchor,
 }
 
 impl Intake {
@@ -94,12 +102,14 @@ impl Intake {
 
     /// The session, unless the driver finished. Nobody panics while
     /// holding it, and a poisoned session would still be a valid one.
-    fn lock(&self) -> MutexGuard<'_, Option<Session<TokioWaiters>>> {
-        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.locked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Hands a record to the core on the caller's thread, stamped with the
-    /// wall clock of the call; wakes the driver if the record needs it.
+    /// wall clock of the call (read at most every
+    /// [`WallAnchor::MAX_AGE`], derived from the monotonic reading in
+    /// between); wakes the driver if the record needs it.
     /// After the driver finished, the record fails with
     /// [`ProduceError::Closed`].
     pub(crate) fn produce(
@@ -110,22 +120,26 @@ impl Intake {
         ticket: u64,
         sink: Sink,
     ) {
-        let request = ProduceRequest::new(
+        let now = self.now();
+        let mut locked = self.lock();
+        let Locked { session, wall } = &mut *locked;
+        let wall_ms = wall
+            .wall_ms(now)
+            .unwrap_or_else(|| wall.anchor(now, SystemTime::now()));
+        let request = ProduceRequest {
             record,
-            SystemTime::now(),
+            wall_ms,
             fail_when_full,
             urgent,
             ticket,
-            sink,
-        );
-        let now = self.now();
-        let mut session = self.lock();
+            waiter: sink,
+        };
         let Some(s) = session.as_mut() else {
-            drop(session);
+            drop(locked);
             return request.refuse(ProduceError::Closed);
         };
         let wake = s.intake(now, request);
-        drop(session);
+        drop(locked);
         if wake {
             self.wake.notify_one();
         }
@@ -142,7 +156,10 @@ pub(crate) fn spawn(
     let client_id = core.config().conn.client_id.clone().unwrap_or_default();
     let span = tracing::info_span!("sansa", client = %client_id);
     let intake = std::sync::Arc::new(Intake {
-        session: Mutex::new(Some(Session::new(core))),
+        locked: Mutex::new(Locked {
+            session: Some(Session::new(core)),
+            wall: WallAnchor::default(),
+        }),
         origin: Instant::now(),
         wake: Notify::new(),
     });
@@ -188,7 +205,7 @@ impl Driver {
         loop {
             let timer = {
                 let mut guard = self.intake.lock();
-                let Some(session) = guard.as_mut() else {
+                let Some(session) = guard.session.as_mut() else {
                     break;
                 };
                 drain(&mut self.conns, &self.conn_tx, self.intake.now(), session);
@@ -204,7 +221,7 @@ impl Driver {
                 Some(input) = self.conn_rx.recv() => {
                     let now = self.intake.now();
                     let mut guard = self.intake.lock();
-                    let Some(session) = guard.as_mut() else { break };
+                    let Some(session) = guard.session.as_mut() else { break };
                     self.conns.feed(session, now, input);
                     // Whatever else arrived meanwhile is fed before the
                     // next drain: one drain per burst, not per input.
@@ -218,7 +235,7 @@ impl Driver {
                 cmd = self.commands.recv(), if self.commands_open => {
                     let now = self.intake.now();
                     let mut guard = self.intake.lock();
-                    let Some(session) = guard.as_mut() else { break };
+                    let Some(session) = guard.session.as_mut() else { break };
                     match cmd {
                         Some(cmd) => {
                             session.handle_command(now, cmd);
@@ -241,7 +258,7 @@ impl Driver {
                 () = &mut sleep, if timer.deadline.is_some() => {
                     tracing::trace!(target: "sansa_tokio::timer", "deadline reached");
                     let now = self.intake.now();
-                    if let Some(session) = self.intake.lock().as_mut() {
+                    if let Some(session) = self.intake.lock().session.as_mut() {
                         session.handle_timeout(now);
                     }
                 }
@@ -254,7 +271,7 @@ impl Driver {
         // once `close` returns; taken out of the lock first, so records
         // produced from now on fail at once.
         self.commands.close();
-        let session = self.intake.lock().take();
+        let session = self.intake.lock().session.take();
         if let Some(session) = session {
             session.finish();
         }

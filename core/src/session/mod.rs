@@ -60,7 +60,9 @@ use books::ById;
 pub use conns::{ConnWriter, Conns};
 use group::GroupBooks;
 pub use group::{CommitFailure, CommitRequest, CommitResult};
-pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
+pub use helpers::{
+    check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError, WallAnchor,
+};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use sink::{Cells, Sink};
 pub use waker::{WakerBatch, WakerCells, WakerSlot};
