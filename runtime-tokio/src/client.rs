@@ -2,11 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::producer::Record;
-use sansa_core::session::{ProduceRequest, Sink};
+use sansa_core::session::Sink;
 use tokio::sync::mpsc;
 
 use crate::driver::{self, Command};
@@ -50,6 +49,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     commands: mpsc::UnboundedSender<Command>,
+    /// Where produce calls hand their records to the core.
+    intake: Arc<driver::Intake>,
     /// Names produce calls so a [`ProduceFuture`] can cancel its record
     /// before the driver has told anyone the core's id for it. 0 is
     /// "not cancellable".
@@ -172,9 +173,9 @@ impl Client {
         }
     }
 
-    /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record (see
-    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
+    /// Hands a produce to the core on this thread (see [`driver::Intake`]);
+    /// if the driver is gone, fails the record with
+    /// [`ProduceError::Closed`].
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -183,9 +184,9 @@ impl Client {
         ticket: u64,
         sink: Sink,
     ) {
-        let wall = SystemTime::now();
-        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        self.send(Command::Produce(request));
+        self.inner
+            .intake
+            .produce(record, fail_when_full, urgent, ticket, sink);
     }
 }
 
@@ -224,10 +225,11 @@ impl ClientBuilder {
         let config = self.config.build()?;
         let core = sansa_core::Client::new(config)?;
         let (commands, rx) = mpsc::unbounded_channel();
-        driver::spawn(&runtime, core, rx);
+        let intake = driver::spawn(&runtime, core, rx);
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
+                intake,
                 tickets: AtomicU64::new(1),
             }),
         })

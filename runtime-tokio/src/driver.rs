@@ -1,18 +1,29 @@
-//! The driver task: the one place the core [`sansa_core::Client`] lives,
-//! inside a [`Session`] that keeps the books tying the core's ids to the
-//! user's futures.
+//! The driver task: the one place the core [`sansa_core::Client`] is
+//! driven, inside a [`Session`] that keeps the books tying the core's ids
+//! to the user's futures.
 //!
 //! Its loop is the core's contract and nothing more: feed a burst of
 //! commands or connection inputs, drain the session's connection actions,
-//! then wait for a command, a connection event or the core's deadline,
-//! whichever comes first. Every Kafka and bookkeeping decision is the
-//! core's; what is here is tokio: channels, tasks and a timer.
+//! then wait for a command, a connection event, a wake-up from a produce
+//! call or the core's deadline, whichever comes first. Every Kafka and
+//! bookkeeping decision is the core's; what is here is tokio: channels,
+//! tasks and a timer.
+//!
+//! Records are the exception to "commands go through the channel": a
+//! produce call takes the session's lock and hands its record to the core
+//! on the caller's thread ([`Intake`]), as librdkafka's `produce` appends
+//! to a partition queue, and wakes the driver only when the record opened
+//! a batch or needs something else of it. A command per record through
+//! the channel cost a copy of it, a wake-up and a clock read on the
+//! driver's side for each, more than appending the record did.
 
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
-use sansa_core::session::{self, Conns, Session, Sink, BURST};
+use sansa_core::producer::ProduceError;
+use sansa_core::session::{self, Conns, ProduceRequest, Session, Sink, WallAnchor, BURST};
 use sansa_core::{Input, Timestamp};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -25,22 +36,103 @@ const CONN_EVENTS: usize = 1024;
 /// What a [`crate::Client`] asks of the driver.
 pub(crate) type Command = session::Command<Sink>;
 
-/// Starts the driver of `core` on `runtime`.
+/// What produce calls share with the driver: the session, behind a lock
+/// held for one record by a caller and for one burst by the driver, the
+/// origin of the core's timestamps, and the driver's wake-up.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    locked: Mutex<Locked>,
+    /// The origin of the core's timestamps, for callers and driver alike.
+    origin: Instant,
+    /// Wakes the driver for a record that needs it; a wake-up given while
+    /// the driver is busy is kept for its next wait, so none is lost.
+    wake: Notify,
+}
+
+/// What [`Intake`]'s lock guards.
+#[derive(Debug)]
+struct Locked {
+    /// `None` once the driver has finished: records fail as closed.
+    session: Option<Session<Sink>>,
+    /// Record timestamps between two reads of the wall clock.
+    wall: WallAnchor,
+}
+
+impl Intake {
+    fn now(&self) -> Timestamp {
+        session::timestamp(self.origin.elapsed())
+    }
+
+    /// The session, unless the driver finished. Nobody panics while
+    /// holding it, and a poisoned session would still be a valid one.
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.locked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a record to the core on the caller's thread, stamped with the
+    /// wall clock of the call (read at most every
+    /// [`WallAnchor::MAX_AGE`], derived from the monotonic reading in
+    /// between); wakes the driver if the record needs it.
+    /// After the driver finished, the record fails with
+    /// [`ProduceError::Closed`].
+    pub(crate) fn produce(
+        &self,
+        record: sansa_core::producer::Record,
+        fail_when_full: bool,
+        urgent: bool,
+        ticket: u64,
+        sink: Sink,
+    ) {
+        let now = self.now();
+        let mut locked = self.lock();
+        let Locked { session, wall } = &mut *locked;
+        let wall_ms = wall
+            .wall_ms(now)
+            .unwrap_or_else(|| wall.anchor(now, SystemTime::now()));
+        let request = ProduceRequest {
+            record,
+            wall_ms,
+            fail_when_full,
+            urgent,
+            ticket,
+            waiter: sink,
+        };
+        let Some(s) = session.as_mut() else {
+            drop(locked);
+            return request.refuse(ProduceError::Closed);
+        };
+        let wake = s.intake(now, request);
+        drop(locked);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Starts the driver of `core` on `runtime`; produce calls go through the
+/// returned [`Intake`].
 pub(crate) fn spawn(
     runtime: &tokio::runtime::Handle,
     core: sansa_core::Client,
     commands: mpsc::UnboundedReceiver<Command>,
-) {
+) -> std::sync::Arc<Intake> {
     let client_id = core.config().conn.client_id.clone().unwrap_or_default();
     let span = tracing::info_span!("sansa", client = %client_id);
-    let driver = Driver::new(core, commands);
+    let intake = std::sync::Arc::new(Intake {
+        locked: Mutex::new(Locked {
+            session: Some(Session::new(core)),
+            wall: WallAnchor::default(),
+        }),
+        origin: Instant::now(),
+        wake: Notify::new(),
+    });
+    let driver = Driver::new(intake.clone(), commands);
     runtime.spawn(driver.run().instrument(span));
+    intake
 }
 
 struct Driver {
-    session: Session<Sink>,
-    /// The origin of the core's timestamps.
-    origin: Instant,
+    intake: std::sync::Arc<Intake>,
     commands: mpsc::UnboundedReceiver<Command>,
     /// False once every handle is gone.
     commands_open: bool,
@@ -50,11 +142,10 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(core: sansa_core::Client, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+    fn new(intake: std::sync::Arc<Intake>, commands: mpsc::UnboundedReceiver<Command>) -> Self {
         let (conn_tx, conn_rx) = mpsc::channel(CONN_EVENTS);
         Driver {
-            session: Session::new(core),
-            origin: Instant::now(),
+            intake,
             commands,
             commands_open: true,
             conn_tx,
@@ -63,12 +154,9 @@ impl Driver {
         }
     }
 
-    fn now(&self) -> Timestamp {
-        session::timestamp(self.origin.elapsed())
-    }
-
     fn instant(&self, t: Timestamp) -> Instant {
-        self.origin
+        self.intake
+            .origin
             .checked_add(Duration::from_nanos(t.as_nanos()))
             .unwrap_or_else(far_future)
     }
@@ -78,49 +166,64 @@ impl Driver {
         let sleep = tokio::time::sleep_until(far_future());
         tokio::pin!(sleep);
         loop {
-            self.drain();
-            if self.session.is_done() {
-                break;
-            }
-            let timer = self.session.poll_timer();
+            let timer = {
+                let mut guard = self.intake.lock();
+                let Some(session) = guard.session.as_mut() else {
+                    break;
+                };
+                drain(&mut self.conns, &self.conn_tx, self.intake.now(), session);
+                if session.is_done() {
+                    break;
+                }
+                session.poll_timer()
+            };
             if let Some(t) = timer.deadline.filter(|_| timer.rearm) {
                 sleep.as_mut().reset(self.instant(t));
             }
             tokio::select! {
                 Some(input) = self.conn_rx.recv() => {
-                    let now = self.now();
-                    self.conns.feed(&mut self.session, now, input);
+                    let now = self.intake.now();
+                    let mut guard = self.intake.lock();
+                    let Some(session) = guard.session.as_mut() else { break };
+                    self.conns.feed(session, now, input);
                     // Whatever else arrived meanwhile is fed before the
                     // next drain: one drain per burst, not per input.
                     for _ in 1..BURST {
                         match self.conn_rx.try_recv() {
-                            Ok(input) => self.conns.feed(&mut self.session, now, input),
+                            Ok(input) => self.conns.feed(session, now, input),
                             Err(_) => break,
                         }
                     }
                 }
-                cmd = self.commands.recv(), if self.commands_open => match cmd {
-                    Some(cmd) => {
-                        let now = self.now();
-                        self.session.handle_command(now, cmd);
-                        for _ in 1..BURST {
-                            match self.commands.try_recv() {
-                                Ok(cmd) => self.session.handle_command(now, cmd),
-                                Err(_) => break,
+                cmd = self.commands.recv(), if self.commands_open => {
+                    let now = self.intake.now();
+                    let mut guard = self.intake.lock();
+                    let Some(session) = guard.session.as_mut() else { break };
+                    match cmd {
+                        Some(cmd) => {
+                            session.handle_command(now, cmd);
+                            for _ in 1..BURST {
+                                match self.commands.try_recv() {
+                                    Ok(cmd) => session.handle_command(now, cmd),
+                                    Err(_) => break,
+                                }
                             }
                         }
+                        None => {
+                            tracing::debug!("every handle dropped; closing");
+                            self.commands_open = false;
+                            session.handle_command(now, Command::Close(None));
+                        }
                     }
-                    None => {
-                        tracing::debug!("every handle dropped; closing");
-                        self.commands_open = false;
-                        let now = self.now();
-                        self.session.handle_command(now, Command::Close(None));
-                    }
-                },
+                }
+                // A produce call left work for the drain at the top.
+                () = self.intake.wake.notified() => {}
                 () = &mut sleep, if timer.deadline.is_some() => {
                     tracing::trace!(target: "sansa_tokio::timer", "deadline reached");
-                    let now = self.now();
-                    self.session.handle_timeout(now);
+                    let now = self.intake.now();
+                    if let Some(session) = self.intake.lock().session.as_mut() {
+                        session.handle_timeout(now);
+                    }
                 }
             }
         }
@@ -128,21 +231,27 @@ impl Driver {
         // opened yet as well.
         self.conns.clear();
         // Closed before close waiters hear of it, so `is_closed` holds
-        // once `close` returns.
+        // once `close` returns; taken out of the lock first, so records
+        // produced from now on fail at once.
         self.commands.close();
-        self.session.finish();
+        let session = self.intake.lock().session.take();
+        if let Some(session) = session {
+            session.finish();
+        }
         tracing::debug!("driver stopped");
     }
+}
 
-    /// Carries out every connection action the session has.
-    fn drain(&mut self) {
-        let now = self.now();
-        let inputs = &self.conn_tx;
-        self.conns
-            .drain(&mut self.session, now, |conn, addr, timeout| {
-                ConnHandle::open(conn, addr, timeout, inputs.clone())
-            });
-    }
+/// Carries out every connection action the session has.
+fn drain(
+    conns: &mut Conns<ConnHandle>,
+    inputs: &mpsc::Sender<Input>,
+    now: Timestamp,
+    session: &mut Session<Sink>,
+) {
+    conns.drain(session, now, |conn, addr, timeout| {
+        ConnHandle::open(conn, addr, timeout, inputs.clone())
+    });
 }
 
 /// A deadline that never comes in practice (a year away).

@@ -310,6 +310,20 @@ impl Client {
         Ok(id)
     }
 
+    /// Whether [`Client::poll_output`] has work since it last ran, beyond
+    /// what [`Client::poll_timeout`] already said: a produced record
+    /// opened a batch, was urgent, waits or failed, or an output is
+    /// queued. False after records that only joined open batches, whose
+    /// deadlines and sends are the ones already planned. Clears what it
+    /// reports.
+    ///
+    /// For an adapter that takes records on the caller's thread (as
+    /// librdkafka's `produce` does) while its driver sleeps: it wakes the
+    /// driver only when this says so, not once per record.
+    pub fn take_needs_poll(&mut self) -> bool {
+        self.producer.take_needs_drive() || !self.outputs.is_empty()
+    }
+
     /// Sends everything buffered without waiting for linger;
     /// [`Event::Flushed`] with the returned id follows when every record
     /// produced before the call is delivered or failed.
@@ -811,6 +825,8 @@ impl Client {
     /// Does whatever is due: metadata, producer ids, produce requests;
     /// then collects bytes to write and events.
     fn drive(&mut self, now: Timestamp) {
+        // What records asked of a drive is done by this one.
+        self.producer.take_needs_drive();
         if !self.closed {
             // Timers due by `now` run here too, not only on
             // `Input::Timeout`: a driver busy with other inputs may pass a

@@ -1255,6 +1255,51 @@ fn try_produce_fails_fast_when_the_buffer_is_full_and_flush_waits() {
     assert_eq!(h.delivered().len(), 4);
 }
 
+/// An adapter taking records on the caller's thread wakes its driver
+/// only when `take_needs_poll` says so: a record that joins an open batch
+/// changes no deadline, every other kind of record needs a drain.
+#[test]
+fn only_records_that_do_more_than_join_an_open_batch_need_a_poll() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder().linger(Duration::from_millis(50)));
+    h.produce(keyed(0));
+    assert!(
+        h.client.take_needs_poll(),
+        "partitions unknown: waits for metadata"
+    );
+    h.run(|h| h.delivered().len() == 1);
+    assert!(!h.client.take_needs_poll(), "a drain did what was asked");
+
+    h.produce(keyed(1));
+    assert!(
+        h.client.take_needs_poll(),
+        "opened a batch: a new linger deadline"
+    );
+    assert!(!h.client.take_needs_poll(), "reported once");
+    while let Some(o) = h.client.poll_output(h.now) {
+        h.cluster.on_output(o, &mut h.events);
+    }
+    let deadline = h.client.poll_timeout();
+    h.produce(keyed(2));
+    assert!(!h.client.take_needs_poll(), "joined the open batch");
+    assert_eq!(h.client.poll_timeout(), deadline, "and changed no deadline");
+
+    let urgent = ProduceOptions {
+        when_full: WhenFull::Wait,
+        urgent: true,
+    };
+    h.client
+        .produce_with(h.now, keyed(3), 0, urgent)
+        .expect("buffered");
+    assert!(
+        h.client.take_needs_poll(),
+        "an urgent record skips the linger"
+    );
+    h.run(|h| h.delivered().len() == 4);
+    assert_eq!(values(&h, 0), ["v0", "v1", "v2", "v3"]);
+}
+
 #[test]
 fn unknown_topics_fail_after_the_configured_metadata_answers() {
     let cluster = Cluster::new(1);

@@ -191,6 +191,11 @@ pub struct Producer {
     failed_in_txn: bool,
     /// A failure no transaction survives ([`Producer::take_txn_fatal`]).
     txn_fatal: Option<ProduceError>,
+    /// A record did more than join an open batch since the last
+    /// [`Producer::take_needs_drive`]: it opened a batch (a new linger
+    /// deadline, or the batch before is now sendable), was urgent, waits
+    /// for metadata or space, or failed (an event to report).
+    needs_drive: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -253,7 +258,17 @@ impl Producer {
             txn_gate: config.transactional_id.as_ref().map(|_| BTreeMap::new()),
             failed_in_txn: false,
             txn_fatal: None,
+            needs_drive: false,
         }
+    }
+
+    /// Whether a record since the last call needs the client driven (see
+    /// `needs_drive`); clears the flag. A record that only joined an open
+    /// batch changes no deadline and makes nothing sendable, so an adapter
+    /// taking records on the caller's thread need not wake its driver for
+    /// it.
+    pub fn take_needs_drive(&mut self) -> bool {
+        std::mem::take(&mut self.needs_drive)
     }
 
     /// Records buffered (not counting those waiting for space).
@@ -291,6 +306,7 @@ impl Producer {
             if when_full == WhenFull::Fail {
                 return Err(ProduceError::BufferFull);
             }
+            self.needs_drive = true;
             self.next_id += 1;
             self.outstanding.insert(id.0);
             self.blocked.push_back((id, record, wall_ms, urgent));
@@ -337,6 +353,8 @@ impl Producer {
         let Some(tb) = self.topics.get_mut(pending.record.topic.as_str()) else {
             return;
         };
+        // Set back only for a record that joins an open batch.
+        let needed_before = std::mem::replace(&mut self.needs_drive, true);
         if tb.partitions.is_empty() {
             tb.waiting.push_back(Waiting {
                 pending,
@@ -359,9 +377,11 @@ impl Producer {
         // partition's open batch when it fits; only a record that needs a
         // new batch gives the partitioner its say (KIP-794 switches
         // partitions there), so the record's size is encoded once.
+        let mut joined_open = false;
         let placed = (|| {
             let first = view.check(tb.partitioner.partition(&info, &view)?)?;
             if partition_at(&mut tb.partitions, first)?.write_open(&pending) {
+                joined_open = true;
                 return Ok((first, None));
             }
             let target = match tb.partitioner.on_new_batch(&info, first) {
@@ -370,6 +390,7 @@ impl Producer {
             };
             let buf = partition_at(&mut tb.partitions, target)?;
             if target != first && buf.write_open(&pending) {
+                joined_open = true;
                 return Ok((target, None));
             }
             Ok((
@@ -386,6 +407,7 @@ impl Producer {
                 }
                 if let Ok(buf) = partition_at(&mut tb.partitions, partition) {
                     buf.keep(pending, urgent);
+                    self.needs_drive = needed_before || !joined_open || urgent;
                     return;
                 }
                 // `partition_at` found it a moment ago.

@@ -69,7 +69,9 @@ use books::ById;
 pub use conns::{ConnWriter, Conns};
 use group::GroupBooks;
 pub use group::{CommitFailure, CommitRequest, CommitResult};
-pub use helpers::{check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError};
+pub use helpers::{
+    check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError, WallAnchor,
+};
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use reply::{answer, Answer, Reply};
 pub use sink::Sink;
@@ -434,6 +436,21 @@ impl<P: ProduceWaiter> Session<P> {
                 self.done = true;
             }
         }
+    }
+
+    /// Takes a record on the caller's thread, for an adapter that keeps
+    /// the session behind a lock its callers share with the driver (as
+    /// librdkafka appends to a partition's queue in `produce`): no
+    /// command crosses a channel per record. Callers waiting on the
+    /// outcome are woken before this returns.
+    ///
+    /// True when the driver must drain now ([`Client::take_needs_poll`]:
+    /// the record opened or readied a batch, waits, or failed); false when
+    /// it only joined an open batch, whose deadline the driver has.
+    pub fn intake(&mut self, now: Timestamp, request: ProduceRequest<P>) -> bool {
+        self.produce(now, request);
+        self.wake_all();
+        self.core.take_needs_poll()
     }
 
     /// Feeds what a connection reported. Reports on a connection the core
