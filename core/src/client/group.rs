@@ -95,6 +95,19 @@ impl Client {
         }));
     }
 
+    /// Records of a poll that never reached the application: each
+    /// partition's polled position goes back to its first such record.
+    pub(super) fn note_unpolled(&mut self, unpolled: &[FetchedPartition]) {
+        let Some(g) = &mut self.group else {
+            return;
+        };
+        for f in unpolled {
+            if let Some(first) = f.records.first() {
+                g.on_unpolled(&f.topic, f.partition, first.offset);
+            }
+        }
+    }
+
     /// Starts leaving the group on close; `true` if the close must wait
     /// for it ([`Event::GroupLeft`] follows, then the close).
     pub(super) fn leave_before_close(&mut self, now: Timestamp) -> bool {

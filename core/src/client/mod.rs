@@ -415,6 +415,20 @@ impl Client {
         out
     }
 
+    /// Takes back what [`Client::poll_fetches`] returned but the
+    /// application never received (an adapter's caller left before the
+    /// hand-over, or dropped its future unread): the records are polled
+    /// again, first, and the group no longer counts them as polled, so no
+    /// commit (auto, on revoke, or a group-transact session's) covers
+    /// records nobody processed.
+    pub fn unpoll_fetches(&mut self, now: Timestamp, fetched: Vec<FetchedPartition>) {
+        self.tick(now);
+        self.note_unpolled(&fetched);
+        self.consumer.untake(fetched);
+        // Signal again, so waiting callers hear of them.
+        self.fetches_signalled = false;
+    }
+
     /// Records buffered and not yet delivered or failed.
     pub fn buffered_records(&self) -> usize {
         self.producer.buffered_records()

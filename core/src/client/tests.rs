@@ -2540,3 +2540,46 @@ fn fetches_of_compressed_data_are_sized_by_the_expansion_seen() {
         "buffered {late_peak} bytes with a bound of {bound}: {peaks:?}"
     );
 }
+
+/// Records a caller never received go back in front, in order, and are
+/// polled again; records of a partition placed anew since (a seek) are
+/// dropped instead, as they no longer come next.
+#[test]
+fn records_given_back_are_polled_again_unless_their_partition_was_placed_anew() {
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(cluster, Config::builder());
+    for i in 0..10 {
+        h.produce(Record::new("t", format!("v{i}")).with_partition(0));
+    }
+    h.run(|h| h.client.is_idle());
+    let exact = |offset| {
+        BTreeMap::from([(
+            "t".to_string(),
+            BTreeMap::from([(0, StartOffset::At(offset))]),
+        )])
+    };
+    h.client.consume_partitions(h.now, exact(0));
+    h.run(|h| h.client.consumer.has_buffered());
+    let first = h.client.poll_fetches(h.now, Some(4));
+    let offsets = |fs: &[FetchedPartition]| -> Vec<i64> {
+        fs.iter()
+            .flat_map(|f| &f.records)
+            .map(|r| r.offset)
+            .collect()
+    };
+    assert_eq!(offsets(&first), [0, 1, 2, 3]);
+    h.client.unpoll_fetches(h.now, first);
+    let again = h.client.poll_fetches(h.now, None);
+    assert_eq!(
+        offsets(&again)[..4],
+        [0, 1, 2, 3],
+        "given back, polled first"
+    );
+    // Given back after the partition was sought elsewhere: dropped.
+    h.client.consume_partitions(h.now, exact(7));
+    h.client.unpoll_fetches(h.now, again);
+    h.run(|h| h.client.consumer.has_buffered());
+    let after_seek = h.client.poll_fetches(h.now, None);
+    assert_eq!(offsets(&after_seek).first(), Some(&7), "{after_seek:?}");
+}

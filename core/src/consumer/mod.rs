@@ -355,6 +355,10 @@ pub struct Consumer {
     explicit: BTreeMap<String, BTreeMap<i32, StartOffset>>,
     names: BTreeMap<String, Arc<str>>,
     cursors: BTreeMap<Arc<str>, BTreeMap<i32, Cursor>>,
+    /// The cursor placement each partition's records were last taken
+    /// under: records given back ([`Consumer::untake`]) return only to
+    /// that same placement, never to one a seek or rewind made since.
+    taken_under: BTreeMap<(Arc<str>, i32), u64>,
     /// Cursors placed so far: the next one's [`Cursor::placement`].
     placements: u64,
     buffered: VecDeque<FetchedPartition>,
@@ -392,6 +396,7 @@ impl Consumer {
             explicit: BTreeMap::new(),
             names: BTreeMap::new(),
             cursors: BTreeMap::new(),
+            taken_under: BTreeMap::new(),
             placements: 0,
             buffered: VecDeque::new(),
             buffered_bytes: 0,
@@ -652,6 +657,10 @@ impl Consumer {
                     high_watermark: f.high_watermark,
                 });
             }
+            if let Some(c) = self.cursors.get(&f.topic).and_then(|m| m.get(&f.partition)) {
+                self.taken_under
+                    .insert((f.topic.clone(), f.partition), c.placement);
+            }
             budget = budget.saturating_sub(f.records.len());
             self.buffered_bytes = self
                 .buffered_bytes
@@ -662,6 +671,27 @@ impl Consumer {
             }
         }
         out
+    }
+
+    /// Puts records handed out by [`Consumer::take`] but never received
+    /// (their caller left) back in front of the buffer, in their order,
+    /// for the next take. A partition no longer consumed from where they
+    /// were taken (revoked, sought or rewound meanwhile) drops its records
+    /// instead: they are no longer what comes next.
+    pub fn untake(&mut self, fetched: Vec<FetchedPartition>) {
+        for f in fetched.into_iter().rev() {
+            let placement = self.taken_under.get(&(f.topic.clone(), f.partition));
+            let same = self
+                .cursors
+                .get(&*f.topic)
+                .and_then(|c| c.get(&f.partition))
+                .is_some_and(|c| Some(&c.placement) == placement);
+            if !same {
+                continue;
+            }
+            self.buffered_bytes += f.records.iter().map(record_bytes).sum::<usize>();
+            self.buffered.push_front(f);
+        }
     }
 
     /// Bytes of fetched records waiting to be polled.

@@ -446,6 +446,12 @@ impl Member {
         }
     }
 
+    /// Records from `first` on of a partition were polled but never
+    /// reached the application: its polled position goes back to `first`.
+    pub fn on_unpolled(&mut self, topic: &str, partition: i32, first: i64) {
+        self.book.unpoll(topic, partition, first);
+    }
+
     /// Commits everything polled and not yet committed.
     pub fn commit_uncommitted(&mut self) -> CommitId {
         self.enqueue_commit(CommitReason::Manual, None, false)

@@ -110,6 +110,27 @@ impl OffsetBook {
         }
     }
 
+    /// Records from `first` on were polled but never reached the
+    /// application: the dirty position goes back to `first` (never the
+    /// head, which was polled before: `first` is at or above it). The
+    /// leader epoch of the record before `first` is kept when the head
+    /// names it, else unknown (-1).
+    pub fn unpoll(&mut self, topic: &str, partition: i32, first: i64) {
+        let Some(e) = self.parts.get_mut(&(topic.to_string(), partition)) else {
+            return;
+        };
+        if e.dirty.is_some_and(|d| d.offset > first) {
+            let leader_epoch = e
+                .head
+                .filter(|h| h.offset == first)
+                .map_or(-1, |h| h.leader_epoch);
+            e.dirty = Some(EpochOffset {
+                offset: first,
+                leader_epoch,
+            });
+        }
+    }
+
     /// Heads above what is committed: what auto-commit commits.
     pub fn heads_to_commit(&self) -> BTreeMap<TopicPartition, EpochOffset> {
         self.above_floor(|e| e.head)

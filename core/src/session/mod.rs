@@ -73,7 +73,7 @@ pub use helpers::{
     check_patterns, into_items, into_records, timestamp, wall_ms, PartitionError, WallAnchor,
 };
 pub use outcome::{BatchState, Outcome, RecordState};
-pub use reply::{answer, Answer, Reply};
+pub use reply::{answer, Answer, Delivery, Reclaim, Reply};
 pub use sink::Sink;
 pub use waker::{WakerBatch, WakerSlot};
 
@@ -316,6 +316,9 @@ pub struct Session<P: ProduceWaiter> {
     close_waiters: Vec<Reply<()>>,
     /// `poll_fetches` callers waiting for records, oldest first.
     fetch_waiters: VecDeque<(Option<usize>, Reply<Vec<FetchedPartition>>)>,
+    /// Records handed to `poll_fetches` callers not yet read: a caller
+    /// that drops its future unread gives them back to the core.
+    fetch_deliveries: Vec<Delivery<Vec<FetchedPartition>>>,
     /// Group commits waiting for their outcome, group events for readers.
     group: GroupBooks,
     /// The core is closed; the adapter's loop ends.
@@ -340,6 +343,7 @@ impl<P: ProduceWaiter> Session<P> {
             closing: None,
             close_waiters: Vec::new(),
             fetch_waiters: VecDeque::new(),
+            fetch_deliveries: Vec::new(),
             group: GroupBooks::default(),
             done: false,
             armed: None,
@@ -375,6 +379,7 @@ impl<P: ProduceWaiter> Session<P> {
 
     /// Feeds a caller's command.
     pub fn handle_command(&mut self, now: Timestamp, cmd: Command<P>) {
+        self.reclaim_fetches(now);
         match cmd {
             Command::Produce(p) => self.produce(now, p),
             Command::Flush(waiter) => {
@@ -678,14 +683,41 @@ impl<P: ProduceWaiter> Session<P> {
             let Some((_, waiter)) = self.fetch_waiters.pop_front() else {
                 break;
             };
-            if let Err(unsent) = waiter.send(fetched) {
+            match waiter.send_reclaimable(fetched) {
+                Ok(delivery) => self.fetch_deliveries.push(delivery),
                 // Gone between the check and the hand-over: the records
-                // are lost to it, so log rather than drop them silently.
-                tracing::warn!(
-                    partitions = unsent.len(),
-                    "a poll_fetches caller left; records dropped"
-                );
+                // go back for the next poll.
+                Err(unsent) => self.core.unpoll_fetches(now, unsent),
             }
+        }
+    }
+
+    /// Records handed to a `poll_fetches` caller that left without reading
+    /// them go back to the core, in front of what it buffered since, so
+    /// the next poll gets them and no offset counts them as polled. Run
+    /// before every command, so that a command after the drop (a seek, a
+    /// commit) sees them back.
+    fn reclaim_fetches(&mut self, now: Timestamp) {
+        if self.fetch_deliveries.is_empty() {
+            return;
+        }
+        let mut returned = Vec::new();
+        self.fetch_deliveries.retain(|d| match d.reclaim() {
+            Reclaim::Pending => true,
+            Reclaim::Taken => false,
+            Reclaim::Returned(fetched) => {
+                returned.push(fetched);
+                false
+            }
+        });
+        // Later deliveries go back first, so each lands in front of what
+        // followed it.
+        for fetched in returned.into_iter().rev() {
+            tracing::debug!(
+                partitions = fetched.len(),
+                "a poll_fetches caller left unread records; they are polled again"
+            );
+            self.core.unpoll_fetches(now, fetched);
         }
     }
 

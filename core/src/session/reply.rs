@@ -90,6 +90,36 @@ impl<T> Reply<T> {
         Ok(())
     }
 
+    /// Hands `value` to the caller like [`Reply::send`], keeping a hold on
+    /// it: a caller that drops its [`Answer`] with the value still unread
+    /// (a future dropped by `select!` after the value came, before it was
+    /// polled) leaves it for [`Delivery::reclaim`] rather than losing it.
+    ///
+    /// ```
+    /// use sansa_core::session::{answer, Reclaim};
+    ///
+    /// let (waiting, reply) = answer::<u32>();
+    /// let delivery = reply.send_reclaimable(7).expect("the caller waits");
+    /// assert_eq!(delivery.reclaim(), Reclaim::Pending);
+    /// drop(waiting); // gone before reading it
+    /// assert_eq!(delivery.reclaim(), Reclaim::Returned(7));
+    /// ```
+    pub fn send_reclaimable(mut self, value: T) -> Result<Delivery<T>, T> {
+        let Some(cell) = self.0.take() else {
+            return Err(value);
+        };
+        let waiter = {
+            let mut shared = lock(&cell);
+            if shared.abandoned {
+                return Err(value);
+            }
+            shared.value = Some(value);
+            shared.waiter.take()
+        };
+        waiter.into_iter().for_each(Waker::wake);
+        Ok(Delivery(cell))
+    }
+
     /// Whether the caller stopped waiting (dropped its future, timed out).
     pub fn is_abandoned(&self) -> bool {
         self.0.as_ref().is_none_or(|cell| lock(cell).abandoned)
@@ -113,6 +143,42 @@ impl<T> Drop for Reply<T> {
 impl<T> std::fmt::Debug for Reply<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Reply")
+    }
+}
+
+/// A value handed over by [`Reply::send_reclaimable`], until the caller
+/// read it or left without it.
+pub struct Delivery<T>(Cell<T>);
+
+/// What became of a [`Delivery`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reclaim<T> {
+    /// The caller has not read it and still waits.
+    Pending,
+    /// The caller read it (or took it as it stopped waiting).
+    Taken,
+    /// The caller left without reading it: the value is back.
+    Returned(T),
+}
+
+impl<T> Delivery<T> {
+    /// Whether the value was read, is still waiting, or came back.
+    pub fn reclaim(&self) -> Reclaim<T> {
+        let mut shared = lock(&self.0);
+        match (shared.value.is_some(), shared.abandoned) {
+            (false, _) => Reclaim::Taken,
+            (true, false) => Reclaim::Pending,
+            (true, true) => shared
+                .value
+                .take()
+                .map_or(Reclaim::Taken, Reclaim::Returned),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Delivery<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delivery")
     }
 }
 

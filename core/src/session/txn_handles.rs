@@ -123,9 +123,9 @@ macro_rules! async_transactions {
             /// transaction: the rebalance waits for the transaction's
             /// end (which will abort), so call `end` next.
             ///
-            /// Await the answer rather than dropping the future: records
-            /// the driver hands to a caller that just left are lost to
-            /// the application (a warning is logged).
+            /// Cancel-safe: records handed to a future dropped before it
+            /// read them go back to the client and are polled again, and
+            /// the transaction's offsets do not count them.
             pub async fn poll_fetches(
                 &self,
                 max_records: Option<usize>,

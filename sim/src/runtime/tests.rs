@@ -187,6 +187,64 @@ fn records_produced_are_delivered_and_consumed_through_the_adapters_calls() {
     );
 }
 
+/// A `poll_fetches` future dropped after its records were handed to it
+/// but before it was polled again (what `select!` does to the branch that
+/// lost) gives them back: the next poll starts with them, and a commit
+/// of everything polled does not cover them.
+#[test]
+fn records_handed_to_a_dropped_poll_are_polled_again_and_not_committed() {
+    let mut sim = Sim::new(8, ClusterConfig::new(3));
+    let (first, committed) = sim
+        .block_on(|h| async move {
+            h.create_topic("t", 1, 3).expect("topic");
+            let p = h.client().build().await.expect("producer");
+            for i in 0..5 {
+                p.produce(Record::new("t", format!("v{i}")))
+                    .await
+                    .expect("delivered");
+            }
+            p.close().await;
+            let c = h
+                .client()
+                .consumer_group(sansa_core::group::GroupConfig::new("g"))
+                .build()
+                .await
+                .expect("consumer");
+            c.consume_topics(["t"]);
+            let mut poll = Box::pin(c.poll_fetches(None));
+            // Polled once: the command is out; then time passes while
+            // the records are fetched and handed to the waiting future.
+            std::future::poll_fn(|cx| {
+                assert!(poll.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            h.sleep(Duration::from_secs(5)).await;
+            drop(poll);
+            let committed = c.commit_uncommitted_offsets().await;
+            let first: Vec<i64> = c
+                .poll_records(None)
+                .await
+                .into_iter()
+                .map(|r| r.offset)
+                .collect();
+            c.close().await;
+            (first, committed)
+        })
+        .expect("runs");
+    assert_eq!(
+        first,
+        [0, 1, 2, 3, 4],
+        "the dropped poll's records come again"
+    );
+    assert!(
+        committed
+            .as_ref()
+            .map_or(true, |c| c.committed.values().all(|at| at.offset == 0)),
+        "nothing was processed, so nothing past offset 0 is committed: {committed:?}"
+    );
+}
+
 #[test]
 fn the_ledger_catches_work_redone_past_a_commit_and_records_never_processed() {
     use super::{AtLeastOnce, Breach};
