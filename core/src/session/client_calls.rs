@@ -96,7 +96,13 @@ macro_rules! async_client_calls {
         /// Waits for fetched records and returns them by partition, at
         /// most `max_records` (all buffered with `None`); per-partition
         /// errors come in the same list. Empty only when the client is
-        /// closed.
+        /// closed, or (in a `GroupTransactSession`) when partitions went
+        /// away during the transaction, which must end.
+        ///
+        /// Cancel-safe: records handed to a future dropped before it read
+        /// them (the losing branch of a `select!`) go back to the client
+        /// and come first at the next poll; the group does not count them
+        /// as polled.
         pub async fn poll_fetches(
             &self,
             max_records: Option<usize>,
