@@ -271,16 +271,23 @@ fn run_librdkafka_member(
     // while the group prepares a rebalance (REBALANCE_IN_PROGRESS, which
     // Kafka does not answer to members of the current generation), and
     // its partitions then restart here from the last commit.
+    // The check asks the coordinator and every partition's leader, up to
+    // 5 s each when the mock is busy rebalancing: the member polls for a
+    // second between checks, so reading does not wait on checking.
     let start = Instant::now();
     while !read_to_the_end(&consumer, topic) {
+        let bound = WAIT * 2;
         assert!(
-            start.elapsed() < WAIT,
-            "librdkafka member read to the end within {WAIT:?}"
+            start.elapsed() < bound,
+            "librdkafka member read to the end within {bound:?}"
         );
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => seen.note([(m.partition(), m.offset())]),
-            Some(Err(e)) => eprintln!("librdkafka member: {e}"),
-            None => {}
+        let polling = Instant::now();
+        while polling.elapsed() < Duration::from_secs(1) {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => seen.note([(m.partition(), m.offset())]),
+                Some(Err(e)) => eprintln!("librdkafka member: {e}"),
+                None => {}
+            }
         }
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
