@@ -409,5 +409,6 @@ fn uniform_assignment(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 #[path = "consumer_group_tests.rs"]
 mod tests;
