@@ -399,3 +399,30 @@ fn group_swarm_keeps_every_group_promise_under_random_faults() {
         reports.len()
     );
 }
+
+#[test]
+fn kip848_group_swarm_keeps_every_group_promise_under_random_faults() {
+    let reports = check_seeds(
+        "--test groups kip848_group_swarm_keeps_every_group_promise_under_random_faults",
+        0,
+        // Few by default (the swarm test draws KIP-848 groups too); sweep
+        // more with SANSA_SIM_SEEDS.
+        10,
+        |seed| {
+            let mut s = group_swarm(seed);
+            use_consumer_protocol(&mut s.group_members);
+            s
+        },
+    );
+    let processed: u64 = reports.iter().map(|r| r.group.processed).sum();
+    assert!(processed > 0, "the members processed nothing at all");
+    let heartbeats: u64 = reports
+        .iter()
+        .filter_map(|r| r.requests.get("ConsumerGroupHeartbeat"))
+        .sum();
+    assert!(heartbeats > 0, "no member spoke KIP-848");
+    eprintln!(
+        "{} KIP-848 group seeds: {processed} processed, {heartbeats} heartbeats",
+        reports.len()
+    );
+}
