@@ -836,7 +836,10 @@ impl Cluster {
                             .map(|t| (t.name, t.partition_indexes))
                             .collect::<Vec<_>>()
                     });
-                    match self.fetch_offsets(node, &g.group_id, wanted, stable) {
+                    let fetched = self
+                        .check_fetch_member(&g.group_id, g.member_id.as_deref(), g.member_epoch)
+                        .and_then(|()| self.fetch_offsets(node, &g.group_id, wanted, stable));
+                    match fetched {
                         Err(e) => OffsetFetchResponseGroup {
                             group_id: g.group_id,
                             error_code: e.code(),
@@ -934,6 +937,24 @@ impl Cluster {
                     .collect(),
                 ..Default::default()
             },
+        }
+    }
+
+    /// OffsetFetch v9+ of a KIP-848 member: the member must be in the
+    /// group at the epoch it names (Kafka checks only when a member id is
+    /// given; a classic group's fetch names none).
+    fn check_fetch_member(
+        &self,
+        group: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        let Some(id) = member_id else {
+            return Ok(());
+        };
+        match self.groups.get(group) {
+            Some(g) if !g.consumer().is_empty() => g.consumer().check_commit(id, epoch),
+            _ => Ok(()),
         }
     }
 
