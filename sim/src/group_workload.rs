@@ -14,7 +14,7 @@ use sansa_core::group::balancer::{
     CooperativeStickyBalancer, RangeBalancer, RoundRobinBalancer, StickyBalancer,
 };
 use sansa_core::group::config::SharedBalancer;
-use sansa_core::group::GroupConfig;
+use sansa_core::group::{GroupConfig, GroupProtocol};
 
 use crate::rng::SimRng;
 use crate::world::{ClientIdx, Work, World};
@@ -48,6 +48,11 @@ impl BalancerKind {
 pub struct GroupMemberSpec {
     /// The group.
     pub group: String,
+    /// The group protocol it speaks (a whole group speaks one). With
+    /// [`GroupProtocol::Consumer`] the coordinator assigns and the
+    /// balancers are not used; the scenario turns the simulated
+    /// cluster's KIP-848 coordinator on.
+    pub protocol: GroupProtocol,
     /// A static member's instance id (kept across restarts).
     pub instance_id: Option<String>,
     /// The balancers it offers, most preferred first.
@@ -80,6 +85,7 @@ impl GroupMemberSpec {
     pub fn new(group: &str, topics: &[&str]) -> Self {
         GroupMemberSpec {
             group: group.to_owned(),
+            protocol: GroupProtocol::Classic,
             instance_id: None,
             balancers: vec![BalancerKind::CooperativeSticky],
             session_timeout: Duration::from_secs(2),
@@ -98,6 +104,7 @@ impl GroupMemberSpec {
     /// Its group settings.
     pub fn group_config(&self) -> GroupConfig {
         let mut g = GroupConfig::new(self.group.clone());
+        g.group_protocol = self.protocol;
         g.instance_id = self.instance_id.clone();
         g.balancers = self.balancers.iter().map(|b| b.shared()).collect();
         g.session_timeout = self.session_timeout;
@@ -149,6 +156,18 @@ pub fn draw_group(r: &mut SimRng, topics: &[String], window: Duration) -> Vec<Gr
     draw_members(r, topics, window)
 }
 
+/// Turns a drawn group into a KIP-848 one: every member speaks the
+/// consumer protocol, and none is static (under KIP-848 a restarted
+/// static member whose predecessor has not left is refused with
+/// UNRELEASED_INSTANCE_ID, which stops it: the drawn crashes would end
+/// such members for good).
+pub fn use_consumer_protocol(members: &mut [GroupMemberSpec]) {
+    for m in members {
+        m.protocol = GroupProtocol::Consumer;
+        m.instance_id = None;
+    }
+}
+
 /// [`draw_group`] without the coin: always 1 to 4 members (for sweeps
 /// of group seeds only).
 pub fn draw_members(r: &mut SimRng, topics: &[String], window: Duration) -> Vec<GroupMemberSpec> {
@@ -190,6 +209,7 @@ pub fn draw_members(r: &mut SimRng, topics: &[String], window: Duration) -> Vec<
                 .then(|| (join_at + Duration::from_millis(r.range(0, window_ms)), rest));
             GroupMemberSpec {
                 group: "g0".into(),
+                protocol: GroupProtocol::Classic,
                 instance_id: r.chance(0.3).then(|| format!("member-{i}")),
                 balancers,
                 session_timeout: session,

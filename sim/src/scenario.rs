@@ -22,17 +22,22 @@ use sansa_core::client::{Acks, Config};
 use sansa_core::cluster::Backoff;
 use sansa_core::compression::Compression;
 use sansa_core::consumer::{ConsumerConfig, IsolationLevel};
+use sansa_core::group::GroupProtocol;
 use sansa_core::protocol::ErrorCode;
 
 use crate::clock::ClientClock;
 use crate::cluster::{
     ClusterConfig, RandomGroupFaults, RandomProduceFaults, Sabotage, UnknownProducer,
 };
-use crate::group_workload::{draw_group, BalancerKind, GroupMemberSpec};
+use crate::group_workload::{draw_group, use_consumer_protocol, BalancerKind, GroupMemberSpec};
 use crate::invariants::group::GroupFigures;
 use crate::invariants::Violation;
 use crate::rng::SimRng;
 use crate::world::{Fault, FaultRates, NetConfig, PlannedTxn, Work, World};
+
+/// Mixed into a swarm seed for the stream that decides KIP-848 groups
+/// (`"KIP848"` in ASCII).
+const KIP848_STREAM: u64 = 0x4b49_5038_3438;
 
 /// The error codes swarm mode injects into produce answers: retriable ones
 /// the client must retry (some of which mean the batch was written), and
@@ -298,8 +303,11 @@ pub struct Report {
     /// What the group members did: records processed, duplicates, the
     /// widest duplicate window, commits.
     pub group: GroupFigures,
-    /// Generations the groups went through (their generation at the end).
+    /// Generations the groups went through (their generation, or a
+    /// KIP-848 group's epoch, at the end).
     pub rebalances: u64,
+    /// Requests the brokers handled, by API name.
+    pub requests: BTreeMap<&'static str, u64>,
     /// Group requests answered with an injected error.
     pub group_faults: u64,
     /// Transactions their producers were told committed.
@@ -550,6 +558,12 @@ impl Scenario {
                 scenario.faults.txn_errors_per_sec = on(&mut r, 0.5, 0.0, 3.0);
             }
         }
+        // KIP-848 groups from a stream of their own, so that every other
+        // draw (and every classic seed's run) stays what it was.
+        let mut kip848 = SimRng::new(seed ^ KIP848_STREAM);
+        if !scenario.group_members.is_empty() && kip848.chance(0.3) {
+            use_consumer_protocol(&mut scenario.group_members);
+        }
         scenario
     }
 
@@ -562,6 +576,19 @@ impl Scenario {
         // Members with sessions of a second or two, so that the drawn
         // stalls (up to 3 s) sometimes outlast them.
         config.groups.min_session_timeout = Duration::from_millis(500);
+        // KIP-848's session timeout is the broker's: the members' longest,
+        // so that the drawn stalls outlast it as often as classic ones.
+        let kip848: Vec<&GroupMemberSpec> = self
+            .group_members
+            .iter()
+            .chain(&self.eos_members)
+            .filter(|m| m.protocol == GroupProtocol::Consumer)
+            .collect();
+        if let Some(session) = kip848.iter().map(|m| m.session_timeout).max() {
+            config.groups.consumer_protocol = true;
+            config.groups.consumer_session_timeout = session;
+            config.groups.consumer_heartbeat_interval = session / 4;
+        }
         let mut w = World::new(self.seed, config, self.net);
         if self.commit_backwards {
             w.sabotage_commit_backwards();
@@ -725,8 +752,9 @@ impl Scenario {
             rebalances: w
                 .cluster()
                 .groups()
-                .map(|g| u64::try_from(g.generation()).unwrap_or(0))
+                .map(|g| u64::try_from(g.generation().max(g.consumer().epoch())).unwrap_or(0))
                 .sum(),
+            requests: stats.requests.clone(),
             group_faults: stats.group_faults_injected,
             txns_committed: w.checker().committed_txns(),
             txns_aborted: w.checker().aborted_txns(),

@@ -39,6 +39,9 @@ fn producer_swarm_keeps_every_promise_under_random_faults() {
         if r.group.processed > 0 {
             *totals.entry("group seeds").or_default() += 1;
         }
+        if r.requests.contains_key("ConsumerGroupHeartbeat") {
+            *totals.entry("group seeds on KIP-848").or_default() += 1;
+        }
         *totals.entry("group processed").or_default() += r.group.processed;
         *totals.entry("group duplicates").or_default() += r.group.duplicates;
         *totals.entry("group duplicates across members").or_default() +=

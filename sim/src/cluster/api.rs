@@ -60,6 +60,7 @@ pub const SERVED_APIS: &[(ApiKey, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0),
     (ApiKey::EndTxn, 0),
     (ApiKey::TxnOffsetCommit, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0),
 ];
 
 /// APIs served below the highest version the specs define, and the
@@ -158,7 +159,7 @@ impl Cluster {
         let v = header.request_api_version;
         let corr = header.correlation_id;
         *self.stats.requests.entry(api.name()).or_insert(0) += 1;
-        if !served_versions(api).is_some_and(|r| r.contains(v)) {
+        if !self.serves(api).is_some_and(|r| r.contains(v)) {
             if api == ApiKey::ApiVersions {
                 let body = self.api_versions(ErrorCode::UnsupportedVersion);
                 self.respond(conn, api, 0, corr, ResponseBody::ApiVersions(body));
@@ -259,6 +260,16 @@ impl Cluster {
                 let body = self.describe_groups(node, v, req);
                 self.respond(conn, api, v, corr, ResponseBody::DescribeGroups(body));
             }
+            RequestBody::ConsumerGroupHeartbeat(req) => {
+                let body = self.consumer_group_heartbeat(now, node, req);
+                self.respond(
+                    conn,
+                    api,
+                    v,
+                    corr,
+                    ResponseBody::ConsumerGroupHeartbeat(body),
+                );
+            }
             RequestBody::ListGroups(req) => {
                 let body = self.list_groups(node, v, req);
                 self.respond(conn, api, v, corr, ResponseBody::ListGroups(body));
@@ -271,13 +282,22 @@ impl Cluster {
         }
     }
 
+    /// The versions of `api` this cluster serves: [`served_versions`],
+    /// less ConsumerGroupHeartbeat unless the KIP-848 coordinator is on.
+    fn serves(&self, api: ApiKey) -> Option<VersionRange> {
+        if api == ApiKey::ConsumerGroupHeartbeat && !self.config.groups.consumer_protocol {
+            return None;
+        }
+        served_versions(api)
+    }
+
     fn api_versions(&self, error: ErrorCode) -> ApiVersionsResponse {
         ApiVersionsResponse {
             error_code: error.code(),
             api_keys: SERVED_APIS
                 .iter()
                 .filter_map(|&(k, _)| {
-                    served_versions(k).map(|r| ApiVersion {
+                    self.serves(k).map(|r| ApiVersion {
                         api_key: k.key(),
                         min_version: r.min,
                         max_version: r.max,
@@ -297,7 +317,7 @@ impl Cluster {
             .collect()
     }
 
-    fn topic_by_id(&self, id: Uuid) -> Option<String> {
+    pub(super) fn topic_by_id(&self, id: Uuid) -> Option<String> {
         self.topics
             .values()
             .find(|t| t.id == id && id != Uuid::ZERO)

@@ -115,7 +115,7 @@ pub fn injectable_group_errors(api: ApiKey) -> &'static [ErrorCode] {
         ErrorCode::RebalanceInProgress,
     ];
     match api {
-        ApiKey::JoinGroup | ApiKey::OffsetFetch => MOVING,
+        ApiKey::JoinGroup | ApiKey::OffsetFetch | ApiKey::ConsumerGroupHeartbeat => MOVING,
         ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::OffsetCommit => MEMBER,
         _ => &[],
     }
@@ -223,7 +223,7 @@ impl Cluster {
     /// [`Cluster::inject_group_error`], else drawn from the seed at the
     /// configured rate (no draw at all when off, so turning
     /// group faults on moves no other random choice).
-    fn draw_group_fault(&mut self, api: ApiKey) -> Option<ErrorCode> {
+    pub(super) fn draw_group_fault(&mut self, api: ApiKey) -> Option<ErrorCode> {
         if let Some(code) = self.take_txn_error(api) {
             return Some(code);
         }
@@ -245,7 +245,7 @@ impl Cluster {
 
     /// A member id as Kafka makes them: `<client or instance id>-<uuid>`,
     /// the uuid drawn from the seed.
-    fn fresh_member_id(&mut self, prefix: &str) -> String {
+    pub(super) fn fresh_member_id(&mut self, prefix: &str) -> String {
         let a = self.rng.next_u64();
         let b = self.rng.next_u64();
         format!(
@@ -277,8 +277,10 @@ impl Cluster {
         let mut out = Vec::new();
         for (id, to) in moves {
             tracing::debug!(group = %id, ?to, "coordinator moved");
+            let session = self.config.groups.consumer_session_timeout;
             if let Some(g) = self.groups.get_mut(&id) {
                 g.move_coordinator(now, to, &mut out);
+                g.consumer_mut().restart_sessions(now, session);
             }
         }
         self.send_group_replies(out);
@@ -295,9 +297,13 @@ impl Cluster {
             .map(|g| g.id().to_owned())
             .collect();
         let mut out = Vec::new();
+        let partitions = self.partition_counts();
         for id in &due {
             if let Some(g) = self.groups.get_mut(id) {
                 g.tick(now, &self.config.groups, &mut out);
+                if g.coordinator().is_some() {
+                    g.consumer_mut().expire(now, &partitions);
+                }
             }
         }
         self.send_group_replies(out);
@@ -479,6 +485,15 @@ impl Cluster {
         let fail = |code: ErrorCode| Answer::Now(join_error(v, code, &req.member_id));
         if let Err(e) = self.check_coordinator(node, &req.group_id) {
             return fail(e);
+        }
+        if self
+            .groups
+            .get(&req.group_id)
+            .is_some_and(|g| !g.consumer().is_empty())
+        {
+            // A KIP-848 group takes no classic members (Kafka 4.0 without
+            // its upgrade path).
+            return fail(ErrorCode::InconsistentGroupProtocol);
         }
         if let Some(e) = self.draw_group_fault(ApiKey::JoinGroup) {
             return fail(e);
@@ -729,6 +744,10 @@ impl Cluster {
                 return Err(ErrorCode::IllegalGeneration);
             }
             let g = self.create_group(&req.group_id, node)?;
+            if !g.consumer().is_empty() {
+                // KIP-848: OffsetCommit v9+ carries the member epoch.
+                return g.consumer().check_commit(&member_id, generation);
+            }
             g.check_commit(now, generation, &member_id, instance_id.as_deref())
         });
         let max_metadata = self.config.groups.max_metadata_bytes;
@@ -756,7 +775,7 @@ impl Cluster {
                                     group: req.group_id.clone(),
                                     member_id: member_id.clone(),
                                     generation,
-                                    group_generation: g.generation(),
+                                    group_generation: g.generation_of(&member_id),
                                     topic: t.name.clone(),
                                     partition: p.partition_index,
                                     offset: p.committed_offset,
@@ -817,7 +836,10 @@ impl Cluster {
                             .map(|t| (t.name, t.partition_indexes))
                             .collect::<Vec<_>>()
                     });
-                    match self.fetch_offsets(node, &g.group_id, wanted, stable) {
+                    let fetched = self
+                        .check_fetch_member(&g.group_id, g.member_id.as_deref(), g.member_epoch)
+                        .and_then(|()| self.fetch_offsets(node, &g.group_id, wanted, stable));
+                    match fetched {
                         Err(e) => OffsetFetchResponseGroup {
                             group_id: g.group_id,
                             error_code: e.code(),
@@ -915,6 +937,24 @@ impl Cluster {
                     .collect(),
                 ..Default::default()
             },
+        }
+    }
+
+    /// OffsetFetch v9+ of a KIP-848 member: the member must be in the
+    /// group at the epoch it names (Kafka checks only when a member id is
+    /// given; a classic group's fetch names none).
+    fn check_fetch_member(
+        &self,
+        group: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        let Some(id) = member_id else {
+            return Ok(());
+        };
+        match self.groups.get(group) {
+            Some(g) if !g.consumer().is_empty() => g.consumer().check_commit(id, epoch),
+            _ => Ok(()),
         }
     }
 

@@ -45,6 +45,7 @@ use sansa_core::protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use sansa_core::protocol::{ErrorCode, ResponseBody};
 use sansa_core::Timestamp;
 
+use super::consumer_group::ConsumerGroup;
 use super::{NodeId, ServerConnId};
 
 /// The group coordinator's settings (Kafka's `group.*` broker configs).
@@ -72,6 +73,17 @@ pub struct GroupSettings {
     pub offsets_partitions: i32,
     /// `offset.metadata.max.bytes` (default 4096).
     pub max_metadata_bytes: usize,
+    /// Serve KIP-848's ConsumerGroupHeartbeat (advertised in ApiVersions
+    /// only then; Kafka 4.0's `group.coordinator.rebalance.protocols`
+    /// with `consumer`). Off by default, so classic runs stay as they
+    /// were.
+    pub consumer_protocol: bool,
+    /// `group.consumer.session.timeout.ms` (default 45 s): KIP-848 puts
+    /// the session timeout on the broker.
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms` (default 5 s), told to
+    /// KIP-848 members in every answer.
+    pub consumer_heartbeat_interval: Duration,
 }
 
 impl Default for GroupSettings {
@@ -84,6 +96,9 @@ impl Default for GroupSettings {
             max_groups: 10_000,
             offsets_partitions: 50,
             max_metadata_bytes: 4096,
+            consumer_protocol: false,
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
@@ -242,6 +257,9 @@ pub struct Group {
     /// The broker serving the group now; a change answers what waits on
     /// the old one with NOT_COORDINATOR.
     coordinator: Option<NodeId>,
+    /// Its KIP-848 members, when it is a consumer group (a group has
+    /// members of one protocol at a time).
+    consumer: ConsumerGroup,
 }
 
 impl Group {
@@ -263,6 +281,7 @@ impl Group {
             new_member_added: false,
             next_order: 0,
             coordinator,
+            consumer: ConsumerGroup::default(),
         }
     }
 
@@ -316,6 +335,33 @@ impl Group {
         &self.offsets
     }
 
+    /// Its KIP-848 side.
+    pub fn consumer(&self) -> &ConsumerGroup {
+        &self.consumer
+    }
+
+    pub(crate) fn consumer_mut(&mut self) -> &mut ConsumerGroup {
+        &mut self.consumer
+    }
+
+    /// Whether `id` is a member under either protocol.
+    pub fn has_member(&self, id: &str) -> bool {
+        self.members.contains_key(id) || self.consumer.member(id).is_some()
+    }
+
+    /// The generation a commit of member `id` is judged in: its member
+    /// epoch in a KIP-848 group, the group's generation in a classic one.
+    pub fn generation_of(&self, id: &str) -> i32 {
+        self.consumer
+            .member(id)
+            .map_or(self.generation, |m| m.epoch())
+    }
+
+    /// Whether it has classic members (or ids awaiting their first join).
+    pub(crate) fn has_classic_members(&self) -> bool {
+        self.size() > 0
+    }
+
     pub(crate) fn coordinator(&self) -> Option<NodeId> {
         self.coordinator
     }
@@ -332,6 +378,7 @@ impl Group {
             && self.pending_members.is_empty()
             && self.offsets.is_empty()
             && self.pending_txn_offsets.is_empty()
+            && self.consumer.is_empty()
     }
 
     // ------------------------------------------------------------------
@@ -1091,6 +1138,7 @@ impl Group {
             .chain(pending)
             .chain(initial)
             .chain(self.rebalance_deadline)
+            .chain(self.consumer.next_deadline())
             .min()
     }
 

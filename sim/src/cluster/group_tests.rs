@@ -1484,3 +1484,124 @@ fn requests_queued_behind_a_parked_join_are_answered_when_the_coordinator_moves(
     let h = net.recv::<HeartbeatRequest>(b.conn, 4, hb_corr);
     assert_eq!(err(h.error_code), ErrorCode::NotCoordinator);
 }
+
+// ----------------------------------------------------------------------
+// KIP-848
+// ----------------------------------------------------------------------
+
+/// The highest ConsumerGroupHeartbeat version served.
+const CGH_V: i16 = ApiKey::ConsumerGroupHeartbeat.max_stable_version();
+
+fn kip848_net() -> Net {
+    let mut config = ClusterConfig::new(1);
+    config.groups.consumer_protocol = true;
+    Net::with(config)
+}
+
+fn cgh(
+    member: &str,
+    epoch: i32,
+    owned: Option<Vec<i32>>,
+    topic: Uuid,
+) -> sansa_core::protocol::messages::ConsumerGroupHeartbeatRequest {
+    use sansa_core::protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+    sansa_core::protocol::messages::ConsumerGroupHeartbeatRequest {
+        group_id: "k".into(),
+        member_id: member.into(),
+        member_epoch: epoch,
+        rebalance_timeout_ms: if epoch == 0 { 5000 } else { -1 },
+        subscribed_topic_names: (epoch == 0).then(|| vec!["t".into()]),
+        topic_partitions: owned.map(|ps| {
+            vec![TopicPartitions {
+                topic_id: topic,
+                partitions: ps,
+                ..Default::default()
+            }]
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn consumer_group_heartbeat_is_advertised_and_served_only_when_the_kip848_coordinator_is_on() {
+    use sansa_core::protocol::messages::ApiVersionsRequest;
+    let key = ApiKey::ConsumerGroupHeartbeat.key();
+    let mut classic = Net::new(1);
+    let c = classic.conn(1);
+    let r = classic.call(c, 3, &ApiVersionsRequest::default());
+    assert!(r.api_keys.iter().all(|k| k.api_key != key));
+    let topic = classic.cluster.topic("t").expect("t").id();
+    classic.send(c, CGH_V, &cgh("m", 0, Some(vec![]), topic));
+    assert!(classic.closed.contains(&c), "an API not served closes");
+
+    let mut on = kip848_net();
+    let c = on.conn(1);
+    let r = on.call(c, 3, &ApiVersionsRequest::default());
+    assert!(r.api_keys.iter().any(|k| k.api_key == key));
+}
+
+#[test]
+fn kip848_members_get_epochs_and_assignments_and_commits_are_checked_against_the_member_epoch() {
+    let mut net = kip848_net();
+    let node = net.coordinator("k");
+    let c = net.conn(node);
+    let topic = net.cluster.topic("t").expect("t").id();
+    let a = net.call(c, CGH_V, &cgh("a", 0, Some(vec![]), topic));
+    assert_eq!(err(a.error_code), ErrorCode::None);
+    assert!(a.member_epoch > 0);
+    let given = a.assignment.expect("an assignment");
+    assert_eq!(given.topic_partitions[0].topic_id, topic);
+    assert_eq!(given.topic_partitions[0].partitions, vec![0, 1, 2, 3]);
+    let epoch = a.member_epoch;
+
+    let stale = net.call(c, 9, &commit("k", "a", epoch + 1, 0, 5));
+    assert_eq!(commit_error(&stale), ErrorCode::StaleMemberEpoch);
+    let unknown = net.call(c, 9, &commit("k", "zz", epoch, 0, 5));
+    assert_eq!(commit_error(&unknown), ErrorCode::UnknownMemberId);
+    let ok = net.call(c, 9, &commit("k", "a", epoch, 0, 5));
+    assert_eq!(commit_error(&ok), ErrorCode::None);
+    let fetch = |member: &str, epoch: i32| OffsetFetchRequest {
+        groups: vec![OffsetFetchRequestGroup {
+            group_id: "k".into(),
+            member_id: Some(member.into()),
+            member_epoch: epoch,
+            topics: None,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let f = net.call(c, 9, &fetch("a", epoch + 1));
+    assert_eq!(err(f.groups[0].error_code), ErrorCode::StaleMemberEpoch);
+    let f = net.call(c, 9, &fetch("a", epoch));
+    assert_eq!(err(f.groups[0].error_code), ErrorCode::None);
+
+    // A stale epoch is fenced; an unknown member is told so.
+    let fenced = net.call(c, CGH_V, &cgh("a", epoch + 3, None, topic));
+    assert_eq!(err(fenced.error_code), ErrorCode::FencedMemberEpoch);
+    let unknown = net.call(c, CGH_V, &cgh("zz", 4, None, topic));
+    assert_eq!(err(unknown.error_code), ErrorCode::UnknownMemberId);
+
+    // A classic join is refused while KIP-848 members are in the group.
+    let j = net.call(c, 5, &join_req(5, "k", "", None, &["range"]));
+    assert_eq!(err(j.error_code), ErrorCode::InconsistentGroupProtocol);
+
+    // The leave answers epoch -1 and the member is gone.
+    let left = net.call(c, CGH_V, &cgh("a", -1, None, topic));
+    assert_eq!(err(left.error_code), ErrorCode::None);
+    assert_eq!(left.member_epoch, -1);
+    assert!(net.cluster.group("k").is_none_or(|g| !g.has_member("a")));
+}
+
+#[test]
+fn a_kip848_member_silent_past_the_session_timeout_is_expelled() {
+    let mut net = kip848_net();
+    let node = net.coordinator("k");
+    let c = net.conn(node);
+    let topic = net.cluster.topic("t").expect("t").id();
+    let a = net.call(c, CGH_V, &cgh("a", 0, Some(vec![]), topic));
+    assert!(net.cluster.group("k").expect("k").has_member("a"));
+    net.advance(net.cluster.config().groups.consumer_session_timeout + Duration::from_millis(1));
+    assert!(net.cluster.group("k").is_none_or(|g| !g.has_member("a")));
+    let again = net.call(c, CGH_V, &cgh("a", a.member_epoch, None, topic));
+    assert_eq!(err(again.error_code), ErrorCode::UnknownMemberId);
+}

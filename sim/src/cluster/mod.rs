@@ -28,6 +28,9 @@
 //!   `__consumer_offsets` partition, so coordinators move with leaders.
 //!   Its timers (sessions, rebalance timeouts, the initial rebalance
 //!   delay) run on the `now` the driver passes in.
+//! - KIP-848's consumer group coordinator ([`consumer_group`]) shares
+//!   the groups, their offsets and their placement with the classic one;
+//!   it is served only when [`GroupSettings::consumer_protocol`] is on.
 //! - The transaction coordinator ([`transaction`], [`txn_coordinator`])
 //!   lives on the leader of the transactional id's `__transaction_state`
 //!   partition, like the group coordinator; its state is the replicated
@@ -37,6 +40,8 @@
 //!   v4+) is not advertised.
 
 mod api;
+mod consumer_coordinator;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod group;
 pub mod log;
@@ -141,6 +146,10 @@ pub enum Sabotage {
     /// A read_committed Fetch reads up to the high watermark instead of
     /// the last stable offset: open transactions' records are handed out.
     FetchIgnoresLastStableOffset,
+    /// The KIP-848 coordinator gives a member its whole target at once,
+    /// before the partitions' previous owners released them: two live
+    /// members own one partition until the old owner's next heartbeat.
+    AssignBeforeRelease,
 }
 
 /// Settings of a simulated cluster.

@@ -308,7 +308,7 @@ impl Checker {
             inc.live = !inc.crashed
                 && cluster
                     .group(&inc.group)
-                    .is_some_and(|g| g.member(&inc.member_id).is_some());
+                    .is_some_and(|g| g.has_member(&inc.member_id));
         }
         let mut owners: BTreeMap<(&str, &Tp), usize> = BTreeMap::new();
         let mut twice = Vec::new();
