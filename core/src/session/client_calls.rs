@@ -43,11 +43,13 @@ macro_rules! async_client_calls {
 
         /// Produces `record` without lingering and waits for the result:
         /// one record, sent as soon as the connection allows.
-        pub async fn produce_sync(
+        pub fn produce_sync(
             &self,
             record: $crate::producer::Record,
-        ) -> Result<$crate::producer::RecordMeta, $crate::producer::ProduceError> {
-            ProduceFuture::start(self, record, false, true).await
+        ) -> impl ::std::future::Future<Output = Result<$crate::producer::RecordMeta, $crate::producer::ProduceError>> + '_ {
+            async move {
+                ProduceFuture::start(self, record, false, true).await
+            }
         }
 
         /// Produces `record` unless the buffer is full: fails with
@@ -55,13 +57,15 @@ macro_rules! async_client_calls {
         /// the driver, never waiting on the network), else returns the
         /// record's future.
         $(#[$try_produce])*
-        pub async fn try_produce(
+        pub fn try_produce(
             &self,
             record: $crate::producer::Record,
-        ) -> Result<ProduceFuture, $crate::producer::ProduceError> {
-            let mut delivery = ProduceFuture::start(self, record, true, false);
-            delivery.buffered().await?;
-            Ok(delivery)
+        ) -> impl ::std::future::Future<Output = Result<ProduceFuture, $crate::producer::ProduceError>> + '_ {
+            async move {
+                let mut delivery = ProduceFuture::start(self, record, true, false);
+                delivery.buffered().await?;
+                Ok(delivery)
+            }
         }
 
         /// Sends everything buffered without waiting for linger, and
@@ -69,11 +73,13 @@ macro_rules! async_client_calls {
         /// delivered or failed. With `manual_flushing`, this is what
         /// sends records at all.
         $(#[$flush])*
-        pub async fn flush(&self) {
-            let (done, reply) = $crate::session::answer();
-            // A closed driver drops the reply: nothing is left to flush.
-            self.send($crate::session::Command::Flush(reply));
-            let _ = done.await;
+        pub fn flush(&self) -> impl ::std::future::Future<Output = ()> + '_ {
+            async move {
+                let (done, reply) = $crate::session::answer();
+                // A closed driver drops the reply: nothing is left to flush.
+                self.send($crate::session::Command::Flush(reply));
+                let _ = done.await;
+            }
         }
 
         /// Flushes, then closes every connection and stops the driver.
@@ -87,10 +93,12 @@ macro_rules! async_client_calls {
         /// timeout, to bound it; the close still completes in the
         /// background.
         $(#[$close])*
-        pub async fn close(&self) {
-            let (done, reply) = $crate::session::answer();
-            self.send($crate::session::Command::Close(Some(reply)));
-            let _ = done.await;
+        pub fn close(&self) -> impl ::std::future::Future<Output = ()> + '_ {
+            async move {
+                let (done, reply) = $crate::session::answer();
+                self.send($crate::session::Command::Close(Some(reply)));
+                let _ = done.await;
+            }
         }
 
         /// Waits for fetched records and returns them by partition, at
@@ -103,23 +111,27 @@ macro_rules! async_client_calls {
         /// them (the losing branch of a `select!`) go back to the client
         /// and come first at the next poll; the group does not count them
         /// as polled.
-        pub async fn poll_fetches(
+        pub fn poll_fetches(
             &self,
             max_records: Option<usize>,
-        ) -> Vec<$crate::consumer::FetchedPartition> {
-            let (fetched, reply) = $crate::session::answer();
-            self.send($crate::session::Command::PollFetches(max_records, reply));
-            fetched.await.unwrap_or_default()
+        ) -> impl ::std::future::Future<Output = Vec<$crate::consumer::FetchedPartition>> + '_ {
+            async move {
+                let (fetched, reply) = $crate::session::answer();
+                self.send($crate::session::Command::PollFetches(max_records, reply));
+                fetched.await.unwrap_or_default()
+            }
         }
 
         /// Like [`Client::poll_fetches`], flattened to records in order
         /// per partition (partition errors are logged and skipped; use
         /// `poll_fetches` to see them).
-        pub async fn poll_records(
+        pub fn poll_records(
             &self,
             max_records: Option<usize>,
-        ) -> Vec<$crate::consumer::ConsumedRecord> {
-            $crate::session::into_records(self.poll_fetches(max_records).await)
+        ) -> impl ::std::future::Future<Output = Vec<$crate::consumer::ConsumedRecord>> + '_ {
+            async move {
+                $crate::session::into_records(self.poll_fetches(max_records).await)
+            }
         }
     };
 }

@@ -81,32 +81,38 @@ macro_rules! async_group_commits {
             /// with `GroupConfig::require_rebalance_ack` each step waits
             /// for [`Client::allow_rebalance`].
             $(#[$event_doc])*
-            pub async fn next_group_event(&self) -> Option<$crate::group::GroupEvent> {
-                let (event, reply) = $crate::session::answer();
-                self.send($crate::session::Command::NextGroupEvent(reply));
-                event.await
+            pub fn next_group_event(&self) -> impl ::std::future::Future<Output = Option<$crate::group::GroupEvent>> + '_ {
+                async move {
+                    let (event, reply) = $crate::session::answer();
+                    self.send($crate::session::Command::NextGroupEvent(reply));
+                    event.await
+                }
             }
 
             /// Stops at once, as a crash would: no flush, no final commit,
             /// no LeaveGroup (the coordinator keeps the member's
             /// partitions until its session timeout). Records not yet
             /// delivered fail with `ProduceError::Closed`.
-            pub async fn abort(&self) {
-                let (done, reply) = $crate::session::answer();
-                self.send($crate::session::Command::Abort(Some(reply)));
-                let _ = done.await;
+            pub fn abort(&self) -> impl ::std::future::Future<Output = ()> + '_ {
+                async move {
+                    let (done, reply) = $crate::session::answer();
+                    self.send($crate::session::Command::Abort(Some(reply)));
+                    let _ = done.await;
+                }
             }
 
             /// Hands a commit to the driver and waits for its answer.
-            async fn commit(
+            fn commit(
                 &self,
                 request: $crate::session::CommitRequest,
-            ) -> $crate::session::CommitResult {
-                let (outcome, reply) = $crate::session::answer();
-                self.send($crate::session::Command::Commit(request, reply));
-                outcome
-                    .await
-                    .unwrap_or(Err($crate::session::CommitFailure::Closed))
+            ) -> impl ::std::future::Future<Output = $crate::session::CommitResult> + '_ {
+                async move {
+                    let (outcome, reply) = $crate::session::answer();
+                    self.send($crate::session::Command::Commit(request, reply));
+                    outcome
+                        .await
+                        .unwrap_or(Err($crate::session::CommitFailure::Closed))
+                }
             }
         }
     };

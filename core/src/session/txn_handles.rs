@@ -15,9 +15,9 @@
 /// on `GroupTransactSession`.
 ///
 /// In scope where it is invoked: `Client` with `fn send(&self, Command)`
-/// (ignores a closed driver), `async fn poll_fetches(&self,
+/// (ignores a closed driver), `fn poll_fetches(&self,
 /// Option<usize>) -> Vec<FetchedPartition>`, `fn produce(&self, Record)
-/// -> ProduceFuture`, `async fn close(&self)` and `async fn abort(&self)`;
+/// -> ProduceFuture`, `fn close(&self)` and `fn abort(&self)` (futures);
 /// and `ProduceFuture`.
 #[macro_export]
 macro_rules! async_transactions {
@@ -30,10 +30,12 @@ macro_rules! async_transactions {
             /// coordinator, which fences any older producer of the id.
             ///
             #[doc = $client_example]
-            pub async fn begin_transaction(&self) -> Result<(), $crate::txn::TxnError> {
-                let (answer, reply) = $crate::session::answer();
-                self.send($crate::session::Command::BeginTransaction(reply));
-                answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+            pub fn begin_transaction(&self) -> impl ::std::future::Future<Output = Result<(), $crate::txn::TxnError>> + '_ {
+                async move {
+                    let (answer, reply) = $crate::session::answer();
+                    self.send($crate::session::Command::BeginTransaction(reply));
+                    answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+                }
             }
 
             /// Ends the open transaction and waits for the coordinator. A
@@ -44,13 +46,15 @@ macro_rules! async_transactions {
             /// `ProduceError::TransactionAborted`. `Err` when no
             /// transaction is open, or the producer failed fatally
             /// (fenced by a newer instance: build a new client).
-            pub async fn end_transaction(
+            pub fn end_transaction(
                 &self,
                 how: $crate::txn::TxnEnd,
-            ) -> Result<$crate::txn::TransactionOutcome, $crate::txn::TxnError> {
-                let (answer, reply) = $crate::session::answer();
-                self.send($crate::session::Command::EndTransaction(how, reply));
-                answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+            ) -> impl ::std::future::Future<Output = Result<$crate::txn::TransactionOutcome, $crate::txn::TxnError>> + '_ {
+                async move {
+                    let (answer, reply) = $crate::session::answer();
+                    self.send($crate::session::Command::EndTransaction(how, reply));
+                    answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+                }
             }
 
             /// Commits `offsets` (the next offset to consume, per
@@ -60,19 +64,21 @@ macro_rules! async_transactions {
             /// member id, KIP-447), else for the group `group` describes
             /// (a consumer in another client). A
             /// `GroupTransactSession` does this itself at `end`.
-            pub async fn send_offsets_to_transaction(
+            pub fn send_offsets_to_transaction(
                 &self,
                 offsets: ::std::collections::BTreeMap<
                     $crate::group::TopicPartition,
                     $crate::group::EpochOffset,
                 >,
                 group: Option<$crate::txn::GroupMetadata>,
-            ) -> Result<(), $crate::txn::TxnError> {
-                let (answer, reply) = $crate::session::answer();
-                self.send($crate::session::Command::SendOffsetsToTransaction(
-                    offsets, group, reply,
-                ));
-                answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+            ) -> impl ::std::future::Future<Output = Result<(), $crate::txn::TxnError>> + '_ {
+                async move {
+                    let (answer, reply) = $crate::session::answer();
+                    self.send($crate::session::Command::SendOffsetsToTransaction(
+                        offsets, group, reply,
+                    ));
+                    answer.await.unwrap_or(Err($crate::txn::TxnError::Closed))
+                }
             }
         }
 
@@ -112,8 +118,10 @@ macro_rules! async_transactions {
 
             /// Opens a transaction. Call it before polling: what is
             /// polled in a transaction is what its end commits.
-            pub async fn begin(&self) -> Result<(), $crate::txn::TxnError> {
-                self.client.begin_transaction().await
+            pub fn begin(&self) -> impl ::std::future::Future<Output = Result<(), $crate::txn::TxnError>> + '_ {
+                async move {
+                    self.client.begin_transaction().await
+                }
             }
 
             /// Waits for fetched records of the group's partitions and
@@ -126,20 +134,24 @@ macro_rules! async_transactions {
             /// Cancel-safe: records handed to a future dropped before it
             /// read them go back to the client and are polled again, and
             /// the transaction's offsets do not count them.
-            pub async fn poll_fetches(
+            pub fn poll_fetches(
                 &self,
                 max_records: Option<usize>,
-            ) -> Vec<$crate::consumer::FetchedPartition> {
-                self.client.poll_fetches(max_records).await
+            ) -> impl ::std::future::Future<Output = Vec<$crate::consumer::FetchedPartition>> + '_ {
+                async move {
+                    self.client.poll_fetches(max_records).await
+                }
             }
 
             /// Like [`GroupTransactSession::poll_fetches`], flattened to
             /// records in order per partition.
-            pub async fn poll_records(
+            pub fn poll_records(
                 &self,
                 max_records: Option<usize>,
-            ) -> Vec<$crate::consumer::ConsumedRecord> {
-                $crate::session::into_records(self.poll_fetches(max_records).await)
+            ) -> impl ::std::future::Future<Output = Vec<$crate::consumer::ConsumedRecord>> + '_ {
+                async move {
+                    $crate::session::into_records(self.poll_fetches(max_records).await)
+                }
             }
 
             /// Produces `record` in the open transaction. A record that
@@ -156,26 +168,30 @@ macro_rules! async_transactions {
             /// (fenced, or the commit's answer was lost with the
             /// producer), so build a new session; see
             /// `TransactionOutcome::session_result`.
-            pub async fn end(&self, try_commit: bool) -> Result<bool, $crate::txn::TxnError> {
-                let how = if try_commit {
-                    $crate::txn::TxnEnd::Commit
-                } else {
-                    $crate::txn::TxnEnd::Abort
-                };
-                self.client
-                    .end_transaction(how)
-                    .await
-                    .and_then($crate::txn::TransactionOutcome::session_result)
+            pub fn end(&self, try_commit: bool) -> impl ::std::future::Future<Output = Result<bool, $crate::txn::TxnError>> + '_ {
+                async move {
+                    let how = if try_commit {
+                        $crate::txn::TxnEnd::Commit
+                    } else {
+                        $crate::txn::TxnEnd::Abort
+                    };
+                    self.client
+                        .end_transaction(how)
+                        .await
+                        .and_then($crate::txn::TransactionOutcome::session_result)
+                }
             }
 
             /// Aborts the open transaction, if any, then closes the
             /// client (leaving the group).
-            pub async fn close(&self) {
-                match self.end(false).await {
-                    Ok(_) | Err($crate::txn::TxnError::NotInTransaction) => {}
-                    Err(e) => ::tracing::warn!(error = %e, "closing: the abort failed"),
+            pub fn close(&self) -> impl ::std::future::Future<Output = ()> + '_ {
+                async move {
+                    match self.end(false).await {
+                        Ok(_) | Err($crate::txn::TxnError::NotInTransaction) => {}
+                        Err(e) => ::tracing::warn!(error = %e, "closing: the abort failed"),
+                    }
+                    self.client.close().await;
                 }
-                self.client.close().await;
             }
         }
     };
