@@ -77,6 +77,18 @@ pub enum TxnEnd {
     Abort,
 }
 
+impl TxnEnd {
+    /// A group-transact session's `end(try_commit)`: a commit when asked to
+    /// try one (the session still aborts a doubtful one), else an abort.
+    pub fn try_commit(try_commit: bool) -> TxnEnd {
+        if try_commit {
+            TxnEnd::Commit
+        } else {
+            TxnEnd::Abort
+        }
+    }
+}
+
 /// The consumer group an offset commit in a transaction is for, with the
 /// member's place in it (KIP-447): the group coordinator refuses the
 /// commit when the member is no longer in this generation.
