@@ -73,21 +73,10 @@ pub struct Reply<T>(Option<Cell<T>>);
 impl<T> Reply<T> {
     /// Hands `value` to the caller; gives it back if the caller stopped
     /// waiting.
-    pub fn send(mut self, value: T) -> Result<(), T> {
-        let Some(cell) = self.0.take() else {
-            return Err(value);
-        };
-        let waiter = {
-            let mut shared = lock(&cell);
-            if shared.abandoned {
-                return Err(value);
-            }
-            shared.value = Some(value);
-            shared.waiter.take()
-        };
-        // Woken after the lock is released, so the caller never blocks on it.
-        waiter.into_iter().for_each(Waker::wake);
-        Ok(())
+    pub fn send(self, value: T) -> Result<(), T> {
+        // The hold on the value is dropped at once: a caller that leaves
+        // without reading it drops it with its `Answer`.
+        self.send_reclaimable(value).map(drop)
     }
 
     /// Hands `value` to the caller like [`Reply::send`], keeping a hold on
@@ -116,6 +105,7 @@ impl<T> Reply<T> {
             shared.value = Some(value);
             shared.waiter.take()
         };
+        // Woken after the lock is released, so the caller never blocks on it.
         waiter.into_iter().for_each(Waker::wake);
         Ok(Delivery(cell))
     }
