@@ -3,14 +3,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::consumer::{ConsumedRecord, FetchedPartition};
 use sansa_core::producer::{ProduceError, Record, RecordMeta};
-use sansa_core::session::{self, ProduceRequest, Sink};
+use sansa_core::session::{self, Produce, Sink};
 
-use crate::driver::{Command, Driver, Msg};
+use crate::driver::{Command, Driver, Intake, Msg};
 use crate::produce::ProduceHandle;
 use crate::wait;
 
@@ -56,6 +56,8 @@ pub struct Client {
 #[derive(Debug)]
 pub(crate) struct Inner {
     inbox: SyncSender<Msg>,
+    /// Where records go, on the caller's thread.
+    intake: Arc<Intake>,
     /// Names produce calls so a [`ProduceHandle`] can cancel its record;
     /// 0 is "not cancellable".
     tickets: AtomicU64,
@@ -87,8 +89,8 @@ impl Client {
         }
     }
 
-    /// Produces `record` and returns its handle at once (unless the
-    /// driver's inbox is full). Records keep the order of the calls; when
+    /// Produces `record` and returns its handle at once. Records keep the
+    /// order of the calls; when
     /// `max_buffered_records` is reached the record waits inside the
     /// client for space (see [`ProduceHandle::buffered`]).
     pub fn produce(&self, record: Record) -> ProduceHandle {
@@ -191,9 +193,9 @@ impl Client {
         }
     }
 
-    /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record (see
-    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
+    /// Hands a produce to the core on this thread (see [`Intake`]); if
+    /// the driver is gone, fails the record with
+    /// [`ProduceError::Closed`].
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -202,9 +204,13 @@ impl Client {
         ticket: u64,
         sink: Sink,
     ) {
-        let wall = SystemTime::now();
-        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        self.send(Command::Produce(request));
+        self.inner.intake.produce(Produce {
+            record,
+            fail_when_full,
+            urgent,
+            ticket,
+            waiter: sink,
+        });
     }
 }
 
@@ -236,13 +242,14 @@ impl ClientBuilder {
         let core = sansa_core::Client::new(config)?;
         let (inbox, rx) = mpsc::sync_channel(INBOX);
         let closed = Arc::new(AtomicBool::new(false));
-        let driver = Driver::new(core, rx, inbox.clone(), closed.clone());
+        let (driver, intake) = Driver::new(core, rx, inbox.clone(), closed.clone());
         std::thread::Builder::new()
             .name("sansa-driver".into())
             .spawn(move || driver.run())?;
         Ok(Client {
             inner: Arc::new(Inner {
                 inbox,
+                intake,
                 tickets: AtomicU64::new(1),
                 closed,
             }),

@@ -3,13 +3,17 @@
 //! blocked on them. Commands and connection inputs share one bounded
 //! inbox, so a single `recv_timeout` waits for either or the core's
 //! deadline.
+//!
+//! Records do not go through the inbox: a produce call hands its record
+//! to the core on the caller's thread ([`Intake`], see [`SharedSession`])
+//! and wakes the driver only when the record needs it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
-use sansa_core::session::{self, Conns, Session, Sink, BURST};
+use sansa_core::session::{self, Conns, Locked, Produce, Session, SharedSession, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
@@ -24,12 +28,42 @@ pub(crate) enum Msg {
     Input(Input),
     /// The last [`crate::Client`] handle was dropped.
     HandlesGone,
+    /// A produce call left work for the drain.
+    Produced,
+}
+
+/// What produce calls share with the driver: the session, the origin of
+/// the core's timestamps, and the inbox to wake the driver through.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    shared: SharedSession<Sink>,
+    origin: Instant,
+    inbox: SyncSender<Msg>,
+}
+
+impl Intake {
+    fn now(&self) -> Timestamp {
+        session::timestamp(self.origin.elapsed())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Locked<Sink>> {
+        self.shared.lock()
+    }
+
+    /// Hands a record to the core on the caller's thread; wakes the
+    /// driver if the record needs it (a full inbox means the driver has
+    /// work and drains before it waits again). After the driver finished,
+    /// the record fails with
+    /// [`ProduceError::Closed`](sansa_core::producer::ProduceError).
+    pub(crate) fn produce(&self, produce: Produce<Sink>) {
+        if self.shared.produce(self.now(), SystemTime::now, produce) {
+            let _ = self.inbox.try_send(Msg::Produced);
+        }
+    }
 }
 
 pub(crate) struct Driver {
-    session: Session<Sink>,
-    /// The origin of the core's timestamps.
-    origin: Instant,
+    intake: Arc<Intake>,
     inbox: Receiver<Msg>,
     /// Handed to connection threads.
     inbox_tx: SyncSender<Msg>,
@@ -39,38 +73,46 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
+    /// A driver for `core`, and the [`Intake`] produce calls go through.
     pub(crate) fn new(
         core: sansa_core::Client,
         inbox: Receiver<Msg>,
         inbox_tx: SyncSender<Msg>,
         closed: Arc<AtomicBool>,
-    ) -> Self {
-        Driver {
-            session: Session::new(core),
+    ) -> (Self, Arc<Intake>) {
+        let intake = Arc::new(Intake {
+            shared: SharedSession::new(Session::new(core)),
             origin: Instant::now(),
+            inbox: inbox_tx.clone(),
+        });
+        let driver = Driver {
+            intake: intake.clone(),
             inbox,
             inbox_tx,
             conns: Conns::default(),
             closed,
-        }
-    }
-
-    fn now(&self) -> Timestamp {
-        session::timestamp(self.origin.elapsed())
+        };
+        (driver, intake)
     }
 
     pub(crate) fn run(mut self) {
         tracing::debug!("driver started");
         loop {
-            self.drain();
-            if self.session.is_done() {
-                break;
-            }
-            let deadline = self.session.poll_timer().deadline;
+            let deadline = {
+                let mut guard = self.intake.lock();
+                let Some(session) = guard.session.as_mut() else {
+                    break;
+                };
+                drain(&mut self.conns, &self.inbox_tx, self.intake.now(), session);
+                if session.is_done() {
+                    break;
+                }
+                session.poll_timer().deadline
+            };
             let msg = match deadline {
                 Some(t) => {
                     let at = Duration::from_nanos(t.as_nanos());
-                    let left = at.saturating_sub(self.origin.elapsed());
+                    let left = at.saturating_sub(self.intake.origin.elapsed());
                     match self.inbox.recv_timeout(left) {
                         Ok(msg) => Some(msg),
                         Err(RecvTimeoutError::Timeout) => None,
@@ -83,45 +125,54 @@ impl Driver {
                     Err(_) => break,
                 },
             };
-            let now = self.now();
+            let now = self.intake.now();
+            let mut guard = self.intake.lock();
+            let Some(session) = guard.session.as_mut() else {
+                break;
+            };
             let Some(msg) = msg else {
-                self.session.handle_timeout(now);
+                session.handle_timeout(now);
                 continue;
             };
-            self.on_msg(now, msg);
+            on_msg(&mut self.conns, session, now, msg);
             // Whatever else arrived meanwhile is fed before the next
             // drain: one drain per burst, not per message.
             for _ in 1..BURST {
                 match self.inbox.try_recv() {
-                    Ok(msg) => self.on_msg(now, msg),
+                    Ok(msg) => on_msg(&mut self.conns, session, now, msg),
                     Err(_) => break,
                 }
             }
         }
         self.conns.clear();
         self.closed.store(true, Ordering::Release);
-        self.session.finish();
+        // Out of the lock first, so records produced from now on fail at
+        // once.
+        self.intake.shared.finish();
         tracing::debug!("driver stopped");
     }
+}
 
-    fn on_msg(&mut self, now: Timestamp, msg: Msg) {
-        match msg {
-            Msg::Command(cmd) => self.session.handle_command(now, cmd),
-            Msg::Input(input) => self.conns.feed(&mut self.session, now, input),
-            Msg::HandlesGone => {
-                tracing::debug!("every handle dropped; closing");
-                self.session.handle_command(now, Command::Close(None));
-            }
+fn on_msg(conns: &mut Conns<ConnHandle>, session: &mut Session<Sink>, now: Timestamp, msg: Msg) {
+    match msg {
+        Msg::Command(cmd) => session.handle_command(now, cmd),
+        Msg::Input(input) => conns.feed(session, now, input),
+        Msg::HandlesGone => {
+            tracing::debug!("every handle dropped; closing");
+            session.handle_command(now, Command::Close(None));
         }
+        Msg::Produced => {}
     }
+}
 
-    /// Carries out every connection action the session has.
-    fn drain(&mut self) {
-        let now = self.now();
-        let inputs = &self.inbox_tx;
-        self.conns
-            .drain(&mut self.session, now, |conn, addr, timeout| {
-                ConnHandle::open(conn, addr, timeout, inputs.clone())
-            });
-    }
+/// Carries out every connection action the session has.
+fn drain(
+    conns: &mut Conns<ConnHandle>,
+    inputs: &SyncSender<Msg>,
+    now: Timestamp,
+    session: &mut Session<Sink>,
+) {
+    conns.drain(session, now, |conn, addr, timeout| {
+        ConnHandle::open(conn, addr, timeout, inputs.clone())
+    });
 }

@@ -2,14 +2,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_channel::{Sender, WeakSender};
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::producer::Record;
-use sansa_core::session::{ProduceRequest, Sink};
+use sansa_core::session::{Produce, Sink};
 
-use crate::driver::{Command, Driver};
+use crate::driver::{Command, Driver, Intake};
 use crate::produce::ProduceFuture;
 
 /// Why a client could not be built.
@@ -50,6 +49,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     commands: Sender<Command>,
+    /// Where records go, on the caller's thread.
+    intake: Arc<Intake>,
     /// Names produce calls so a [`ProduceFuture`] can cancel its record;
     /// 0 is "not cancellable".
     tickets: AtomicU64,
@@ -100,9 +101,9 @@ impl Client {
         }
     }
 
-    /// Hands a produce to the driver, stamped with the wall clock of the
-    /// call; if the driver is gone, fails the record (see
-    /// [`Command::refuse`](sansa_core::session::Command::refuse)).
+    /// Hands a produce to the core on this thread (see [`Intake`]); if
+    /// the driver is gone, fails the record with
+    /// [`ProduceError::Closed`](sansa_core::producer::ProduceError).
     pub(crate) fn send_produce(
         &self,
         record: Record,
@@ -111,9 +112,13 @@ impl Client {
         ticket: u64,
         sink: Sink,
     ) {
-        let wall = SystemTime::now();
-        let request = ProduceRequest::new(record, wall, fail_when_full, urgent, ticket, sink);
-        self.send(Command::Produce(request));
+        self.inner.intake.produce(Produce {
+            record,
+            fail_when_full,
+            urgent,
+            ticket,
+            waiter: sink,
+        });
     }
 }
 
@@ -144,10 +149,12 @@ impl ClientBuilder {
         let config = self.config.build()?;
         let core = sansa_core::Client::new(config)?;
         let (commands, rx) = async_channel::unbounded();
-        smol::spawn(Driver::new(core, rx).run()).detach();
+        let (driver, intake) = Driver::new(core, rx);
+        smol::spawn(driver.run()).detach();
         Ok(Client {
             inner: Arc::new(Inner {
                 commands,
+                intake,
                 tickets: AtomicU64::new(1),
             }),
         })

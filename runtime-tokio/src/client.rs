@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sansa_core::client::{ConfigBuilder, ConfigError};
 use sansa_core::producer::Record;
-use sansa_core::session::Sink;
+use sansa_core::session::{Produce, Sink};
 use tokio::sync::mpsc;
 
 use crate::driver::{self, Command};
@@ -184,9 +184,13 @@ impl Client {
         ticket: u64,
         sink: Sink,
     ) {
-        self.inner
-            .intake
-            .produce(record, fail_when_full, urgent, ticket, sink);
+        self.inner.intake.produce(Produce {
+            record,
+            fail_when_full,
+            urgent,
+            ticket,
+            waiter: sink,
+        });
     }
 }
 

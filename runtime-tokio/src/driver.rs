@@ -17,11 +17,10 @@
 //! the channel cost a copy of it, a wake-up and a clock read on the
 //! driver's side for each, more than appending the record did.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::{Duration, SystemTime};
 
-use sansa_core::producer::ProduceError;
-use sansa_core::session::{self, Conns, ProduceRequest, Session, Sink, WallAnchor, BURST};
+use sansa_core::session::{self, Conns, Locked, Produce, Session, SharedSession, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -36,12 +35,12 @@ const CONN_EVENTS: usize = 1024;
 /// What a [`crate::Client`] asks of the driver.
 pub(crate) type Command = session::Command<Sink>;
 
-/// What produce calls share with the driver: the session, behind a lock
-/// held for one record by a caller and for one burst by the driver, the
-/// origin of the core's timestamps, and the driver's wake-up.
+/// What produce calls share with the driver: the session (see
+/// [`SharedSession`]), the origin of the core's timestamps, and the
+/// driver's wake-up.
 #[derive(Debug)]
 pub(crate) struct Intake {
-    locked: Mutex<Locked>,
+    shared: SharedSession<Sink>,
     /// The origin of the core's timestamps, for callers and driver alike.
     origin: Instant,
     /// Wakes the driver for a record that needs it; a wake-up given while
@@ -49,61 +48,20 @@ pub(crate) struct Intake {
     wake: Notify,
 }
 
-/// What [`Intake`]'s lock guards.
-#[derive(Debug)]
-struct Locked {
-    /// `None` once the driver has finished: records fail as closed.
-    session: Option<Session<Sink>>,
-    /// Record timestamps between two reads of the wall clock.
-    wall: WallAnchor,
-}
-
 impl Intake {
     fn now(&self) -> Timestamp {
         session::timestamp(self.origin.elapsed())
     }
 
-    /// The session, unless the driver finished. Nobody panics while
-    /// holding it, and a poisoned session would still be a valid one.
-    fn lock(&self) -> MutexGuard<'_, Locked> {
-        self.locked.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Locked<Sink>> {
+        self.shared.lock()
     }
 
-    /// Hands a record to the core on the caller's thread, stamped with the
-    /// wall clock of the call (read at most every
-    /// [`WallAnchor::MAX_AGE`], derived from the monotonic reading in
-    /// between); wakes the driver if the record needs it.
-    /// After the driver finished, the record fails with
-    /// [`ProduceError::Closed`].
-    pub(crate) fn produce(
-        &self,
-        record: sansa_core::producer::Record,
-        fail_when_full: bool,
-        urgent: bool,
-        ticket: u64,
-        sink: Sink,
-    ) {
-        let now = self.now();
-        let mut locked = self.lock();
-        let Locked { session, wall } = &mut *locked;
-        let wall_ms = wall
-            .wall_ms(now)
-            .unwrap_or_else(|| wall.anchor(now, SystemTime::now()));
-        let request = ProduceRequest {
-            record,
-            wall_ms,
-            fail_when_full,
-            urgent,
-            ticket,
-            waiter: sink,
-        };
-        let Some(s) = session.as_mut() else {
-            drop(locked);
-            return request.refuse(ProduceError::Closed);
-        };
-        let wake = s.intake(now, request);
-        drop(locked);
-        if wake {
+    /// Hands a record to the core on the caller's thread; wakes the
+    /// driver if the record needs it. After the driver finished, the
+    /// record fails with [`ProduceError::Closed`](sansa_core::producer::ProduceError).
+    pub(crate) fn produce(&self, produce: Produce<Sink>) {
+        if self.shared.produce(self.now(), SystemTime::now, produce) {
             self.wake.notify_one();
         }
     }
@@ -119,10 +77,7 @@ pub(crate) fn spawn(
     let client_id = core.config().conn.client_id.clone().unwrap_or_default();
     let span = tracing::info_span!("sansa", client = %client_id);
     let intake = std::sync::Arc::new(Intake {
-        locked: Mutex::new(Locked {
-            session: Some(Session::new(core)),
-            wall: WallAnchor::default(),
-        }),
+        shared: SharedSession::new(Session::new(core)),
         origin: Instant::now(),
         wake: Notify::new(),
     });
@@ -234,10 +189,7 @@ impl Driver {
         // once `close` returns; taken out of the lock first, so records
         // produced from now on fail at once.
         self.commands.close();
-        let session = self.intake.lock().session.take();
-        if let Some(session) = session {
-            session.finish();
-        }
+        self.intake.shared.finish();
         tracing::debug!("driver stopped");
     }
 }

@@ -50,6 +50,7 @@ mod handles;
 mod helpers;
 mod outcome;
 mod reply;
+mod shared;
 mod sink;
 mod txn_handles;
 mod waker;
@@ -74,6 +75,7 @@ pub use helpers::{
 };
 pub use outcome::{BatchState, Outcome, RecordState};
 pub use reply::{answer, Answer, Delivery, Reclaim, Reply};
+pub use shared::{Locked, Produce, SharedSession};
 pub use sink::Sink;
 pub use waker::{WakerBatch, WakerSlot};
 

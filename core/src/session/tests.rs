@@ -444,3 +444,49 @@ fn group_events_go_to_the_oldest_reader_still_waiting_and_queue_bounded_otherwis
     s.finish();
     assert_eq!(got(&mut last), Some(None), "the session let go of it");
 }
+
+fn shared_produce(name: &'static str, log: &Log) -> shared::Produce<Named> {
+    shared::Produce {
+        record: Record::new("t", "v"),
+        fail_when_full: false,
+        urgent: false,
+        ticket: 0,
+        waiter: Named(name, log.clone()),
+    }
+}
+
+#[test]
+fn a_shared_session_reads_the_wall_clock_once_per_anchor_age_and_wakes_the_driver_for_a_new_batch()
+{
+    let s = SharedSession::new(session(100));
+    let log = Log::default();
+    let reads = std::cell::Cell::new(0);
+    let wall = || {
+        reads.set(reads.get() + 1);
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
+    };
+    let t0 = Timestamp::from_nanos(1_000);
+    let woke: Vec<bool> = (0..10u64)
+        .map(|i| {
+            let now = t0 + std::time::Duration::from_millis(i);
+            s.produce(now, wall, shared_produce("r", &log))
+        })
+        .collect();
+    assert_eq!(reads.get(), 1, "one reading serves WallAnchor::MAX_AGE");
+    assert_eq!(take(&log), vec!["r buffered"; 10]);
+    assert!(woke[0], "no metadata yet: the driver must go and get it");
+    let later = t0 + WallAnchor::MAX_AGE + std::time::Duration::from_millis(1);
+    let _ = s.produce(later, wall, shared_produce("late", &log));
+    assert_eq!(reads.get(), 2, "a stale anchor is read again");
+}
+
+#[test]
+fn a_shared_session_fails_records_closed_once_finished_without_waking_the_driver() {
+    let s = SharedSession::new(session(100));
+    let log = Log::default();
+    s.finish();
+    assert!(s.lock().session.is_none());
+    let wall = || std::time::UNIX_EPOCH;
+    assert!(!s.produce(Timestamp::from_nanos(0), wall, shared_produce("r", &log)));
+    assert_eq!(take(&log), vec!["r failed: the client is closed"]);
+}
