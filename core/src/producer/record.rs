@@ -167,7 +167,10 @@ pub enum ProduceError {
     /// the producer resets its sequence state.
     #[error("the broker reported data loss on this partition: {0}")]
     DataLoss(ErrorCode),
-    /// The client is closed.
+    /// The client is closed, or was aborted before the record's outcome
+    /// was known. A record produced after the close began was never sent;
+    /// one that was in flight when a client was aborted (no flush) may
+    /// still have been written: its outcome is unknown, not failed.
     #[error("the client is closed")]
     Closed,
     /// A transactional producer got a record while no transaction is open
