@@ -5,10 +5,14 @@
 //! failed) is made by the sans-IO [`sansa_core::Client`]. What lives here
 //! is the part the core may not do: sockets, clocks and tasks.
 //!
-//! - One *driver* task owns the core client. User calls reach it over a
-//!   command channel; it feeds them to the core, drains the core's outputs
-//!   (open a connection, write bytes, close, an event) and sleeps until the
-//!   core's next deadline or the next command or socket event.
+//! - One *driver* task drives the core client. A produce call hands its
+//!   record to the core on the caller's thread, under a lock the driver
+//!   takes for each burst ([`sansa_core::session::SharedSession`]), and
+//!   wakes the driver only when the record opens or readies a batch; other
+//!   calls reach the driver over a command channel. The driver feeds them
+//!   to the core, drains the core's outputs (open a connection, write
+//!   bytes, close, an event) and sleeps until the core's next deadline or
+//!   the next command, wake-up or socket event.
 //! - Each connection is a task that connects (`TCP_NODELAY` on), then
 //!   writes what the driver sends it, plus a reader task that hands what it
 //!   reads back to the driver. A slow socket never blocks the driver.
