@@ -35,14 +35,22 @@
 //!   transaction's markers are still being written) are retried after a
 //!   backoff; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE look the
 //!   coordinator up again first.
-//! - After an abort answered INVALID_PRODUCER_EPOCH (the coordinator timed
-//!   the transaction out and bumped the epoch, KIP-588) or
-//!   UNKNOWN_PRODUCER_ID / INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the
-//!   producer's sequence broke inside a transaction, the producer
-//!   re-initializes with its current id and epoch (KIP-360), which bumps the
-//!   epoch when no other instance took over, and is refused with
-//!   PRODUCER_FENCED when one did. Re-initializing *without* the old id
-//!   would fence a live newer instance, so it is never done.
+//! - After an abort answered INVALID_PRODUCER_EPOCH (what EndTxn below v2
+//!   says for a fenced epoch) or UNKNOWN_PRODUCER_ID /
+//!   INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the producer's
+//!   sequence broke inside a transaction, the producer re-initializes with
+//!   its current id and epoch (KIP-360), which bumps the epoch when no
+//!   other instance took over, and is refused with PRODUCER_FENCED when one
+//!   did. Re-initializing *without* the old id would fence a live newer
+//!   instance, so it is never done.
+//! - A transaction the coordinator timed out cannot be recovered from: Kafka
+//!   aborts it with the epoch bumped and keeps no last epoch
+//!   (`prepareFenceProducerEpoch`; KIP-588's server side, which would have
+//!   allowed a re-init from the fenced epoch, was never merged). A Produce
+//!   under the old epoch is answered INVALID_PRODUCER_EPOCH, which is
+//!   abortable (KIP-588, as Java does); the abort is then answered
+//!   PRODUCER_FENCED (or the re-init is), and the producer closes: the
+//!   application starts a new instance.
 //! - TxnOffsetCommit carries the group's generation, member id and instance
 //!   id (KIP-447), so a member fenced out of its group by a rebalance cannot
 //!   commit offsets for partitions it no longer owns. The end of a

@@ -338,14 +338,14 @@ impl TxnManager {
             self.finish_end(now, commit);
             return;
         }
-        // An abort answered INVALID_PRODUCER_EPOCH (KIP-588: the
-        // coordinator aborted the transaction itself, on its timeout, and
-        // bumped the epoch), or UNKNOWN_PRODUCER_ID /
-        // INVALID_PRODUCER_ID_MAPPING (KIP-360: the coordinator lost the
-        // producer's state): re-initialize with the current id and epoch,
-        // which the coordinator refuses with PRODUCER_FENCED if another
-        // producer took over meanwhile (franz-go recovers from the same
-        // three).
+        // An abort answered INVALID_PRODUCER_EPOCH (EndTxn below v2 for a
+        // fenced epoch; KIP-588 meant it for a coordinator-side timeout),
+        // or UNKNOWN_PRODUCER_ID / INVALID_PRODUCER_ID_MAPPING (KIP-360:
+        // the coordinator lost the producer's state): re-initialize with
+        // the current id and epoch, which the coordinator refuses with
+        // PRODUCER_FENCED if another producer took over meanwhile, or if
+        // it timed the transaction out (Kafka keeps no last epoch then)
+        // (franz-go recovers from the same three).
         let recoverable = matches!(
             error,
             ErrorCode::InvalidProducerEpoch
