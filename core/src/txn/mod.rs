@@ -26,8 +26,8 @@
 //! - Errors split in two, as in Kafka's Java producer and franz-go:
 //!   *abortable* ones (a record failed, a partition not authorized, an
 //!   offset commit refused by the group) leave the producer usable but the
-//!   transaction can only be aborted; *fatal* ones (PRODUCER_FENCED,
-//!   INVALID_PRODUCER_EPOCH outside the KIP-588 recovery,
+//!   transaction can only be aborted; *fatal* ones (PRODUCER_FENCED, and
+//!   INVALID_PRODUCER_EPOCH from a coordinator,
 //!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED, INVALID_TXN_STATE) close the
 //!   transactional producer: another instance owns the id now, or the
 //!   coordinator and the client disagree about what is open.
@@ -35,14 +35,17 @@
 //!   transaction's markers are still being written) are retried after a
 //!   backoff; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE look the
 //!   coordinator up again first.
-//! - After an abort answered INVALID_PRODUCER_EPOCH (what EndTxn below v2
-//!   says for a fenced epoch) or UNKNOWN_PRODUCER_ID /
+//! - After an abort answered UNKNOWN_PRODUCER_ID /
 //!   INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the producer's
 //!   sequence broke inside a transaction, the producer re-initializes with
 //!   its current id and epoch (KIP-360), which bumps the epoch when no
 //!   other instance took over, and is refused with PRODUCER_FENCED when one
 //!   did. Re-initializing *without* the old id would fence a live newer
-//!   instance, so it is never done.
+//!   instance, so it is never done; nor after an abort answered
+//!   INVALID_PRODUCER_EPOCH (what EndTxn below v2 says for a fenced epoch),
+//!   as franz-go does for KIP-588: Kafka refuses that re-init too, and
+//!   noida-db, which does not check the epoch, accepted it and fenced the
+//!   live newer instance (`tests/tests/txn_peers.rs`).
 //! - A transaction the coordinator timed out cannot be recovered from: Kafka
 //!   aborts it with the epoch bumped and keeps no last epoch
 //!   (`prepareFenceProducerEpoch`; KIP-588's server side, which would have
