@@ -15,7 +15,10 @@
 //!   the transaction becomes visible to read_committed.
 //! - InitProducerId from a newer instance bumps the epoch and aborts what
 //!   the older one left open; the older one is fenced from then on.
-//! - Offsets sent in a transaction commit only with it.
+//! - Offsets sent in a transaction commit only with it, and only for a
+//!   member of the group's generation (KIP-447).
+//! - InitProducerId naming an epoch a newer instance superseded is refused
+//!   PRODUCER_FENCED (KIP-360).
 //!
 //! Real-peer tests run one at a time (`RUST_TEST_THREADS=1`).
 
@@ -28,7 +31,8 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use sansa_core::group::EpochOffset;
 use sansa_core::producer::partitioner::ManualPartitioner;
-use sansa_tests::peers::librdkafka;
+use sansa_core::protocol::ErrorCode;
+use sansa_tests::peers::{librdkafka, raw};
 use sansa_tests::peers::{KafkaPeer, MockCluster, NoidaDb, Tansu};
 use sansa_tokio::{
     Client, GroupMetadata, ProduceError, Record, TransactionOutcome, TxnEnd, TxnError,
@@ -414,4 +418,208 @@ fn offsets_follow_their_transaction_on_noida_db() {
 fn offsets_follow_their_transaction_on_tansu() {
     let peer = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
     offsets_follow_their_transaction(&peer);
+}
+
+// ----------------------------------------------------------------------
+// KIP-447: offsets of a member not in the group
+// ----------------------------------------------------------------------
+
+/// Sends offsets for a member that is not in the group (member id
+/// `ghost`, generation 7) in a transaction with one record and tries to
+/// commit it; returns the end and the group's committed offset after.
+fn commit_offsets_of_a_stranger(peer: &dyn KafkaPeer) -> (TransactionOutcome, Offset) {
+    topic(peer, 1);
+    let outcome = runtime().block_on(async {
+        let client = producer(peer, "stranger", Duration::from_secs(60)).await;
+        client.begin_transaction().await.unwrap();
+        produce(&client, "from-a-stranger").await.unwrap();
+        let offsets = BTreeMap::from([(
+            (TOPIC.to_owned(), 0),
+            EpochOffset {
+                offset: 1,
+                leader_epoch: -1,
+            },
+        )]);
+        let group = GroupMetadata {
+            group_id: OFFSETS_GROUP.to_owned(),
+            generation_id: 7,
+            member_id: "ghost".to_owned(),
+            instance_id: None,
+        };
+        client
+            .send_offsets_to_transaction(offsets, Some(group))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", peer.name()));
+        let o = end(&client, TxnEnd::Commit)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", peer.name()));
+        client.close().await;
+        o
+    });
+    (outcome, group_offset(peer))
+}
+
+/// Kafka (KIP-447) refuses the offsets of a member the group does not
+/// have: ILLEGAL_GENERATION when, as here, the group does not exist and
+/// the generation is not -1 (`validateTransactionalOffsetCommit`),
+/// UNKNOWN_MEMBER_ID for an unknown member of an existing group; so the
+/// transaction cannot commit and the offsets never become the group's.
+/// With `known_defect`, a peer that takes them.
+fn assert_stranger_refused(
+    peer: &dyn KafkaPeer,
+    (outcome, offset): &(TransactionOutcome, Offset),
+    known_defect: Option<&str>,
+) {
+    let name = peer.name();
+    let Some(defect) = known_defect else {
+        assert!(!outcome.committed, "{name}: {outcome:?}");
+        assert!(
+            matches!(
+                outcome.error,
+                Some(TxnError::Broker {
+                    api: sansa_core::protocol::ApiKey::TxnOffsetCommit,
+                    ..
+                })
+            ),
+            "{name}: {outcome:?}"
+        );
+        assert_eq!(*offset, Offset::Invalid, "{name}: the group's offset");
+        return;
+    };
+    assert!(
+        outcome.committed && *offset == Offset::Offset(1),
+        "{name} now refuses a stranger's offsets (known defect was: {defect}); tighten this \
+         test to expect Kafka's behaviour: {outcome:?}, group offset {offset:?}"
+    );
+    eprintln!("{name}: known defect: {defect}");
+}
+
+#[test]
+fn a_strangers_offsets_in_a_transaction_are_refused_on_noida_db() {
+    let peer = NoidaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    let r = commit_offsets_of_a_stranger(&peer);
+    assert_stranger_refused(
+        &peer,
+        &r,
+        Some(
+            "noida-db's TxnOffsetCommit checks neither the generation nor the member id \
+             (KIP-447): it commits offsets of a member of a group that does not exist",
+        ),
+    );
+}
+
+#[test]
+fn a_strangers_offsets_in_a_transaction_are_refused_on_tansu() {
+    let peer = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let r = commit_offsets_of_a_stranger(&peer);
+    assert_stranger_refused(
+        &peer,
+        &r,
+        Some(
+            "Tansu 0.6.0's TxnOffsetCommit checks neither the generation nor the member id \
+             (KIP-447): it commits offsets of a member of a group that does not exist",
+        ),
+    );
+}
+
+// ----------------------------------------------------------------------
+// KIP-360: a re-init naming a superseded epoch
+// ----------------------------------------------------------------------
+
+/// Two instances initialize the transactional id in turn (raw
+/// InitProducerId v4, no epoch named: the second fences the first); then
+/// the first asks to re-initialize naming its own, superseded epoch.
+/// Returns the second's epoch and the answer to that re-init.
+fn re_init_from_a_superseded_epoch(
+    peer: &dyn KafkaPeer,
+) -> (i16, sansa_core::protocol::messages::InitProducerIdResponse) {
+    let coordinator = peer.bootstrap();
+    let init = |last| {
+        raw::init_producer_id(&coordinator, "superseded", last, WAIT)
+            .unwrap_or_else(|e| panic!("{}: {e}", peer.name()))
+    };
+    let first = init((-1, -1));
+    let second = init((-1, -1));
+    assert_eq!(
+        (first.error_code, second.error_code, second.producer_id),
+        (0, 0, first.producer_id),
+        "{}: {first:?} {second:?}",
+        peer.name()
+    );
+    assert!(second.producer_epoch > first.producer_epoch, "{second:?}");
+    let stale = init((first.producer_id, first.producer_epoch));
+    (second.producer_epoch, stale)
+}
+
+/// How a peer answers the re-init from a superseded epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SupersededReInit {
+    /// Kafka (`TransactionMetadata.prepareIncrementProducerEpoch`):
+    /// PRODUCER_FENCED, the named epoch being neither the current one nor
+    /// the one the current was bumped from by that producer.
+    Fenced,
+    /// Known defect: refused, with this error code.
+    RefusedWith(ErrorCode),
+    /// Known defect: granted a new epoch, fencing the newer instance.
+    Granted,
+}
+
+/// What the answer to the re-init from a superseded epoch was.
+fn superseded_re_init_answer(
+    (newer_epoch, stale): &(i16, sansa_core::protocol::messages::InitProducerIdResponse),
+) -> SupersededReInit {
+    match ErrorCode::from_code(stale.error_code) {
+        ErrorCode::ProducerFenced => SupersededReInit::Fenced,
+        ErrorCode::None if stale.producer_epoch > *newer_epoch => SupersededReInit::Granted,
+        other => SupersededReInit::RefusedWith(other),
+    }
+}
+
+/// The answer is `expected`; anything but [`SupersededReInit::Fenced`]
+/// is a known defect, named by `defect`, whose test fails (saying to
+/// tighten it) the day the peer answers otherwise.
+fn assert_superseded_re_init(
+    peer: &dyn KafkaPeer,
+    r: &(i16, sansa_core::protocol::messages::InitProducerIdResponse),
+    expected: SupersededReInit,
+    defect: &str,
+) {
+    let name = peer.name();
+    let got = superseded_re_init_answer(r);
+    assert_eq!(
+        got, expected,
+        "{name}: known defect was: {defect}; if it answers PRODUCER_FENCED now, tighten this \
+         test: {r:?}"
+    );
+    if expected != SupersededReInit::Fenced {
+        eprintln!("{name}: known defect: {defect}: {r:?}");
+    }
+}
+
+#[test]
+fn a_re_init_from_a_superseded_epoch_on_noida_db() {
+    let peer = NoidaDb::start().unwrap_or_else(|e| panic!("{e}"));
+    let r = re_init_from_a_superseded_epoch(&peer);
+    assert_superseded_re_init(
+        &peer,
+        &r,
+        SupersededReInit::Granted,
+        "noida-db grants an InitProducerId naming a superseded epoch a new epoch, fencing \
+         the live newer instance, where Kafka answers PRODUCER_FENCED (sansa never sends \
+         one: an abort answered INVALID_PRODUCER_EPOCH is final)",
+    );
+}
+
+#[test]
+fn a_re_init_from_a_superseded_epoch_on_tansu() {
+    let peer = Tansu::start().unwrap_or_else(|e| panic!("{e}"));
+    let r = re_init_from_a_superseded_epoch(&peer);
+    assert_superseded_re_init(
+        &peer,
+        &r,
+        SupersededReInit::RefusedWith(ErrorCode::UnknownServerError),
+        "Tansu 0.6.0 refuses an InitProducerId naming a superseded epoch with \
+         UNKNOWN_SERVER_ERROR (-1), where Kafka answers PRODUCER_FENCED (sansa's producer \
+         ends fatally on either)",
+    );
 }
