@@ -155,9 +155,10 @@ pub enum TxnError {
     /// The transaction hit an abortable error: only an abort is allowed.
     #[error("the transaction must be aborted: {0}")]
     MustAbort(Box<TxnError>),
-    /// Another producer with the same transactional id took over
-    /// (PRODUCER_FENCED, or INVALID_PRODUCER_EPOCH where no recovery is
-    /// possible). Fatal: create a new client.
+    /// Another producer with the same transactional id took over, or the
+    /// coordinator timed the transaction out (PRODUCER_FENCED, or
+    /// INVALID_PRODUCER_EPOCH, which request versions older than
+    /// PRODUCER_FENCED get instead). Fatal: create a new client.
     #[error("fenced by a newer producer with the same transactional id ({0})")]
     Fenced(ErrorCode),
     /// The transactional producer is closed after a fatal error.
