@@ -11,8 +11,10 @@ use crate::protocol::ErrorCode;
 /// the transaction: a partition leader saying another instance took the
 /// transactional id over, or refusing the id, or data the broker had
 /// acknowledged being lost (semantics.md: with a transactional id, data
-/// loss is fatal). INVALID_PRODUCER_EPOCH is not among them: after a
-/// coordinator-side timeout (KIP-588) the abort may still recover.
+/// loss is fatal). INVALID_PRODUCER_EPOCH is not among them (KIP-588, as
+/// Java's producer has it): only the transaction must abort, and the
+/// coordinator's answer to that abort says whether the producer is fenced
+/// (after a coordinator-side timeout it is: see [`crate::txn`]).
 pub(super) fn is_fatal(error: &ProduceError) -> bool {
     match error {
         ProduceError::Broker(

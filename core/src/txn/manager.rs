@@ -72,8 +72,9 @@ struct Ending {
     settled: bool,
     /// An EndTxn commit went out: from here the coordinator may commit.
     commit_sent: bool,
-    /// The abort was answered INVALID_PRODUCER_EPOCH (KIP-588): the end
-    /// completes once the producer re-initialized.
+    /// The abort was answered UNKNOWN_PRODUCER_ID or
+    /// INVALID_PRODUCER_ID_MAPPING: the end completes once the producer
+    /// re-initialized (KIP-360), or fails if the re-init is fenced.
     recovering: bool,
     /// A group-transact session's commit waits for the member's heartbeat
     /// (`Some(false)`) before EndTxn; `Some(true)` once it passed.

@@ -26,8 +26,8 @@
 //! - Errors split in two, as in Kafka's Java producer and franz-go:
 //!   *abortable* ones (a record failed, a partition not authorized, an
 //!   offset commit refused by the group) leave the producer usable but the
-//!   transaction can only be aborted; *fatal* ones (PRODUCER_FENCED,
-//!   INVALID_PRODUCER_EPOCH outside the KIP-588 recovery,
+//!   transaction can only be aborted; *fatal* ones (PRODUCER_FENCED, and
+//!   INVALID_PRODUCER_EPOCH from a coordinator,
 //!   TRANSACTIONAL_ID_AUTHORIZATION_FAILED, INVALID_TXN_STATE) close the
 //!   transactional producer: another instance owns the id now, or the
 //!   coordinator and the client disagree about what is open.
@@ -35,14 +35,25 @@
 //!   transaction's markers are still being written) are retried after a
 //!   backoff; NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE look the
 //!   coordinator up again first.
-//! - After an abort answered INVALID_PRODUCER_EPOCH (the coordinator timed
-//!   the transaction out and bumped the epoch, KIP-588) or
-//!   UNKNOWN_PRODUCER_ID / INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the
-//!   producer's sequence broke inside a transaction, the producer
-//!   re-initializes with its current id and epoch (KIP-360), which bumps the
-//!   epoch when no other instance took over, and is refused with
-//!   PRODUCER_FENCED when one did. Re-initializing *without* the old id
-//!   would fence a live newer instance, so it is never done.
+//! - After an abort answered UNKNOWN_PRODUCER_ID /
+//!   INVALID_PRODUCER_ID_MAPPING (KIP-360), or after the producer's
+//!   sequence broke inside a transaction, the producer re-initializes with
+//!   its current id and epoch (KIP-360), which bumps the epoch when no
+//!   other instance took over, and is refused with PRODUCER_FENCED when one
+//!   did. Re-initializing *without* the old id would fence a live newer
+//!   instance, so it is never done; nor after an abort answered
+//!   INVALID_PRODUCER_EPOCH (what EndTxn below v2 says for a fenced epoch),
+//!   as franz-go does for KIP-588: Kafka refuses that re-init too, and
+//!   noida-db, which does not check the epoch, accepted it and fenced the
+//!   live newer instance (`tests/tests/txn_peers.rs`).
+//! - A transaction the coordinator timed out cannot be recovered from: Kafka
+//!   aborts it with the epoch bumped and keeps no last epoch
+//!   (`prepareFenceProducerEpoch`; KIP-588's server side, which would have
+//!   allowed a re-init from the fenced epoch, was never merged). A Produce
+//!   under the old epoch is answered INVALID_PRODUCER_EPOCH, which is
+//!   abortable (KIP-588, as Java does); the abort is then answered
+//!   PRODUCER_FENCED (or the re-init is), and the producer closes: the
+//!   application starts a new instance.
 //! - TxnOffsetCommit carries the group's generation, member id and instance
 //!   id (KIP-447), so a member fenced out of its group by a rebalance cannot
 //!   commit offsets for partitions it no longer owns. The end of a
@@ -144,9 +155,10 @@ pub enum TxnError {
     /// The transaction hit an abortable error: only an abort is allowed.
     #[error("the transaction must be aborted: {0}")]
     MustAbort(Box<TxnError>),
-    /// Another producer with the same transactional id took over
-    /// (PRODUCER_FENCED, or INVALID_PRODUCER_EPOCH where no recovery is
-    /// possible). Fatal: create a new client.
+    /// Another producer with the same transactional id took over, or the
+    /// coordinator timed the transaction out (PRODUCER_FENCED, or
+    /// INVALID_PRODUCER_EPOCH, which request versions older than
+    /// PRODUCER_FENCED get instead). Fatal: create a new client.
     #[error("fenced by a newer producer with the same transactional id ({0})")]
     Fenced(ErrorCode),
     /// The transactional producer is closed after a fatal error.

@@ -441,9 +441,39 @@ fn a_commit_whose_answer_is_lost_then_fenced_is_reported_in_doubt() {
 }
 
 #[test]
-fn an_abort_answered_invalid_producer_epoch_reinitializes_with_the_current_epoch() {
+fn an_abort_answered_invalid_producer_epoch_is_fenced_without_a_re_init() {
+    // Kafka says INVALID_PRODUCER_EPOCH to EndTxn below v2 for a fenced
+    // epoch; re-initializing from it would fence a newer instance on a
+    // broker that does not check the epoch (noida-db did).
+    let mut m = with_partition();
+    let id = m.end(T0, TxnEnd::Abort).expect("ends");
+    m.on_producer_settled(T0);
+    let end = expect(&mut m, T0);
+    m.on_response(
+        T0,
+        end.in_flight,
+        Some(ended(ErrorCode::InvalidProducerEpoch)),
+    );
+    assert_eq!(m.state(), TxnState::Failed);
+    let fenced = TxnError::Fenced(ErrorCode::InvalidProducerEpoch);
+    assert_eq!(
+        events(&mut m),
+        vec![
+            TxnEvent::Ended(TransactionOutcome {
+                id,
+                committed: false,
+                error: Some(fenced.clone()),
+                commit_in_doubt: false
+            }),
+            TxnEvent::Error(fenced)
+        ]
+    );
+    assert!(m.build_request(T0, &mut |_, v| Some(v)).is_none());
+}
+
+#[test]
+fn an_abort_answered_unknown_producer_reinitializes_with_the_current_epoch() {
     for error in [
-        ErrorCode::InvalidProducerEpoch,
         ErrorCode::UnknownProducerId,
         ErrorCode::InvalidProducerIdMapping,
     ] {
@@ -461,11 +491,7 @@ fn an_abort_answered_invalid_producer_epoch_reinitializes_with_the_current_epoch
     let id = m.end(T0, TxnEnd::Abort).expect("ends");
     m.on_producer_settled(T0);
     let end = expect(&mut m, T0);
-    m.on_response(
-        T0,
-        end.in_flight,
-        Some(ended(ErrorCode::InvalidProducerEpoch)),
-    );
+    m.on_response(T0, end.in_flight, Some(ended(ErrorCode::UnknownProducerId)));
     let init = expect(&mut m, T0);
     match &init.request {
         TxnRequest::InitProducerId(r) => assert_eq!((r.producer_id, r.producer_epoch), (PID, 0)),
@@ -492,7 +518,7 @@ fn an_abort_answered_invalid_producer_epoch_reinitializes_with_the_current_epoch
     m.on_response(
         T0,
         end.in_flight,
-        Some(ended(ErrorCode::InvalidProducerEpoch)),
+        Some(ended(ErrorCode::InvalidProducerIdMapping)),
     );
     let init = expect(&mut m, T0);
     m.on_response(

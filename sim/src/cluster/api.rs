@@ -283,12 +283,17 @@ impl Cluster {
     }
 
     /// The versions of `api` this cluster serves: [`served_versions`],
-    /// less ConsumerGroupHeartbeat unless the KIP-848 coordinator is on.
+    /// less ConsumerGroupHeartbeat unless the KIP-848 coordinator is on,
+    /// capped by [`ClusterConfig::max_versions`](super::ClusterConfig).
     fn serves(&self, api: ApiKey) -> Option<VersionRange> {
         if api == ApiKey::ConsumerGroupHeartbeat && !self.config.groups.consumer_protocol {
             return None;
         }
-        served_versions(api)
+        let mut range = served_versions(api)?;
+        if let Some(&(_, cap)) = self.config.max_versions.iter().find(|(k, _)| *k == api) {
+            range.max = range.max.min(cap);
+        }
+        (range.min <= range.max).then_some(range)
     }
 
     fn api_versions(&self, error: ErrorCode) -> ApiVersionsResponse {

@@ -30,7 +30,7 @@ use sansa_core::group::GroupConfig;
 use sansa_core::producer::partitioner::ManualPartitioner;
 use sansa_core::producer::Record;
 use sansa_core::protocol::{ApiKey, ErrorCode};
-use sansa_core::txn::{TransactionOutcome, TxnEnd};
+use sansa_core::txn::{TransactionOutcome, TxnEnd, TxnError};
 use sansa_core::{Client, Config, Event, Input, Output, Timestamp};
 
 use super::coordinator::{offsets_partition_for, OFFSETS_TOPIC};
@@ -90,6 +90,8 @@ struct Stats {
     aborts: u64,
     restarts: u64,
     faults: u64,
+    /// Fatal PRODUCER_FENCED / INVALID_PRODUCER_EPOCH errors members met.
+    fenced: u64,
 }
 
 /// One fault the scenario may draw.
@@ -141,6 +143,8 @@ struct Scenario {
     /// Members balance eagerly (range: every rebalance revokes
     /// everything first) instead of cooperatively.
     eager: bool,
+    /// The members' transaction timeout; `None` for the client's default.
+    txn_timeout: Option<Duration>,
 }
 
 impl Scenario {
@@ -155,6 +159,7 @@ impl Scenario {
             feed_for: Duration::from_secs(8),
             txn_len: Duration::from_millis(300),
             eager: false,
+            txn_timeout: None,
         }
     }
 
@@ -277,6 +282,10 @@ impl Pipeline {
                     heartbeat_interval: Duration::from_millis(500),
                     rebalance_timeout: Duration::from_secs(10),
                     ..GroupConfig::new(GROUP)
+                };
+                let builder = match self.scenario.txn_timeout {
+                    Some(t) => builder.transaction_timeout(t),
+                    None => builder,
                 };
                 let b = builder
                     .transactional_id(format!("eos-{worker}"))
@@ -428,6 +437,9 @@ impl Pipeline {
 
     fn on_event(&mut self, i: usize, e: Event) {
         let now = self.now;
+        if matches!(e, Event::TransactionError(TxnError::Fenced(_))) {
+            self.stats.fenced += 1;
+        }
         let peer = &mut self.peers[i];
         match e {
             Event::FetchesReady if peer.role == Role::Reader => {
@@ -958,4 +970,57 @@ fn a_rebalance_seen_by_the_heartbeat_before_the_commit_aborts_it() {
         seen > 0,
         "no commit was turned into an abort by its heartbeat"
     );
+}
+
+/// A member stalls with its transaction open past the transaction timeout
+/// (its group session stays alive): the coordinator aborts the transaction
+/// and bumps the epoch. Kafka keeps no last epoch after such a fence, so
+/// the member's producer cannot re-initialize: its next produce is
+/// answered INVALID_PRODUCER_EPOCH (abortable), its abort PRODUCER_FENCED
+/// (or an AddPartitionsToTxn is), and the application restarts it. The
+/// aborted output never shows and the input is processed again, once.
+#[test]
+fn a_session_transaction_timed_out_by_the_coordinator_is_fenced_and_the_restart_keeps_exactly_once()
+{
+    for seed in seeds(1..4) {
+        let mut p = Pipeline::new(Scenario {
+            late_member_at: None,
+            txn_timeout: Some(Duration::from_secs(2)),
+            ..Scenario::calm(seed)
+        });
+        // Fed as `run` feeds: one record per partition every 100 ms.
+        let mut steps = 0;
+        let mut step = |p: &mut Pipeline| {
+            if steps % 10 == 0 {
+                p.feed();
+            }
+            steps += 1;
+            p.step();
+        };
+        for _ in 0..2_000 {
+            if p.stats.commits >= 4 {
+                break;
+            }
+            step(&mut p);
+        }
+        assert!(p.stats.commits >= 4, "seed {seed}: {:?}", p.stats);
+        // The members stall: their transactions outlive the timeout.
+        p.scenario.txn_len = Duration::from_secs(3);
+        for _ in 0..1_000 {
+            if p.stats.fenced > 0 {
+                break;
+            }
+            step(&mut p);
+        }
+        assert!(
+            p.stats.fenced > 0,
+            "seed {seed}: no member was fenced: {:?}",
+            p.stats
+        );
+        p.scenario.txn_len = Duration::from_millis(300);
+        p.run();
+        p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
+        eprintln!("seed {seed}: {:?}", p.stats);
+        assert!(p.stats.restarts > 0, "seed {seed}: {:?}", p.stats);
+    }
 }

@@ -180,6 +180,10 @@ pub struct ClusterConfig {
     pub groups: GroupSettings,
     /// The transaction coordinator's settings.
     pub transactions: TxnSettings,
+    /// APIs served only up to a lower version than the simulator's
+    /// highest, to play an older broker (say EndTxn 1, from before
+    /// PRODUCER_FENCED existed). Empty by default.
+    pub max_versions: Vec<(ApiKey, i16)>,
 }
 
 impl ClusterConfig {
@@ -205,6 +209,7 @@ impl ClusterConfig {
             sabotage: Sabotage::None,
             groups: GroupSettings::default(),
             transactions: TxnSettings::default(),
+            max_versions: Vec::new(),
         }
     }
 }

@@ -40,11 +40,14 @@ struct Bench {
 
 impl Bench {
     fn new(brokers: i32) -> Self {
-        let mut config = ClusterConfig::new(brokers);
+        Bench::with_config(ClusterConfig::new(brokers))
+    }
+
+    fn with_config(mut config: ClusterConfig) -> Self {
         config.transactions.state_partitions = 3;
         config.groups.offsets_partitions = 3;
+        let rf = (config.brokers.len() as i16).min(3);
         let mut cluster = Cluster::new(config, SimRng::new(11));
-        let rf = (brokers as i16).min(3);
         cluster.create_topic(TOPIC, 2, rf).expect("topic");
         cluster.create_topic("in", 1, rf).expect("topic");
         Bench {
@@ -723,4 +726,163 @@ fn a_record_failing_inside_a_transaction_turns_its_commit_into_an_abort() {
     b.produce(p, "good").expect("buffered");
     assert!(b.end(p, TxnEnd::Commit).committed);
     assert_eq!(b.read_all(IsolationLevel::ReadCommitted), sorted(&["good"]));
+}
+
+// ----------------------------------------------------------------------
+// After the coordinator timed a transaction out (KIP-588's situation)
+// ----------------------------------------------------------------------
+//
+// Kafka's coordinator aborts a transaction older than its timeout with the
+// epoch bumped (`prepareFenceProducerEpoch`) and records *no* last epoch
+// (`lastProducerEpoch = NO_PRODUCER_EPOCH`), so nothing the producer sends
+// under its old epoch is accepted again: KIP-588's server side (a
+// TRANSACTION_TIMED_OUT error and a re-init from the fenced epoch, Kafka
+// PR #9311) was never merged. What the producer sees depends on the path:
+// a Produce to a partition that got the abort marker is answered
+// INVALID_PRODUCER_EPOCH, which is abortable; the abort that must follow
+// is answered PRODUCER_FENCED (EndTxn v2+) or INVALID_PRODUCER_EPOCH
+// (EndTxn v0-1). Either way the producer ends fatally and the application
+// recovers with a new instance.
+
+/// A transactional client whose transactions time out after a second.
+fn short_lived(b: &mut Bench) -> usize {
+    b.add(
+        Config::builder()
+            .transactional_id(TXN_ID)
+            .transaction_timeout(Duration::from_secs(1)),
+    )
+}
+
+/// Produces `value` to partition 0 and runs until it failed, returning
+/// the error.
+fn produce_until_failed(b: &mut Bench, c: usize, value: &str) -> ProduceError {
+    let now = b.now;
+    let record = Record::new(TOPIC, Bytes::from(value.to_owned())).with_partition(0);
+    b.clients[c].produce(now, record, 0).expect("buffered");
+    b.clients[c].flush(now);
+    let failed = |b: &Bench| {
+        b.events[c]
+            .iter()
+            .any(|e| matches!(e, Event::ProduceFailed { .. }))
+    };
+    assert!(
+        b.run_until(Duration::from_secs(30), failed),
+        "{value} never failed; events {:?}",
+        b.events[c]
+    );
+    b.events[c]
+        .iter()
+        .find_map(|e| match e {
+            Event::ProduceFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .expect("failed")
+}
+
+/// Begins a transaction on `c` whose first record, on partition 0, is
+/// acknowledged, then lets the coordinator time it out.
+fn begin_and_time_out(b: &mut Bench, c: usize) {
+    b.begin(c);
+    let now = b.now;
+    let record = Record::new(TOPIC, Bytes::from_static(b"early")).with_partition(0);
+    b.clients[c].produce(now, record, 0).expect("buffered");
+    b.clients[c].flush(now);
+    assert!(
+        b.run_until(Duration::from_secs(30), |b| b.delivered(c) >= 1),
+        "early not delivered; events {:?}",
+        b.events[c]
+    );
+    b.run_for(Duration::from_secs(3));
+    let t = b.cluster.transaction(TXN_ID).expect("known id");
+    assert_eq!(
+        t.state(),
+        super::transaction::TxnState::CompleteAbort,
+        "the coordinator aborted the timed-out transaction"
+    );
+}
+
+#[test]
+fn a_produce_after_a_timeout_abort_is_abortable_and_the_abort_ends_the_fenced_producer() {
+    let mut b = Bench::new(1);
+    let p = short_lived(&mut b);
+    begin_and_time_out(&mut b, p);
+    // Partition 0 is already in the transaction (no AddPartitionsToTxn
+    // goes out) and holds the abort marker of the bumped epoch.
+    let error = produce_until_failed(&mut b, p, "late");
+    assert_eq!(error, ProduceError::Broker(ErrorCode::InvalidProducerEpoch));
+    assert_eq!(
+        b.clients[p].transaction_state(),
+        Some(TxnState::MustAbort),
+        "INVALID_PRODUCER_EPOCH from a partition is abortable (KIP-588)"
+    );
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed, "{o:?}");
+    assert_eq!(o.error, Some(TxnError::Fenced(ErrorCode::ProducerFenced)));
+    assert_eq!(b.clients[p].transaction_state(), Some(TxnState::Failed));
+    // The application's recovery: a new instance of the producer.
+    let again = short_lived(&mut b);
+    b.begin(again);
+    b.produce(again, "fresh").expect("buffered");
+    assert!(b.end(again, TxnEnd::Commit).committed);
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["fresh"])
+    );
+}
+
+#[test]
+fn after_a_timeout_abort_an_old_coordinators_invalid_epoch_fences_without_a_re_init() {
+    let mut config = ClusterConfig::new(1);
+    // A Kafka 2.5/2.6 coordinator: KIP-360 re-inits (InitProducerId 3),
+    // but EndTxn 1, which answers INVALID_PRODUCER_EPOCH where later ones
+    // answer PRODUCER_FENCED.
+    config.max_versions = vec![(ApiKey::EndTxn, 1), (ApiKey::InitProducerId, 3)];
+    let mut b = Bench::with_config(config);
+    let p = short_lived(&mut b);
+    begin_and_time_out(&mut b, p);
+    let inits = |b: &Bench| b.cluster.stats().requests.get("InitProducerId").copied();
+    let before = inits(&b);
+    produce_until_failed(&mut b, p, "late");
+    let o = b.end(p, TxnEnd::Abort);
+    assert!(!o.committed, "{o:?}");
+    // The abort's INVALID_PRODUCER_EPOCH is the fence: no re-init naming
+    // the fenced epoch follows (Kafka would refuse it; a broker that does
+    // not check would fence whoever holds the id now).
+    assert_eq!(
+        o.error,
+        Some(TxnError::Fenced(ErrorCode::InvalidProducerEpoch))
+    );
+    assert_eq!(inits(&b), before, "no re-init was tried");
+    assert_eq!(b.clients[p].transaction_state(), Some(TxnState::Failed));
+    let again = short_lived(&mut b);
+    b.begin(again);
+    b.produce(again, "fresh").expect("buffered");
+    assert!(b.end(again, TxnEnd::Commit).committed);
+    assert_eq!(
+        b.read_all(IsolationLevel::ReadCommitted),
+        sorted(&["fresh"])
+    );
+}
+
+#[test]
+fn a_producer_timed_out_while_another_instance_took_over_ends_without_disturbing_it() {
+    let mut b = Bench::new(1);
+    let old = short_lived(&mut b);
+    begin_and_time_out(&mut b, old);
+    // The new instance is mid-transaction when the old one wakes up.
+    let new = b.producer(TXN_ID);
+    b.begin(new);
+    b.produce_acked(new, &["new"]);
+    let error = produce_until_failed(&mut b, old, "late");
+    assert_eq!(error, ProduceError::Broker(ErrorCode::InvalidProducerEpoch));
+    let o = b.end(old, TxnEnd::Abort);
+    assert_eq!(o.error, Some(TxnError::Fenced(ErrorCode::ProducerFenced)));
+    assert_eq!(b.clients[old].transaction_state(), Some(TxnState::Failed));
+    // The old instance's end touched nothing of the new one's.
+    assert_eq!(
+        b.clients[new].transaction_state(),
+        Some(TxnState::InTransaction)
+    );
+    assert!(b.end(new, TxnEnd::Commit).committed);
+    assert_eq!(b.read_all(IsolationLevel::ReadCommitted), sorted(&["new"]));
 }

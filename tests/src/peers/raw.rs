@@ -1,6 +1,7 @@
 //! Raw requests to a broker, encoded and decoded with sansa-core's
-//! codecs, for what no client reports: here, which codec each stored
-//! record batch carries.
+//! codecs, for what no client reports or would send: which codec each
+//! stored record batch carries, and what a transaction coordinator says
+//! to an InitProducerId naming a given producer id and epoch.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -10,7 +11,8 @@ use bytes::{Bytes, BytesMut};
 use sansa_core::compression::Compression;
 use sansa_core::protocol::header::{decode_response, encode_request};
 use sansa_core::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use sansa_core::protocol::messages::FetchRequest;
+use sansa_core::protocol::messages::{FetchRequest, InitProducerIdRequest, InitProducerIdResponse};
+use sansa_core::protocol::Request;
 
 use super::PeerError;
 
@@ -36,15 +38,6 @@ pub fn batch_codecs(
     timeout: Duration,
 ) -> Result<Vec<Compression>, PeerError> {
     let what = || format!("raw Fetch of {topic}/{partition} from {leader}");
-    let addr = leader
-        .to_socket_addrs()
-        .map_err(|e| raw_err(what(), e))?
-        .next()
-        .ok_or_else(|| raw_err(what(), "no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| raw_err(what(), e))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| raw_err(what(), e))?;
     let request = FetchRequest {
         replica_id: -1,
         max_wait_ms: 500,
@@ -67,29 +60,8 @@ pub fn batch_codecs(
         }],
         ..Default::default()
     };
-    let mut frame = BytesMut::new();
-    frame.extend_from_slice(&[0; 4]);
-    encode_request(
-        &mut frame,
-        FETCH_VERSION,
-        1,
-        Some("sansa-tests-raw"),
-        &request,
-    )
-    .map_err(|e| raw_err(what(), e))?;
-    let len = u32::try_from(frame.len() - 4).map_err(|e| raw_err(what(), e))?;
-    frame[..4].copy_from_slice(&len.to_be_bytes());
-    stream.write_all(&frame).map_err(|e| raw_err(what(), e))?;
-    let mut size = [0u8; 4];
-    stream
-        .read_exact(&mut size)
-        .map_err(|e| raw_err(what(), e))?;
-    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| raw_err(what(), e))?;
-    let (_, response) = decode_response::<FetchRequest>(Bytes::from(body), FETCH_VERSION)
-        .map_err(|e| raw_err(what(), e))?;
+    let response =
+        exchange(leader, FETCH_VERSION, &request, timeout).map_err(|e| raw_err(what(), e))?;
     let data = response
         .responses
         .iter()
@@ -122,4 +94,61 @@ pub fn batch_codecs(
         rest = rest.get(next..).unwrap_or_default();
     }
     Ok(codecs)
+}
+
+/// Sends `request` at `version` to `broker` (`host:port`) on a fresh
+/// connection and decodes the answer; the error says what failed.
+fn exchange<R: Request>(
+    broker: &str,
+    version: i16,
+    request: &R,
+    timeout: Duration,
+) -> Result<R::Response, String> {
+    let addr = broker
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&[0; 4]);
+    encode_request(&mut frame, version, 1, Some("sansa-tests-raw"), request)
+        .map_err(|e| e.to_string())?;
+    let len = u32::try_from(frame.len() - 4).map_err(|e| e.to_string())?;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    stream.write_all(&frame).map_err(|e| e.to_string())?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).map_err(|e| e.to_string())?;
+    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let (_, response) =
+        decode_response::<R>(Bytes::from(body), version).map_err(|e| e.to_string())?;
+    Ok(response)
+}
+
+/// InitProducerId v4 (KIP-360: it names the producer id and epoch the
+/// sender last had, `(-1, -1)` for none) for `transactional_id`, sent
+/// straight to `coordinator` (`host:port`; a single broker is its own).
+pub fn init_producer_id(
+    coordinator: &str,
+    transactional_id: &str,
+    last: (i64, i16),
+    timeout: Duration,
+) -> Result<InitProducerIdResponse, PeerError> {
+    let request = InitProducerIdRequest {
+        transactional_id: Some(transactional_id.to_owned()),
+        transaction_timeout_ms: 60_000,
+        producer_id: last.0,
+        producer_epoch: last.1,
+        ..Default::default()
+    };
+    exchange(coordinator, 4, &request, timeout).map_err(|e| {
+        raw_err(
+            format!("raw InitProducerId for {transactional_id} at {coordinator}"),
+            e,
+        )
+    })
 }

@@ -141,8 +141,9 @@ impl TxnManager {
                 self.new_producer_id = Some((id, epoch));
                 self.succeeded();
                 if self.ending.as_ref().is_some_and(|e| e.recovering) {
-                    // The coordinator had aborted the transaction itself
-                    // (KIP-588); the producer goes on under the new epoch.
+                    // The coordinator had lost the producer or moved its
+                    // id on (KIP-360); the producer goes on under the new
+                    // epoch, the transaction aborted.
                     if let Some(e) = &mut self.ending {
                         e.recovering = false;
                     }
@@ -338,22 +339,24 @@ impl TxnManager {
             self.finish_end(now, commit);
             return;
         }
-        // An abort answered INVALID_PRODUCER_EPOCH (KIP-588: the
-        // coordinator aborted the transaction itself, on its timeout, and
-        // bumped the epoch), or UNKNOWN_PRODUCER_ID /
+        // An abort answered UNKNOWN_PRODUCER_ID or
         // INVALID_PRODUCER_ID_MAPPING (KIP-360: the coordinator lost the
-        // producer's state): re-initialize with the current id and epoch,
-        // which the coordinator refuses with PRODUCER_FENCED if another
-        // producer took over meanwhile (franz-go recovers from the same
-        // three).
+        // producer's state, or the id moved on): re-initialize with the
+        // current id and epoch, which the coordinator refuses with
+        // PRODUCER_FENCED if another producer took over meanwhile.
+        // INVALID_PRODUCER_EPOCH is not among them, unlike franz-go's
+        // KIP-588 recovery: Kafka answers it only for a fenced epoch
+        // (PRODUCER_FENCED as EndTxn below v2 says it), a re-init naming
+        // that epoch is refused too (after a timeout abort Kafka keeps no
+        // last epoch), and a broker that does not check (noida-db) would
+        // accept it and fence the newer instance. Java's producer treats
+        // it as fenced as well.
         let recoverable = matches!(
             error,
-            ErrorCode::InvalidProducerEpoch
-                | ErrorCode::UnknownProducerId
-                | ErrorCode::InvalidProducerIdMapping
+            ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerIdMapping
         );
         if !commit && recoverable {
-            tracing::info!(%error, "abort refused; re-initializing the producer id (KIP-360/588)");
+            tracing::info!(%error, "abort refused; re-initializing the producer id (KIP-360)");
             if let Some(e) = &mut self.ending {
                 e.recovering = true;
             }

@@ -155,8 +155,9 @@ impl TxnManager {
             Lane::Init => {
                 let bump = match self.pid {
                     Pid::Wanted { bump } => bump,
-                    // Recovering after an abort answered with a bumped
-                    // epoch: name the current one (KIP-588).
+                    // Recovering after an abort answered
+                    // UNKNOWN_PRODUCER_ID / INVALID_PRODUCER_ID_MAPPING:
+                    // name the current id and epoch (KIP-360).
                     Pid::Ready { id, epoch } => Some((id, epoch)),
                 };
                 if bump.is_some() && version < 3 {
