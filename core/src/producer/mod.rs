@@ -905,6 +905,14 @@ impl Producer {
         if carried.is_empty() {
             return None;
         }
+        // Batch sizes decide compression ratio and per-request cost; this
+        // event is how a benchmark or an operator sees them.
+        tracing::trace!(
+            broker = broker.0,
+            batches = carried.len(),
+            bytes,
+            "produce request built"
+        );
         *self.in_flight_per_broker.entry(broker).or_insert(0) += 1;
         let req = ProduceRequest {
             transactional_id: self.transactional_id.clone(),
