@@ -100,7 +100,9 @@ pub struct Config {
     pub acks: Acks,
     /// Idempotent writes (KIP-98). Default on.
     pub idempotent: bool,
-    /// How long a batch may wait for more records. Default 10 ms.
+    /// How long a batch may wait for more records. Default 10 ms. Not
+    /// while the buffer is full (`max_buffered_records` or
+    /// `max_buffered_bytes`): no record could join, so batches go at once.
     pub linger: Duration,
     /// Never send on a timer or a full batch: only on `flush`. Default off.
     pub manual_flushing: bool,

@@ -1255,6 +1255,67 @@ fn try_produce_fails_fast_when_the_buffer_is_full_and_flush_waits() {
     assert_eq!(h.delivered().len(), 4);
 }
 
+/// Linger waits for records still to come; a full buffer admits none
+/// until something is delivered, so its batches go at once rather than
+/// idle out the linger (franz-go unlingers when a produce blocks on a full
+/// buffer). Space freed by deliveries brings the linger back.
+#[test]
+fn a_full_buffer_sends_without_waiting_out_the_linger() {
+    let linger = Duration::from_secs(10);
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        Config::builder().linger(linger).max_buffered_records(2),
+    );
+    h.produce(keyed(0));
+    h.produce(keyed(1));
+    h.run(|h| h.delivered().len() == 2);
+    assert!(
+        h.now < Timestamp::ZERO + linger,
+        "sent when full, at {:?}",
+        h.now
+    );
+
+    let refilled = h.now;
+    h.produce(keyed(2));
+    h.run(|h| h.delivered().len() == 3);
+    assert!(
+        h.now >= refilled + linger,
+        "with room again, a batch lingers"
+    );
+    assert_eq!(values(&h, 0), ["v0", "v1", "v2"]);
+}
+
+/// The same when `max_buffered_bytes` is what fills the buffer.
+#[test]
+fn a_buffer_full_of_bytes_sends_without_waiting_out_the_linger() {
+    let linger = Duration::from_secs(10);
+    let mut cluster = Cluster::new(1);
+    cluster.create_topic("t", 1);
+    let mut h = Harness::new(
+        cluster,
+        // Two records of 2 key and 2 value bytes fill it.
+        Config::builder().linger(linger).max_buffered_bytes(Some(8)),
+    );
+    h.produce(keyed(0));
+    h.produce(keyed(1));
+    h.run(|h| h.delivered().len() == 2);
+    assert!(
+        h.now < Timestamp::ZERO + linger,
+        "sent when full, at {:?}",
+        h.now
+    );
+
+    let refilled = h.now;
+    h.produce(keyed(2));
+    h.run(|h| h.delivered().len() == 3);
+    assert!(
+        h.now >= refilled + linger,
+        "with room again, a batch lingers"
+    );
+}
+
 /// An adapter taking records on the caller's thread wakes its driver
 /// only when `take_needs_poll` says so: a record that joins an open batch
 /// changes no deadline, every other kind of record needs a drain.

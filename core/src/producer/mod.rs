@@ -276,6 +276,31 @@ impl Producer {
         self.buffered_records
     }
 
+    /// Whether the buffer holds all it may (or records wait for space).
+    fn is_full(&self) -> bool {
+        !self.blocked.is_empty()
+            || self.buffered_records >= self.max_buffered_records
+            || self
+                .max_buffered_bytes
+                .is_some_and(|max| self.buffered_bytes >= max)
+    }
+
+    /// How long an open batch waits for more records: the configured
+    /// linger, or none while the buffer is full. A full buffer admits no
+    /// record until one is delivered, and none is delivered while its
+    /// batch lingers, so lingering would only idle: franz-go stops
+    /// lingering when a produce blocks on a full buffer
+    /// (`unlingerDueToMaxRecsBuffered`); this stops as soon as the buffer
+    /// fills, which a caller that keeps as many records in flight as the
+    /// buffer holds (and so never blocks) needs too.
+    fn linger(&self) -> Duration {
+        if self.is_full() {
+            Duration::ZERO
+        } else {
+            self.linger
+        }
+    }
+
     fn has_space(&self, size: usize) -> bool {
         self.buffered_records < self.max_buffered_records
             && self
@@ -345,6 +370,10 @@ impl Producer {
             timestamp,
         };
         self.place(now, pending, urgent);
+        if self.is_full() {
+            // Lingering batches are due now (see `linger`).
+            self.needs_drive = true;
+        }
     }
 
     /// Partitions and appends a record; it waits if its topic's
@@ -763,13 +792,14 @@ impl Producer {
             return out;
         };
         let flushing = self.flushing();
+        let linger = self.linger();
         for (name, tb) in &self.topics {
             for p in &tb.partitions {
                 if Self::may_send(p, doubt_only)
                     && gate_allows(self.txn_gate.as_ref(), name, p.partition)
                     && p.ready_at(
                         now,
-                        self.linger,
+                        linger,
                         flushing,
                         self.manual_flushing,
                         self.max_in_flight,
@@ -806,13 +836,14 @@ impl Producer {
             return;
         };
         let flushing = self.flushing();
+        let linger = self.linger();
         for (name, tb) in &mut self.topics {
             for p in &mut tb.partitions {
                 let ready = Self::may_send(p, doubt_only)
                     && gate_allows(self.txn_gate.as_ref(), name, p.partition)
                     && p.ready_at(
                         now,
-                        self.linger,
+                        linger,
                         flushing,
                         self.manual_flushing,
                         self.max_in_flight,
@@ -846,6 +877,7 @@ impl Producer {
             return None;
         }
         let flushing = self.flushing();
+        let linger = self.linger();
         let mut topic_data = Vec::new();
         let mut carried = Vec::new();
         let mut bytes = 0usize;
@@ -867,7 +899,7 @@ impl Producer {
                 let ready = p
                     .ready_at(
                         now,
-                        self.linger,
+                        linger,
                         flushing,
                         self.manual_flushing,
                         self.max_in_flight,
@@ -905,6 +937,14 @@ impl Producer {
         if carried.is_empty() {
             return None;
         }
+        // Batch sizes decide compression ratio and per-request cost; this
+        // event is how a benchmark or an operator sees them.
+        tracing::trace!(
+            broker = broker.0,
+            batches = carried.len(),
+            bytes,
+            "produce request built"
+        );
         *self.in_flight_per_broker.entry(broker).or_insert(0) += 1;
         let req = ProduceRequest {
             transactional_id: self.transactional_id.clone(),
@@ -1201,6 +1241,7 @@ impl Producer {
             min(r);
         }
         let flushing = self.flushing();
+        let linger = self.linger();
         let stamped = self.stamp().is_some();
         let doubt_only = self.stamp().is_some_and(|s| s.1);
         for (name, tb) in &self.topics {
@@ -1214,7 +1255,7 @@ impl Producer {
                 {
                     if let Some(r) = p.ready_at(
                         now,
-                        self.linger,
+                        linger,
                         flushing,
                         self.manual_flushing,
                         self.max_in_flight,

@@ -8,7 +8,8 @@
 //! cargo run --release -p sansa-tests --bin sansa-bench -- produce \
 //!     --broker mock|tansu --records N --size S --compression C \
 //!     [--rounds R] [--partitions P] [--sansa-mode window|buffered] \
-//!     [--runtime multi|current|tokio|smol|blocking]
+//!     [--runtime multi|current|tokio|smol|blocking] [--sticky-bytes B] \
+//!     [--count-batches]
 //! ```
 //!
 //! For every round and client the parent starts a fresh broker (the mock
@@ -16,7 +17,10 @@
 //! the topic, and re-runs this binary as a child (hidden subcommand
 //! `child`) that produces N unkeyed records of S bytes, waits until every
 //! one is acknowledged, and prints its wall time, its own user+sys CPU
-//! (`/proc/self/stat`) and peak RSS (`VmHWM` in `/proc/self/status`).
+//! (`/proc/self/stat`) and peak RSS (`VmHWM` in `/proc/self/status`), and
+//! with `--count-batches` the batches it sent (count and bytes as sent; see
+//! `bench/batch_sizes.rs`). Counting is off by default because it turns on
+//! librdkafka's statistics, which may cost it CPU.
 //! Clients alternate which goes first each round. The parent prints each
 //! run, the medians, and as the last line:
 //!
@@ -27,10 +31,17 @@
 //! Same settings for both: acks=all, idempotence on, linger 10 ms, batches
 //! up to ~1 MB (sansa 1,000,012 bytes, librdkafka `batch.size` 1,000,000),
 //! the same codec, the same record values (words from one seeded
-//! vocabulary, so every codec has something to do). Everything else is each
+//! vocabulary, so every codec has something to do), and unkeyed records
+//! kept on one partition for about a batch's worth of data: librdkafka
+//! switches partition every `sticky.partitioning.linger.ms` (10 ms by
+//! default, 0.5 to 1 MB at the rates seen here), so sansa's uniform-bytes
+//! partitioner is given a sticky size of 1,000,000 bytes (`--sticky-bytes`;
+//! Java's rule, whose sticky size is `batch.size`). With sansa's default
+//! 64 KiB it would cut ten times smaller batches than librdkafka: more
+//! requests, more per-batch work, worse compression (`--count-batches`
+//! shows the sizes each client really sent). Everything else is each
 //! client's default: sansa buffers at most 10,000 records, librdkafka
-//! 100,000 messages (`queue.buffering.max.messages`); sansa's unkeyed
-//! partitioner switches partition every 64 KiB, librdkafka's every linger.
+//! 100,000 messages (`queue.buffering.max.messages`).
 //!
 //! `--runtime smol` and `--runtime blocking` run the same child on
 //! sansa-smol and sansa-blocking instead. By default the sansa child
@@ -47,6 +58,8 @@
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
+#[path = "bench/batch_sizes.rs"]
+mod batch_sizes;
 #[path = "bench/consume.rs"]
 mod consume;
 
@@ -64,13 +77,18 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use sansa_core::compression::Compression;
+use sansa_core::producer::partitioner::DefaultPartitioner;
 use sansa_tests::peers::{KafkaPeer, MockCluster, Tansu};
+
+use batch_sizes::{BatchTally, SansaBatchCounter};
 
 const USAGE: &str = "usage: sansa-bench produce|consume --broker mock|tansu --records N --size S \
 --compression none|gzip|snappy|lz4|zstd [--rounds R] [--partitions P] \
-[--sansa-mode window|buffered] [--runtime multi|current|tokio|smol|blocking]
+[--sansa-mode window|buffered] [--runtime multi|current|tokio|smol|blocking] \
+[--sticky-bytes B] [--count-batches]
        sansa-bench consume --broker mock|tansu --records N --size S \
 --compression C [--rounds R] [--partitions P] [--runtime tokio|smol|blocking]
        sansa-bench serve (same options): start the broker and topic, print the address, wait for stdin to close";
@@ -85,6 +103,9 @@ const TOPIC: &str = "bench";
 const TICKS_PER_SECOND: f64 = 100.0;
 /// Bytes of the value pool records are cut from.
 const POOL_BYTES: usize = 1 << 20;
+/// sansa's sticky size for unkeyed records unless `--sticky-bytes` says
+/// otherwise: librdkafka's `batch.size` here, as Java would use.
+const STICKY_BYTES: u64 = 1_000_000;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -150,6 +171,11 @@ struct Options {
     partitions: i32,
     sansa_mode: String,
     runtime: String,
+    /// Bytes of unkeyed records sansa sends to one partition before it
+    /// picks another.
+    sticky_bytes: u64,
+    /// Whether children count the batches they send.
+    count_batches: bool,
 }
 
 fn value_of<T: FromStr>(flag: &str, v: Option<&String>) -> Result<T, Error>
@@ -172,6 +198,8 @@ impl Options {
             partitions: 4,
             sansa_mode: "window".into(),
             runtime: "multi".into(),
+            sticky_bytes: STICKY_BYTES,
+            count_batches: false,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -190,6 +218,8 @@ impl Options {
                 "--partitions" => o.partitions = value_of(flag, it.next())?,
                 "--sansa-mode" => o.sansa_mode = value_of(flag, it.next())?,
                 "--runtime" => o.runtime = value_of(flag, it.next())?,
+                "--sticky-bytes" => o.sticky_bytes = value_of(flag, it.next())?,
+                "--count-batches" => o.count_batches = true,
                 other => return Err(format!("unknown option {other}\n{USAGE}").into()),
             }
         }
@@ -219,6 +249,8 @@ struct Run {
     cpu: f64,
     peak_kb: u64,
     broker_cpu: f64,
+    /// Batches sent and their bytes, when the child counted them.
+    batches: Option<(u64, u64)>,
 }
 
 enum RunningBroker {
@@ -268,8 +300,8 @@ fn parent(o: &Options) -> Result<(), Error> {
     let codec = o.compression.name();
     println!(
         "produce to {broker_name} ({} partitions): {} records of {} B, {codec}, {} rounds, \
-         sansa mode {} on a {} runtime",
-        o.partitions, o.records, o.size, o.rounds, o.sansa_mode, o.runtime
+         sansa mode {} on a {} runtime, sansa sticky bytes {}",
+        o.partitions, o.records, o.size, o.rounds, o.sansa_mode, o.runtime, o.sticky_bytes
     );
     let mut runs: Vec<(ClientKind, Run)> = Vec::new();
     for round in 0..o.rounds {
@@ -289,13 +321,14 @@ fn parent(o: &Options) -> Result<(), Error> {
             };
             println!(
                 "round {} {client:>10}: {:>9.0} rec/s {:>7.1} MB/s, cpu {:.2} s, peak {:.1} MB, \
-                 broker cpu {:.2} s",
+                 broker cpu {:.2} s, {}",
                 round + 1,
                 o.records as f64 / run.elapsed,
                 (o.records as f64 * o.size as f64) / run.elapsed / 1e6,
                 run.cpu,
                 run.peak_kb as f64 / 1024.0,
-                run.broker_cpu
+                run.broker_cpu,
+                BatchSizes(run.batches),
             );
             runs.push((client, run));
             drop(broker);
@@ -303,6 +336,22 @@ fn parent(o: &Options) -> Result<(), Error> {
     }
     report_medians("produce", broker_name, codec, o, &runs);
     Ok(())
+}
+
+/// A child's batch count and mean batch size, for a round's line.
+struct BatchSizes(Option<(u64, u64)>);
+
+impl fmt::Display for BatchSizes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some((batches, bytes)) if batches > 0 => write!(
+                f,
+                "{batches} batches of {:.0} KB",
+                bytes as f64 / batches as f64 / 1e3
+            ),
+            _ => f.write_str("batches not counted"),
+        }
+    }
 }
 
 /// Prints each client's medians over `runs` and, last, the one-line
@@ -363,12 +412,14 @@ fn serve(o: &Options) -> Result<(), Error> {
     let bootstrap = broker.peer().bootstrap();
     println!("{bootstrap}");
     println!(
-        "child sansa|librdkafka {bootstrap} {} {} {} {} {}",
+        "child sansa|librdkafka {bootstrap} {} {} {} {} {} {} {}",
         o.records,
         o.size,
         o.compression.name(),
         o.sansa_mode,
-        o.runtime
+        o.runtime,
+        o.sticky_bytes,
+        o.count_batches
     );
     let mut sink = Vec::new();
     std::io::stdin().read_to_end(&mut sink)?;
@@ -402,6 +453,8 @@ fn run_child(
             o.compression.name(),
             &o.sansa_mode,
             &o.runtime,
+            &o.sticky_bytes.to_string(),
+            &o.count_batches.to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -454,6 +507,9 @@ fn read_report(
         cpu: field("cpu_s")?,
         peak_kb: field("peak_kb")? as u64,
         broker_cpu: 0.0,
+        batches: field("batches")
+            .and_then(|n| Ok((n as u64, field("batch_bytes")? as u64)))
+            .ok(),
     })
 }
 
@@ -526,25 +582,48 @@ fn value(pool: &[u8], i: u64, size: usize) -> &[u8] {
 }
 
 fn child(args: &[String]) -> Result<(), Error> {
-    let [client, bootstrap, records, size, codec, mode, runtime] = args else {
+    let [client, bootstrap, records, size, codec, mode, runtime, sticky_bytes, count_batches] =
+        args
+    else {
         return Err("child: wrong arguments".into());
     };
     let records: u64 = records.parse()?;
     let size: usize = size.parse()?;
     let codec: Compression = codec.parse()?;
+    let sticky_bytes: u64 = sticky_bytes.parse()?;
+    let count_batches: bool = count_batches.parse()?;
     let pool = value_pool();
+    let tally = count_batches.then(|| Arc::new(BatchTally::default()));
     let elapsed = match client.as_str() {
         "sansa" => {
+            if let Some(tally) = &tally {
+                tracing::subscriber::set_global_default(SansaBatchCounter(tally.clone()))?;
+            }
+            let partitioner = DefaultPartitioner::default().with_sticky_bytes(sticky_bytes);
             let rt = match runtime.as_str() {
                 "smol" => {
-                    return report(smol::block_on(smol_produce(
-                        bootstrap, records, size, codec, mode, &pool,
-                    ))?)
+                    let elapsed = smol::block_on(smol_produce(
+                        bootstrap,
+                        records,
+                        size,
+                        codec,
+                        mode,
+                        partitioner,
+                        &pool,
+                    ))?;
+                    return report(elapsed, tally.as_deref());
                 }
                 "blocking" => {
-                    return report(blocking_produce(
-                        bootstrap, records, size, codec, mode, &pool,
-                    )?)
+                    let elapsed = blocking_produce(
+                        bootstrap,
+                        records,
+                        size,
+                        codec,
+                        mode,
+                        partitioner,
+                        &pool,
+                    )?;
+                    return report(elapsed, tally.as_deref());
                 }
                 "current" => tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -553,21 +632,31 @@ fn child(args: &[String]) -> Result<(), Error> {
                     .enable_all()
                     .build()?,
             };
-            rt.block_on(sansa_produce(bootstrap, records, size, codec, mode, &pool))?
+            rt.block_on(sansa_produce(
+                bootstrap,
+                records,
+                size,
+                codec,
+                mode,
+                partitioner,
+                &pool,
+            ))?
         }
-        "librdkafka" => librdkafka_produce(bootstrap, records, size, codec, &pool)?,
+        "librdkafka" => librdkafka_produce(bootstrap, records, size, codec, &pool, tally.as_ref())?,
         other => return Err(format!("child: unknown client {other}").into()),
     };
-    report(elapsed)
+    report(elapsed, tally.as_deref())
 }
 
-/// Prints a child's result line: its wall time, CPU and peak memory.
-fn report(elapsed: Duration) -> Result<(), Error> {
+/// Prints a child's result line: its wall time, CPU, peak memory and the
+/// batches it sent.
+fn report(elapsed: Duration, batches: Option<&BatchTally>) -> Result<(), Error> {
     let cpu = cpu_seconds("/proc/self/stat")?;
     let peak = peak_rss_kb()?;
     println!(
-        "RESULT elapsed_s={:.6} cpu_s={cpu:.2} peak_kb={peak}",
-        elapsed.as_secs_f64()
+        "RESULT elapsed_s={:.6} cpu_s={cpu:.2} peak_kb={peak} {}",
+        elapsed.as_secs_f64(),
+        batches.map(BatchTally::result_fields).unwrap_or_default()
     );
     Ok(())
 }
@@ -579,6 +668,7 @@ async fn smol_produce(
     size: usize,
     codec: Compression,
     mode: &str,
+    partitioner: DefaultPartitioner,
     pool: &[u8],
 ) -> Result<Duration, Error> {
     const WINDOW: usize = 10_000;
@@ -587,6 +677,7 @@ async fn smol_produce(
         .client_id("sansa-bench")
         .compression(codec)
         .linger(Duration::from_millis(10))
+        .partitioner(partitioner)
         .build()?;
     let record =
         |i: u64| sansa_smol::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
@@ -622,6 +713,7 @@ fn blocking_produce(
     size: usize,
     codec: Compression,
     mode: &str,
+    partitioner: DefaultPartitioner,
     pool: &[u8],
 ) -> Result<Duration, Error> {
     const WINDOW: usize = 10_000;
@@ -630,6 +722,7 @@ fn blocking_produce(
         .client_id("sansa-bench")
         .compression(codec)
         .linger(Duration::from_millis(10))
+        .partitioner(partitioner)
         .build()?;
     let record =
         |i: u64| sansa_blocking::Record::new(TOPIC, Bytes::copy_from_slice(value(pool, i, size)));
@@ -664,6 +757,7 @@ async fn sansa_produce(
     size: usize,
     codec: Compression,
     mode: &str,
+    partitioner: DefaultPartitioner,
     pool: &[u8],
 ) -> Result<Duration, Error> {
     const WINDOW: usize = 10_000;
@@ -672,6 +766,7 @@ async fn sansa_produce(
         .client_id("sansa-bench")
         .compression(codec)
         .linger(Duration::from_millis(10))
+        .partitioner(partitioner)
         .build()
         .await?;
     // The topic made once and shared by every record, as librdkafka's
@@ -713,9 +808,15 @@ struct Counter {
     failed: AtomicU64,
 }
 
-struct CountingContext(Arc<Counter>);
+struct CountingContext(Arc<Counter>, Option<Arc<BatchTally>>);
 
-impl ClientContext for CountingContext {}
+impl ClientContext for CountingContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(batches) = &self.1 {
+            batches.add_librdkafka(&statistics);
+        }
+    }
+}
 
 impl ProducerContext for CountingContext {
     type DeliveryOpaque = ();
@@ -735,9 +836,14 @@ fn librdkafka_produce(
     size: usize,
     codec: Compression,
     pool: &[u8],
+    batches: Option<&Arc<BatchTally>>,
 ) -> Result<Duration, Error> {
     let counter = Arc::new(Counter::default());
-    let producer: BaseProducer<CountingContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if batches.is_some() {
+        config.set("statistics.interval.ms", "100");
+    }
+    let producer: BaseProducer<CountingContext> = config
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "librdkafka-bench")
         .set("acks", "all")
@@ -745,7 +851,7 @@ fn librdkafka_produce(
         .set("linger.ms", "10")
         .set("batch.size", "1000000")
         .set("compression.type", codec.name())
-        .create_with_context(CountingContext(counter.clone()))?;
+        .create_with_context(CountingContext(counter.clone(), batches.cloned()))?;
     let started = Instant::now();
     for i in 0..records {
         let payload = value(pool, i, size);
@@ -824,6 +930,13 @@ mod tests {
             (Broker::Tansu, 10, 5, 1, 2)
         );
         assert_eq!(o.compression, Compression::Lz4);
+        assert_eq!((o.sticky_bytes, o.count_batches), (STICKY_BYTES, false));
+        let o = Options::parse(&args(
+            "--records 1 --size 1 --sticky-bytes 65536 --count-batches",
+        ))
+        .expect("valid");
+        assert_eq!((o.sticky_bytes, o.count_batches), (65_536, true));
+        assert!(Options::parse(&args("--records 1 --size 1 --sticky-bytes x")).is_err());
         assert!(Options::parse(&args("--broker kafka --records 1 --size 1")).is_err());
         assert!(Options::parse(&args("--broker mock --size 1")).is_err());
     }
