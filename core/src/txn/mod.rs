@@ -64,7 +64,7 @@ mod wire;
 
 pub use group_session::{GroupTxnSession, SessionEnded};
 pub use manager::{TxnEvent, TxnManager, TxnState};
-pub use wire::{TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget};
+pub use wire::{TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget, PRODUCE_V2_VERSION};
 
 use crate::protocol::{ApiKey, ErrorCode};
 
