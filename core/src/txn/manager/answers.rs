@@ -152,6 +152,9 @@ impl TxnManager {
                     self.finish_end(now, false, None);
                 }
                 self.decide_version();
+                // Which transaction version this producer speaks, for
+                // logs and for tests against real peers.
+                tracing::debug!(transactions_v2 = self.v2, "transaction version");
             }
             ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => {
                 self.lost_coordinator(now, false);
