@@ -525,8 +525,9 @@ impl Cluster {
     /// `implicit_add` (Produce v12, transactions v2) a partition not in
     /// the transaction is added first, with AddPartitionsToTxn's checks,
     /// as Kafka's leader asks the coordinator to; a coordinator that is
-    /// down or busy is NOT_ENOUGH_REPLICAS / CONCURRENT_TRANSACTIONS,
-    /// both retried by the producer.
+    /// down or busy is NOT_ENOUGH_REPLICAS, which the producer retries
+    /// (Kafka's mapping for verification errors old clients would not
+    /// retry).
     pub(super) fn check_txn_produce(
         &mut self,
         now: Timestamp,
@@ -596,7 +597,11 @@ impl Cluster {
         }
         t.check_producer(producer_id, epoch)
             .map_err(|_| ErrorCode::InvalidTxnState)?;
-        t.check_can_add()?;
+        // The previous transaction's markers are still being written:
+        // Kafka's leader turns the coordinator's CONCURRENT_TRANSACTIONS
+        // into NOT_ENOUGH_REPLICAS, which every producer retries.
+        t.check_can_add()
+            .map_err(|_| ErrorCode::NotEnoughReplicas)?;
         t.add(now, [key], None);
         Ok(())
     }
