@@ -577,13 +577,20 @@ impl Scenario {
         if !scenario.group_members.is_empty() && kip848.chance(0.3) {
             use_consumer_protocol(&mut scenario.group_members);
         }
-        // Transactions v2 for half the transactional seeds, from a stream
-        // of its own for the same reason.
-        let transactional = !scenario.txn_producers.is_empty() || !scenario.eos_members.is_empty();
-        if transactional && SimRng::new(seed ^ TXN_V2_STREAM).chance(0.5) {
-            scenario.transaction_version = 2;
-        }
+        scenario.draw_transaction_version();
         scenario
+    }
+
+    /// Transactions v2 for half the seeds with transactional producers or
+    /// exactly-once members, drawn from a stream of its own so that every
+    /// other draw (and every seed left on v1) stays what it was; the same
+    /// seed always draws the same, so a test that adds transactional
+    /// clients to a swarm seed may draw again.
+    pub fn draw_transaction_version(&mut self) {
+        let transactional = !self.txn_producers.is_empty() || !self.eos_members.is_empty();
+        if transactional && SimRng::new(self.seed ^ TXN_V2_STREAM).chance(0.5) {
+            self.transaction_version = 2;
+        }
     }
 
     /// The world of this scenario with its workload and faults queued,
