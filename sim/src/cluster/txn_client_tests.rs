@@ -66,8 +66,13 @@ impl Bench {
 
     /// A bench whose cluster finalizes `transaction.version` at `tv`.
     fn with_transaction_version(brokers: i32, tv: i16) -> Self {
+        Bench::configured(brokers, |c| c.transactions.transaction_version = tv)
+    }
+
+    /// A bench whose cluster config `tune` adjusted.
+    fn configured(brokers: i32, tune: impl FnOnce(&mut ClusterConfig)) -> Self {
         let mut config = ClusterConfig::new(brokers);
-        config.transactions.transaction_version = tv;
+        tune(&mut config);
         config.transactions.state_partitions = 3;
         config.groups.offsets_partitions = 3;
         let mut cluster = Cluster::new(config, SimRng::new(11));
@@ -970,4 +975,43 @@ fn a_v2_transaction_older_than_its_timeout_aborts_and_the_producer_goes_on() {
         sorted(&["fresh"])
     );
     assert_eq!(requests(&b, "InitProducerId"), 1);
+}
+
+under_both_versions! {
+    /// The coordinator answers EndTxn before its markers are written:
+    /// the next transaction's first partition meets the end still in
+    /// progress (v1: AddPartitionsToTxn answered CONCURRENT_TRANSACTIONS;
+    /// v2: the leader's implicit add answers NOT_ENOUGH_REPLICAS), and
+    /// is retried until the markers are in.
+    fn the_next_transaction_waits_out_the_last_ones_markers(tv: i16) {
+        let mut b = Bench::configured(1, |c| {
+            c.transactions.transaction_version = tv;
+            c.transactions.marker_delay = Duration::from_millis(300);
+        });
+        let p = b.producer(TXN_ID);
+        b.begin(p);
+        b.produce_acked(p, &["one"]);
+        assert!(b.end(p, TxnEnd::Commit).committed);
+        b.begin(p);
+        b.produce_acked(p, &["two"]);
+        assert!(b.end(p, TxnEnd::Commit).committed);
+        assert!(b.txn_errors(p).is_empty(), "{:?}", b.txn_errors(p));
+        // The window was met, not missed.
+        if tv >= 2 {
+            assert!(b.cluster.stats().produce_errors > 0, "{:?}", b.cluster.stats());
+        } else {
+            assert!(requests(&b, "AddPartitionsToTxn") > 2, "{:?}", b.cluster.stats());
+        }
+        let b = &mut b;
+        let all = |b: &Bench| {
+            b.cluster
+                .transaction(TXN_ID)
+                .is_some_and(|t| !t.state().is_preparing())
+        };
+        assert!(b.run_until(Duration::from_secs(5), all));
+        assert_eq!(
+            b.read_all(IsolationLevel::ReadCommitted),
+            sorted(&["one", "two"])
+        );
+    }
 }
