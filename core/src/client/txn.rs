@@ -20,7 +20,7 @@ use crate::protocol::ApiKey;
 use crate::time::Timestamp;
 use crate::txn::{
     GroupMetadata, TxnEnd, TxnError, TxnEvent, TxnManager, TxnRequest, TxnState, TxnTarget,
-    PRODUCE_V2_VERSION,
+    PRODUCE_V2_VERSION, TXN_V2_VERSION,
 };
 
 /// Requests built per drive at most (the manager has at most one out).
@@ -254,8 +254,8 @@ impl Client {
             let speaks = |api: ApiKey, v: i16| conn.version_for(api, Some(v)) == Ok(v);
             t.note_v2_versions(
                 speaks(ApiKey::Produce, PRODUCE_V2_VERSION)
-                    && speaks(ApiKey::TxnOffsetCommit, 5)
-                    && speaks(ApiKey::EndTxn, 5),
+                    && speaks(ApiKey::TxnOffsetCommit, TXN_V2_VERSION)
+                    && speaks(ApiKey::EndTxn, TXN_V2_VERSION),
             );
         }
         let Some(out) = t.build_request(now, &mut |api, cap| conn.version_for(api, Some(cap)).ok())

@@ -90,7 +90,9 @@ mod wire;
 
 pub use group_session::{GroupTxnSession, SessionEnded};
 pub use manager::{TxnEvent, TxnManager, TxnState};
-pub use wire::{TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget, PRODUCE_V2_VERSION};
+pub use wire::{
+    TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget, PRODUCE_V2_VERSION, TXN_V2_VERSION,
+};
 
 use crate::protocol::{ApiKey, ErrorCode};
 

@@ -14,7 +14,7 @@ use crate::protocol::ApiKey;
 /// v1 transaction. AddPartitionsToTxn v4+ is the batched broker-to-broker
 /// form, never sent by clients; TxnOffsetCommit v5 and EndTxn v5 mean
 /// transactions v2 (KIP-890 part 2) and are sent only in a v2 transaction
-/// ([`V2_VERSION`]).
+/// ([`TXN_V2_VERSION`]).
 pub(super) const MAX_VERSIONS: [(ApiKey, i16); 6] = [
     (ApiKey::FindCoordinator, 6),
     (ApiKey::InitProducerId, 5),
@@ -26,7 +26,7 @@ pub(super) const MAX_VERSIONS: [(ApiKey, i16); 6] = [
 
 /// The version of TxnOffsetCommit and EndTxn a transactions v2
 /// transaction is sent at (Kafka 4.0).
-pub(super) const V2_VERSION: i16 = 5;
+pub const TXN_V2_VERSION: i16 = 5;
 
 /// The Produce version a transactions v2 transaction needs: v12 adds the
 /// partition to the transaction; v11 and below must not be used in one,

@@ -12,7 +12,7 @@ use crate::protocol::messages::{
 };
 use crate::protocol::{ApiKey, ErrorCode};
 use crate::time::Timestamp;
-use crate::txn::wire::{KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, MAX_VERSIONS, V2_VERSION};
+use crate::txn::wire::{KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, MAX_VERSIONS, TXN_V2_VERSION};
 use crate::txn::{TxnError, TxnInFlight, TxnOut, TxnRequest, TxnTarget};
 
 /// The highest version of `api` to ask for, and the lowest acceptable:
@@ -25,7 +25,7 @@ fn versions_for(api: ApiKey, v2: bool) -> (i16, i16) {
         .find(|(k, _)| *k == api)
         .map_or(0, |&(_, v)| v);
     match api {
-        ApiKey::TxnOffsetCommit | ApiKey::EndTxn if v2 => (V2_VERSION, V2_VERSION),
+        ApiKey::TxnOffsetCommit | ApiKey::EndTxn if v2 => (TXN_V2_VERSION, TXN_V2_VERSION),
         _ => (cap, 0),
     }
 }
