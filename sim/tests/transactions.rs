@@ -85,11 +85,14 @@ fn transactions_under_random_faults_keep_read_committed_and_whole_commits() {
         .iter()
         .filter(|r| r.transaction_version >= 2)
         .count();
-    assert!(
-        on_v2 > 0 && on_v2 < reports.len(),
-        "{on_v2} of {} seeds on transactions v2",
-        reports.len()
-    );
+    // A replayed seed alone is on one version; the default seeds mix.
+    if reports.len() > 1 {
+        assert!(
+            on_v2 > 0 && on_v2 < reports.len(),
+            "{on_v2} of {} seeds on transactions v2",
+            reports.len()
+        );
+    }
     let committed: usize = reports.iter().map(|r| r.txns_committed).sum();
     let aborted: usize = reports.iter().map(|r| r.txns_aborted).sum();
     let consumed: u64 = reports.iter().map(|r| r.consumed).sum();
