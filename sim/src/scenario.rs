@@ -39,6 +39,12 @@ use crate::world::{Fault, FaultRates, NetConfig, PlannedTxn, Work, World};
 /// (`"KIP848"` in ASCII).
 const KIP848_STREAM: u64 = 0x4b49_5038_3438;
 
+/// The stream that picks transactions v2 (KIP-890 part 2) for seeds with
+/// transactional producers or exactly-once members, apart from every
+/// other draw so that the seeds left on v1 run exactly as before v2 was
+/// modelled.
+const TXN_V2_STREAM: u64 = 0x4b49_5038_3930;
+
 /// The error codes swarm mode injects into produce answers: retriable ones
 /// the client must retry (some of which mean the batch was written), and
 /// fatal ones it must report.
@@ -258,6 +264,9 @@ pub struct Scenario {
     pub eos_commit_despite_revoke: bool,
     /// Sabotage: group members commit offset 0 after each poll.
     pub commit_backwards: bool,
+    /// The cluster's finalized `transaction.version` (2: transactions v2,
+    /// KIP-890 part 2; see `TxnSettings::transaction_version`).
+    pub transaction_version: i16,
     /// Network delays.
     pub net: NetConfig,
     /// Random fault rates while faults are on.
@@ -314,6 +323,8 @@ pub struct Report {
     pub txns_committed: usize,
     /// Transactions their producers were told aborted.
     pub txns_aborted: usize,
+    /// The cluster's finalized `transaction.version` the seed ran with.
+    pub transaction_version: i16,
 }
 
 /// A run that broke a promise.
@@ -370,6 +381,7 @@ impl Scenario {
             eos_txn_len: Duration::from_millis(200),
             eos_commit_despite_revoke: false,
             commit_backwards: false,
+            transaction_version: 1,
             net: NetConfig::default(),
             faults: FaultRates::default(),
             scripted: Vec::new(),
@@ -479,6 +491,7 @@ impl Scenario {
             eos_txn_len: Duration::from_millis(200),
             eos_commit_despite_revoke: false,
             commit_backwards: false,
+            transaction_version: 1,
             net,
             faults,
             scripted: Vec::new(),
@@ -564,7 +577,20 @@ impl Scenario {
         if !scenario.group_members.is_empty() && kip848.chance(0.3) {
             use_consumer_protocol(&mut scenario.group_members);
         }
+        scenario.draw_transaction_version();
         scenario
+    }
+
+    /// Transactions v2 for half the seeds with transactional producers or
+    /// exactly-once members, drawn from a stream of its own so that every
+    /// other draw (and every seed left on v1) stays what it was; the same
+    /// seed always draws the same, so a test that adds transactional
+    /// clients to a swarm seed may draw again.
+    pub fn draw_transaction_version(&mut self) {
+        let transactional = !self.txn_producers.is_empty() || !self.eos_members.is_empty();
+        if transactional && SimRng::new(self.seed ^ TXN_V2_STREAM).chance(0.5) {
+            self.transaction_version = 2;
+        }
     }
 
     /// The world of this scenario with its workload and faults queued,
@@ -573,6 +599,7 @@ impl Scenario {
         let mut config = ClusterConfig::new(self.brokers);
         config.unknown_producer = self.unknown_producer;
         config.sabotage = self.sabotage;
+        config.transactions.transaction_version = self.transaction_version;
         // Members with sessions of a second or two, so that the drawn
         // stalls (up to 3 s) sometimes outlast them.
         config.groups.min_session_timeout = Duration::from_millis(500);
@@ -758,6 +785,7 @@ impl Scenario {
             group_faults: stats.group_faults_injected,
             txns_committed: w.checker().committed_txns(),
             txns_aborted: w.checker().aborted_txns(),
+            transaction_version: self.transaction_version,
         })
     }
 }

@@ -53,6 +53,11 @@ fn producer_swarm_keeps_every_promise_under_random_faults() {
         if r.txns_committed + r.txns_aborted > 0 {
             *totals.entry("txn seeds").or_default() += 1;
         }
+        if r.transaction_version >= 2 {
+            *totals
+                .entry("txn or eos seeds on transactions v2")
+                .or_default() += 1;
+        }
         *totals.entry("txn committed").or_default() += r.txns_committed as u64;
         *totals.entry("txn aborted").or_default() += r.txns_aborted as u64;
         let widest = totals.entry("group widest duplicate window").or_default();

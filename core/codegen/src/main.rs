@@ -10,11 +10,13 @@
 //! `clients/src/main/resources/common/message` of an apache/kafka checkout.
 //! `<out-dir>` defaults to `core/src/protocol/messages` of this workspace.
 //! The output is formatted with `rustfmt` and committed; never edit it by
-//! hand.
+//! hand. Versions Kafka released after the spec snapshot, with unchanged
+//! schemas, are added from the table in `released.rs`.
 
 #![allow(clippy::print_stdout, missing_docs, unreachable_pub)]
 
 mod emit;
+mod released;
 mod spec;
 
 use std::fmt::Write as _;
@@ -64,6 +66,7 @@ fn run() -> Result<(), String> {
     if specs.is_empty() {
         return Err(format!("no *.json specs in {}", spec_dir.display()));
     }
+    released::apply(&mut specs)?;
 
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     // Remove stale generated modules so a spec removed upstream goes away.

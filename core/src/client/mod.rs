@@ -37,7 +37,7 @@ use crate::producer::{ProduceError, ProduceId, ProduceInFlight, Producer, Record
 use crate::protocol::{ApiKey, ResponseBody};
 use crate::rng::SeededRng;
 use crate::time::Timestamp;
-use crate::txn::{GroupTxnSession, TxnManager, TxnResponse};
+use crate::txn::{GroupTxnSession, TxnManager, TxnResponse, PRODUCE_V2_VERSION};
 
 pub use config::{Acks, Config, ConfigBuilder, ConfigError};
 pub use io::{ConnId, Event, Input, Output};
@@ -981,6 +981,11 @@ impl Client {
             self.producer
                 .note_unsendable(now, &self.metadata, &sendable);
         }
+        let cap = self.produce_version_cap();
+        // A transactions v2 transaction needs Produce v12 (it adds the
+        // partition); a finalized transaction.version is cluster-wide, so
+        // every broker speaks it unless the cluster is mid-downgrade.
+        let min = if cap == PRODUCE_V2_VERSION { cap } else { 3 };
         for broker in brokers {
             let Some(id) = self.conn_to(now, broker) else {
                 continue;
@@ -989,11 +994,15 @@ impl Client {
                 if !slot.conn.is_ready() {
                     break;
                 }
-                let version = match slot.conn.version_for(ApiKey::Produce, None) {
+                let version = match slot.conn.version_for(ApiKey::Produce, Some(cap)) {
                     // sansa writes record batches v2 only: Produce v3+.
-                    Ok(v) if v >= 3 => v,
+                    Ok(v) if v >= min => v,
                     Ok(_) | Err(_) => {
-                        tracing::error!(broker = broker.0, "broker does not speak Produce v3+");
+                        tracing::error!(
+                            broker = broker.0,
+                            min,
+                            "broker does not speak the Produce version needed"
+                        );
                         break;
                     }
                 };

@@ -16,9 +16,11 @@ use crate::conn::RequestToken;
 use crate::group::member::Coordinator;
 use crate::group::{EpochOffset, TopicPartition};
 use crate::producer::ProduceError;
+use crate::protocol::ApiKey;
 use crate::time::Timestamp;
 use crate::txn::{
     GroupMetadata, TxnEnd, TxnError, TxnEvent, TxnManager, TxnRequest, TxnState, TxnTarget,
+    PRODUCE_V2_VERSION, TXN_V2_VERSION,
 };
 
 /// Requests built per drive at most (the manager has at most one out).
@@ -35,6 +37,25 @@ impl Client {
     /// The transaction manager, with a transactional id.
     pub fn transaction_manager(&self) -> Option<&TxnManager> {
         self.txn.as_ref()
+    }
+
+    /// Whether the transactional producer speaks transactions v2 (KIP-890
+    /// part 2) in its open or next transaction; `None` without a
+    /// transactional id. See [`TxnManager::uses_transactions_v2`].
+    pub fn uses_transactions_v2(&self) -> Option<bool> {
+        self.txn.as_ref().map(TxnManager::uses_transactions_v2)
+    }
+
+    /// The highest Produce version this client may send: v12 only in a
+    /// transactions v2 transaction (it adds partitions to the
+    /// transaction); v11 otherwise, also for idempotent and plain
+    /// producers, for which v12 changes nothing (same schema).
+    pub(super) fn produce_version_cap(&self) -> i16 {
+        if self.uses_transactions_v2() == Some(true) {
+            PRODUCE_V2_VERSION
+        } else {
+            PRODUCE_V2_VERSION - 1
+        }
     }
 
     /// Where the transactional producer stands; `None` without a
@@ -230,6 +251,12 @@ impl Client {
         let conn = &slot.conn;
         if matches!(target, TxnTarget::TxnCoordinator(_)) {
             t.note_transaction_version(conn.versions().finalized_feature("transaction.version"));
+            let speaks = |api: ApiKey, v: i16| conn.version_for(api, Some(v)) == Ok(v);
+            t.note_v2_versions(
+                speaks(ApiKey::Produce, PRODUCE_V2_VERSION)
+                    && speaks(ApiKey::TxnOffsetCommit, TXN_V2_VERSION)
+                    && speaks(ApiKey::EndTxn, TXN_V2_VERSION),
+            );
         }
         let Some(out) = t.build_request(now, &mut |api, cap| conn.version_for(api, Some(cap)).ok())
         else {

@@ -209,7 +209,7 @@ fn produce_request_v3_with_a_records_blob_matches_the_guide() {
 }
 
 #[test]
-fn produce_request_v9_with_a_records_blob_matches_the_guide() {
+fn produce_request_v9_to_v12_with_a_records_blob_matches_the_guide() {
     let m = ProduceRequest {
         transactional_id: Some("tx".into()),
         acks: 1,
@@ -232,27 +232,30 @@ fn produce_request_v9_with_a_records_blob_matches_the_guide() {
         }],
         ..Default::default()
     };
-    golden(
-        &m,
-        9,
-        &[
-            "03 74 78",       // transactional_id: compact 2+1, "tx"
-            "00 01",          // acks: 1, leader only
-            "00 00 03 e8",    // timeout_ms: 1000
-            "02",             // topic_data: compact count 1+1
-            "05 6c 6f 67 73", // name: compact 4+1, "logs"
-            "03",             // partition_data: compact count 2+1
-            "00 00 00 00",    // index: 0
-            "05 de ad be ef", // records: compact 4+1, the blob
-            "00",             // partition tagged fields
-            "00 00 00 01",    // index: 1
-            "00",             // records: compact null
-            "00",             // partition tagged fields
-            "00",             // topic tagged fields
-            "00",             // request tagged fields
-        ],
-    );
+    // v10 to v12 change only the response (v12, Kafka 4.0: the same
+    // schema, sent only in transactions v2, KIP-890 part 2).
+    for version in [9, 10, 11, 12] {
+        golden(&m, version, PRODUCE_V9_TO_V12);
+    }
 }
+
+/// [`produce_request_v9_to_v12_with_a_records_blob_matches_the_guide`]'s bytes.
+const PRODUCE_V9_TO_V12: &[&str] = &[
+    "03 74 78",       // transactional_id: compact 2+1, "tx"
+    "00 01",          // acks: 1, leader only
+    "00 00 03 e8",    // timeout_ms: 1000
+    "02",             // topic_data: compact count 1+1
+    "05 6c 6f 67 73", // name: compact 4+1, "logs"
+    "03",             // partition_data: compact count 2+1
+    "00 00 00 00",    // index: 0
+    "05 de ad be ef", // records: compact 4+1, the blob
+    "00",             // partition tagged fields
+    "00 00 00 01",    // index: 1
+    "00",             // records: compact null
+    "00",             // partition tagged fields
+    "00",             // topic tagged fields
+    "00",             // request tagged fields
+];
 
 #[test]
 fn fetch_response_v4_with_one_partition_matches_the_guide() {

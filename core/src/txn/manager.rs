@@ -135,6 +135,11 @@ pub struct TxnManager {
     /// The transaction coordinator's finalized `transaction.version`, once
     /// seen (KIP-890: 2 or more offers transactions v2).
     transaction_version: Option<i16>,
+    /// The transaction coordinator speaks the versions transactions v2
+    /// needs: Produce v12, TxnOffsetCommit v5, EndTxn v5.
+    v2_versions: bool,
+    /// The producer speaks transactions v2 (see [`Self::uses_transactions_v2`]).
+    v2: bool,
     /// A group-transact session runs on this manager: a TxnOffsetCommit
     /// that may not have committed (coordinator moved or busy, connection
     /// lost) makes the transaction abortable instead of being retried.
@@ -172,6 +177,8 @@ impl TxnManager {
             new_producer_id: None,
             fail_unsent: false,
             transaction_version: None,
+            v2_versions: false,
+            v2: false,
             abort_on_offset_doubt: false,
             events: VecDeque::new(),
         }
@@ -233,9 +240,7 @@ impl TxnManager {
     /// The transaction coordinator's finalized `transaction.version`
     /// feature (from its ApiVersions answer), as the client reports it.
     /// Transactions v2 (KIP-890 part 2: partitions added implicitly by
-    /// Produce v12+, the epoch bumped by every EndTxn v5) need 2 or more;
-    /// this manager speaks v1, which every broker keeps accepting, and
-    /// only records whether v2 is on offer.
+    /// Produce v12+, the epoch bumped by every EndTxn v5) need 2 or more.
     pub fn note_transaction_version(&mut self, level: Option<i16>) {
         if self.transaction_version != level {
             tracing::debug!(?level, "transaction coordinator's transaction.version");
@@ -243,9 +248,49 @@ impl TxnManager {
         }
     }
 
-    /// Whether the transaction coordinator offers transactions v2.
+    /// Whether the transaction coordinator speaks Produce v12,
+    /// TxnOffsetCommit v5 and EndTxn v5, as the client reports it from
+    /// the coordinator's ApiVersions answer.
+    pub fn note_v2_versions(&mut self, speaks: bool) {
+        self.v2_versions = speaks;
+    }
+
+    /// Whether the transaction coordinator offers transactions v2: its
+    /// finalized `transaction.version` is 2 or more and it speaks the
+    /// versions v2 needs.
     pub fn transactions_v2_available(&self) -> bool {
-        self.transaction_version.is_some_and(|v| v >= 2)
+        self.v2_versions && self.transaction_version.is_some_and(|v| v >= 2)
+    }
+
+    /// Whether the producer speaks transactions v2 (KIP-890 part 2) in the
+    /// open or next transaction: no AddPartitionsToTxn or AddOffsetsToTxn
+    /// (Produce v12 and TxnOffsetCommit v5 add the partition or group),
+    /// EndTxn v5 bumps the epoch at every end and the producer goes on
+    /// under the id and epoch it returns.
+    ///
+    /// Decided when no transaction is under way at the coordinator: when a
+    /// transaction begins and when InitProducerId answers, from what the
+    /// coordinator offered last; never in the middle of a transaction
+    /// (the coordinator keeps a transaction's version to its end). Once on
+    /// it stays on while the producer lives: Kafka's finalized features
+    /// only go up, and a producer that went back to v1 would reuse an
+    /// epoch v2 had already ended transactions with.
+    pub fn uses_transactions_v2(&self) -> bool {
+        self.v2
+    }
+
+    /// Takes up transactions v2 if the coordinator offers it; only called
+    /// when the coordinator has nothing of an open transaction.
+    fn decide_version(&mut self) {
+        if !self.v2 && self.transactions_v2_available() && !self.coordinator_involved {
+            tracing::info!("using transactions v2 (KIP-890)");
+            self.v2 = true;
+            // Partitions touched before the producer id came were waiting
+            // for an AddPartitionsToTxn that none of them needs now.
+            let waiting: Vec<(String, i32)> =
+                std::mem::take(&mut self.to_add).into_iter().collect();
+            self.note_partitions(waiting.iter().map(|(t, p)| (t.as_str(), *p)));
+        }
     }
 
     fn closed_error(&self) -> Option<TxnError> {
@@ -273,6 +318,7 @@ impl TxnManager {
         self.added.clear();
         self.to_add.clear();
         self.coordinator_involved = false;
+        self.decide_version();
         Ok(())
     }
 
@@ -298,7 +344,17 @@ impl TxnManager {
         }
         for (t, p) in partitions {
             let key = (t.to_owned(), p);
-            if !self.added.contains(&key) {
+            if self.added.contains(&key) {
+                continue;
+            }
+            if self.v2 {
+                // KIP-890 part 2: the partition's first Produce v12 adds
+                // it to the transaction, so its batches go at once. The
+                // coordinator may know of the transaction from then on.
+                self.coordinator_involved = true;
+                self.added.insert(key.clone());
+                self.newly_added.push(key);
+            } else {
                 self.to_add.insert(key);
             }
         }
@@ -322,7 +378,9 @@ impl TxnManager {
     }
 
     /// Queues committing `offsets` for `group` in the open transaction:
-    /// AddOffsetsToTxn, then TxnOffsetCommit to the group coordinator.
+    /// AddOffsetsToTxn, then TxnOffsetCommit to the group coordinator
+    /// (with transactions v2, TxnOffsetCommit v5 alone: the group
+    /// coordinator adds the group to the transaction).
     pub fn send_offsets(
         &mut self,
         offsets: BTreeMap<TopicPartition, EpochOffset>,
@@ -489,21 +547,31 @@ impl TxnManager {
         if local {
             // A commit of nothing commits vacuously.
             let commit = e.commit;
-            self.finish_end(now, commit);
+            self.finish_end(now, commit, None);
         }
     }
 
-    fn finish_end(&mut self, _now: Timestamp, committed: bool) {
+    /// Ends the transaction; `bumped` is the producer id and epoch an
+    /// EndTxn v5 returned (transactions v2), under which the producer goes
+    /// on with its sequences restarted.
+    fn finish_end(&mut self, _now: Timestamp, committed: bool, bumped: Option<(i64, i16)>) {
         let Some(e) = self.ending.take() else {
             return;
         };
-        tracing::debug!(id = e.id, committed, "transaction ended");
+        tracing::debug!(id = e.id, committed, ?bumped, "transaction ended");
         self.phase = Phase::Idle;
         self.abortable = None;
         self.added.clear();
         self.to_add.clear();
         self.offsets.clear();
         self.coordinator_involved = false;
+        if let Some((id, epoch)) = bumped {
+            // The end bumped the epoch: a broken sequence needs no
+            // InitProducerId of its own (KIP-890 part 2).
+            self.bump_after_end = false;
+            self.pid = Pid::Ready { id, epoch };
+            self.new_producer_id = Some((id, epoch));
+        }
         if self.bump_after_end {
             self.bump_after_end = false;
             if let Pid::Ready { id, epoch } = self.pid {

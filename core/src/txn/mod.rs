@@ -61,11 +61,37 @@
 //!   ([`TransactionOutcome::commit_in_doubt`]), which is what a
 //!   group-transact session needs to decide whether to rewind.
 //!
-//! Transactions v2 (KIP-890 part 2, `transaction.version` >= 2) are
-//! detected ([`TxnManager::transactions_v2_available`], from the
-//! coordinator's finalized features) but not used yet: partitions are
-//! always added explicitly and EndTxn stays below v5, which every broker
-//! accepts. Using v2 needs Produce v12, beyond the generated codecs.
+//!
+//! Transactions v2 (KIP-890 part 2, Kafka 4.0) are used when the
+//! transaction coordinator finalizes `transaction.version` >= 2 and speaks
+//! Produce v12, TxnOffsetCommit v5 and EndTxn v5
+//! ([`TxnManager::transactions_v2_available`]); v1 otherwise, exactly as
+//! above. Under v2:
+//! - No AddPartitionsToTxn: a partition's first Produce v12 in the
+//!   transaction adds it at the partition leader, so batches go at once.
+//!   No AddOffsetsToTxn: TxnOffsetCommit v5 goes straight to the group
+//!   coordinator, which adds the group. Inside a v1 transaction the
+//!   client never sends Produce v12 or TxnOffsetCommit v5 (the broker
+//!   would take them for v2); outside transactions (idempotent or plain
+//!   producers) Produce stays at v11, which has the same schema.
+//! - Every EndTxn v5 bumps the epoch (a new producer id when it would
+//!   overflow) and answers with it; the producer goes on under it, its
+//!   sequences restarted at 0 on every partition. A late or retried
+//!   EndTxn so carries an epoch one below the current one, which the
+//!   coordinator answers as the end it repeats and never applies to the
+//!   next transaction (KAFKA-17754, where a delayed v1 EndTxn could end
+//!   the next transaction). The abort after a broken sequence needs no
+//!   InitProducerId of its own: the end's bump gives fresh sequences.
+//! - An abort of a transaction that touched partitions sends EndTxn even
+//!   if no batch was sent (the client cannot know whether a Produce v12
+//!   added one); Kafka 4.0 answers an abort of an empty v2 transaction
+//!   with a bump.
+//! - The version is decided when no transaction is under way at the
+//!   coordinator: at `begin` and when InitProducerId answers (so the
+//!   first transaction uses v2 when the coordinator offers it, though
+//!   `begin` came before the coordinator was known). It never changes in
+//!   the middle of a transaction and, once v2, stays v2 while the
+//!   producer lives ([`TxnManager::uses_transactions_v2`]).
 
 mod group_session;
 mod manager;
@@ -75,7 +101,9 @@ mod wire;
 
 pub use group_session::{GroupTxnSession, SessionEnded};
 pub use manager::{TxnEvent, TxnManager, TxnState};
-pub use wire::{TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget};
+pub use wire::{
+    TxnInFlight, TxnOut, TxnRequest, TxnResponse, TxnTarget, PRODUCE_V2_VERSION, TXN_V2_VERSION,
+};
 
 use crate::protocol::{ApiKey, ErrorCode};
 

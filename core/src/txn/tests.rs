@@ -733,16 +733,25 @@ fn misuse_is_refused_with_typed_errors() {
 }
 
 #[test]
-fn transactions_v2_is_detected_from_the_coordinators_finalized_feature() {
+fn transactions_v2_is_detected_from_the_coordinators_finalized_feature_and_versions() {
     let mut m = manager();
     assert!(!m.transactions_v2_available());
+    m.note_v2_versions(true);
     m.note_transaction_version(Some(1));
     assert!(!m.transactions_v2_available());
     m.note_transaction_version(Some(2));
     assert!(m.transactions_v2_available());
+    m.note_v2_versions(false);
+    assert!(
+        !m.transactions_v2_available(),
+        "the feature without Produce v12 / EndTxn v5"
+    );
+    m.note_v2_versions(true);
     m.note_transaction_version(None);
     assert!(!m.transactions_v2_available());
 }
+
+mod v2;
 
 mod properties {
     use super::*;

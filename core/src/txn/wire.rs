@@ -10,9 +10,11 @@ use crate::protocol::messages::{
 };
 use crate::protocol::ApiKey;
 
-/// The highest version of each API the manager speaks. AddPartitionsToTxn
-/// v4+ is the batched broker-to-broker form and EndTxn v5 is KIP-890's
-/// transactions v2 (the epoch bumps on every end), neither used here.
+/// The highest version of each API the manager speaks in a transactions
+/// v1 transaction. AddPartitionsToTxn v4+ is the batched broker-to-broker
+/// form, never sent by clients; TxnOffsetCommit v5 and EndTxn v5 mean
+/// transactions v2 (KIP-890 part 2) and are sent only in a v2 transaction
+/// ([`TXN_V2_VERSION`]).
 pub(super) const MAX_VERSIONS: [(ApiKey, i16); 6] = [
     (ApiKey::FindCoordinator, 6),
     (ApiKey::InitProducerId, 5),
@@ -21,6 +23,15 @@ pub(super) const MAX_VERSIONS: [(ApiKey, i16); 6] = [
     (ApiKey::EndTxn, 4),
     (ApiKey::TxnOffsetCommit, 4),
 ];
+
+/// The version of TxnOffsetCommit and EndTxn a transactions v2
+/// transaction is sent at (Kafka 4.0).
+pub const TXN_V2_VERSION: i16 = 5;
+
+/// The Produce version a transactions v2 transaction needs: v12 adds the
+/// partition to the transaction; v11 and below must not be used in one,
+/// and v12 must not be used in a v1 transaction.
+pub const PRODUCE_V2_VERSION: i16 = 12;
 
 /// FindCoordinator's `key_type` for groups and for transactional ids.
 pub(super) const KEY_TYPE_GROUP: i8 = 0;

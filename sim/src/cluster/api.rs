@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use sansa_core::protocol::header::decode_request;
-use sansa_core::protocol::messages::api_versions_response::ApiVersion;
+use sansa_core::protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey};
 use sansa_core::protocol::messages::create_topics_response::CreatableTopicResult;
 use sansa_core::protocol::messages::delete_topics_response::DeletableTopicResult;
 use sansa_core::protocol::messages::fetch_response::{
@@ -65,21 +65,37 @@ pub const SERVED_APIS: &[(ApiKey, i16)] = &[
 
 /// APIs served below the highest version the specs define, and the
 /// highest served: AddPartitionsToTxn v4+ is the batched broker-to-broker
-/// form and EndTxn v5 is KIP-890's transactions v2, neither modelled.
-const VERSION_CAPS: &[(ApiKey, i16)] = &[(ApiKey::AddPartitionsToTxn, 3), (ApiKey::EndTxn, 4)];
+/// form, not modelled.
+const VERSION_CAPS: &[(ApiKey, i16)] = &[(ApiKey::AddPartitionsToTxn, 3)];
 
-/// The versions of `api` the simulated brokers serve, if any.
-pub fn served_versions(api: ApiKey) -> Option<VersionRange> {
+/// The versions that mean transactions v2 (KIP-890 part 2), served only
+/// when the cluster's `transaction.version` is 2, and the highest served
+/// below them otherwise.
+const TRANSACTIONS_V2_VERSIONS: &[(ApiKey, i16)] = &[
+    (ApiKey::Produce, 12),
+    (ApiKey::TxnOffsetCommit, 5),
+    (ApiKey::EndTxn, 5),
+];
+
+/// The versions of `api` the simulated brokers serve, if any, in a
+/// cluster whose finalized `transaction.version` is `transaction_version`
+/// (below 2, not the versions that mean transactions v2).
+pub fn served_versions(api: ApiKey, transaction_version: i16) -> Option<VersionRange> {
     SERVED_APIS
         .iter()
         .find(|(k, _)| *k == api)
         .map(|&(k, min)| {
-            let max = VERSION_CAPS
+            let mut max = VERSION_CAPS
                 .iter()
                 .find(|(c, _)| *c == k)
                 .map_or(k.max_stable_version(), |&(_, cap)| {
                     cap.min(k.max_stable_version())
                 });
+            if transaction_version < 2 {
+                if let Some(&(_, v2)) = TRANSACTIONS_V2_VERSIONS.iter().find(|(c, _)| *c == k) {
+                    max = max.min(v2 - 1);
+                }
+            }
             VersionRange::new(min, max)
         })
 }
@@ -228,7 +244,7 @@ impl Cluster {
                 self.respond(conn, api, v, corr, ResponseBody::EndTxn(body));
             }
             RequestBody::TxnOffsetCommit(req) => {
-                let body = self.txn_offset_commit(node, v, req);
+                let body = self.txn_offset_commit(now, node, v, req);
                 self.respond(conn, api, v, corr, ResponseBody::TxnOffsetCommit(body));
             }
             RequestBody::FindCoordinator(req) => {
@@ -282,14 +298,15 @@ impl Cluster {
         }
     }
 
-    /// The versions of `api` this cluster serves: [`served_versions`],
-    /// less ConsumerGroupHeartbeat unless the KIP-848 coordinator is on,
-    /// capped by [`ClusterConfig::max_versions`](super::ClusterConfig).
+    /// The versions of `api` this cluster serves: [`served_versions`] at
+    /// its `transaction.version`, less ConsumerGroupHeartbeat unless the
+    /// KIP-848 coordinator is on, capped by
+    /// [`ClusterConfig::max_versions`](super::ClusterConfig).
     fn serves(&self, api: ApiKey) -> Option<VersionRange> {
         if api == ApiKey::ConsumerGroupHeartbeat && !self.config.groups.consumer_protocol {
             return None;
         }
-        let mut range = served_versions(api)?;
+        let mut range = served_versions(api, self.config.transactions.transaction_version)?;
         if let Some(&(_, cap)) = self.config.max_versions.iter().find(|(k, _)| *k == api) {
             range.max = range.max.min(cap);
         }
@@ -310,8 +327,31 @@ impl Cluster {
                     })
                 })
                 .collect(),
+            finalized_features: self.finalized_features(),
+            // Kafka answers -1 when no feature is finalized.
+            finalized_features_epoch: if self.config.transactions.transaction_version >= 2 {
+                1
+            } else {
+                -1
+            },
             ..Default::default()
         }
+    }
+
+    /// The finalized features ApiVersions v3+ advertises (KIP-584):
+    /// `transaction.version` when transactions v2 are on, else none (the
+    /// v1 cluster answers as it did before v2 was modelled).
+    fn finalized_features(&self) -> Vec<FinalizedFeatureKey> {
+        let level = self.config.transactions.transaction_version;
+        if level < 2 {
+            return Vec::new();
+        }
+        vec![FinalizedFeatureKey {
+            name: "transaction.version".to_owned(),
+            max_version_level: level,
+            min_version_level: level,
+            ..Default::default()
+        }]
     }
 
     fn up_brokers(&self) -> Vec<NodeId> {
@@ -496,7 +536,7 @@ impl Cluster {
                 });
                 let dups_before = self.stats.duplicates;
                 let (mut resp, then) =
-                    self.produce_partition(node, &t.name, p.index, records, req.acks);
+                    self.produce_partition(now, node, v, &t.name, p.index, records, req.acks);
                 let dup = if self.stats.duplicates > dups_before {
                     " (duplicate)"
                 } else {
@@ -594,9 +634,12 @@ impl Cluster {
         None
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn produce_partition(
         &mut self,
+        now: Timestamp,
         node: NodeId,
+        v: i16,
         topic: &str,
         partition: i32,
         records: Option<Bytes>,
@@ -660,7 +703,10 @@ impl Cluster {
         // only says which id to authorize.
         if batch.is_transactional() {
             let (pid, epoch) = (batch.producer_id(), batch.producer_epoch());
-            if let Err(e) = self.check_txn_produce(topic, partition, pid, epoch) {
+            // Produce v12 (transactions v2) adds the partition itself.
+            let implicit_add = v >= 12;
+            if let Err(e) = self.check_txn_produce(now, topic, partition, pid, epoch, implicit_add)
+            {
                 return fail(resp, e);
             }
         }

@@ -145,6 +145,9 @@ struct Scenario {
     eager: bool,
     /// The members' transaction timeout; `None` for the client's default.
     txn_timeout: Option<Duration>,
+    /// The cluster's finalized `transaction.version`: 2 runs the
+    /// pipeline on transactions v2 (KIP-890 part 2).
+    transaction_version: i16,
 }
 
 impl Scenario {
@@ -160,6 +163,7 @@ impl Scenario {
             txn_len: Duration::from_millis(300),
             eager: false,
             txn_timeout: None,
+            transaction_version: 1,
         }
     }
 
@@ -201,6 +205,7 @@ impl Pipeline {
     fn new(scenario: Scenario) -> Self {
         let mut config = ClusterConfig::new(3);
         config.transactions.state_partitions = 3;
+        config.transactions.transaction_version = scenario.transaction_version;
         config.groups.offsets_partitions = 3;
         let mut rng = SimRng::new(scenario.seed);
         let mut cluster = Cluster::new(config, rng.fork());
@@ -759,6 +764,26 @@ impl Pipeline {
     }
 }
 
+/// Runs each test body under transactions v1 and v2: `mod name { v1, v2
+/// }`, the body taking the cluster's `transaction.version` as `$tv`.
+macro_rules! under_both_versions {
+    ($($(#[$doc:meta])* fn $name:ident($tv:ident: i16) $body:block)*) => {$(
+        $(#[$doc])*
+        mod $name {
+            use super::*;
+            #[test]
+            fn v1() {
+                run_with(1);
+            }
+            #[test]
+            fn v2() {
+                run_with(2);
+            }
+            fn run_with($tv: i16) $body
+        }
+    )*};
+}
+
 fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
     match std::env::var("SANSA_SIM_SEED")
         .ok()
@@ -781,33 +806,35 @@ fn run(scenario: Scenario) -> (Result<(), String>, Stats) {
     (r, p.stats)
 }
 
-#[test]
-fn a_calm_pipeline_with_a_member_joining_late_outputs_each_record_exactly_once() {
-    for seed in seeds(1..4) {
-        let (r, stats) = run(Scenario::calm(seed));
-        r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
-        assert!(stats.commits > 0, "seed {seed}: {stats:?}");
+under_both_versions! {
+    fn a_calm_pipeline_with_a_member_joining_late_outputs_each_record_exactly_once(tv: i16) {
+        for seed in seeds(1..4) {
+            let (r, stats) = run(Scenario { transaction_version: tv, ..Scenario::calm(seed) });
+            r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
+            assert!(stats.commits > 0, "seed {seed}: {stats:?}");
+        }
     }
 }
 
-#[test]
-fn member_crashes_rebalances_coordinator_moves_broker_restarts_and_txn_errors_keep_exactly_once() {
-    let (mut aborts, mut faults) = (0, 0);
-    let seeds = seeds(1..9);
-    for &seed in &seeds {
-        let (r, stats) = run(Scenario::faulty(seed));
-        r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
-        assert!(
-            stats.commits > 0,
-            "seed {seed}: nothing committed: {stats:?}"
-        );
-        aborts += stats.aborts;
-        faults += stats.faults;
-    }
-    // A seed may draw only harmless faults (a replayed one alone may);
-    // over the default seeds they bite.
-    if seeds.len() > 1 {
-        assert!(aborts > 0 && faults > 0, "the faults never bit");
+under_both_versions! {
+    fn member_crashes_rebalances_coordinator_moves_broker_restarts_and_txn_errors_keep_exactly_once(tv: i16) {
+        let (mut aborts, mut faults) = (0, 0);
+        let seeds = seeds(1..9);
+        for &seed in &seeds {
+            let (r, stats) = run(Scenario { transaction_version: tv, ..Scenario::faulty(seed) });
+            r.unwrap_or_else(|e| panic!("{e}; {stats:?}"));
+            assert!(
+                stats.commits > 0,
+                "seed {seed}: nothing committed: {stats:?}"
+            );
+            aborts += stats.aborts;
+            faults += stats.faults;
+        }
+        // A seed may draw only harmless faults (a replayed one alone may);
+        // over the default seeds they bite.
+        if seeds.len() > 1 {
+            assert!(aborts > 0 && faults > 0, "the faults never bit");
+        }
     }
 }
 
@@ -875,60 +902,64 @@ fn the_checker_catches_a_member_that_commits_despite_a_revoke() {
     );
 }
 
-/// franz-go #729: an abort must abort. Every transaction here is aborted
-/// by an injected error after its records reached the broker; what is
-/// aborted must never be visible, and is produced once more, later.
-#[test]
-fn aborted_transactions_stay_invisible_and_their_records_are_reprocessed_once() {
-    for seed in seeds(1..4) {
-        let mut p = Pipeline::new(Scenario {
-            late_member_at: None,
-            ..Scenario::calm(seed)
-        });
-        for _ in 0..6 {
-            p.cluster
-                .inject_txn_error(ApiKey::TxnOffsetCommit, ErrorCode::RebalanceInProgress);
+under_both_versions! {
+    /// franz-go #729: an abort must abort. Every transaction here is aborted
+    /// by an injected error after its records reached the broker; what is
+    /// aborted must never be visible, and is produced once more, later.
+    fn aborted_transactions_stay_invisible_and_their_records_are_reprocessed_once(tv: i16) {
+        for seed in seeds(1..4) {
+            let mut p = Pipeline::new(Scenario {
+                late_member_at: None,
+                transaction_version: tv,
+                ..Scenario::calm(seed)
+            });
+            for _ in 0..6 {
+                p.cluster
+                    .inject_txn_error(ApiKey::TxnOffsetCommit, ErrorCode::RebalanceInProgress);
+            }
+            p.run();
+            let aborted = p.stats.aborts;
+            p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
+            assert!(aborted >= 1, "seed {seed}: nothing aborted: {:?}", p.stats);
         }
-        p.run();
-        let aborted = p.stats.aborts;
-        p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
-        assert!(aborted >= 1, "seed {seed}: nothing aborted: {:?}", p.stats);
     }
 }
 
-/// franz-go #1052: the coordinator committed, but the EndTxn answer was
-/// lost with its connection. The end must not report an abort and rewind
-/// (which would produce the output twice): the retried EndTxn learns the
-/// commit, or the producer fails without rewinding.
-#[test]
-fn an_end_txn_answer_lost_after_the_commit_neither_rewinds_nor_duplicates() {
-    for seed in seeds(1..4) {
-        let mut p = Pipeline::new(Scenario {
-            members: 1,
-            late_member_at: None,
-            feed_for: Duration::from_secs(4),
-            ..Scenario::calm(seed)
-        });
-        // Let the member join and commit once, then lose one answer.
-        for _ in 0..200 {
-            p.step();
+under_both_versions! {
+    /// franz-go #1052: the coordinator committed, but the EndTxn answer was
+    /// lost with its connection. The end must not report an abort and rewind
+    /// (which would produce the output twice): the retried EndTxn learns the
+    /// commit, or the producer fails without rewinding.
+    fn an_end_txn_answer_lost_after_the_commit_neither_rewinds_nor_duplicates(tv: i16) {
+        for seed in seeds(1..4) {
+            let mut p = Pipeline::new(Scenario {
+                members: 1,
+                late_member_at: None,
+                feed_for: Duration::from_secs(4),
+                transaction_version: tv,
+                ..Scenario::calm(seed)
+            });
+            // Let the member join and commit once, then lose one answer.
+            for _ in 0..200 {
+                p.step();
+            }
+            p.lose_next_end_txn_answer = true;
+            p.run();
+            assert!(
+                !p.lose_next_end_txn_answer,
+                "seed {seed}: no EndTxn was sent"
+            );
+            // Nothing else could abort here: the lost answer did not turn
+            // into an abort (nor a failed producer).
+            assert_eq!(
+                (p.stats.aborts, p.stats.restarts),
+                (0, 0),
+                "seed {seed}: {:?}, outcomes {:?}",
+                p.stats,
+                p.peers[1].outcomes
+            );
+            p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
         }
-        p.lose_next_end_txn_answer = true;
-        p.run();
-        assert!(
-            !p.lose_next_end_txn_answer,
-            "seed {seed}: no EndTxn was sent"
-        );
-        // Nothing else could abort here: the lost answer did not turn
-        // into an abort (nor a failed producer).
-        assert_eq!(
-            (p.stats.aborts, p.stats.restarts),
-            (0, 0),
-            "seed {seed}: {:?}, outcomes {:?}",
-            p.stats,
-            p.peers[1].outcomes
-        );
-        p.check().unwrap_or_else(|e| panic!("{e}; {:?}", p.stats));
     }
 }
 

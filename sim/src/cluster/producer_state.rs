@@ -59,6 +59,11 @@ pub struct BatchMeta {
 struct Entry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// A marker moved the producer to this epoch (a fence, or with
+    /// transactions v2 every end): its first batch must start at
+    /// sequence 0 (Kafka's `checkSequence`: "the epoch was bumped by a
+    /// control record").
+    bumped_by_marker: bool,
 }
 
 /// The verdict on an incoming idempotent batch.
@@ -169,6 +174,9 @@ impl ProducerStates {
             };
         }
         match entry.batches.back() {
+            None if entry.bumped_by_marker && first_seq != 0 => {
+                Err(ErrorCode::OutOfOrderSequenceNumber)
+            }
             // Same epoch with no batch left (all removed by retention):
             // any sequence, as for an unknown producer.
             None => Ok(SeqVerdict::Append),
@@ -182,11 +190,13 @@ impl ProducerStates {
         let entry = self.producers.entry(producer_id).or_insert(Entry {
             epoch,
             batches: VecDeque::new(),
+            bumped_by_marker: false,
         });
         if entry.epoch != epoch {
             entry.epoch = epoch;
             entry.batches.clear();
         }
+        entry.bumped_by_marker = false;
         entry.batches.push_back(meta);
         while entry.batches.len() > BATCHES_RETAINED {
             entry.batches.pop_front();
@@ -202,10 +212,12 @@ impl ProducerStates {
         let entry = self.producers.entry(producer_id).or_insert(Entry {
             epoch,
             batches: VecDeque::new(),
+            bumped_by_marker: false,
         });
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
+            entry.bumped_by_marker = true;
         }
     }
 

@@ -87,7 +87,7 @@ impl Wire {
 }
 
 fn versions(api: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let r = served_versions(api).expect("served");
+    let r = served_versions(api, 1).expect("served");
     r.min..=r.max
 }
 
@@ -223,6 +223,46 @@ fn api_versions_advertises_what_is_served_with_fetch_from_v4() {
     assert_eq!(resp.error_code, ErrorCode::UnsupportedVersion.code());
     assert!(!resp.api_keys.is_empty());
     let _: ApiVersionsResponse = resp;
+}
+
+#[test]
+fn a_transactions_v2_cluster_advertises_the_feature_and_the_v2_versions() {
+    let mut config = ClusterConfig::new(1);
+    config.transactions.transaction_version = 2;
+    let mut cluster = Cluster::new(config, SimRng::new(1));
+    let conn = cluster.accept(1).expect("broker 1 is up");
+    let mut w = Wire {
+        cluster,
+        conn,
+        corr: 0,
+    };
+    for v in versions(ApiKey::ApiVersions) {
+        let resp = w.call(v, &ApiVersionsRequest::default());
+        let max = |k: ApiKey| {
+            resp.api_keys
+                .iter()
+                .find(|a| a.api_key == k.key())
+                .map(|a| a.max_version)
+        };
+        assert_eq!(max(ApiKey::Produce), Some(12));
+        assert_eq!(max(ApiKey::TxnOffsetCommit), Some(5));
+        assert_eq!(max(ApiKey::EndTxn), Some(5));
+        let features: Vec<(&str, i16)> = resp
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.as_str(), f.max_version_level))
+            .collect();
+        // Features are tagged fields of v3+ (KIP-584).
+        if v >= 3 {
+            assert_eq!(features, vec![("transaction.version", 2)]);
+        } else {
+            assert!(features.is_empty());
+        }
+    }
+    // A v1 cluster advertises neither.
+    let mut w = Wire::new(1);
+    let resp = w.call(3, &ApiVersionsRequest::default());
+    assert!(resp.finalized_features.is_empty());
 }
 
 #[test]

@@ -17,6 +17,14 @@
 //! outlives its timeout. When the epoch would run out, the id gets a new
 //! producer id (KIP-360 keeps the old one as `last_producer_id` so a
 //! retried InitProducerId is recognised).
+//!
+//! Transactions v2 (KIP-890 part 2, served when
+//! [`TxnSettings::transaction_version`] is 2): partitions and groups are
+//! added by the partition leader and the group coordinator (Produce v12,
+//! TxnOffsetCommit v5) rather than by the client, and EndTxn v5
+//! ([`Transaction::end_v2`]) bumps the epoch at every end, so a late or
+//! retried EndTxn carries an epoch one below the current one and is told
+//! apart from the next transaction's (KAFKA-17754).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -47,6 +55,12 @@ pub struct TxnSettings {
     /// Most transactional ids the cluster keeps; more get
     /// COORDINATOR_NOT_AVAILABLE (a bound against hostile clients).
     pub max_transactional_ids: usize,
+    /// The finalized `transaction.version` feature (KIP-890). 2 serves
+    /// transactions v2: ApiVersions advertises the feature (v3+) and
+    /// Produce v12, TxnOffsetCommit v5 and EndTxn v5. Below 2 the brokers
+    /// serve v1 only (Produce up to v11, TxnOffsetCommit v4, EndTxn v4)
+    /// and advertise no feature, as before v2 was modelled. Default 1.
+    pub transaction_version: i16,
 }
 
 impl Default for TxnSettings {
@@ -57,6 +71,7 @@ impl Default for TxnSettings {
             marker_delay: Duration::ZERO,
             marker_retry: Duration::from_millis(100),
             max_transactional_ids: 10_000,
+            transaction_version: 1,
         }
     }
 }
@@ -110,6 +125,10 @@ pub struct Transaction {
     pub(crate) pending_markers: BTreeSet<(String, i32)>,
     /// When markers are next written.
     pub(crate) markers_due: Option<Timestamp>,
+    /// The producer id and epoch the markers of the transaction being
+    /// prepared carry: the epoch it was decided under, or with v2 the
+    /// bumped one (under the old id when the bump rotated the id).
+    pub(crate) markers_as: (i64, i16),
 }
 
 impl Transaction {
@@ -128,6 +147,7 @@ impl Transaction {
             started: None,
             pending_markers: BTreeSet::new(),
             markers_due: None,
+            markers_as: (producer_id, 0),
         }
     }
 
@@ -288,6 +308,95 @@ impl Transaction {
         }
     }
 
+    /// EndTxn v5 (transactions v2, Kafka 4.0's `endTransaction` for TV2):
+    /// every end bumps the epoch (or, when it would run out, moves to
+    /// `next_producer_id` at epoch 0) and is answered with the new id and
+    /// epoch. A request one epoch below the current one is a retry of
+    /// the end that bumped it: answered with success when it asks for
+    /// the same end, INVALID_TXN_STATE when not, CONCURRENT_TRANSACTIONS
+    /// while that end's markers are written, and PRODUCER_FENCED once a
+    /// newer transaction is open, so a late EndTxn never ends the next
+    /// transaction (KAFKA-17754). An abort of an empty or completed
+    /// transaction at the current epoch bumps too. Returns the answer's
+    /// id and epoch and whether markers must be written now.
+    pub(crate) fn end_v2(
+        &mut self,
+        now: Timestamp,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        marker_delay: Duration,
+        next_producer_id: &mut i64,
+    ) -> Result<((i64, i16), bool), ErrorCode> {
+        let retry_on_overflow = producer_id == self.last_producer_id
+            && producer_id != self.producer_id
+            && epoch == i16::MAX - 1
+            && self.producer_epoch == 0;
+        if producer_id != self.producer_id && !retry_on_overflow {
+            return Err(ErrorCode::InvalidProducerIdMapping);
+        }
+        let retry_on_bump = producer_id == self.producer_id
+            && i32::from(epoch) + 1 == i32::from(self.producer_epoch);
+        let retry = retry_on_bump || retry_on_overflow;
+        let current = producer_id == self.producer_id && epoch == self.producer_epoch;
+        let valid = match self.state {
+            TxnState::Ongoing | TxnState::Empty => current,
+            TxnState::PrepareCommit | TxnState::PrepareAbort => retry,
+            TxnState::CompleteCommit | TxnState::CompleteAbort => retry || current,
+        };
+        if !valid {
+            return Err(ErrorCode::ProducerFenced);
+        }
+        let same = |done_commit: bool| done_commit == commit;
+        match self.state {
+            TxnState::Ongoing => {}
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                return if same(self.state == TxnState::PrepareCommit) {
+                    Err(ErrorCode::ConcurrentTransactions)
+                } else {
+                    Err(ErrorCode::InvalidTxnState)
+                };
+            }
+            TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                let done_commit = self.state == TxnState::CompleteCommit;
+                if retry {
+                    return if same(done_commit) {
+                        Ok(((self.producer_id, self.producer_epoch), false))
+                    } else {
+                        Err(ErrorCode::InvalidTxnState)
+                    };
+                }
+                if commit {
+                    return Err(ErrorCode::InvalidTxnState);
+                }
+                self.partitions.clear();
+                self.groups.clear();
+            }
+            TxnState::Empty => {
+                if commit {
+                    return Err(ErrorCode::InvalidTxnState);
+                }
+            }
+        }
+        // Decide, then bump: the markers carry the bumped epoch under the
+        // id the transaction ran with.
+        let old_id = self.producer_id;
+        let bumped = self.producer_epoch.saturating_add(1);
+        self.prepare(now, commit, marker_delay);
+        self.markers_as = (old_id, bumped);
+        if epoch_exhausted(self.producer_epoch) {
+            self.last_producer_id = old_id;
+            self.last_producer_epoch = self.producer_epoch;
+            self.producer_id = *next_producer_id;
+            *next_producer_id += 1;
+            self.producer_epoch = 0;
+        } else {
+            self.last_producer_epoch = self.producer_epoch;
+            self.producer_epoch = bumped;
+        }
+        Ok(((self.producer_id, self.producer_epoch), true))
+    }
+
     /// Bumps the epoch and starts an abort: what a new InitProducerId or
     /// the transaction timeout does to an ongoing transaction
     /// (`prepareFenceProducerEpoch`). The markers carry the new epoch, so
@@ -306,6 +415,7 @@ impl Transaction {
         };
         self.pending_markers = self.partitions.clone();
         self.markers_due = Some(now.saturating_add(marker_delay));
+        self.markers_as = (self.producer_id, self.producer_epoch);
     }
 
     /// Whether the transaction committed (else aborted); meaningful while

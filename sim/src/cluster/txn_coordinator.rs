@@ -2,9 +2,13 @@
 //! transactional ids, InitProducerId with a transactional id,
 //! AddPartitionsToTxn, AddOffsetsToTxn and EndTxn, plus TxnOffsetCommit at
 //! the group coordinator, answered as Kafka's `TransactionCoordinator`
-//! and `GroupCoordinator` answer them (transactions v1; KIP-890's v2
-//! fields are not served). The per-id state machine is in
-//! [`transaction`](super::transaction).
+//! and `GroupCoordinator` answer them. Transactions v2 (KIP-890 part 2)
+//! when [`TxnSettings::transaction_version`](super::TxnSettings::transaction_version)
+//! is 2: a Produce v12 of a transactional batch adds its partition at the
+//! leader ([`Cluster::check_txn_produce`], a direct call where Kafka's
+//! leader sends AddPartitionsToTxn to the coordinator), TxnOffsetCommit
+//! v5 adds its group, and EndTxn v5 bumps the epoch. The per-id state
+//! machine is in [`transaction`](super::transaction).
 //!
 //! Where an id lives follows Kafka: `__transaction_state` (created on the
 //! first FindCoordinator for a transactional id) has a fixed number of
@@ -323,6 +327,9 @@ impl Cluster {
         req: EndTxnRequest,
     ) -> EndTxnResponse {
         let delay = self.config.transactions.marker_delay;
+        if v >= 5 {
+            return self.end_txn_v2(now, node, req);
+        }
         let verdict = match self.take_txn_error(ApiKey::EndTxn) {
             Some(e) => Err(e),
             None => self
@@ -345,6 +352,47 @@ impl Cluster {
         }
     }
 
+    /// EndTxn v5 (transactions v2): see [`Transaction::end_v2`]. Answers
+    /// carry the producer id and epoch to go on with, `-1` on errors.
+    fn end_txn_v2(&mut self, now: Timestamp, node: NodeId, req: EndTxnRequest) -> EndTxnResponse {
+        let delay = self.config.transactions.marker_delay;
+        let id = req.transactional_id.as_str();
+        let verdict = match self.take_txn_error(ApiKey::EndTxn) {
+            Some(e) => Err(e),
+            None => self.check_txn_coordinator(node, id).and_then(|()| {
+                let next = &mut self.next_producer_id;
+                let t = self
+                    .transactions
+                    .get_mut(id)
+                    .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+                t.end_v2(
+                    now,
+                    req.producer_id,
+                    req.producer_epoch,
+                    req.committed,
+                    delay,
+                    next,
+                )
+            }),
+        };
+        if verdict.is_ok_and(|(_, write)| write) && delay.is_zero() {
+            self.write_markers(now, id);
+        }
+        match verdict {
+            Ok(((producer_id, producer_epoch), _)) => EndTxnResponse {
+                producer_id,
+                producer_epoch,
+                ..Default::default()
+            },
+            Err(e) => EndTxnResponse {
+                error_code: e.code(),
+                producer_id: -1,
+                producer_epoch: -1,
+                ..Default::default()
+            },
+        }
+    }
+
     /// Writes the markers of a preparing transaction to every partition
     /// that has a leader; once all are written, its groups' offsets are
     /// committed or dropped and the transaction completes. Partitions
@@ -356,7 +404,7 @@ impl Cluster {
         if !t.state.is_preparing() {
             return;
         }
-        let (pid, epoch, commit) = (t.producer_id, t.producer_epoch, t.commits());
+        let ((pid, epoch), commit) = (t.markers_as, t.commits());
         let pending: Vec<(String, i32)> = t.pending_markers.iter().cloned().collect();
         let coordinator_epoch = self.txn_partition(id).map_or(-1, |(_, e)| e);
         let sabotage = self.config.sabotage;
@@ -473,14 +521,25 @@ impl Cluster {
     /// The check a transactional batch of `producer_id` at `epoch` for
     /// `topic`/`partition` meets before it is appended (Kafka's
     /// transaction verification, KIP-890 part 1): the producer's
-    /// transaction must be ongoing and hold the partition.
+    /// transaction must be ongoing and hold the partition. With
+    /// `implicit_add` (Produce v12, transactions v2) a partition not in
+    /// the transaction is added first, with AddPartitionsToTxn's checks,
+    /// as Kafka's leader asks the coordinator to; a coordinator that is
+    /// down or busy is NOT_ENOUGH_REPLICAS, which the producer retries
+    /// (Kafka's mapping for verification errors old clients would not
+    /// retry).
     pub(super) fn check_txn_produce(
-        &self,
+        &mut self,
+        now: Timestamp,
         topic: &str,
         partition: i32,
         producer_id: i64,
         epoch: i16,
+        implicit_add: bool,
     ) -> Result<(), ErrorCode> {
+        if implicit_add {
+            self.add_partition_for_produce(now, topic, partition, producer_id, epoch)?;
+        }
         let t = self
             .transaction_of_producer(producer_id)
             .ok_or(ErrorCode::InvalidTxnState)?;
@@ -496,12 +555,64 @@ impl Cluster {
         Ok(())
     }
 
+    /// Transactions v2: the partition leader adds a partition to the
+    /// producer's transaction on its first Produce v12.
+    fn add_partition_for_produce(
+        &mut self,
+        now: Timestamp,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<(), ErrorCode> {
+        if self.config.transactions.transaction_version < 2 {
+            return Err(ErrorCode::UnsupportedVersion);
+        }
+        let Some(id) = self
+            .transaction_of_producer(producer_id)
+            .map(|t| t.id.clone())
+        else {
+            return Err(ErrorCode::InvalidTxnState);
+        };
+        let key = (topic.to_owned(), partition);
+        let known = self
+            .transactions
+            .get(&id)
+            .is_some_and(|t| t.state == TxnState::Ongoing && t.partitions.contains(&key));
+        if known {
+            return Ok(());
+        }
+        let coordinator_up = self
+            .transaction_coordinator_of(&id)
+            .is_some_and(|n| self.brokers.get(&n).is_some_and(|b| b.up));
+        if !coordinator_up {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        let t = self
+            .transactions
+            .get_mut(&id)
+            .ok_or(ErrorCode::InvalidTxnState)?;
+        if epoch < t.producer_epoch {
+            return Err(ErrorCode::InvalidProducerEpoch);
+        }
+        t.check_producer(producer_id, epoch)
+            .map_err(|_| ErrorCode::InvalidTxnState)?;
+        // The previous transaction's markers are still being written:
+        // Kafka's leader turns the coordinator's CONCURRENT_TRANSACTIONS
+        // into NOT_ENOUGH_REPLICAS, which every producer retries.
+        t.check_can_add()
+            .map_err(|_| ErrorCode::NotEnoughReplicas)?;
+        t.add(now, [key], None);
+        Ok(())
+    }
+
     // ------------------------------------------------------------------
     // TxnOffsetCommit (at the group coordinator)
     // ------------------------------------------------------------------
 
     pub(super) fn txn_offset_commit(
         &mut self,
+        now: Timestamp,
         node: NodeId,
         v: i16,
         req: TxnOffsetCommitRequest,
@@ -519,6 +630,23 @@ impl Cluster {
         let verdict = self.check_coordinator(node, &req.group_id).and_then(|()| {
             if let Some(e) = injected {
                 return Err(e);
+            }
+            if v >= 5 {
+                // Transactions v2: the group coordinator adds the group
+                // (Kafka's AddOffsetsToTxn on the client's behalf).
+                let t = self
+                    .transactions
+                    .get_mut(&req.transactional_id)
+                    .filter(|t| t.producer_id == req.producer_id)
+                    .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+                if req.producer_epoch < t.producer_epoch {
+                    return Err(ErrorCode::InvalidProducerEpoch);
+                }
+                if req.producer_epoch == t.producer_epoch && !t.state.is_preparing() {
+                    t.add(now, [], Some(req.group_id.clone()));
+                } else if t.state.is_preparing() {
+                    return Err(ErrorCode::ConcurrentTransactions);
+                }
             }
             let t = self
                 .transactions

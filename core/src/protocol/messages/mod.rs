@@ -865,7 +865,7 @@ impl ApiKey {
     /// Every version Kafka's spec defines (sansa encodes and decodes all of them).
     pub const fn valid_versions(self) -> VersionRange {
         match self {
-            ApiKey::Produce => VersionRange::new(0, 11),
+            ApiKey::Produce => VersionRange::new(0, 12),
             ApiKey::Fetch => VersionRange::new(0, 17),
             ApiKey::ListOffsets => VersionRange::new(0, 10),
             ApiKey::Metadata => VersionRange::new(0, 12),
@@ -893,7 +893,7 @@ impl ApiKey {
             ApiKey::AddOffsetsToTxn => VersionRange::new(0, 4),
             ApiKey::EndTxn => VersionRange::new(0, 5),
             ApiKey::WriteTxnMarkers => VersionRange::new(0, 1),
-            ApiKey::TxnOffsetCommit => VersionRange::new(0, 4),
+            ApiKey::TxnOffsetCommit => VersionRange::new(0, 5),
             ApiKey::DescribeAcls => VersionRange::new(0, 3),
             ApiKey::CreateAcls => VersionRange::new(0, 3),
             ApiKey::DeleteAcls => VersionRange::new(0, 3),
@@ -1173,7 +1173,7 @@ impl ApiKey {
             ApiKey::OffsetForLeaderEpoch => false,
             ApiKey::AddPartitionsToTxn => false,
             ApiKey::AddOffsetsToTxn => false,
-            ApiKey::EndTxn => true,
+            ApiKey::EndTxn => false,
             ApiKey::WriteTxnMarkers => false,
             ApiKey::TxnOffsetCommit => false,
             ApiKey::DescribeAcls => false,

@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-/// The `ProduceRequest` request: versions 0-11, flexible from 9.
+/// The `ProduceRequest` request: versions 0-12, flexible from 9.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceRequest {
     /// The transactional ID, or null if the producer is not transactional. (versions 3+, nullable
@@ -327,7 +327,7 @@ impl Arbitrary for TopicProduceData {
 
 impl Message for ProduceRequest {
     const NAME: &'static str = "ProduceRequest";
-    const VERSIONS: VersionRange = VersionRange::new(0, 11);
+    const VERSIONS: VersionRange = VersionRange::new(0, 12);
     const FLEXIBLE_VERSIONS: VersionRange = VersionRange::new(9, 32767);
     const DEPRECATED_VERSIONS: VersionRange = VersionRange::new(0, 6);
 }

@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-/// The `ProduceResponse` response: versions 0-11, flexible from 9.
+/// The `ProduceResponse` response: versions 0-12, flexible from 9.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceResponse {
     /// Each produce response (versions 0+.)
@@ -714,7 +714,7 @@ impl Arbitrary for NodeEndpoint {
 
 impl Message for ProduceResponse {
     const NAME: &'static str = "ProduceResponse";
-    const VERSIONS: VersionRange = VersionRange::new(0, 11);
+    const VERSIONS: VersionRange = VersionRange::new(0, 12);
     const FLEXIBLE_VERSIONS: VersionRange = VersionRange::new(9, 32767);
     const DEPRECATED_VERSIONS: VersionRange = VersionRange::NONE;
 }

@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-/// The `TxnOffsetCommitRequest` request: versions 0-4, flexible from 3.
+/// The `TxnOffsetCommitRequest` request: versions 0-5, flexible from 3.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitRequest {
     /// The ID of the transaction. (versions 0+.)
@@ -398,7 +398,7 @@ impl Arbitrary for TxnOffsetCommitRequestTopic {
 
 impl Message for TxnOffsetCommitRequest {
     const NAME: &'static str = "TxnOffsetCommitRequest";
-    const VERSIONS: VersionRange = VersionRange::new(0, 4);
+    const VERSIONS: VersionRange = VersionRange::new(0, 5);
     const FLEXIBLE_VERSIONS: VersionRange = VersionRange::new(3, 32767);
     const DEPRECATED_VERSIONS: VersionRange = VersionRange::NONE;
 }

@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 use super::prelude::*;
 
-/// The `TxnOffsetCommitResponse` response: versions 0-4, flexible from 3.
+/// The `TxnOffsetCommitResponse` response: versions 0-5, flexible from 3.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation,
@@ -277,7 +277,7 @@ impl Arbitrary for TxnOffsetCommitResponseTopic {
 
 impl Message for TxnOffsetCommitResponse {
     const NAME: &'static str = "TxnOffsetCommitResponse";
-    const VERSIONS: VersionRange = VersionRange::new(0, 4);
+    const VERSIONS: VersionRange = VersionRange::new(0, 5);
     const FLEXIBLE_VERSIONS: VersionRange = VersionRange::new(3, 32767);
     const DEPRECATED_VERSIONS: VersionRange = VersionRange::NONE;
 }

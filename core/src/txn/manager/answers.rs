@@ -46,7 +46,9 @@ impl TxnManager {
             // The request may have been handled: an add counts as done
             // for the end (EndTxn is sent; an abort of nothing is then
             // forgiven), and the step is retried against a fresh lookup.
-            if matches!(lane, Lane::AddPartitions(_) | Lane::AddOffsets) {
+            if matches!(lane, Lane::AddPartitions(_) | Lane::AddOffsets)
+                || (self.v2 && lane == Lane::OffsetCommit)
+            {
                 self.coordinator_involved = true;
             }
             if matches!(lane, Lane::OffsetCommit) && self.abort_on_offset_doubt {
@@ -79,7 +81,8 @@ impl TxnManager {
                 self.on_offset_commit(now, &r);
             }
             (Lane::End { commit }, TxnResponse::EndTxn(r)) => {
-                self.on_end(now, commit, ErrorCode::from_code(r.error_code));
+                let bumped = (r.producer_id, r.producer_epoch);
+                self.on_end(now, commit, ErrorCode::from_code(r.error_code), bumped);
             }
             (lane, r) => {
                 tracing::error!(?lane, response = ?r, "transaction answer of the wrong kind");
@@ -147,8 +150,12 @@ impl TxnManager {
                     if let Some(e) = &mut self.ending {
                         e.recovering = false;
                     }
-                    self.finish_end(now, false);
+                    self.finish_end(now, false, None);
                 }
+                self.decide_version();
+                // Which transaction version this producer speaks, for
+                // logs and for tests against real peers.
+                tracing::debug!(transactions_v2 = self.v2, "transaction version");
             }
             ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => {
                 self.lost_coordinator(now, false);
@@ -333,10 +340,28 @@ impl TxnManager {
         }
     }
 
-    fn on_end(&mut self, now: Timestamp, commit: bool, error: ErrorCode) {
+    /// `bumped`: the producer id and epoch the answer carries (EndTxn
+    /// v5; `-1` below).
+    fn on_end(&mut self, now: Timestamp, commit: bool, error: ErrorCode, bumped: (i64, i16)) {
         if error.is_ok() {
             self.succeeded();
-            self.finish_end(now, commit);
+            if !self.v2 {
+                self.finish_end(now, commit, None);
+            } else if bumped.0 >= 0 && bumped.1 >= 0 {
+                self.finish_end(now, commit, Some(bumped));
+            } else {
+                // A v5 answer without the bumped epoch: the producer
+                // cannot go on under the old one, which the coordinator
+                // has retired.
+                tracing::error!(
+                    ?bumped,
+                    "EndTxn v5 answered without a producer id and epoch"
+                );
+                self.fail_fatal(TxnError::Broker {
+                    api: ApiKey::EndTxn,
+                    error: ErrorCode::UnknownServerError,
+                });
+            }
             return;
         }
         // An abort answered UNKNOWN_PRODUCER_ID or

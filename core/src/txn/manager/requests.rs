@@ -12,8 +12,23 @@ use crate::protocol::messages::{
 };
 use crate::protocol::{ApiKey, ErrorCode};
 use crate::time::Timestamp;
-use crate::txn::wire::{KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, MAX_VERSIONS};
+use crate::txn::wire::{KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, MAX_VERSIONS, TXN_V2_VERSION};
 use crate::txn::{TxnError, TxnInFlight, TxnOut, TxnRequest, TxnTarget};
+
+/// The highest version of `api` to ask for, and the lowest acceptable:
+/// with transactions v2, TxnOffsetCommit and EndTxn must be v5 (a lower
+/// version would mean v1 inside a v2 transaction); with v1 they must stay
+/// below it (KIP-890: v5 inside a v1 transaction is refused).
+fn versions_for(api: ApiKey, v2: bool) -> (i16, i16) {
+    let cap = MAX_VERSIONS
+        .iter()
+        .find(|(k, _)| *k == api)
+        .map_or(0, |&(_, v)| v);
+    match api {
+        ApiKey::TxnOffsetCommit | ApiKey::EndTxn if v2 => (TXN_V2_VERSION, TXN_V2_VERSION),
+        _ => (cap, 0),
+    }
+}
 
 impl TxnManager {
     fn pid_wanted(&self) -> bool {
@@ -53,7 +68,8 @@ impl TxnManager {
             return Some(Lane::AddPartitions(Vec::new()));
         }
         if let Some(job) = self.offsets.front() {
-            return Some(if job.added {
+            // With transactions v2, TxnOffsetCommit v5 adds the group.
+            return Some(if job.added || self.v2 {
                 Lane::OffsetCommit
             } else {
                 Lane::AddOffsets
@@ -114,11 +130,11 @@ impl TxnManager {
             Lane::OffsetCommit => ApiKey::TxnOffsetCommit,
             Lane::End { .. } => ApiKey::EndTxn,
         };
-        let cap = MAX_VERSIONS
-            .iter()
-            .find(|(k, _)| *k == api)
-            .map_or(0, |&(_, v)| v);
-        let Some(version) = negotiate(api, cap) else {
+        let (cap, v2_min) = versions_for(api, self.v2);
+        let version = negotiate(api, cap).filter(|&v| v >= v2_min);
+        let Some(version) = version else {
+            // Also a coordinator that offered transactions v2 and no
+            // longer speaks its versions (a downgrade mid-life).
             self.fail_fatal(TxnError::Broker {
                 api,
                 error: ErrorCode::UnsupportedVersion,
@@ -215,6 +231,16 @@ impl TxnManager {
                 (TxnRequest::AddOffsetsToTxn(req), Lane::AddOffsets)
             }
             Lane::OffsetCommit => {
+                if self.v2 {
+                    // From here the group coordinator may have added the
+                    // group to the transaction: an abort must not drop
+                    // this job (its answer is still to come) and needs
+                    // EndTxn.
+                    self.coordinator_involved = true;
+                    if let Some(job) = self.offsets.front_mut() {
+                        job.added = true;
+                    }
+                }
                 let job = self.offsets.front()?;
                 if job.group.instance_id.is_some() && version < 3 {
                     self.fail_fatal(TxnError::Broker {
