@@ -41,9 +41,9 @@
 //!   its current id and epoch (KIP-360), which bumps the epoch when no
 //!   other instance took over, and is refused with PRODUCER_FENCED when one
 //!   did. Re-initializing *without* the old id would fence a live newer
-//!   instance, so it is never done; nor after an abort answered
-//!   INVALID_PRODUCER_EPOCH (what EndTxn below v2 says for a fenced epoch),
-//!   as franz-go does for KIP-588: Kafka refuses that re-init too, and
+//!   instance, so it is never done. Nor is a re-init sent after an abort
+//!   answered INVALID_PRODUCER_EPOCH (what EndTxn below v2 says for a
+//!   fenced epoch), which franz-go does for KIP-588: Kafka refuses that re-init too, and
 //!   noida-db, which does not check the epoch, accepted it and fenced the
 //!   live newer instance (`tests/tests/txn_peers.rs`).
 //! - A transaction the coordinator timed out cannot be recovered from: Kafka
@@ -60,7 +60,6 @@
 //!   transaction reports whether its commit could have happened
 //!   ([`TransactionOutcome::commit_in_doubt`]), which is what a
 //!   group-transact session needs to decide whether to rewind.
-//!
 //!
 //! Transactions v2 (KIP-890 part 2, Kafka 4.0) are used when the
 //! transaction coordinator finalizes `transaction.version` >= 2 and speaks
