@@ -10,10 +10,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sansa_core::session::{self, Conns, Locked, Produce, Session, SharedSession, Sink, BURST};
+use sansa_core::session::{self, Conns, Produce, Session, SharedSession, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
@@ -44,10 +44,6 @@ pub(crate) struct Intake {
 impl Intake {
     fn now(&self) -> Timestamp {
         session::timestamp(self.origin.elapsed())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Locked<Sink>> {
-        self.shared.lock()
     }
 
     /// Hands a record to the core on the caller's thread; wakes the
@@ -99,7 +95,7 @@ impl Driver {
         tracing::debug!("driver started");
         loop {
             let deadline = {
-                let mut guard = self.intake.lock();
+                let mut guard = self.intake.shared.lock();
                 let Some(session) = guard.session.as_mut() else {
                     break;
                 };
@@ -126,7 +122,7 @@ impl Driver {
                 },
             };
             let now = self.intake.now();
-            let mut guard = self.intake.lock();
+            let mut guard = self.intake.shared.lock();
             let Some(session) = guard.session.as_mut() else {
                 break;
             };

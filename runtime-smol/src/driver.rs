@@ -8,13 +8,13 @@
 //! its record to the core on the caller's thread ([`Intake`], see
 //! [`SharedSession`]) and wakes the driver only when the record needs it.
 
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_channel::{Receiver, Sender};
 use async_io::Timer;
 use futures_lite::future;
-use sansa_core::session::{self, Conns, Locked, Produce, Session, SharedSession, Sink, BURST};
+use sansa_core::session::{self, Conns, Produce, Session, SharedSession, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 
 use crate::conn::ConnHandle;
@@ -40,10 +40,6 @@ pub(crate) struct Intake {
 impl Intake {
     fn now(&self) -> Timestamp {
         session::timestamp(self.origin.elapsed())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Locked<Sink>> {
-        self.shared.lock()
     }
 
     /// Hands a record to the core on the caller's thread; wakes the
@@ -107,7 +103,7 @@ impl Driver {
         let mut timer = Timer::never();
         loop {
             let update = {
-                let mut guard = self.intake.lock();
+                let mut guard = self.intake.shared.lock();
                 let Some(session) = guard.session.as_mut() else {
                     break;
                 };
@@ -140,7 +136,7 @@ impl Driver {
             )
             .await;
             let now = self.intake.now();
-            let mut guard = self.intake.lock();
+            let mut guard = self.intake.shared.lock();
             let Some(session) = guard.session.as_mut() else {
                 break;
             };

@@ -17,10 +17,9 @@
 //! the channel cost a copy of it, a wake-up and a clock read on the
 //! driver's side for each, more than appending the record did.
 
-use std::sync::MutexGuard;
 use std::time::{Duration, SystemTime};
 
-use sansa_core::session::{self, Conns, Locked, Produce, Session, SharedSession, Sink, BURST};
+use sansa_core::session::{self, Conns, Produce, Session, SharedSession, Sink, BURST};
 use sansa_core::{Input, Timestamp};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
@@ -51,10 +50,6 @@ pub(crate) struct Intake {
 impl Intake {
     fn now(&self) -> Timestamp {
         session::timestamp(self.origin.elapsed())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Locked<Sink>> {
-        self.shared.lock()
     }
 
     /// Hands a record to the core on the caller's thread; wakes the
@@ -122,7 +117,7 @@ impl Driver {
         tokio::pin!(sleep);
         loop {
             let timer = {
-                let mut guard = self.intake.lock();
+                let mut guard = self.intake.shared.lock();
                 let Some(session) = guard.session.as_mut() else {
                     break;
                 };
@@ -138,7 +133,7 @@ impl Driver {
             tokio::select! {
                 Some(input) = self.conn_rx.recv() => {
                     let now = self.intake.now();
-                    let mut guard = self.intake.lock();
+                    let mut guard = self.intake.shared.lock();
                     let Some(session) = guard.session.as_mut() else { break };
                     self.conns.feed(session, now, input);
                     // Whatever else arrived meanwhile is fed before the
@@ -152,7 +147,7 @@ impl Driver {
                 }
                 cmd = self.commands.recv(), if self.commands_open => {
                     let now = self.intake.now();
-                    let mut guard = self.intake.lock();
+                    let mut guard = self.intake.shared.lock();
                     let Some(session) = guard.session.as_mut() else { break };
                     match cmd {
                         Some(cmd) => {
@@ -176,7 +171,7 @@ impl Driver {
                 () = &mut sleep, if timer.deadline.is_some() => {
                     tracing::trace!(target: "sansa_tokio::timer", "deadline reached");
                     let now = self.intake.now();
-                    if let Some(session) = self.intake.lock().session.as_mut() {
+                    if let Some(session) = self.intake.shared.lock().session.as_mut() {
                         session.handle_timeout(now);
                     }
                 }
