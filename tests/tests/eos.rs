@@ -62,6 +62,7 @@ use sansa_core::producer::partitioner::ManualPartitioner;
 use sansa_core::protocol::{ApiKey, ErrorCode};
 use sansa_tests::peers::librdkafka::{self, Consumed};
 use sansa_tests::peers::{KafkaPeer, MockCluster, NoidaDb, Tansu};
+use sansa_tests::progress;
 use sansa_tokio::{
     Client, ConsumerConfig, GroupConfig, GroupEvent, GroupTransactSession, IsolationLevel, Record,
     StartOffset, TxnEnd,
@@ -77,6 +78,16 @@ const PER_PARTITION: usize = 150;
 const WAIT: Duration = Duration::from_secs(40);
 /// Short, so a killed member's partitions move soon.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// Shorter than [`SESSION_TIMEOUT`], for noida-db: a join round there lasts
+/// the whole rebalance timeout when a member of the previous generation
+/// does not rejoin (a killed one), and a member that waited in the round
+/// longer than its session timeout is evicted as soon as the round ends
+/// (its next Heartbeat is answered UNKNOWN_MEMBER_ID). It rejoins under a
+/// new id, which starts another round that again waits the whole timeout
+/// for the id it left behind, and so on: with a 10 s rebalance timeout the
+/// group never settled again (Kafka neither expires a member waiting in a
+/// join nor waits for one past its session timeout).
+const REBALANCE_TIMEOUT: Duration = Duration::from_secs(4);
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -136,7 +147,7 @@ async fn session_with(
 ) -> GroupTransactSession {
     group.session_timeout = SESSION_TIMEOUT;
     group.heartbeat_interval = Duration::from_millis(500);
-    group.rebalance_timeout = Duration::from_secs(10);
+    group.rebalance_timeout = REBALANCE_TIMEOUT;
     let session = Client::builder()
         .seed_brokers(bootstrap.split(','))
         .client_id(format!("eos-{member}"))
@@ -277,20 +288,27 @@ fn feed(bootstrap: &str, per_tick: usize) {
 /// [`WAIT`].
 async fn wait_for(what: &str, ledger: &Mutex<Ledger>, done: impl Fn(&Ledger) -> bool) {
     let start = Instant::now();
-    while !done(&ledger.lock().unwrap()) {
-        assert!(
-            start.elapsed() < WAIT,
-            "{what} within {WAIT:?}; ledger: commits {}, aborts {}, committed {:?}",
-            ledger.lock().unwrap().commits,
-            ledger.lock().unwrap().aborts,
-            ledger
-                .lock()
-                .unwrap()
-                .committed
-                .iter()
-                .map(|(p, v)| (*p, v.len()))
-                .collect::<Vec<_>>()
-        );
+    loop {
+        {
+            // One guard for both the check and the message: the members
+            // lock the ledger too, and a second `lock()` while this one is
+            // held would never return (a CI run hung here once).
+            let ledger = ledger.lock().unwrap();
+            if done(&ledger) {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "{what} within {WAIT:?}; ledger: commits {}, aborts {}, committed {:?}",
+                ledger.commits,
+                ledger.aborts,
+                ledger
+                    .committed
+                    .iter()
+                    .map(|(p, v)| (*p, v.len()))
+                    .collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -513,11 +531,12 @@ fn kill_a_member_mid_transaction(peer: &dyn KafkaPeer) -> KillRun {
             let bootstrap = bootstrap.clone();
             std::thread::spawn(move || feed(&bootstrap, 1))
         };
-        eprintln!("{}: all members assigned; feeding", peer.name());
+        progress!("{}: all members assigned; feeding", peer.name());
         wait_for("a third of the input committed", &ledger, |l| {
             l.committed_total() >= total / 3
         })
         .await;
+        progress!("{}: a third of the input committed; killing member 1", peer.name());
         kill.store(true, Ordering::Release);
         let killed = tokio::time::timeout(WAIT, handles.remove(1))
             .await
@@ -526,7 +545,7 @@ fn kill_a_member_mid_transaction(peer: &dyn KafkaPeer) -> KillRun {
         let MemberEnd::Killed(written) = killed else {
             panic!("member 1 was not killed mid-transaction: {killed:?}");
         };
-        eprintln!(
+        progress!(
             "{}: member 1 killed with {} outputs of its open transaction written",
             peer.name(),
             written.len()
@@ -540,12 +559,14 @@ fn kill_a_member_mid_transaction(peer: &dyn KafkaPeer) -> KillRun {
             ledger.clone(),
         )));
         members[1] = restarted;
+        progress!("{}: member 1 restarted", peer.name());
         feeder.join().unwrap();
+        progress!("{}: every input fed", peer.name());
         wait_for("every input committed", &ledger, |l| {
             l.committed_total() >= total
         })
         .await;
-        eprintln!("{}: every input committed; closing", peer.name());
+        progress!("{}: every input committed; closing", peer.name());
         close_all(&members, handles).await;
         written
     });
@@ -596,10 +617,12 @@ fn a_member_killed_mid_transaction_leaves_the_output_exactly_once_on_noida_db() 
         "what the sessions reported committed",
         &run.ledger.committed,
     );
+    progress!("reading the output with librdkafka read_committed");
     check_exactly_once(
         "librdkafka read_committed",
         &read_with_librdkafka(&bootstrap, total, "read_committed"),
     );
+    progress!("reading the output with sansa read_committed");
     check_exactly_once(
         "sansa read_committed",
         &runtime().block_on(read_with_sansa(&bootstrap, total)),

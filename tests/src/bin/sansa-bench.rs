@@ -261,8 +261,8 @@ enum RunningBroker {
 impl RunningBroker {
     fn start(kind: Broker, partitions: i32) -> Result<Self, Error> {
         let broker = match kind {
-            Broker::Mock => RunningBroker::Mock(MockCluster::new(3)?),
-            Broker::Tansu => RunningBroker::Tansu(Tansu::start()?),
+            Broker::Mock => RunningBroker::Mock(MockCluster::new(3)?.without_deadline()),
+            Broker::Tansu => RunningBroker::Tansu(Tansu::start()?.without_deadline()),
         };
         let replication = match kind {
             Broker::Mock => 3,

@@ -29,6 +29,8 @@ use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::{RDKafkaRespErr, RDKafkaType};
+
+use crate::deadline::TestDeadline;
 use sansa_core::protocol::{ApiKey, ErrorCode};
 
 use super::{KafkaPeer, PeerError};
@@ -71,6 +73,8 @@ pub struct MockCluster {
     _owner: Client<DefaultClientContext>,
     brokers: i32,
     bootstrap: String,
+    /// Bounds the test that started this cluster; `None` once disarmed.
+    deadline: Option<TestDeadline>,
 }
 
 // SAFETY: librdkafka's mock cluster is built to be driven from any thread:
@@ -128,9 +132,18 @@ impl MockCluster {
             _owner: owner,
             brokers,
             bootstrap,
+            deadline: TestDeadline::arm_default(),
         };
         mock.group_initial_rebalance_delay(Duration::ZERO);
         Ok(mock)
+    }
+
+    /// This cluster without the bound on how long the test that started it
+    /// may run ([`TestDeadline`]): for the benchmark, whose runs may take
+    /// longer than any test.
+    pub fn without_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
     }
 
     fn ptr(&self) -> *mut rd_kafka_mock_cluster_t {

@@ -75,6 +75,14 @@ impl NoidaDb {
         Ok(NoidaDb { process, dir })
     }
 
+    /// This broker without the bound on how long the test that started it
+    /// may run ([`TestDeadline`](crate::deadline::TestDeadline)): for the
+    /// benchmark, whose runs may take longer than any test.
+    pub fn without_deadline(mut self) -> Self {
+        self.process.disarm_deadline();
+        self
+    }
+
     /// `127.0.0.1:port`.
     pub fn bootstrap(&self) -> String {
         self.process.addr().to_string()

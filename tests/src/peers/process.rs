@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::PeerError;
+use crate::deadline::{self, TestDeadline};
 
 /// How long a broker gets to start listening. Both peers are ready in
 /// milliseconds on an idle machine; the margin is for a loaded CI box.
@@ -31,6 +32,8 @@ pub(crate) struct BrokerProcess {
     child: Child,
     addr: SocketAddr,
     log: PathBuf,
+    /// Bounds the test that started this broker; `None` once disarmed.
+    deadline: Option<TestDeadline>,
 }
 
 impl BrokerProcess {
@@ -53,7 +56,10 @@ impl BrokerProcess {
             let log = log_dir.join(format!("{peer}-{port}.log"));
             let mut process = Self::spawn(peer, binary, args(port), addr, log)?;
             match process.wait_ready() {
-                Ok(()) => return Ok(process),
+                Ok(()) => {
+                    process.deadline = TestDeadline::arm_default();
+                    return Ok(process);
+                }
                 // It exited: most likely the port was taken; try another.
                 Err(e @ PeerError::NotReady { .. }) if !process.is_running() => {
                     last_error = Some(e);
@@ -94,11 +100,13 @@ impl BrokerProcess {
                 binary: binary.to_owned(),
                 source,
             })?;
+        deadline::kill_on_expiry(child.id());
         Ok(BrokerProcess {
             peer,
             child,
             addr,
             log,
+            deadline: None,
         })
     }
 
@@ -193,8 +201,17 @@ impl BrokerProcess {
     }
 }
 
+impl BrokerProcess {
+    /// Lifts the bound on the test that started this broker (for the
+    /// benchmark, whose runs may take longer than any test).
+    pub(crate) fn disarm_deadline(&mut self) {
+        self.deadline = None;
+    }
+}
+
 impl Drop for BrokerProcess {
     fn drop(&mut self) {
+        deadline::forget_on_expiry(self.child.id());
         // Errors mean it already exited; either way reap it, so no zombie
         // and no listener outlives the test.
         let _ = self.child.kill();
