@@ -198,7 +198,8 @@ mod tests {
     /// step.
     #[test]
     fn a_test_past_its_deadline_aborts_its_binary_naming_itself() {
-        const NAME: &str = "deadline::tests::a_test_past_its_deadline_aborts_its_binary_naming_itself";
+        const NAME: &str =
+            "deadline::tests::a_test_past_its_deadline_aborts_its_binary_naming_itself";
         if std::env::var_os(CHILD).is_some() {
             let _deadline = TestDeadline::arm(Duration::from_millis(300));
             crate::progress!("about to hang");
@@ -230,9 +231,11 @@ mod tests {
         for i in 0..NOTES_KEPT + 5 {
             crate::progress!("note {i}");
         }
-        let notes = NOTES.lock().unwrap();
+        let notes = NOTES.lock().unwrap_or_else(PoisonError::into_inner);
         assert!(notes.len() <= NOTES_KEPT);
-        assert!(notes.iter().any(|(_, m)| m == &format!("note {}", NOTES_KEPT + 4)));
+        assert!(notes
+            .iter()
+            .any(|(_, m)| m == &format!("note {}", NOTES_KEPT + 4)));
         assert!(!notes.iter().any(|(_, m)| m == "note 0"));
     }
 }

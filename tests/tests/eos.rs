@@ -536,7 +536,10 @@ fn kill_a_member_mid_transaction(peer: &dyn KafkaPeer) -> KillRun {
             l.committed_total() >= total / 3
         })
         .await;
-        progress!("{}: a third of the input committed; killing member 1", peer.name());
+        progress!(
+            "{}: a third of the input committed; killing member 1",
+            peer.name()
+        );
         kill.store(true, Ordering::Release);
         let killed = tokio::time::timeout(WAIT, handles.remove(1))
             .await

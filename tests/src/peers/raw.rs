@@ -1,7 +1,11 @@
 //! Raw requests to a broker, encoded and decoded with sansa-core's
 //! codecs, for what no client reports or would send: which codec each
-//! stored record batch carries, and what a transaction coordinator says
-//! to an InitProducerId naming a given producer id and epoch.
+//! stored record batch carries, what a transaction coordinator says to an
+//! InitProducerId naming a given producer id and epoch, and (through
+//! [`call`]) any single request a probe needs to send exactly as written,
+//! such as the JoinGroup / SyncGroup / Heartbeat steps of a group member
+//! that a client would never take (a member that heartbeats but never
+//! rejoins).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -94,6 +98,26 @@ pub fn batch_codecs(
         rest = rest.get(next..).unwrap_or_default();
     }
     Ok(codecs)
+}
+
+/// Sends `request` at `version` to `broker` (`host:port`) on a fresh
+/// connection and returns the decoded answer, or an error naming the
+/// request, the version and the broker.
+///
+/// `timeout` bounds the connect and the wait for the answer. A request
+/// the broker holds until something happens (JoinGroup until the join
+/// round ends, SyncGroup until the leader's assignment) needs a timeout
+/// above that wait, e.g. above the rebalance timeout for JoinGroup. The
+/// version is not checked against the broker's ApiVersions: pick one the
+/// peer speaks (a refused version usually shows as a closed connection).
+pub fn call<R: Request>(
+    broker: &str,
+    version: i16,
+    request: &R,
+    timeout: Duration,
+) -> Result<R::Response, PeerError> {
+    exchange(broker, version, request, timeout)
+        .map_err(|e| raw_err(format!("raw {} v{version} to {broker}", R::NAME), e))
 }
 
 /// Sends `request` at `version` to `broker` (`host:port`) on a fresh
