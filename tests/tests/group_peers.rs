@@ -59,7 +59,7 @@ use sansa_core::protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest,
     HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
 };
-use sansa_core::protocol::{Codec, ErrorCode};
+use sansa_core::protocol::{ApiKey, Codec, ErrorCode};
 use sansa_tests::peers::{raw, KafkaPeer, MockCluster, NoidaDb, PeerError, Tansu};
 use sansa_tests::progress;
 
@@ -744,9 +744,7 @@ fn a_heartbeating_member_that_never_rejoins_on_the_mock_cluster() {
     let shows = |s: &Shape| {
         s.round_end == RoundEnd::AfterSecs(5)
             && s.leader == Some(Who::A)
-            && s.b_sync
-                .as_ref()
-                .is_some_and(|r| r.as_ref().is_err_and(|e| e.contains("null")))
+            && s.b_sync == Some(Ok(ErrorCode::RebalanceInProgress))
             && heartbeats_all(s, ErrorCode::RebalanceInProgress)
             && s.a_heartbeats.last() == Some(&ErrorCode::UnknownMemberId)
     };
@@ -759,11 +757,128 @@ fn a_heartbeating_member_that_never_rejoins_on_the_mock_cluster() {
              it began (5 s), ignoring the rebalance timeout, and keeps A, which never rejoined, \
              in the next generation, as its leader, until A's session expires (heartbeats \
              answered REBALANCE_IN_PROGRESS do not keep a member alive there); that expiry \
-             aborts B's SyncGroup with REBALANCE_IN_PROGRESS and a null assignment, which the \
-             spec does not allow and sansa's decoder refuses",
+             aborts B's SyncGroup with REBALANCE_IN_PROGRESS (and a null assignment, which \
+             the spec does not allow: see the test of the mock's error answers below)",
             &shows,
         )),
     );
+}
+
+/// librdkafka 2.12.1's mock cluster answers errors with nulls in
+/// non-nullable fields (JoinGroup's ProtocolName, LeaderId and MemberId,
+/// SyncGroup's Assignment; `rdkafka_mock_handlers.c`). sansa's decoder
+/// reads them as empty, as franz-go and librdkafka do, so the client
+/// sees the error code it must act on; refusing the answer (as it did
+/// until this test) closed the connection instead, and a member told
+/// UNKNOWN_MEMBER_ID kept its stale id. Fails if the mock starts writing
+/// empty values (then the decoder's leniency is no longer exercised here:
+/// tighten the test to whatever it writes).
+#[test]
+fn the_mock_clusters_error_answers_carry_nulls_that_decode_as_empty() {
+    let mock = MockCluster::new(1).unwrap_or_else(|e| panic!("{e}"));
+    let coordinator = coordinator(&mock);
+    let start = Instant::now();
+    // A group exists once one member joined.
+    let (first, _, _) = join(&coordinator, start);
+    assert_eq!(first.error_code, 0, "{first:?}");
+    let stranger = Joined {
+        member_id: "a-member-the-mock-never-saw".to_owned(),
+        generation: first.generation_id,
+        leader: String::new(),
+        members: Vec::new(),
+    };
+    // SyncGroup from an unknown member: UNKNOWN_MEMBER_ID, Assignment null.
+    assert_eq!(
+        sync(&coordinator, &stranger),
+        Ok(ErrorCode::UnknownMemberId),
+        "SyncGroup of an unknown member"
+    );
+    // A JoinGroup error (injected: the mock takes any member id):
+    // ProtocolName, LeaderId and MemberId null.
+    mock.request_errors(ApiKey::JoinGroup, &[ErrorCode::UnknownMemberId])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (rejoin, _, _) = join_with(&coordinator, start, stranger.member_id.clone());
+    assert_eq!(
+        ErrorCode::from_code(rejoin.error_code),
+        ErrorCode::UnknownMemberId,
+        "{rejoin:?}"
+    );
+    assert_eq!(
+        (
+            rejoin.protocol_name.as_deref(),
+            rejoin.leader.as_str(),
+            rejoin.member_id.as_str()
+        ),
+        (Some(""), "", ""),
+        "the nulls read as empty"
+    );
+    // A FindCoordinator error: Host null.
+    mock.request_errors(
+        ApiKey::FindCoordinator,
+        &[ErrorCode::CoordinatorNotAvailable],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let request = FindCoordinatorRequest {
+        key: GROUP.to_owned(),
+        key_type: 0,
+        ..Default::default()
+    };
+    let found = raw::call(&coordinator, 2, &request, QUICK).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (ErrorCode::from_code(found.error_code), found.host.as_str()),
+        (ErrorCode::CoordinatorNotAvailable, ""),
+        "{found:?}"
+    );
+    // The same JoinGroup answer read without the decoder: the null is on
+    // the wire, as the doc above says. Correlation id, throttle time,
+    // error code, generation, then ProtocolName's int16 length.
+    mock.request_errors(ApiKey::JoinGroup, &[ErrorCode::UnknownMemberId])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let raw = raw_join_answer(&coordinator, &stranger.member_id);
+    assert_eq!(&raw[8..10], &[0x00, 0x19], "error code 25 in {raw:02x?}");
+    assert_eq!(
+        &raw[14..16],
+        &[0xff, 0xff],
+        "ProtocolName null in {raw:02x?}"
+    );
+}
+
+/// The undecoded bytes of a JoinGroup v5 answer to `member_id`.
+fn raw_join_answer(coordinator: &str, member_id: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let request = JoinGroupRequest {
+        group_id: GROUP.to_owned(),
+        session_timeout_ms: i32::try_from(SESSION_TIMEOUT.as_millis()).unwrap(),
+        rebalance_timeout_ms: i32::try_from(REBALANCE_TIMEOUT.as_millis()).unwrap(),
+        member_id: member_id.to_owned(),
+        protocol_type: "consumer".to_owned(),
+        protocols: vec![JoinGroupRequestProtocol {
+            name: "range".to_owned(),
+            metadata: subscription(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&[0; 4]);
+    sansa_core::protocol::header::encode_request(
+        &mut frame,
+        JOIN_GROUP_VERSION,
+        1,
+        Some("sansa-tests-raw"),
+        &request,
+    )
+    .unwrap();
+    let len = u32::try_from(frame.len() - 4).unwrap();
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    let mut stream = std::net::TcpStream::connect(coordinator).unwrap();
+    stream.set_read_timeout(Some(QUICK)).unwrap();
+    stream.write_all(&frame).unwrap();
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).unwrap();
+    body
 }
 
 // ----------------------------------------------------------------------

@@ -217,15 +217,32 @@ pub fn read_nullable_string(buf: &mut Bytes, compact: bool) -> Result<Option<Str
     }
 }
 
-/// Reads a non-nullable `string`; a null on the wire is an error naming
-/// `field`.
+/// Reads a non-nullable `string`. A null on the wire reads as empty (see
+/// [`null_read_as_empty`]).
 #[inline]
 pub fn read_string(
     buf: &mut Bytes,
     compact: bool,
     field: &'static str,
 ) -> Result<String, DecodeError> {
-    read_nullable_string(buf, compact)?.ok_or(DecodeError::UnexpectedNull { field })
+    Ok(read_nullable_string(buf, compact)?.unwrap_or_else(|| null_read_as_empty(field)))
+}
+
+/// What a null in a non-nullable `string` or `bytes` field reads as: the
+/// empty value, as franz-go and librdkafka read it (Kafka's Java client
+/// throws). librdkafka's mock cluster (2.12.1) writes nulls there in its
+/// error answers: JoinGroup's ProtocolName, LeaderId and MemberId,
+/// SyncGroup's Assignment, FindCoordinator's Host
+/// (`rdkafka_mock_handlers.c`); refusing the whole answer closed the
+/// connection and lost the error code the client must act on (an
+/// UNKNOWN_MEMBER_ID that should reset the member id, a
+/// REBALANCE_IN_PROGRESS that should rejoin). Reading empty costs no
+/// allocation and hides nothing the error code does not say.
+/// `tests/tests/group_peers.rs` holds the mock to it.
+#[cold]
+fn null_read_as_empty<T: Default>(field: &'static str) -> T {
+    tracing::debug!(field, "null in a non-nullable field read as empty");
+    T::default()
 }
 
 /// Reads nullable `bytes` (int32 length, or compact) as a slice of `buf`.
@@ -237,14 +254,15 @@ pub fn read_nullable_bytes(buf: &mut Bytes, compact: bool) -> Result<Option<Byte
     }
 }
 
-/// Reads non-nullable `bytes`; a null on the wire is an error naming `field`.
+/// Reads non-nullable `bytes`. A null on the wire reads as empty (see
+/// [`null_read_as_empty`]).
 #[inline]
 pub fn read_bytes(
     buf: &mut Bytes,
     compact: bool,
     field: &'static str,
 ) -> Result<Bytes, DecodeError> {
-    read_nullable_bytes(buf, compact)?.ok_or(DecodeError::UnexpectedNull { field })
+    Ok(read_nullable_bytes(buf, compact)?.unwrap_or_else(|| null_read_as_empty(field)))
 }
 
 /// Reads an array header: `None` for a null array, else the element count.
@@ -684,6 +702,29 @@ mod tests {
         assert_eq!(
             read_nullable_string(&mut b, false),
             Err(DecodeError::InvalidLength(-2))
+        );
+    }
+
+    /// librdkafka's mock cluster writes nulls in non-nullable fields of
+    /// its error answers; they read as empty, in both encodings, and what
+    /// follows them still reads.
+    #[test]
+    fn a_null_in_a_non_nullable_string_or_bytes_reads_as_empty() {
+        // Classic: int16 -1 (string), int32 -1 (bytes), then an int16.
+        let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x19]);
+        assert_eq!(read_string(&mut b, false, "LeaderId"), Ok(String::new()));
+        assert_eq!(read_bytes(&mut b, false, "Assignment"), Ok(Bytes::new()));
+        assert_eq!(read_i16(&mut b), Ok(25));
+        // Compact: uvarint 0 is null for both.
+        let mut b = Bytes::from_static(&[0x00, 0x00, 0x07]);
+        assert_eq!(read_string(&mut b, true, "Host"), Ok(String::new()));
+        assert_eq!(read_bytes(&mut b, true, "Assignment"), Ok(Bytes::new()));
+        assert_eq!(read_i8(&mut b), Ok(7));
+        // A non-nullable array stays strict: no peer was seen sending one.
+        let mut b = Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            read_array(&mut b, false, "Members", read_i8),
+            Err(DecodeError::UnexpectedNull { field: "Members" })
         );
     }
 
