@@ -157,19 +157,7 @@ fn join_with(
     start: Instant,
     member_id: String,
 ) -> (JoinGroupResponse, Duration, Duration) {
-    let mut request = JoinGroupRequest {
-        group_id: GROUP.to_owned(),
-        session_timeout_ms: i32::try_from(SESSION_TIMEOUT.as_millis()).unwrap(),
-        rebalance_timeout_ms: i32::try_from(REBALANCE_TIMEOUT.as_millis()).unwrap(),
-        member_id,
-        protocol_type: "consumer".to_owned(),
-        protocols: vec![JoinGroupRequestProtocol {
-            name: "range".to_owned(),
-            metadata: subscription(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let mut request = join_request(&member_id);
     loop {
         let sent = start.elapsed();
         let response = raw::call(coordinator, JOIN_GROUP_VERSION, &request, HELD)
@@ -182,6 +170,24 @@ fn join_with(
             continue;
         }
         return (response, sent, answered);
+    }
+}
+
+/// JoinGroup as `member_id` with the probe's timeouts and one "range"
+/// protocol.
+fn join_request(member_id: &str) -> JoinGroupRequest {
+    JoinGroupRequest {
+        group_id: GROUP.to_owned(),
+        session_timeout_ms: i32::try_from(SESSION_TIMEOUT.as_millis()).unwrap(),
+        rebalance_timeout_ms: i32::try_from(REBALANCE_TIMEOUT.as_millis()).unwrap(),
+        member_id: member_id.to_owned(),
+        protocol_type: "consumer".to_owned(),
+        protocols: vec![JoinGroupRequestProtocol {
+            name: "range".to_owned(),
+            metadata: subscription(),
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 
@@ -844,41 +850,14 @@ fn the_mock_clusters_error_answers_carry_nulls_that_decode_as_empty() {
 }
 
 /// The undecoded bytes of a JoinGroup v5 answer to `member_id`.
-fn raw_join_answer(coordinator: &str, member_id: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let request = JoinGroupRequest {
-        group_id: GROUP.to_owned(),
-        session_timeout_ms: i32::try_from(SESSION_TIMEOUT.as_millis()).unwrap(),
-        rebalance_timeout_ms: i32::try_from(REBALANCE_TIMEOUT.as_millis()).unwrap(),
-        member_id: member_id.to_owned(),
-        protocol_type: "consumer".to_owned(),
-        protocols: vec![JoinGroupRequestProtocol {
-            name: "range".to_owned(),
-            metadata: subscription(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    let mut frame = BytesMut::new();
-    frame.extend_from_slice(&[0; 4]);
-    sansa_core::protocol::header::encode_request(
-        &mut frame,
+fn raw_join_answer(coordinator: &str, member_id: &str) -> Bytes {
+    raw::call_undecoded(
+        coordinator,
         JOIN_GROUP_VERSION,
-        1,
-        Some("sansa-tests-raw"),
-        &request,
+        &join_request(member_id),
+        QUICK,
     )
-    .unwrap();
-    let len = u32::try_from(frame.len() - 4).unwrap();
-    frame[..4].copy_from_slice(&len.to_be_bytes());
-    let mut stream = std::net::TcpStream::connect(coordinator).unwrap();
-    stream.set_read_timeout(Some(QUICK)).unwrap();
-    stream.write_all(&frame).unwrap();
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    body
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 // ----------------------------------------------------------------------

@@ -120,6 +120,19 @@ pub fn call<R: Request>(
         .map_err(|e| raw_err(format!("raw {} v{version} to {broker}", R::NAME), e))
 }
 
+/// [`call`] without the decoding: the answer's bytes as they came (the
+/// response header first), for a test that checks what a peer really
+/// wrote where sansa's decoder is lenient.
+pub fn call_undecoded<R: Request>(
+    broker: &str,
+    version: i16,
+    request: &R,
+    timeout: Duration,
+) -> Result<Bytes, PeerError> {
+    exchange_bytes(broker, version, request, timeout)
+        .map_err(|e| raw_err(format!("raw {} v{version} to {broker}", R::NAME), e))
+}
+
 /// Sends `request` at `version` to `broker` (`host:port`) on a fresh
 /// connection and decodes the answer; the error says what failed.
 fn exchange<R: Request>(
@@ -128,6 +141,18 @@ fn exchange<R: Request>(
     request: &R,
     timeout: Duration,
 ) -> Result<R::Response, String> {
+    let body = exchange_bytes(broker, version, request, timeout)?;
+    let (_, response) = decode_response::<R>(body, version).map_err(|e| e.to_string())?;
+    Ok(response)
+}
+
+/// [`exchange`] up to the answer's bytes.
+fn exchange_bytes<R: Request>(
+    broker: &str,
+    version: i16,
+    request: &R,
+    timeout: Duration,
+) -> Result<Bytes, String> {
     let addr = broker
         .to_socket_addrs()
         .map_err(|e| e.to_string())?
@@ -148,9 +173,7 @@ fn exchange<R: Request>(
     stream.read_exact(&mut size).map_err(|e| e.to_string())?;
     let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
     stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    let (_, response) =
-        decode_response::<R>(Bytes::from(body), version).map_err(|e| e.to_string())?;
-    Ok(response)
+    Ok(Bytes::from(body))
 }
 
 /// InitProducerId v4 (KIP-360: it names the producer id and epoch the
