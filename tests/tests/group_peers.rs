@@ -52,14 +52,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use sansa_core::group::balancer::protocol::{encode_assignment, encode_subscription_at};
+use sansa_core::group::balancer::{MemberAssignment, MemberSubscription};
 use sansa_core::protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use sansa_core::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use sansa_core::protocol::messages::{
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest,
-    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
+    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
 };
-use sansa_core::protocol::{ApiKey, Codec, ErrorCode};
+use sansa_core::protocol::{ApiKey, ErrorCode};
 use sansa_tests::peers::{raw, KafkaPeer, MockCluster, NoidaDb, PeerError, Tansu};
 use sansa_tests::progress;
 
@@ -106,32 +107,22 @@ const SYNC_GROUP_VERSION: i16 = 3;
 /// Heartbeat v3, likewise.
 const HEARTBEAT_VERSION: i16 = 3;
 
-/// A minimal consumer subscription (ConsumerProtocolSubscription v0,
-/// version prefix included) to one topic, as every member's "range"
-/// metadata. The topic need not exist: the coordinator does not read it.
+/// A minimal consumer subscription (version-prefixed, v0) to one topic,
+/// as every member's "range" metadata. The topic need not exist: the
+/// coordinator does not read it.
 fn subscription() -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    ConsumerProtocolSubscription {
+    let sub = MemberSubscription {
         topics: vec![GROUP.to_owned()],
         ..Default::default()
-    }
-    .encode(&mut buf, 0)
-    .unwrap();
-    buf.freeze()
+    };
+    encode_subscription_at(&sub, 0).unwrap()
 }
 
-/// An empty consumer assignment (ConsumerProtocolAssignment v0, version
-/// prefix included). Not empty bytes: Tansu 0.6.0 holds a leader's
-/// SyncGroup carrying empty assignment bytes for seconds and then answers
-/// REBALANCE_IN_PROGRESS.
+/// An empty consumer assignment (version-prefixed). Not empty bytes:
+/// Tansu 0.6.0 holds a leader's SyncGroup carrying empty assignment bytes
+/// for seconds and then answers REBALANCE_IN_PROGRESS.
 fn assignment() -> Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    ConsumerProtocolAssignment::default()
-        .encode(&mut buf, 0)
-        .unwrap();
-    buf.freeze()
+    encode_assignment(&MemberAssignment::default()).unwrap()
 }
 
 /// A member's place in the group after a JoinGroup.
@@ -683,7 +674,7 @@ fn assert_round(
         "{name}: known defect was: {defect}; if it behaves as Kafka does now, tighten this \
          test to expect {kafka:?}: {shape:?} {round:#?}"
     );
-    eprintln!("{name}: known defect: {defect}");
+    progress!("{name}: known defect: {defect}");
 }
 
 fn heartbeats_all(s: &Shape, code: ErrorCode) -> bool {

@@ -29,11 +29,10 @@ use rdkafka::client::{Client, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::{RDKafkaRespErr, RDKafkaType};
-
-use crate::deadline::TestDeadline;
 use sansa_core::protocol::{ApiKey, ErrorCode};
 
 use super::{KafkaPeer, PeerError};
+use crate::deadline::TestDeadline;
 
 /// Which coordinator [`MockCluster::coordinator`] pins to a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]

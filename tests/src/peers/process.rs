@@ -37,6 +37,12 @@ pub(crate) struct BrokerProcess {
 }
 
 impl BrokerProcess {
+    /// Lifts the bound on the test that started this broker (for the
+    /// benchmark, whose runs may take longer than any test).
+    pub(crate) fn disarm_deadline(&mut self) {
+        self.deadline = None;
+    }
+
     /// Starts `binary` with the arguments `args(port)` gives, its output in
     /// `log_dir`, and waits until it listens on `127.0.0.1:port`.
     pub(crate) fn start(
@@ -198,14 +204,6 @@ impl BrokerProcess {
             }
             Err(e) => format!("(cannot read {}: {e})", self.log.display()),
         }
-    }
-}
-
-impl BrokerProcess {
-    /// Lifts the bound on the test that started this broker (for the
-    /// benchmark, whose runs may take longer than any test).
-    pub(crate) fn disarm_deadline(&mut self) {
-        self.deadline = None;
     }
 }
 
