@@ -503,7 +503,7 @@ impl Producer {
         self.buffered_records = self.buffered_records.saturating_sub(acked.records.len());
         self.events.reserve(acked.records.len());
         for (i, p) in acked.records.iter().enumerate() {
-            self.buffered_bytes = self.buffered_bytes.saturating_sub(p.record.user_size());
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(p.size);
             self.outstanding.remove(p.id.0);
             let meta = acked.meta(topic, i, p.timestamp);
             self.events.push_back(Event::Delivered { id: p.id, meta });
@@ -624,7 +624,8 @@ impl Producer {
                     // recreated topic, whose old buffers stay put.
                     while tb.partitions.len() < n {
                         let p = tb.partitions.len() as i32;
-                        tb.partitions.push(PartitionBuffer::new(p));
+                        tb.partitions
+                            .push(PartitionBuffer::new(Topic::from(&tb.name), p));
                     }
                     tb.leaders.clear();
                     tb.leaders.extend(
@@ -1299,9 +1300,7 @@ impl Producer {
         for tb in self.topics.values_mut() {
             all.extend(tb.waiting.drain(..).map(|w| w.pending));
             for p in &mut tb.partitions {
-                for b in p.batches.drain(..) {
-                    all.extend(b.records);
-                }
+                all.extend(p.take_all());
             }
         }
         self.fail_records(all, error);

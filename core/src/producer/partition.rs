@@ -26,13 +26,36 @@ use crate::record::{BatchBuilder, BatchOptions, BatchStamp, ProducerStamp, Seale
 use crate::time::Timestamp;
 
 use super::record::{ProduceError, ProduceId, Record, RecordMeta};
+use super::topic::Topic;
 
-/// A buffered record with what the producer needs to answer for it.
+/// A record on its way into a batch (or waiting for its topic's
+/// partitions), or out of a failed one back to its caller.
 #[derive(Debug)]
 pub(crate) struct PendingRecord {
     pub(crate) id: ProduceId,
     pub(crate) record: Record,
     pub(crate) timestamp: i64,
+}
+
+/// A record whose bytes are in a batch: what the producer needs to answer
+/// for it, and not the record itself. The record is dropped once written,
+/// on the thread that produced it, so its key and value are freed where
+/// they were allocated (and their memory is reused by the next record)
+/// instead of waiting, twice buffered, for the acknowledgement to free
+/// them on the driver's thread. A record is given back to its caller only
+/// when its batch fails, which is rare; it is then read back from the
+/// batch's bytes (see [`Batch::recover`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchedRecord {
+    pub(crate) id: ProduceId,
+    /// The record's timestamp as written.
+    pub(crate) timestamp: i64,
+    /// Its [`Record::user_size`], for the buffer's accounting.
+    pub(crate) size: usize,
+    /// Whether the caller set the partition (the manual partitioner) ...
+    partition_given: bool,
+    /// ... and the timestamp, so the record given back has them as given.
+    timestamp_given: bool,
 }
 
 /// Where a batch stands.
@@ -42,7 +65,7 @@ pub(crate) struct Batch {
     pub(crate) id: u64,
     builder: Option<BatchBuilder>,
     pub(crate) sealed: Option<SealedBatch>,
-    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) records: Vec<BatchedRecord>,
     pub(crate) created_at: Timestamp,
     pub(crate) first_sent_at: Option<Timestamp>,
     /// Base sequence, assigned at first send (or after an epoch reset).
@@ -60,6 +83,58 @@ pub(crate) struct Batch {
 impl Batch {
     pub(crate) fn record_count(&self) -> i32 {
         self.records.len() as i32
+    }
+
+    /// The batch's records as their callers gave them, read back from
+    /// the batch's bytes (sealed or not), to give them back with a
+    /// failure. Keys, values and headers are slices of one buffer.
+    fn recover(self, topic: &Topic, partition: i32) -> Vec<PendingRecord> {
+        let read = match (&self.sealed, &self.builder) {
+            (Some(sealed), _) => sealed.read_back(),
+            (None, Some(builder)) => builder.read_back(),
+            (None, None) => Ok(Vec::new()),
+        };
+        let mut read = match read {
+            Ok(read) if read.len() == self.records.len() => read.into_iter(),
+            Ok(read) => {
+                tracing::error!(
+                    expected = self.records.len(),
+                    read = read.len(),
+                    "a failed batch read back with the wrong number of records"
+                );
+                Vec::new().into_iter()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a failed batch could not be read back");
+                Vec::new().into_iter()
+            }
+        };
+        self.records
+            .into_iter()
+            .map(|b| {
+                // Only a batch that cannot be read back (never seen) gives
+                // back records without their bytes.
+                let r = read.next().unwrap_or_else(|| crate::record::Record {
+                    offset: 0,
+                    timestamp: b.timestamp,
+                    key: None,
+                    value: None,
+                    headers: Default::default(),
+                });
+                PendingRecord {
+                    id: b.id,
+                    record: Record {
+                        topic: topic.clone(),
+                        partition: b.partition_given.then_some(partition),
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers.iter().collect(),
+                        timestamp: b.timestamp_given.then_some(b.timestamp),
+                    },
+                    timestamp: b.timestamp,
+                }
+            })
+            .collect()
     }
 }
 
@@ -107,7 +182,7 @@ impl BatchMemory {
 /// where they landed.
 #[derive(Debug)]
 pub(crate) struct Acked {
-    pub(crate) records: Vec<PendingRecord>,
+    pub(crate) records: Vec<BatchedRecord>,
     pub(crate) partition: i32,
     /// The first record's offset, or -1 when the broker did not say (a
     /// duplicate, or acks=0).
@@ -146,6 +221,8 @@ pub(crate) struct Failed {
 /// One partition's buffer.
 #[derive(Debug)]
 pub(crate) struct PartitionBuffer {
+    /// The topic, for records given back from failed batches.
+    topic: Topic,
     pub(crate) partition: i32,
     pub(crate) batches: VecDeque<Batch>,
     next_batch_id: u64,
@@ -182,8 +259,9 @@ pub(crate) struct PartitionBuffer {
 const MAX_RECORDS_HINT: usize = 16 * 1024;
 
 impl PartitionBuffer {
-    pub(crate) fn new(partition: i32) -> Self {
+    pub(crate) fn new(topic: Topic, partition: i32) -> Self {
         PartitionBuffer {
+            topic,
             partition,
             batches: VecDeque::new(),
             next_batch_id: 0,
@@ -289,8 +367,17 @@ impl PartitionBuffer {
 
     /// Keeps a record whose bytes [`write_open`](Self::write_open) or
     /// [`write_new`](Self::write_new) just wrote into the last batch.
+    /// The record itself is dropped here (see [`BatchedRecord`]).
     pub(crate) fn keep(&mut self, pending: PendingRecord, urgent: bool) {
         let size = pending.record.user_size();
+        let kept = BatchedRecord {
+            id: pending.id,
+            timestamp: pending.timestamp,
+            size,
+            partition_given: pending.record.partition.is_some(),
+            timestamp_given: pending.record.timestamp.is_some(),
+        };
+        drop(pending);
         let Some(batch) = self.batches.back_mut() else {
             // Unreachable after a successful write; never lose the record
             // silently if it were reached.
@@ -299,7 +386,7 @@ impl PartitionBuffer {
         };
         batch.urgent |= urgent;
         batch.user_bytes += size;
-        batch.records.push(pending);
+        batch.records.push(kept);
         self.buffered_records += 1;
         self.buffered_bytes += size;
     }
@@ -522,7 +609,7 @@ impl PartitionBuffer {
         self.buffered_records -= b.records.len();
         self.buffered_bytes -= b.user_bytes;
         Some(Failed {
-            records: b.records,
+            records: b.recover(&self.topic, self.partition),
             error,
         })
     }
@@ -575,9 +662,19 @@ impl PartitionBuffer {
             };
             self.buffered_records -= b.records.len();
             self.buffered_bytes -= b.user_bytes;
-            records.extend(b.records);
+            records.extend(b.recover(&self.topic, self.partition));
         }
         Failed { records, error }
+    }
+
+    /// Takes every batch's records out, read back as their callers gave
+    /// them (the client is closing without flushing).
+    pub(crate) fn take_all(&mut self) -> Vec<PendingRecord> {
+        let (topic, partition) = (&self.topic, self.partition);
+        self.batches
+            .drain(..)
+            .flat_map(|b| b.recover(topic, partition))
+            .collect()
     }
 
     /// Fails every batch never sent (a transaction is being aborted);
@@ -826,7 +923,7 @@ mod tests {
                 ..Default::default()
             };
             let mut memory = BatchMemory::default();
-            let mut p = PartitionBuffer::new(0);
+            let mut p = PartitionBuffer::new(Topic::from("t"), 0);
             let value: &'static [u8] = &[7; 5000];
             for i in 0..2 {
                 append(&mut p, pending(i, value), &options, &mut memory);
@@ -864,6 +961,83 @@ mod tests {
             };
             assert_eq!(read(&first), read(&second), "{compression:?}");
             assert_eq!(read(&first).map(|v| v.len()), Some(2));
+        }
+    }
+
+    /// A record as a caller might make it: key, value, headers, partition
+    /// and timestamp each present or not.
+    fn any_record() -> impl proptest::strategy::Strategy<Value = Record> {
+        use proptest::prelude::*;
+        let bytes = || proptest::collection::vec(any::<u8>(), 0..40);
+        (
+            proptest::option::of(bytes()),
+            proptest::option::of(bytes()),
+            proptest::collection::vec((bytes(), proptest::option::of(bytes())), 0..3),
+            any::<bool>(),
+            proptest::option::of(0..2_000_000_000_000i64),
+        )
+            .prop_map(|(key, value, headers, partition_given, timestamp)| Record {
+                topic: Topic::from("t"),
+                partition: partition_given.then_some(3),
+                key: key.map(Into::into),
+                value: value.map(Into::into),
+                headers: headers
+                    .into_iter()
+                    .map(|(k, v)| crate::record::Header::new(k, v.map(Into::into)))
+                    .collect(),
+                timestamp,
+            })
+    }
+
+    proptest::proptest! {
+        /// The producer drops a record once its bytes are in a batch; a
+        /// failed batch gives its records back read from those bytes, and
+        /// they must be the records as given, whether the batch was sealed
+        /// (compressed) or not.
+        #[test]
+        fn failed_records_come_back_as_they_were_given(
+            records in proptest::collection::vec(any_record(), 1..40),
+            codec in 0usize..5,
+            sealed in proptest::prelude::any::<bool>(),
+        ) {
+            use crate::compression::Compression;
+            let compression = [
+                Compression::None,
+                Compression::Gzip,
+                Compression::Snappy,
+                Compression::Lz4,
+                Compression::Zstd,
+            ][codec];
+            let options = BatchOptions { compression, ..Default::default() };
+            let mut memory = BatchMemory::default();
+            let mut p = PartitionBuffer::new(Topic::from("t"), 3);
+            for (i, record) in records.iter().enumerate() {
+                let r = PendingRecord {
+                    id: ProduceId(i as u64),
+                    timestamp: record.timestamp.unwrap_or(1_700_000_000_000),
+                    record: record.clone(),
+                };
+                append(&mut p, r, &options, &mut memory);
+            }
+            let back = if sealed {
+                let sent = p.take_for_send(Timestamp::ZERO, Some((7, 0)), 5, &mut memory);
+                let Ok(Some((id, _))) = sent else {
+                    panic!("a batch was ready");
+                };
+                p.on_fatal(id, ProduceError::Cancelled).records
+            } else {
+                p.take_all()
+            };
+            let ids: Vec<u64> = back.iter().map(|r| r.id.0).collect();
+            let expected_ids: Vec<u64> = (0..records.len() as u64).collect();
+            proptest::prop_assert_eq!(ids, expected_ids);
+            for (given, back) in records.iter().zip(&back) {
+                proptest::prop_assert_eq!(given, &back.record);
+                proptest::prop_assert_eq!(
+                    back.timestamp,
+                    given.timestamp.unwrap_or(1_700_000_000_000)
+                );
+            }
         }
     }
 

@@ -27,7 +27,7 @@ use super::layout::*;
 use super::records::{Header, HeaderRef};
 use super::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use super::{
-    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    RecordError, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
     RECORD_BATCH_OVERHEAD,
 };
 use crate::compression::{Compression, CompressionError, CompressionLevel, Compressor};
@@ -564,6 +564,34 @@ impl BatchBuilder {
         true
     }
 
+    /// The records appended since the last seal, read back as a reader
+    /// sees them (from a copy; the builder is left as it was). For a
+    /// producer that let go of its records once their bytes were written
+    /// and must give them back to their callers when the batch fails: a
+    /// rare path, so it may copy.
+    pub(crate) fn read_back(&self) -> Result<Vec<super::Record>, RecordError> {
+        let mut copy = BatchBuilder {
+            opts: BatchOptions {
+                compression: Compression::None,
+                ..self.opts
+            },
+            buf: self.buf.clone(),
+            count: self.count,
+            base_timestamp: self.base_timestamp,
+            max_timestamp: self.max_timestamp,
+            compressor: None,
+        };
+        match copy.seal(&BatchStamp::default()) {
+            Ok(sealed) => sealed.read_back(),
+            Err(BuildError::Empty) => Ok(Vec::new()),
+            Err(BuildError::Compression(e)) => Err(e.into()),
+            Err(BuildError::TooLarge(size)) => Err(RecordError::BadLength {
+                what: "batch",
+                length: i64::try_from(size).unwrap_or(i64::MAX),
+            }),
+        }
+    }
+
     /// Drops the records appended since the last seal.
     pub fn reset(&mut self) {
         self.buf.truncate(RECORD_BATCH_OVERHEAD);
@@ -705,6 +733,12 @@ impl SealedBatch {
     /// The batch bytes, consuming the batch.
     pub fn into_bytes(self) -> Bytes {
         self.bytes
+    }
+
+    /// The batch's records, read back as a reader sees them (decompressed
+    /// if need be): see [`BatchBuilder::read_back`].
+    pub(crate) fn read_back(&self) -> Result<Vec<super::Record>, RecordError> {
+        super::Batch::parse(self.to_bytes())?.records()?.collect()
     }
 
     /// The batch's memory as a plain buffer to build another batch in
