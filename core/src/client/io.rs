@@ -82,7 +82,10 @@ pub enum Event {
     ProduceFailed {
         /// Which produce.
         id: ProduceId,
-        /// The record, so the application can retry or log it.
+        /// The record as it was given, so the application can retry or
+        /// log it. Once its bytes were in a batch the producer no longer
+        /// held it: it is read back from the batch, its key, value and
+        /// headers slices of one buffer.
         record: Box<Record>,
         /// Why.
         error: ProduceError,

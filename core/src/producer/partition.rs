@@ -94,6 +94,8 @@ impl Batch {
             (None, Some(builder)) => builder.read_back(),
             (None, None) => Ok(Vec::new()),
         };
+        // Our own bytes: reading them back cannot fail unless this code
+        // is wrong, which the tests (debug builds) must hear about.
         let mut read = match read {
             Ok(read) if read.len() == self.records.len() => read.into_iter(),
             Ok(read) => {
@@ -102,10 +104,12 @@ impl Batch {
                     read = read.len(),
                     "a failed batch read back with the wrong number of records"
                 );
+                debug_assert_eq!(read.len(), self.records.len(), "records read back");
                 Vec::new().into_iter()
             }
             Err(e) => {
                 tracing::error!(error = %e, "a failed batch could not be read back");
+                debug_assert!(false, "a failed batch could not be read back: {e}");
                 Vec::new().into_iter()
             }
         };

@@ -738,7 +738,17 @@ impl SealedBatch {
     /// The batch's records, read back as a reader sees them (decompressed
     /// if need be): see [`BatchBuilder::read_back`].
     pub(crate) fn read_back(&self) -> Result<Vec<super::Record>, RecordError> {
-        super::Batch::parse(self.to_bytes())?.records()?.collect()
+        // Our own batch: its records are as long as they were when
+        // written, which may pass the reader's default bound.
+        let options = super::ReadOptions {
+            max_decompressed_bytes: self.uncompressed_records_len,
+            ..Default::default()
+        };
+        super::Batches::with_options(self.to_bytes(), options)
+            .next()
+            .unwrap_or(Err(RecordError::Truncated))?
+            .records()?
+            .collect()
     }
 
     /// The batch's memory as a plain buffer to build another batch in
