@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,50 @@ pub(crate) fn forget_on_expiry(pid: u32) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .retain(|p| *p != pid);
+}
+
+/// Sets every flag it holds when dropped while its thread panics.
+///
+/// A test that runs helper threads in a [`std::thread::scope`], each
+/// looping until a stop flag is set, hangs instead of failing when a check
+/// in the scope's body panics: the scope joins every thread before the
+/// panic goes on, and nothing sets the flags. Holding one of these in the
+/// body turns such a failure back into a failure.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use sansa_tests::deadline::StopOnPanic;
+///
+/// let stop = AtomicBool::new(false);
+/// let failed = std::panic::catch_unwind(|| {
+///     std::thread::scope(|s| {
+///         let _stop_all = StopOnPanic::new([&stop]);
+///         s.spawn(|| while !stop.load(Ordering::Acquire) {
+///             std::thread::yield_now();
+///         });
+///         panic!("a check failed");
+///     })
+/// });
+/// assert!(failed.is_err());
+/// ```
+#[derive(Debug)]
+pub struct StopOnPanic<'a>(Vec<&'a AtomicBool>);
+
+impl<'a> StopOnPanic<'a> {
+    /// Holds `flags`.
+    pub fn new(flags: impl IntoIterator<Item = &'a AtomicBool>) -> Self {
+        StopOnPanic(flags.into_iter().collect())
+    }
+}
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for flag in &self.0 {
+                flag.store(true, Ordering::Release);
+            }
+        }
+    }
 }
 
 /// Notes a step of a test: printed as `eprintln!` would (captured by

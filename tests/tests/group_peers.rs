@@ -61,6 +61,7 @@ use sansa_core::protocol::messages::{
     FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
 };
 use sansa_core::protocol::{ApiKey, ErrorCode};
+use sansa_tests::deadline::StopOnPanic;
 use sansa_tests::peers::{raw, KafkaPeer, MockCluster, NoidaDb, PeerError, Tansu};
 use sansa_tests::progress;
 
@@ -566,6 +567,8 @@ fn run(peer: &dyn KafkaPeer, on_rebalance: OnRebalance, dead_member: bool) -> Ro
     let stop = AtomicBool::new(false);
     let a_events = Mutex::new(Vec::new());
     let round = std::thread::scope(|scope| {
+        // A failed check below would otherwise hang on A's thread.
+        let _stop_a = StopOnPanic::new([&stop]);
         let a_thread = a.clone();
         let (coordinator_ref, stop_ref, events_ref) = (&coordinator, &stop, &a_events);
         scope.spawn(move || {

@@ -34,8 +34,10 @@ use sansa_core::group::{GroupConfig, GroupEvent};
 use sansa_core::protocol::ApiKey;
 use sansa_core::session::CommitFailure;
 use sansa_tests::adapters::{Adapter, AsyncStd, Blocking, Smol, Tokio};
+use sansa_tests::deadline::StopOnPanic;
 use sansa_tests::peers::librdkafka::{self, TestRecord};
 use sansa_tests::peers::{KafkaPeer, MockCluster, Tansu};
+use sansa_tests::progress;
 
 const PARTITIONS: i32 = 8;
 /// Records per wave (one before the group forms, one after its changes).
@@ -375,8 +377,17 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
         })
         .collect();
     let (librdkafka_retired, librdkafka_assigned) = (AtomicBool::new(false), AtomicUsize::new(0));
-    let log = |what: &str| eprintln!("{}: {what} after {:?}", A::NAME, started.elapsed());
+    let log = |what: &str| progress!("{}: {what} after {:?}", A::NAME, started.elapsed());
     std::thread::scope(|s| {
+        // A failed check below panics out of this closure, and the scope
+        // then joins every member's thread before the panic goes on: each
+        // must be told to stop, or the failure hangs instead of failing.
+        let _retire_all = StopOnPanic::new(
+            members
+                .iter()
+                .map(|m| &m.1.retired)
+                .chain([&librdkafka_retired]),
+        );
         let spawn = |i: usize| {
             let (client, stats, manual) = &members[i];
             let (topic, seen) = (&topic, &seen);
@@ -411,6 +422,7 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
         // Member 1 crashes, member 2 leaves cleanly, member 3 joins.
         members[1].1.retired.store(true, Ordering::Release);
         members[1].0.abort();
+        log("member 1 crashed");
         members[2].1.retired.store(true, Ordering::Release);
         members[2].0.close();
         log("member 1 crashed, member 2 left");
@@ -430,14 +442,17 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
         let before = members[3].1.assignments.load(Ordering::Relaxed);
         members[0].1.retired.store(true, Ordering::Release);
         members[0].0.close();
+        log("member 0 closed");
         wait_until("member 3 took over member 0's partitions", || {
             members[3].1.assignments.load(Ordering::Relaxed) > before
         });
         members[3].1.retired.store(true, Ordering::Release);
         members[3].0.close();
+        log("member 3 closed");
         wait_until("librdkafka took over every partition", || {
             librdkafka_assigned.load(Ordering::Acquire) == PARTITIONS as usize
         });
+        log("librdkafka took over every partition");
         librdkafka_retired.store(true, Ordering::Release);
     });
     log("everyone closed");
