@@ -425,7 +425,7 @@ fn crash_leave_join<A: Adapter>(kind: &str, strategy: Strategy) {
         log("member 1 crashed");
         members[2].1.retired.store(true, Ordering::Release);
         members[2].0.close();
-        log("member 1 crashed, member 2 left");
+        log("member 2 left");
         spawn(3);
         wait_until("the late joiner assigned", || assigned(3));
         log("late joiner assigned");

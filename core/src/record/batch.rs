@@ -261,7 +261,12 @@ impl Batch {
     /// Parses the single batch at the start of `bytes` (which must hold all
     /// of it), with default limits. Handy for a batch stored on its own.
     pub fn parse(bytes: Bytes) -> Result<Batch, RecordError> {
-        Batches::new(bytes)
+        Batch::parse_with(bytes, ReadOptions::default())
+    }
+
+    /// [`parse`](Self::parse) with the limits of `opts`.
+    pub(crate) fn parse_with(bytes: Bytes, opts: ReadOptions) -> Result<Batch, RecordError> {
+        Batches::with_options(bytes, opts)
             .next()
             .unwrap_or(Err(RecordError::Truncated))
     }

@@ -744,9 +744,7 @@ impl SealedBatch {
             max_decompressed_bytes: self.uncompressed_records_len,
             ..Default::default()
         };
-        super::Batches::with_options(self.to_bytes(), options)
-            .next()
-            .unwrap_or(Err(RecordError::Truncated))?
+        super::Batch::parse_with(self.to_bytes(), options)?
             .records()?
             .collect()
     }
